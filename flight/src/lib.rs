@@ -1,0 +1,6 @@
+//! Kestrel's on-board software. The `flight` binary is a thin shell over this library.
+//! See ARCHITECTURE.md for the map of its modules.
+
+pub mod config;
+pub mod model_check;
+pub mod onnx_runtime;

@@ -1,0 +1,59 @@
+//! `flight`: the on-board software's command line. All behaviour lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kestrel_flight::config::LoadedFlightMission;
+use kestrel_flight::model_check;
+use kestrel_link::cli::{self, LogArgs};
+
+/// Kestrel on-board software: ingest frames, detect, checkpoint, schedule and downlink products.
+#[derive(Debug, Parser)]
+#[command(name = "flight", version)]
+struct Cli {
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a mission file for flight: syntax, every key, ranges, and that the files it names exist.
+    Check {
+        #[arg(long, value_name = "FILE")]
+        mission: PathBuf,
+    },
+    /// Load ONNX Runtime and an ONNX model with the mission's execution providers, and run it once.
+    ModelCheck {
+        #[arg(long, value_name = "FILE")]
+        mission: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        model: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli.log.init();
+    let result = match cli.command {
+        Command::Check { mission } => LoadedFlightMission::load(&mission).map(|loaded| {
+            let m = &loaded.config;
+            println!(
+                "{}: OK for flight (mission `{}`, spacecraft {}, RS interleave {}, providers {:?})",
+                mission.display(),
+                m.mission.name,
+                m.link.spacecraft_id,
+                m.link.rs_interleave.get_ref(),
+                m.flight.inference.execution_providers.get_ref().iter().map(|k| k.name()).collect::<Vec<_>>(),
+            );
+        })
+        .map_err(anyhow::Error::from),
+        Command::ModelCheck { mission, model } => LoadedFlightMission::load(&mission)
+            .map_err(anyhow::Error::from)
+            .and_then(|loaded| model_check::run(&loaded.config.flight.inference, &model).map_err(Into::into))
+            .map(|report| print!("{report}")),
+    };
+    cli::finish("flight", result)
+}

@@ -1,0 +1,244 @@
+//! Finding, loading and configuring ONNX Runtime.
+//!
+//! `ort` is built with `load-dynamic`: the shared library is the one from the PyPI `onnxruntime`
+//! wheel (fetched by `scripts/setup-onnxruntime.sh`), found at run time, never downloaded by the
+//! build. Lookup order, first hit wins:
+//! 1. `ORT_DYLIB_PATH` (the variable `ort` itself documents);
+//! 2. `libonnxruntime.so*` next to the running executable (a release bundle);
+//! 3. the Kestrel cache, `$KESTREL_CACHE_DIR/onnxruntime-1.31.1/` (default
+//!    `$XDG_CACHE_HOME/kestrel`, else `~/.cache/kestrel`).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::environment::Environment;
+use ort::ep;
+#[cfg(feature = "cuda")]
+use ort::ep::ExecutionProvider;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+
+use crate::config::ExecutionProviderKind;
+
+/// The ONNX Runtime release the set-up installs and `ort` 2.0.0-rc.15 is built against.
+pub const ORT_VERSION: &str = "1.31.1";
+/// Shared library file name on Linux.
+pub const LIBRARY_NAME: &str = "libonnxruntime.so.1.31.1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(
+        "the ONNX Runtime library was not found; looked at: {}. Run scripts/setup-onnxruntime.sh, or set ORT_DYLIB_PATH",
+        .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    LibraryNotFound(Vec<PathBuf>),
+    #[error("cannot load the ONNX Runtime library `{path}`: {message}")]
+    Load { path: PathBuf, message: String },
+    #[error("cannot load the model `{path}`: {message}")]
+    Model { path: PathBuf, message: String },
+    #[error("none of the execution providers {requested:?} is available: {reasons}")]
+    NoProvider {
+        requested: Vec<&'static str>,
+        reasons: String,
+    },
+}
+
+/// The Kestrel cache folder (ONNX Runtime library and other fetched artefacts).
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KESTREL_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("kestrel");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".cache").join("kestrel")
+}
+
+/// Where the set-up script puts the library and the test models that ship in the same wheel.
+pub fn cached_runtime_dir() -> PathBuf {
+    cache_dir().join(format!("onnxruntime-{ORT_VERSION}"))
+}
+
+/// The candidate paths of the library, in lookup order.
+pub fn library_candidates() -> Vec<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+        candidates.push(PathBuf::from(path));
+    }
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    {
+        candidates.push(dir.join(LIBRARY_NAME));
+    }
+    candidates.push(cached_runtime_dir().join(LIBRARY_NAME));
+    candidates
+}
+
+pub fn locate_library() -> Result<PathBuf, RuntimeError> {
+    let candidates = library_candidates();
+    candidates
+        .iter()
+        .find(|path| path.is_file())
+        .cloned()
+        .ok_or(RuntimeError::LibraryNotFound(candidates))
+}
+
+/// The process's one ONNX Runtime environment (ONNX Runtime allows one per process).
+pub struct OnnxRuntime {
+    library: PathBuf,
+    environment: Environment,
+}
+
+impl std::fmt::Debug for OnnxRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnnxRuntime")
+            .field("library", &self.library)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a session runs on, and why the providers before it were passed over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderChoice {
+    pub chosen: ExecutionProviderKind,
+    pub passed_over: Vec<(ExecutionProviderKind, String)>,
+}
+
+impl OnnxRuntime {
+    /// Loads the library once per process and returns the shared environment.
+    pub fn get() -> Result<&'static OnnxRuntime, RuntimeError> {
+        static RUNTIME: OnceLock<Result<OnnxRuntime, String>> = OnceLock::new();
+        RUNTIME
+            .get_or_init(|| Self::start().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|message| RuntimeError::Load {
+                path: PathBuf::from("ONNX Runtime"),
+                message: message.clone(),
+            })
+    }
+
+    fn start() -> Result<Self, RuntimeError> {
+        let library = locate_library()?;
+        let load_error = |message: String| RuntimeError::Load {
+            path: library.clone(),
+            message,
+        };
+        let environment = ort::init_from(&library)
+            .map_err(|e| load_error(e.to_string()))?
+            .with_name("kestrel")
+            .build()
+            .map_err(|e| load_error(e.to_string()))?;
+        tracing::info!(library = %library.display(), "ONNX Runtime loaded");
+        Ok(Self {
+            library,
+            environment,
+        })
+    }
+
+    pub fn library(&self) -> &Path {
+        &self.library
+    }
+
+    /// The build description the loaded library reports (git commit, build type).
+    pub fn build_info(&self) -> &'static str {
+        ort::info()
+    }
+
+    /// Builds a session for `model` on the first provider of `preference` that is available and
+    /// accepts the model; each one passed over is logged with its reason, so a fallback is never silent.
+    pub fn session(
+        &self,
+        model: &Path,
+        preference: &[ExecutionProviderKind],
+        intra_threads: usize,
+    ) -> Result<(Session, ProviderChoice), RuntimeError> {
+        if !model.is_file() {
+            return Err(RuntimeError::Model {
+                path: model.to_path_buf(),
+                message: "no such file".to_owned(),
+            });
+        }
+        let mut passed_over = Vec::new();
+        for &kind in preference {
+            let attempt = provider(kind).and_then(|dispatch| {
+                Session::builder(&self.environment)
+                    .and_then(|b| {
+                        b.with_optimization_level(GraphOptimizationLevel::Level3)
+                            .map_err(Into::into)
+                    })
+                    .and_then(|b| b.with_intra_threads(intra_threads).map_err(Into::into))
+                    .and_then(|b| {
+                        b.with_execution_providers([dispatch.error_on_failure()])
+                            .map_err(Into::into)
+                    })
+                    .and_then(|mut b| b.commit_from_file(model))
+                    .map_err(|e| e.to_string())
+            });
+            match attempt {
+                Ok(session) => {
+                    return Ok((
+                        session,
+                        ProviderChoice {
+                            chosen: kind,
+                            passed_over,
+                        },
+                    ));
+                }
+                Err(reason) => {
+                    tracing::warn!(provider = kind.name(), reason = %reason, "execution provider passed over");
+                    passed_over.push((kind, reason));
+                }
+            }
+        }
+        let reasons = passed_over
+            .iter()
+            .map(|(k, r)| format!("{}: {r}", k.name()))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(RuntimeError::NoProvider {
+            requested: preference.iter().map(|k| k.name()).collect(),
+            reasons,
+        })
+    }
+}
+
+/// The provider ready to register, or why it cannot run here.
+fn provider(kind: ExecutionProviderKind) -> Result<ep::ExecutionProviderDispatch, String> {
+    match kind {
+        ExecutionProviderKind::Cpu => Ok(ep::CPU::default().with_arena_allocator(true).build()),
+        ExecutionProviderKind::Cuda => cuda_provider(),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_provider() -> Result<ep::ExecutionProviderDispatch, String> {
+    match <ep::CUDA as ExecutionProvider>::is_available() {
+        Ok(true) => Ok(ep::CUDA::default().build()),
+        Ok(false) => {
+            Err("the loaded ONNX Runtime library has no CUDA execution provider".to_owned())
+        }
+        Err(e) => Err(format!("cannot query the CUDA execution provider: {e}")),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_provider() -> Result<ep::ExecutionProviderDispatch, String> {
+    Err("this build of flight has no `cuda` feature".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_is_refused_with_a_reason_in_a_cpu_build() {
+        let Err(reason) = provider(ExecutionProviderKind::Cuda) else {
+            panic!("cuda without the feature")
+        };
+        assert!(reason.contains("`cuda` feature"), "{reason}");
+        assert!(provider(ExecutionProviderKind::Cpu).is_ok());
+    }
+}

@@ -1,0 +1,59 @@
+//! The `[link]` section of the mission file: how the two ends frame, code and protect the link.
+//! Flight and ground read the same section, so the two ends cannot disagree.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::mission::{MissionError, MissionFile};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkConfig {
+    /// AOS spacecraft identifier (8 bits) in every transfer frame.
+    pub spacecraft_id: u8,
+    /// Reed-Solomon (255,223) interleave depth, 1 to 8; a CADU is 4 + 255 x depth bytes.
+    pub rs_interleave: Spanned<u8>,
+    /// Downlink rate in bit/s; with a pass's duration it sets the pass's byte budget.
+    pub downlink_rate_bps: Spanned<u64>,
+    pub security: SecurityConfig,
+}
+
+/// Authentication of every frame, in the spirit of CCSDS SDLS (355.0-B).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Security parameter index carried in each frame's security header.
+    pub spi: u16,
+    /// File holding the 256-bit AES-GCM key, as 64 hexadecimal digits. Never the key itself.
+    pub key_file: Spanned<PathBuf>,
+}
+
+impl LinkConfig {
+    /// Checks what serde's types cannot: ranges, and that the key file is there.
+    pub fn validate(&self, file: &MissionFile) -> Result<(), MissionError> {
+        let depth = &self.rs_interleave;
+        if !(1..=8).contains(depth.get_ref()) {
+            return Err(file.error_at(
+                depth.span(),
+                "link.rs_interleave",
+                format!("must be 1 to 8 (CCSDS 131.0-B), found {}", depth.get_ref()),
+            ));
+        }
+        if *self.downlink_rate_bps.get_ref() == 0 {
+            return Err(file.error_at(
+                self.downlink_rate_bps.span(),
+                "link.downlink_rate_bps",
+                "must be above 0",
+            ));
+        }
+        file.existing_file("link.security.key_file", &self.security.key_file)?;
+        Ok(())
+    }
+
+    /// Bytes in one CADU: the 4-byte attached sync marker and the interleaved code block.
+    pub fn cadu_len(&self) -> usize {
+        4 + 255 * usize::from(*self.rs_interleave.get_ref())
+    }
+}

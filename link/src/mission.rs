@@ -1,0 +1,386 @@
+//! The mission file (`mission.toml`): the one static declaration of a mission, read by every binary.
+//!
+//! Each crate owns the schema of its own section and deserializes only the sections it needs; this
+//! module owns what they share: reading the file, rejecting unknown top-level sections (a typo in a
+//! section name must never be silently ignored), and turning any mistake into one error that names
+//! the file, the line, the column and the dotted key.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// Every top-level section a mission file may have. Each is owned by one crate; see docs/mission.md.
+pub const SECTIONS: &[&str] = &["mission", "link", "flight", "ground", "thermal"];
+
+/// A mistake in a mission file, located as precisely as the mistake allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissionError {
+    pub file: PathBuf,
+    /// 1-based line and column of the offending text; `None` when the file could not be read.
+    pub position: Option<(usize, usize)>,
+    /// Dotted path of the offending key (`flight.intra_threads`), when there is one.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for MissionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, column)) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "key `{key}`: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for MissionError {}
+
+/// The text of a mission file, kept so that later checks (a key file that does not exist, a value
+/// out of range) can still point at the line that caused them.
+#[derive(Debug, Clone)]
+pub struct MissionFile {
+    path: PathBuf,
+    text: String,
+}
+
+/// The first pass: only which sections exist, so that an unknown one is an error of its own.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // read only to validate the section names
+struct Sections {
+    mission: IgnoredAny,
+    link: Option<IgnoredAny>,
+    flight: Option<IgnoredAny>,
+    ground: Option<IgnoredAny>,
+    thermal: Option<IgnoredAny>,
+}
+
+impl MissionFile {
+    /// Reads a mission file; an unreadable file is an error that names it.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self, MissionError> {
+        let path = path.as_ref().to_path_buf();
+        let text = std::fs::read_to_string(&path).map_err(|e| MissionError {
+            file: path.clone(),
+            position: None,
+            key: None,
+            message: format!("cannot read the mission file: {e}"),
+        })?;
+        Ok(Self { path, text })
+    }
+
+    /// A mission file held in memory (tests, generated missions); `path` is what errors name and
+    /// where relative paths in it are resolved from.
+    pub fn from_text(path: impl Into<PathBuf>, text: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            text: text.into(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Deserializes the view `T` of this file: a struct that names the sections its crate needs.
+    /// The whole file is checked first: bad TOML and unknown top-level sections are reported even
+    /// when `T` does not look at them.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, MissionError> {
+        let table = DeTable::parse(&self.text).map_err(|e| self.toml_error(&e, None))?;
+        self.deserialize::<Sections>(&table)?;
+        self.deserialize::<T>(&table)
+    }
+
+    fn deserialize<T: DeserializeOwned>(
+        &self,
+        table: &Spanned<DeTable<'_>>,
+    ) -> Result<T, MissionError> {
+        T::deserialize(toml::de::Deserializer::from(table.clone()))
+            .map_err(|e| self.toml_error(&e, Some(table)))
+    }
+
+    /// A path written in the mission file, resolved against the file's own folder.
+    pub fn resolve(&self, relative: &Path) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if relative.is_relative() => dir.join(relative),
+            _ => relative.to_path_buf(),
+        }
+    }
+
+    /// Resolves a key that names a file (a key, a token, a model) and checks that the file is there.
+    pub fn existing_file(
+        &self,
+        key: &str,
+        value: &Spanned<PathBuf>,
+    ) -> Result<PathBuf, MissionError> {
+        let resolved = self.resolve(value.get_ref());
+        match std::fs::metadata(&resolved) {
+            Ok(meta) if meta.is_file() => Ok(resolved),
+            Ok(_) => Err(self.error_at(
+                value.span(),
+                key,
+                format!("`{}` is not a file", resolved.display()),
+            )),
+            Err(e) => Err(self.error_at(
+                value.span(),
+                key,
+                format!("cannot open `{}`: {e}", resolved.display()),
+            )),
+        }
+    }
+
+    /// An error about the value at `span` (from a [`Spanned`] field) under the dotted `key`.
+    pub fn error_at(
+        &self,
+        span: Range<usize>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> MissionError {
+        MissionError {
+            file: self.path.clone(),
+            position: Some(self.line_column(span.start)),
+            key: Some(key.to_owned()),
+            message: message.into(),
+        }
+    }
+
+    fn toml_error(
+        &self,
+        error: &toml::de::Error,
+        table: Option<&Spanned<DeTable<'_>>>,
+    ) -> MissionError {
+        let span = error.span();
+        MissionError {
+            file: self.path.clone(),
+            position: Some(self.line_column(span.as_ref().map_or(0, |s| s.start))),
+            key: span
+                .zip(table)
+                .and_then(|(span, table)| key_at(table.get_ref(), &span)),
+            message: error.message().trim_end().to_owned(),
+        }
+    }
+
+    fn line_column(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    }
+}
+
+/// The dotted path of the innermost key whose name or value covers `span`. A table's own span is
+/// only its header, so every table is searched, not just those whose span covers the error.
+fn key_at(table: &DeTable<'_>, span: &Range<usize>) -> Option<String> {
+    let covers = |outer: Range<usize>| {
+        outer.start <= span.start && span.end <= outer.end.max(outer.start + 1)
+    };
+    table.iter().find_map(|(key, value)| {
+        let name = key.get_ref().to_string();
+        let inner = match value.get_ref() {
+            DeValue::Table(t) => key_at(t, span).map(|rest| format!("{name}.{rest}")),
+            DeValue::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+                let nested = match item.get_ref() {
+                    DeValue::Table(t) => key_at(t, span).map(|rest| format!("{name}[{i}].{rest}")),
+                    _ => None,
+                };
+                nested.or_else(|| covers(item.span()).then(|| format!("{name}[{i}]")))
+            }),
+            _ => None,
+        };
+        inner.or_else(|| (covers(key.span()) || covers(value.span())).then_some(name))
+    })
+}
+
+/// The `[mission]` section: who is flying. Read by every binary.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MissionInfo {
+    /// Human name of the mission, shown in logs, the console and reports.
+    pub name: String,
+    /// Epoch of the simulated clock in the demo and the tests (RFC 3339, UTC).
+    #[serde(deserialize_with = "rfc3339")]
+    pub epoch: String,
+}
+
+fn rfc3339<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if is_rfc3339_utc(&text) {
+        Ok(text)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "`{text}` is not an RFC 3339 UTC time such as 2026-03-20T00:00:00Z"
+        )))
+    }
+}
+
+fn is_rfc3339_utc(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |r: Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    b.len() >= 20
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b.last() == Some(&b'Z')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct View {
+        mission: MissionInfo,
+        flight: Option<Section>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Section {
+        threads: u32,
+        #[serde(default)]
+        stations: Vec<Station>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Station {
+        name: String,
+        elevation_deg: f64,
+    }
+
+    const HEAD: &str = "[mission]\nname = \"t\"\nepoch = \"2026-03-20T00:00:00Z\"\n";
+
+    fn error(text: &str) -> MissionError {
+        MissionFile::from_text("m.toml", text)
+            .parse::<View>()
+            .expect_err("the file is malformed")
+    }
+
+    #[test]
+    fn a_good_file_parses() {
+        let text = format!(
+            "{HEAD}[flight]\nthreads = 2\n[[flight.stations]]\nname = \"a\"\nelevation_deg = 5.0\n"
+        );
+        let view: View = MissionFile::from_text("m.toml", text)
+            .parse()
+            .expect("valid");
+        assert_eq!(view.mission.name, "t");
+        let flight = view.flight.expect("flight section");
+        assert_eq!((flight.threads, flight.stations[0].name.as_str()), (2, "a"));
+        assert_eq!(flight.stations[0].elevation_deg, 5.0);
+    }
+
+    #[test]
+    fn wrong_type_names_line_column_and_key() {
+        let e = error(&format!("{HEAD}[flight]\nthreads = \"two\"\n"));
+        assert_eq!(
+            (e.position, e.key.as_deref()),
+            (Some((5, 11)), Some("flight.threads"))
+        );
+        assert!(e.message.contains("invalid type"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("m.toml:5:11: key `flight.threads`: invalid type"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = error(&format!("{HEAD}[flight]\nthreads = 2\nthrads = 3\n"));
+        assert_eq!(
+            (e.position, e.key.as_deref()),
+            (Some((6, 1)), Some("flight.thrads"))
+        );
+        assert!(e.message.contains("unknown field `thrads`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_section_is_an_error_even_when_no_view_reads_it() {
+        let e = error(&format!("{HEAD}[fligth]\nthreads = 2\n"));
+        assert_eq!(
+            (e.position, e.key.as_deref()),
+            (Some((4, 2)), Some("fligth"))
+        );
+        assert!(
+            e.message
+                .contains("unknown field `fligth`, expected one of"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_section_and_missing_key_are_named() {
+        let e = error("[flight]\nthreads = 2\n");
+        assert!(e.message.contains("missing field `mission`"), "{e}");
+        let e = error(&format!("{HEAD}[flight]\nstations = []\n"));
+        assert_eq!(e.key.as_deref(), Some("flight"));
+        assert!(e.message.contains("missing field `threads`"), "{e}");
+    }
+
+    #[test]
+    fn bad_toml_points_at_the_line() {
+        let e = error(&format!("{HEAD}[flight\nthreads = 2\n"));
+        assert_eq!(e.position.map(|p| p.0), Some(4), "{e}");
+    }
+
+    #[test]
+    fn keys_inside_arrays_of_tables_carry_their_index() {
+        let e = error(&format!(
+            "{HEAD}[flight]\nthreads = 1\n[[flight.stations]]\nname = \"a\"\nelevation_deg = 1.0\n[[flight.stations]]\nname = \"b\"\nelevation_deg = \"high\"\n"
+        ));
+        assert_eq!(
+            e.key.as_deref(),
+            Some("flight.stations[1].elevation_deg"),
+            "{e}"
+        );
+        assert_eq!(e.position, Some((11, 17)));
+    }
+
+    #[test]
+    fn a_bad_epoch_is_refused_with_its_key() {
+        let e = error("[mission]\nname = \"t\"\nepoch = \"yesterday\"\n");
+        assert_eq!(e.key.as_deref(), Some("mission.epoch"), "{e}");
+        assert!(e.message.contains("RFC 3339"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = MissionFile::from_text(dir.path().join("m.toml"), HEAD);
+        let value = Spanned::new(2..9, PathBuf::from("keys/absent.key"));
+        let e = file
+            .existing_file("link.security.key_file", &value)
+            .expect_err("absent");
+        assert_eq!(
+            (e.position, e.key.as_deref()),
+            (Some((1, 3)), Some("link.security.key_file"))
+        );
+        assert!(e.message.contains("absent.key"), "{e}");
+    }
+
+    #[test]
+    fn rfc3339_is_checked() {
+        assert!(is_rfc3339_utc("2026-03-20T00:00:00Z"));
+        assert!(is_rfc3339_utc("2026-03-20T00:00:00.250Z"));
+        assert!(!is_rfc3339_utc("2026-03-20 00:00:00"));
+        assert!(!is_rfc3339_utc("yesterday"));
+    }
+}

@@ -1,0 +1,4 @@
+//! Kestrel's fault-injection harness. The `radiation-sim` binary is a thin shell over this library.
+//! See ARCHITECTURE.md for the map of its modules.
+
+pub mod config;

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Puts the ONNX Runtime shared library (and the small test models shipped in the same wheel) in the
+# Kestrel cache, from the PyPI `onnxruntime` wheel. `ort` is built with `load-dynamic` and never
+# downloads anything itself; the binaries find the library as flight/src/onnx_runtime.rs documents.
+set -euo pipefail
+
+version=1.31.1
+source "$(dirname "$0")/cache-dir.sh"
+dest=$kestrel_cache/onnxruntime-$version
+
+if [ -f "$dest/libonnxruntime.so.$version" ] && [ -f "$dest/models/sigmoid.onnx" ]; then
+  exit 0
+fi
+
+case "$(uname -m)" in
+  x86_64) platform=manylinux_2_28_x86_64 ;;
+  aarch64) platform=manylinux_2_28_aarch64 ;;
+  *) echo "setup-onnxruntime: no onnxruntime wheel for $(uname -m)" >&2; exit 1 ;;
+esac
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+echo "setup-onnxruntime: fetching onnxruntime $version ($platform) from PyPI"
+python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+  --python-version 3.11 --platform "$platform" "onnxruntime==$version" -d "$tmp"
+
+mkdir -p "$dest/models"
+python3 - "$tmp" "$dest" "$version" <<'PY'
+import glob, os, sys, zipfile
+tmp, dest, version = sys.argv[1:]
+wheels = glob.glob(os.path.join(tmp, "onnxruntime-*.whl"))
+if len(wheels) != 1:
+    sys.exit(f"setup-onnxruntime: expected one wheel in {tmp}, found {wheels}")
+wanted = {
+    f"onnxruntime/capi/libonnxruntime.so.{version}": f"libonnxruntime.so.{version}",
+    "onnxruntime/capi/libonnxruntime_providers_shared.so": "libonnxruntime_providers_shared.so",
+    "onnxruntime/datasets/sigmoid.onnx": "models/sigmoid.onnx",
+    "onnxruntime/datasets/mul_1.onnx": "models/mul_1.onnx",
+}
+with zipfile.ZipFile(wheels[0]) as wheel:
+    names = set(wheel.namelist())
+    for member, target in wanted.items():
+        if member not in names:
+            sys.exit(f"setup-onnxruntime: {member} is not in {wheels[0]}")
+        path = os.path.join(dest, target)
+        with wheel.open(member) as src, open(path + ".part", "wb") as out:
+            out.write(src.read())
+        os.replace(path + ".part", path)
+PY
+echo "setup-onnxruntime: ONNX Runtime $version is in $dest"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on a fresh machine: set-up, build of the real binaries that the
+# end-to-end tests start, then the tests.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+scripts/setup.sh
+cargo build --workspace --bins --locked
+cargo test --workspace --locked "$@"

@@ -1,0 +1,100 @@
+//! Helpers for end-to-end tests: find the workspace's real binaries and run them.
+//!
+//! The binaries are built by `cargo build --workspace --bins` (scripts/test.sh does it first); a
+//! test that cannot find one fails and says how to build it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root (this crate lives in `tests/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// Path of one of the workspace's binaries, next to the test executable's profile folder.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test runs from target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// Runs a binary to completion with `args`, in `dir`.
+pub fn run(name: &str, args: &[&str], dir: &Path) -> Output {
+    Command::new(binary(name))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"))
+}
+
+/// Standard error of a finished process, as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Standard output of a finished process, as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A scratch copy of the reference mission with its own development secrets.
+#[derive(Debug)]
+pub struct Scratch {
+    dir: tempfile::TempDir,
+    pub reference: String,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("keys")).expect("keys dir");
+        for secret in ["link.key", "operator.token"] {
+            std::fs::write(dir.path().join("keys").join(secret), "00".repeat(32)).expect("secret");
+        }
+        let reference = std::fs::read_to_string(workspace_root().join("mission.toml"))
+            .expect("reference mission");
+        Self { dir, reference }
+    }
+
+    /// Writes the reference mission with `from` replaced by `to` (which must occur) and returns its path.
+    pub fn mission_with(&self, from: &str, to: &str) -> PathBuf {
+        assert!(
+            self.reference.contains(from),
+            "the reference mission has no `{from}`"
+        );
+        let path = self.dir.path().join("mission.toml");
+        std::fs::write(&path, self.reference.replacen(from, to, 1)).expect("write mission");
+        path
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Line (1-based) of the first occurrence of `needle` in the broken file.
+    pub fn line_of(&self, needle: &str) -> usize {
+        let text = std::fs::read_to_string(self.path().join("mission.toml")).expect("read");
+        text.lines()
+            .position(|l| l.contains(needle))
+            .expect("needle present")
+            + 1
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}

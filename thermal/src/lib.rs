@@ -1,0 +1,4 @@
+//! Kestrel's orbit, thermal and power model. The `thermal` binary is a thin shell over this library.
+//! See ARCHITECTURE.md for the map of its modules.
+
+pub mod config;
