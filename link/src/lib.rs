@@ -1,8 +1,11 @@
 //! The space link between Kestrel's flight and ground segments, and the mission-file contract they share.
 //!
 //! `link` is the one crate that both `flight` and `ground` depend on; neither depends on the other.
-//! See ARCHITECTURE.md for the map of its modules.
+//! See ARCHITECTURE.md for the map of its modules and docs/ICD.md for the wire formats.
 
 pub mod cli;
 pub mod config;
+pub mod fecf;
 pub mod mission;
+pub mod randomizer;
+pub mod reed_solomon;
