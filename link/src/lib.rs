@@ -6,6 +6,11 @@
 pub mod cli;
 pub mod config;
 pub mod fecf;
+pub mod frame;
 pub mod mission;
+pub mod mpdu;
+pub mod packet;
 pub mod randomizer;
 pub mod reed_solomon;
+pub mod security;
+pub mod sync;
