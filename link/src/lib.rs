@@ -5,11 +5,14 @@
 
 pub mod cli;
 pub mod config;
+pub mod decoder;
+pub mod encoder;
 pub mod fecf;
 pub mod frame;
 pub mod mission;
 pub mod mpdu;
 pub mod packet;
+pub mod profile;
 pub mod randomizer;
 pub mod reed_solomon;
 pub mod security;
