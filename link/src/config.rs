@@ -7,6 +7,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::mission::{MissionError, MissionFile};
+use crate::profile::LinkProfile;
+use crate::security::{SecurityAssociation, read_key_file};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +19,8 @@ pub struct LinkConfig {
     pub rs_interleave: Spanned<u8>,
     /// Downlink rate in bit/s; with a pass's duration it sets the pass's byte budget.
     pub downlink_rate_bps: Spanned<u64>,
+    /// Whether frames end with the CRC-16 frame error control field.
+    pub frame_error_control: bool,
     pub security: SecurityConfig,
 }
 
@@ -28,6 +32,8 @@ pub struct SecurityConfig {
     pub spi: u16,
     /// File holding the 256-bit AES-GCM key, as 64 hexadecimal digits. Never the key itself.
     pub key_file: Spanned<PathBuf>,
+    /// Encrypt frame data as well as authenticate it.
+    pub encrypt: bool,
 }
 
 impl LinkConfig {
@@ -48,8 +54,26 @@ impl LinkConfig {
                 "must be above 0",
             ));
         }
-        file.existing_file("link.security.key_file", &self.security.key_file)?;
-        Ok(())
+        self.profile(file).map(drop)
+    }
+
+    /// The link profile this section describes, with its key read from the key file.
+    pub fn profile(&self, file: &MissionFile) -> Result<LinkProfile, MissionError> {
+        const KEY: &str = "link.security.key_file";
+        let key_file = &self.security.key_file;
+        let path = file.existing_file(KEY, key_file)?;
+        let key =
+            read_key_file(&path).map_err(|e| file.error_at(key_file.span(), KEY, e.to_string()))?;
+        Ok(LinkProfile {
+            spacecraft_id: Some(self.spacecraft_id),
+            rs_interleave: usize::from(*self.rs_interleave.get_ref()),
+            frame_error_control: self.frame_error_control,
+            security: Some(SecurityAssociation::new(
+                self.security.spi,
+                &key,
+                self.security.encrypt,
+            )),
+        })
     }
 
     /// Bytes in one CADU: the 4-byte attached sync marker and the interleaved code block.

@@ -11,6 +11,7 @@ pub mod fecf;
 pub mod frame;
 pub mod mission;
 pub mod mpdu;
+pub mod noise;
 pub mod packet;
 pub mod profile;
 pub mod randomizer;

@@ -13,8 +13,8 @@ use std::sync::OnceLock;
 
 use fec::RsDecoder;
 use fec::reed_solomon::ccsds::{
-    CCSDS_FIRST_CONSECUTIVE_ROOT, CCSDS_GENERATOR_ROOT_GAP, CCSDS_NUM_ROOTS, CCSDS_PRIMITIVE_POLYNOMIAL,
-    conv_to_dual, dual_to_conv,
+    CCSDS_FIRST_CONSECUTIVE_ROOT, CCSDS_GENERATOR_ROOT_GAP, CCSDS_NUM_ROOTS,
+    CCSDS_PRIMITIVE_POLYNOMIAL, conv_to_dual, dual_to_conv,
 };
 
 /// Symbols per codeword.
@@ -53,7 +53,9 @@ fn tables() -> &'static Tables {
         let mut g = [0u8; PARITY + 1];
         g[0] = 1;
         for i in 0..PARITY {
-            let power = (usize::from(CCSDS_GENERATOR_ROOT_GAP) * (usize::from(CCSDS_FIRST_CONSECUTIVE_ROOT) + i)) % 255;
+            let power = (usize::from(CCSDS_GENERATOR_ROOT_GAP)
+                * (usize::from(CCSDS_FIRST_CONSECUTIVE_ROOT) + i))
+                % 255;
             let root = exp[power];
             for d in (1..=i + 1).rev() {
                 g[d] = g[d - 1] ^ mul(g[d], root);
@@ -75,7 +77,11 @@ fn tables() -> &'static Tables {
             to_conv[usize::from(b)] = dual_to_conv(b);
             to_dual[usize::from(b)] = conv_to_dual(b);
         }
-        Tables { rows, to_conv, to_dual }
+        Tables {
+            rows,
+            to_conv,
+            to_dual,
+        }
     })
 }
 
@@ -143,15 +149,23 @@ pub struct ReedSolomon {
 
 impl std::fmt::Debug for ReedSolomon {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReedSolomon").field("depth", &self.depth).finish_non_exhaustive()
+        f.debug_struct("ReedSolomon")
+            .field("depth", &self.depth)
+            .finish_non_exhaustive()
     }
 }
 
 impl ReedSolomon {
     /// A codec for interleave `depth` (1 to 8; checked where the mission file is read).
     pub fn new(depth: usize) -> Self {
-        assert!((1..=MAX_DEPTH).contains(&depth), "interleave depth {depth} is not 1 to 8");
-        Self { depth, decoder: RsDecoder::new_ccsds() }
+        assert!(
+            (1..=MAX_DEPTH).contains(&depth),
+            "interleave depth {depth} is not 1 to 8"
+        );
+        Self {
+            depth,
+            decoder: RsDecoder::new_ccsds(),
+        }
     }
 
     pub fn depth(&self) -> usize {
@@ -189,7 +203,8 @@ impl ReedSolomon {
         let mut corrected = 0;
         for (j, register) in registers[..depth].iter().enumerate() {
             let expected = unpack(register);
-            let clean = (0..PARITY).all(|k| to_conv[usize::from(block[(K + k) * depth + j])] == expected[k]);
+            let clean = (0..PARITY)
+                .all(|k| to_conv[usize::from(block[(K + k) * depth + j])] == expected[k]);
             if clean {
                 continue;
             }
@@ -219,7 +234,9 @@ mod tests {
         let mut state = seed;
         (0..N * depth)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (state >> 56) as u8
             })
             .collect()
@@ -234,7 +251,9 @@ mod tests {
             for j in 0..depth {
                 let message: Vec<u8> = (0..K).map(|k| block[k * depth + j]).collect();
                 let mut parity = [0u8; PARITY];
-                reference.encode_ccsds_dual(&message, &mut parity).expect("encode");
+                reference
+                    .encode_ccsds_dual(&message, &mut parity)
+                    .expect("encode");
                 let ours: Vec<u8> = (0..PARITY).map(|k| block[(K + k) * depth + j]).collect();
                 assert_eq!(ours, parity, "depth {depth} codeword {j}");
             }
@@ -263,7 +282,12 @@ mod tests {
             for e in 0..=T {
                 hopeless[(e * 13) * depth + depth - 1] ^= 0xA5;
             }
-            assert_eq!(rs.decode(&mut hopeless), Err(Uncorrectable { codeword: depth - 1 }));
+            assert_eq!(
+                rs.decode(&mut hopeless),
+                Err(Uncorrectable {
+                    codeword: depth - 1
+                })
+            );
         }
     }
 
