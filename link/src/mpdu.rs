@@ -127,14 +127,12 @@ impl MpduUnpacker {
             return;
         }
         let pointer_valid = usize::from(pointer) < zone.len();
-        if self.in_sync {
-            if let Some(next_start) = self.next_packet_start() {
-                let expected = (next_start < zone.len()).then_some(next_start);
-                let announced = pointer_valid.then_some(usize::from(pointer));
-                if expected != announced {
-                    stats.pointer_mismatches += 1;
-                    self.lose_sync(stats);
-                }
+        if let Some(next_start) = self.next_packet_start().filter(|_| self.in_sync) {
+            let expected = (next_start < zone.len()).then_some(next_start);
+            let announced = pointer_valid.then_some(usize::from(pointer));
+            if expected != announced {
+                stats.pointer_mismatches += 1;
+                self.lose_sync(stats);
             }
         }
         let zone = if self.in_sync {

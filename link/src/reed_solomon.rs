@@ -95,7 +95,7 @@ fn field_tables() -> ([u8; 255], [u8; 256]) {
         log[usize::from(x)] = i as u8;
         x <<= 1;
         if x & 0x100 != 0 {
-            x ^= CCSDS_PRIMITIVE_POLYNOMIAL as u16;
+            x ^= CCSDS_PRIMITIVE_POLYNOMIAL;
         }
     }
     (exp, log)
