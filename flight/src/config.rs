@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use kestrel_link::config::LinkConfig;
 use kestrel_link::mission::{MissionError, MissionFile, MissionInfo};
+use kestrel_link::profile::LinkProfile;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -54,13 +55,15 @@ impl ExecutionProviderKind {
 pub struct LoadedFlightMission {
     pub file: MissionFile,
     pub config: FlightMission,
+    /// The `[link]` section made ready to use, key loaded.
+    pub link: LinkProfile,
 }
 
 impl LoadedFlightMission {
     pub fn load(path: &Path) -> Result<Self, MissionError> {
         let file = MissionFile::read(path)?;
         let config: FlightMission = file.parse()?;
-        config.link.validate(&file)?;
+        let link = config.link.profile(&file)?;
         let providers = &config.flight.inference.execution_providers;
         if providers.get_ref().is_empty() {
             return Err(file.error_at(
@@ -69,7 +72,7 @@ impl LoadedFlightMission {
                 "needs at least one execution provider, e.g. [\"cpu\"]",
             ));
         }
-        Ok(Self { file, config })
+        Ok(Self { file, config, link })
     }
 
     /// A path from the `[flight]` section, resolved against the mission file's folder.

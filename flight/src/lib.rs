@@ -2,5 +2,6 @@
 //! See ARCHITECTURE.md for the map of its modules.
 
 pub mod config;
+pub mod frame_file;
 pub mod model_check;
 pub mod onnx_runtime;

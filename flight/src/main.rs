@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kestrel_flight::config::LoadedFlightMission;
-use kestrel_flight::model_check;
+use kestrel_flight::{frame_file, model_check};
 use kestrel_link::cli::{self, LogArgs};
 
 /// Kestrel on-board software: ingest frames, detect, checkpoint, schedule and downlink products.
@@ -24,6 +24,17 @@ enum Command {
     Check {
         #[arg(long, value_name = "FILE")]
         mission: PathBuf,
+    },
+    /// Wrap a file of space packets into a CADU stream as the mission's link section says.
+    Frame {
+        #[arg(long, value_name = "FILE")]
+        mission: PathBuf,
+        /// Space packets, back to back.
+        #[arg(long = "in", value_name = "PACKETS")]
+        input: PathBuf,
+        /// Where the CADU stream goes.
+        #[arg(long = "out", value_name = "STREAM")]
+        output: PathBuf,
     },
     /// Load ONNX Runtime and an ONNX model with the mission's execution providers, and run it once.
     ModelCheck {
@@ -50,6 +61,19 @@ fn main() -> ExitCode {
             );
         })
         .map_err(anyhow::Error::from),
+        Command::Frame { mission, input, output } => LoadedFlightMission::load(&mission)
+            .map_err(anyhow::Error::from)
+            .and_then(|loaded| frame_file::frame_file(loaded.link, &input, &output).map_err(Into::into))
+            .map(|r| {
+                println!(
+                    "{} packets ({} bytes) -> {} CADUs ({} bytes) in {}",
+                    r.packets,
+                    r.packet_bytes,
+                    r.cadus,
+                    r.stream_bytes,
+                    output.display()
+                )
+            }),
         Command::ModelCheck { mission, model } => LoadedFlightMission::load(&mission)
             .map_err(anyhow::Error::from)
             .and_then(|loaded| model_check::run(&loaded.config.flight.inference, &model).map_err(Into::into))

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use kestrel_link::config::LinkConfig;
 use kestrel_link::mission::{MissionError, MissionFile, MissionInfo};
+use kestrel_link::profile::LinkProfile;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -33,17 +34,19 @@ pub struct GroundConfig {
 pub struct LoadedGroundMission {
     pub file: MissionFile,
     pub config: GroundMission,
+    /// The `[link]` section made ready to use, key loaded.
+    pub link: LinkProfile,
 }
 
 impl LoadedGroundMission {
     pub fn load(path: &Path) -> Result<Self, MissionError> {
         let file = MissionFile::read(path)?;
         let config: GroundMission = file.parse()?;
-        config.link.validate(&file)?;
+        let link = config.link.profile(&file)?;
         file.existing_file(
             "ground.operator_token_file",
             &config.ground.operator_token_file,
         )?;
-        Ok(Self { file, config })
+        Ok(Self { file, config, link })
     }
 }

@@ -2,3 +2,4 @@
 //! See ARCHITECTURE.md for the map of its modules.
 
 pub mod config;
+pub mod decode_file;

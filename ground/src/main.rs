@@ -1,11 +1,13 @@
 //! `ground`: the ground station's command line. All behaviour lives in the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kestrel_ground::config::LoadedGroundMission;
+use kestrel_ground::decode_file::{Report, decode_file};
 use kestrel_link::cli::{self, LogArgs};
+use kestrel_link::profile::LinkProfile;
 
 /// Kestrel ground station: receive CADU streams, verify and archive products, serve the console.
 #[derive(Debug, Parser)]
@@ -24,22 +26,64 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         mission: PathBuf,
     },
+    /// Decode a recorded CADU stream: report CADUs, RS corrections, frames, missing frames and
+    /// packets per APID, and write the packets. Without --mission: plain CCSDS (1024-byte CADUs,
+    /// RS interleave 4, no FECF, no authentication), as real spacecraft send.
+    Decode {
+        #[arg(long, value_name = "FILE")]
+        mission: Option<PathBuf>,
+        #[arg(long = "in", value_name = "STREAM")]
+        input: PathBuf,
+        /// Write the decoded packets here, back to back.
+        #[arg(long, value_name = "OUT")]
+        packets: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cli.log.init();
     let result = match cli.command {
-        Command::Check { mission } => LoadedGroundMission::load(&mission).map(|loaded| {
-            let g = &loaded.config.ground;
-            println!(
-                "{}: OK for ground (mission `{}`, CADUs on {}, console on {})",
-                mission.display(),
-                loaded.config.mission.name,
-                g.cadu_listen,
-                g.http_listen
-            );
-        }),
+        Command::Check { mission } => LoadedGroundMission::load(&mission)
+            .map(|loaded| {
+                let g = &loaded.config.ground;
+                println!(
+                    "{}: OK for ground (mission `{}`, CADUs on {}, console on {})",
+                    mission.display(),
+                    loaded.config.mission.name,
+                    g.cadu_listen,
+                    g.http_listen
+                );
+            })
+            .map_err(anyhow::Error::from),
+        Command::Decode {
+            mission,
+            input,
+            packets,
+            json,
+        } => decode(mission.as_deref(), &input, packets.as_deref(), json),
     };
     cli::finish("ground", result)
+}
+
+fn decode(
+    mission: Option<&Path>,
+    input: &Path,
+    packets: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let profile = match mission {
+        Some(path) => LoadedGroundMission::load(path)?.link,
+        None => LinkProfile::plain_ccsds(),
+    };
+    let stats = decode_file(profile, input, packets)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+    } else {
+        print!("{}", Report(&stats));
+    }
+    Ok(())
 }

@@ -37,8 +37,9 @@ pub struct SecurityConfig {
 }
 
 impl LinkConfig {
-    /// Checks what serde's types cannot: ranges, and that the key file is there.
-    pub fn validate(&self, file: &MissionFile) -> Result<(), MissionError> {
+    /// The link profile this section describes, with its key read from the key file; also checks
+    /// what serde's types cannot (ranges).
+    pub fn profile(&self, file: &MissionFile) -> Result<LinkProfile, MissionError> {
         let depth = &self.rs_interleave;
         if !(1..=8).contains(depth.get_ref()) {
             return Err(file.error_at(
@@ -54,11 +55,6 @@ impl LinkConfig {
                 "must be above 0",
             ));
         }
-        self.profile(file).map(drop)
-    }
-
-    /// The link profile this section describes, with its key read from the key file.
-    pub fn profile(&self, file: &MissionFile) -> Result<LinkProfile, MissionError> {
         const KEY: &str = "link.security.key_file";
         let key_file = &self.security.key_file;
         let path = file.existing_file(KEY, key_file)?;
