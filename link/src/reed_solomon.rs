@@ -36,6 +36,8 @@ struct Tables {
     rows: [[u64; 4]; 256],
     to_conv: [u8; 256],
     to_dual: [u8; 256],
+    exp: [u8; 255],
+    log: [u8; 256],
 }
 
 fn tables() -> &'static Tables {
@@ -81,6 +83,8 @@ fn tables() -> &'static Tables {
             rows,
             to_conv,
             to_dual,
+            exp,
+            log,
         }
     })
 }
@@ -132,6 +136,42 @@ fn remainders(block: &[u8], depth: usize) -> [[u64; 4]; MAX_DEPTH] {
         }
     }
     registers
+}
+
+/// The position (symbol index in the codeword) and conventional-basis magnitude of the error when
+/// exactly one symbol is wrong, the common case on a noisy link, found from the syndromes
+/// S_i = rem(alpha^(11 (112 + i))) of the 32-symbol remainder instead of the 255-symbol word.
+/// `None` means more than one error: the full decoder takes over.
+fn single_error(remainder: &[u8; PARITY]) -> Option<(usize, u8)> {
+    let t = tables();
+    let log = |v: u8| usize::from(t.log[usize::from(v)]);
+    let root = |i: usize| {
+        (usize::from(CCSDS_GENERATOR_ROOT_GAP) * (usize::from(CCSDS_FIRST_CONSECUTIVE_ROOT) + i))
+            % 255
+    };
+    let syndrome = |i: usize| {
+        let b = root(i);
+        remainder.iter().enumerate().fold(0u8, |acc, (j, &r)| {
+            if r == 0 {
+                acc
+            } else {
+                acc ^ t.exp[(log(r) + b * (PARITY - 1 - j)) % 255]
+            }
+        })
+    };
+    let (s0, s1) = (syndrome(0), syndrome(1));
+    if s0 == 0 || s1 == 0 {
+        return None;
+    }
+    // S1 / S0 = X^11 for the error locator X = alpha^p; 116 is the inverse of 11 mod 255
+    let p = (116 * ((255 + log(s1) - log(s0)) % 255)) % 255;
+    let magnitude = t.exp[(255 + log(s0) - (root(0) * p) % 255) % 255];
+    let explains = |i: usize| syndrome(i) == t.exp[(log(magnitude) + root(i) * p) % 255];
+    if !(2..PARITY).all(explains) {
+        return None;
+    }
+    // degree p counts from the last symbol
+    Some((N - 1 - p, magnitude))
 }
 
 /// A code block that Reed-Solomon could not correct; it must be dropped, never delivered.
@@ -202,10 +242,19 @@ impl ReedSolomon {
         let registers = remainders(block, depth);
         let mut corrected = 0;
         for (j, register) in registers[..depth].iter().enumerate() {
-            let expected = unpack(register);
-            let clean = (0..PARITY)
-                .all(|k| to_conv[usize::from(block[(K + k) * depth + j])] == expected[k]);
-            if clean {
+            // r(x) mod g(x): the parity the data implies minus the parity received
+            let mut remainder = unpack(register);
+            for (k, r) in remainder.iter_mut().enumerate() {
+                *r ^= to_conv[usize::from(block[(K + k) * depth + j])];
+            }
+            if remainder.iter().all(|&r| r == 0) {
+                continue;
+            }
+            if let Some((symbol, magnitude)) = single_error(&remainder) {
+                let at = symbol * depth + j;
+                block[at] =
+                    tables().to_dual[usize::from(to_conv[usize::from(block[at])] ^ magnitude)];
+                corrected += 1;
                 continue;
             }
             let mut codeword = [0u8; N];
@@ -289,6 +338,27 @@ mod tests {
                 })
             );
         }
+    }
+
+    #[test]
+    fn a_single_error_anywhere_is_corrected_by_the_fast_path() {
+        let depth = 2;
+        let mut rs = ReedSolomon::new(depth);
+        let mut block = random_block(depth, 5);
+        rs.encode(&mut block);
+        for symbol in 0..N {
+            for flip in [0x01u8, 0x80, 0xFF] {
+                let mut noisy = block.clone();
+                noisy[symbol * depth + 1] ^= flip;
+                assert_eq!(rs.decode(&mut noisy), Ok(1), "symbol {symbol}");
+                assert_eq!(noisy, block, "symbol {symbol} flip {flip:#x}");
+            }
+        }
+        let mut two = block.clone();
+        two[3 * depth] ^= 1;
+        two[200 * depth] ^= 7;
+        assert_eq!(rs.decode(&mut two), Ok(2));
+        assert_eq!(two[..K * depth], block[..K * depth]);
     }
 
     #[test]
