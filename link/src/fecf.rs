@@ -3,6 +3,9 @@
 
 use crc::{CRC_16_IBM_3740, Crc};
 
+/// Bytes of the field.
+pub const FECF_BYTES: usize = 2;
+
 const CRC16: Crc<u16> = Crc::<u16>::new(&CRC_16_IBM_3740);
 
 /// CRC-16 of `bytes`.

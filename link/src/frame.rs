@@ -18,7 +18,7 @@ pub const PRIMARY_HEADER_LEN: usize = 6;
 /// The M_PDU header.
 pub const MPDU_HEADER_LEN: usize = 2;
 /// The frame error control field.
-pub const FECF_LEN: usize = 2;
+pub const FECF_LEN: usize = crate::fecf::FECF_BYTES;
 
 /// Frame counts are 24-bit and wrap.
 pub const FRAME_COUNT_MODULUS: u32 = 1 << 24;

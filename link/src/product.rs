@@ -1,0 +1,405 @@
+//! Product payloads: a versioned schema serialized with `postcard` (a stable, specified wire
+//! format), compressed with `zstd`, behind an envelope that carries the schema version, the kind,
+//! the product's stable id and a CRC-32 of the content made when the product was created.
+//!
+//! ```text
+//! envelope: "KP" | schema version u16 | kind u8 | product id u64 | CRC-32 of the postcard bytes u32 | zstd(postcard(Product))
+//! ```
+//! All integers big-endian. A receiver checks the CRC after decompression, so corruption anywhere
+//! between creation on board and the archive on the ground is caught.
+
+use crc::{CRC_32_ISO_HDLC, Crc};
+use serde::{Deserialize, Serialize};
+
+use crate::packet::Apid;
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: u16 = 1;
+const MAGIC: &[u8; 2] = b"KP";
+/// Envelope bytes before the compressed content.
+pub const ENVELOPE_LEN: usize = 2 + 2 + 1 + 8 + 4;
+/// Largest decompressed product accepted: bounds memory whatever arrives.
+pub const MAX_CONTENT_LEN: usize = 64 << 20;
+const ZSTD_LEVEL: i32 = 3;
+const CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
+
+/// What a product is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Kind {
+    Detections = 1,
+    Chip = 2,
+    Thumbnail = 3,
+    Housekeeping = 4,
+    Event = 5,
+}
+
+impl Kind {
+    fn from_byte(byte: u8) -> Option<Self> {
+        [
+            Self::Detections,
+            Self::Chip,
+            Self::Thumbnail,
+            Self::Housekeeping,
+            Self::Event,
+        ]
+        .into_iter()
+        .find(|k| *k as u8 == byte)
+    }
+
+    /// The APID products of this kind travel on.
+    pub fn apid(self) -> Apid {
+        match self {
+            Self::Detections => Apid::Detections,
+            Self::Chip => Apid::Chip,
+            Self::Thumbnail => Apid::Thumbnail,
+            Self::Housekeeping => Apid::Housekeeping,
+            Self::Event => Apid::Event,
+        }
+    }
+}
+
+/// One detection in a frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    pub class_id: u16,
+    pub class_name: String,
+    pub score: f32,
+    /// Pixel box in the frame: x min, y min, x max, y max.
+    pub pixel_box: [f32; 4],
+    /// WGS84 latitude and longitude of the box centre, degrees.
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detections {
+    pub frame_id: u64,
+    /// Capture time of the frame, milliseconds since the Unix epoch (UTC).
+    pub frame_time_ms: i64,
+    pub model: String,
+    pub detections: Vec<Detection>,
+}
+
+/// An image chip around a detection, PNG-encoded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chip {
+    pub frame_id: u64,
+    pub detection_index: u32,
+    /// Chip origin and size in frame pixels.
+    pub origin: [u32; 2],
+    pub size: [u32; 2],
+    pub png: Vec<u8>,
+}
+
+/// A reduced view of a whole frame, PNG-encoded, with its footprint corners (lat, lon).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Thumbnail {
+    pub frame_id: u64,
+    pub frame_time_ms: i64,
+    pub footprint: [[f64; 2]; 4],
+    pub png: Vec<u8>,
+}
+
+/// Housekeeping telemetry: named values at one time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Housekeeping {
+    pub time_ms: i64,
+    pub values: Vec<(String, f64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+/// Something that happened on board: a mode change, a fault, a dropped frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub time_ms: i64,
+    pub severity: Severity,
+    pub source: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Body {
+    Detections(Detections),
+    Chip(Chip),
+    Thumbnail(Thumbnail),
+    Housekeeping(Housekeeping),
+    Event(Event),
+}
+
+impl Body {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::Detections(_) => Kind::Detections,
+            Self::Chip(_) => Kind::Chip,
+            Self::Thumbnail(_) => Kind::Thumbnail,
+            Self::Housekeeping(_) => Kind::Housekeeping,
+            Self::Event(_) => Kind::Event,
+        }
+    }
+}
+
+/// A product with its stable id (the same id whenever and however often it is sent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: u64,
+    pub created_ms: i64,
+    pub body: Body,
+}
+
+/// A product ready to send: its envelope and compressed content. The CRC was made from the
+/// content when the product was encoded, and travels with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedProduct {
+    pub id: u64,
+    pub kind: Kind,
+    pub content_crc: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// Why bytes are not a product.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProductError {
+    #[error("product envelope needs {ENVELOPE_LEN} bytes, found {0}")]
+    Short(usize),
+    #[error("not a Kestrel product (bytes 0-1 are {0:02x?}, expected \"KP\")")]
+    Magic([u8; 2]),
+    #[error("product schema version {found} is not {SCHEMA_VERSION}, the one this build reads")]
+    Version { found: u16 },
+    #[error("unknown product kind {0} at byte 4")]
+    Kind(u8),
+    #[error("product {id}: content does not decompress: {message}")]
+    Decompress { id: u64, message: String },
+    #[error("product {id}: content CRC-32 is {found:#010x}, the envelope says {expected:#010x}")]
+    Crc { id: u64, expected: u32, found: u32 },
+    #[error("product {id}: content is not a schema-{SCHEMA_VERSION} product: {message}")]
+    Schema { id: u64, message: String },
+    #[error("product {id}: the envelope says {envelope}, the content says {content}")]
+    Mismatch {
+        id: u64,
+        envelope: String,
+        content: String,
+    },
+}
+
+impl Product {
+    pub fn encode(&self) -> EncodedProduct {
+        // postcard writes every schema value (no maps with non-string keys, no floats as keys)
+        let content = postcard::to_stdvec(self).unwrap_or_default();
+        let content_crc = CRC32.checksum(&content);
+        let kind = self.body.kind();
+        let mut bytes = Vec::with_capacity(ENVELOPE_LEN + content.len() / 2);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&SCHEMA_VERSION.to_be_bytes());
+        bytes.push(kind as u8);
+        bytes.extend_from_slice(&self.id.to_be_bytes());
+        bytes.extend_from_slice(&content_crc.to_be_bytes());
+        bytes.extend(zstd::bulk::compress(&content, ZSTD_LEVEL).unwrap_or_default());
+        EncodedProduct {
+            id: self.id,
+            kind,
+            content_crc,
+            bytes,
+        }
+    }
+
+    /// Decodes and verifies an envelope: version, kind, decompression within bounds, content CRC,
+    /// schema, and that envelope and content agree.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ProductError> {
+        let header = Envelope::parse(bytes)?;
+        let id = header.id;
+        let content =
+            zstd::bulk::decompress(&bytes[ENVELOPE_LEN..], MAX_CONTENT_LEN).map_err(|e| {
+                ProductError::Decompress {
+                    id,
+                    message: e.to_string(),
+                }
+            })?;
+        let found = CRC32.checksum(&content);
+        if found != header.content_crc {
+            return Err(ProductError::Crc {
+                id,
+                expected: header.content_crc,
+                found,
+            });
+        }
+        let product: Product =
+            postcard::from_bytes(&content).map_err(|e| ProductError::Schema {
+                id,
+                message: e.to_string(),
+            })?;
+        if product.id != id || product.body.kind() != header.kind {
+            return Err(ProductError::Mismatch {
+                id,
+                envelope: format!("id {id}, {:?}", header.kind),
+                content: format!("id {}, {:?}", product.id, product.body.kind()),
+            });
+        }
+        Ok(product)
+    }
+}
+
+/// The fixed part of a product envelope, readable without decompressing (for de-duplication).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Envelope {
+    pub kind: Kind,
+    pub id: u64,
+    pub content_crc: u32,
+}
+
+impl Envelope {
+    pub fn parse(bytes: &[u8]) -> Result<Self, ProductError> {
+        if bytes.len() < ENVELOPE_LEN {
+            return Err(ProductError::Short(bytes.len()));
+        }
+        if &bytes[..2] != MAGIC {
+            return Err(ProductError::Magic([bytes[0], bytes[1]]));
+        }
+        let version = u16::from_be_bytes([bytes[2], bytes[3]]);
+        if version != SCHEMA_VERSION {
+            return Err(ProductError::Version { found: version });
+        }
+        let kind = Kind::from_byte(bytes[4]).ok_or(ProductError::Kind(bytes[4]))?;
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&bytes[5..13]);
+        let mut crc = [0u8; 4];
+        crc.copy_from_slice(&bytes[13..17]);
+        Ok(Self {
+            kind,
+            id: u64::from_be_bytes(id),
+            content_crc: u32::from_be_bytes(crc),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detections() -> Product {
+        Product {
+            id: 0x0102_0304_0506_0708,
+            created_ms: 1_774_000_000_000,
+            body: Body::Detections(Detections {
+                frame_id: 7,
+                frame_time_ms: 1_774_000_000_000,
+                model: "vessels-s2".into(),
+                detections: vec![Detection {
+                    class_id: 0,
+                    class_name: "vessel".into(),
+                    score: 0.91,
+                    pixel_box: [10.0, 12.5, 30.0, 40.0],
+                    latitude: 33.6,
+                    longitude: -7.6,
+                }],
+            }),
+        }
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        let products = [
+            detections(),
+            Product {
+                id: 2,
+                created_ms: 5,
+                body: Body::Chip(Chip {
+                    frame_id: 7,
+                    detection_index: 0,
+                    origin: [1, 2],
+                    size: [64, 64],
+                    png: vec![0x89; 300],
+                }),
+            },
+            Product {
+                id: 3,
+                created_ms: 5,
+                body: Body::Thumbnail(Thumbnail {
+                    frame_id: 7,
+                    frame_time_ms: 1,
+                    footprint: [[1.0, 2.0]; 4],
+                    png: vec![1; 10],
+                }),
+            },
+            Product {
+                id: 4,
+                created_ms: 5,
+                body: Body::Housekeeping(Housekeeping {
+                    time_ms: 9,
+                    values: vec![("soc".into(), 0.8)],
+                }),
+            },
+            Product {
+                id: 5,
+                created_ms: 5,
+                body: Body::Event(Event {
+                    time_ms: 9,
+                    severity: Severity::Warning,
+                    source: "scheduler".into(),
+                    message: "THROTTLED".into(),
+                }),
+            },
+        ];
+        for product in products {
+            let encoded = product.encode();
+            assert_eq!(encoded.kind, product.body.kind());
+            assert_eq!(Product::decode(&encoded.bytes), Ok(product));
+        }
+    }
+
+    #[test]
+    fn corruption_is_refused_with_what_is_wrong() {
+        let encoded = detections().encode();
+        assert!(matches!(
+            Product::decode(&encoded.bytes[..10]),
+            Err(ProductError::Short(10))
+        ));
+        let mut bad = encoded.bytes.clone();
+        bad[0] = b'X';
+        assert!(matches!(Product::decode(&bad), Err(ProductError::Magic(_))));
+        let mut bad = encoded.bytes.clone();
+        bad[3] = 9;
+        assert_eq!(
+            Product::decode(&bad),
+            Err(ProductError::Version { found: 9 })
+        );
+        let mut bad = encoded.bytes.clone();
+        bad[4] = 77;
+        assert_eq!(Product::decode(&bad), Err(ProductError::Kind(77)));
+        let mut bad = encoded.bytes.clone();
+        bad[14] ^= 1;
+        assert!(matches!(
+            Product::decode(&bad),
+            Err(ProductError::Crc { .. })
+        ));
+        let mut bad = encoded.bytes.clone();
+        let last = bad.len() - 3;
+        bad[last] ^= 0x40;
+        assert!(
+            Product::decode(&bad).is_err(),
+            "a flipped content byte is caught"
+        );
+        let mut bad = encoded.bytes.clone();
+        bad[4] = Kind::Event as u8;
+        assert!(matches!(
+            Product::decode(&bad),
+            Err(ProductError::Mismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_bounded() {
+        let mut bytes = detections().encode().bytes[..ENVELOPE_LEN].to_vec();
+        bytes.extend(zstd::bulk::compress(&vec![0u8; MAX_CONTENT_LEN + 1], 19).expect("compress"));
+        assert!(matches!(
+            Product::decode(&bytes),
+            Err(ProductError::Decompress { .. })
+        ));
+    }
+}
