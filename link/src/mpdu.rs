@@ -83,9 +83,11 @@ impl MpduPacker {
             Some(&start) if start < end => (start - self.position) as u16,
             _ => FHP_NO_PACKET_START,
         };
-        for (out, byte) in zone.iter_mut().zip(self.pending.drain(..self.zone_len)) {
-            *out = byte;
-        }
+        let (front, back) = self.pending.as_slices();
+        let from_front = front.len().min(self.zone_len);
+        zone[..from_front].copy_from_slice(&front[..from_front]);
+        zone[from_front..].copy_from_slice(&back[..self.zone_len - from_front]);
+        self.pending.drain(..self.zone_len);
         self.position = end;
         Some(pointer)
     }
