@@ -2,3 +2,6 @@
 //! See ARCHITECTURE.md for the map of its modules.
 
 pub mod config;
+pub mod events;
+pub mod orbit;
+pub mod sun;
