@@ -3,5 +3,9 @@
 
 pub mod config;
 pub mod events;
+pub mod network;
 pub mod orbit;
+pub mod plan;
+pub mod power;
+pub mod simulate;
 pub mod sun;

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use kestrel_thermal::config::LoadedThermalMission;
 use kestrel_thermal::events;
-use kestrel_thermal::orbit::Orbit;
 use serde_json::Value;
 
 const TOLERANCE_S: f64 = 2.0;
@@ -36,15 +35,15 @@ fn window(reference: &Value) -> (f64, f64) {
 fn eclipses_agree_with_skyfield() {
     let reference = reference();
     let mission = mission();
-    let tle = &mission.config.thermal.tle;
+    let tle = mission.config.thermal.tle.get_ref();
     assert_eq!(
         reference["tle"][0],
         tle[0].as_str(),
         "the reference was made for another TLE: rerun the script"
     );
-    let orbit = Orbit::from_tle(&tle[0], &tle[1]).expect("TLE");
+    let orbit = &mission.orbit;
     let (start, end) = window(&reference);
-    let ours = events::eclipses(&orbit, start, end).expect("eclipses");
+    let ours = events::eclipses(orbit, start, end).expect("eclipses");
     let theirs = reference["eclipse_transitions"].as_array().expect("array");
     assert_eq!(ours.len(), theirs.len());
     let mut worst: f64 = 0.0;
@@ -63,14 +62,13 @@ fn eclipses_agree_with_skyfield() {
 fn passes_agree_with_skyfield() {
     let reference = reference();
     let mission = mission();
-    let tle = &mission.config.thermal.tle;
-    let orbit = Orbit::from_tle(&tle[0], &tle[1]).expect("TLE");
+    let orbit = &mission.orbit;
     let (start, end) = window(&reference);
     let theirs = reference["passes"].as_array().expect("array");
     let mut worst: f64 = 0.0;
     let mut compared = 0;
     for station in &mission.config.thermal.ground_stations {
-        let ours = events::passes(&orbit, station, start, end).expect("passes");
+        let ours = events::passes(orbit, station, start, end).expect("passes");
         let events_of = |kind: &str| -> Vec<f64> {
             theirs
                 .iter()
