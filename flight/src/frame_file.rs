@@ -13,21 +13,11 @@ use kestrel_link::profile::{LinkProfile, virtual_channel};
 #[derive(Debug, thiserror::Error)]
 pub enum FrameFileError {
     #[error("cannot read `{path}`: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write `{path}`: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("`{path}` byte {offset}: {message}")]
-    Packet {
-        path: PathBuf,
-        offset: usize,
-        message: String,
-    },
+    Packet { path: PathBuf, offset: usize, message: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,38 +28,18 @@ pub struct FrameReport {
     pub stream_bytes: u64,
 }
 
-pub fn frame_file(
-    profile: LinkProfile,
-    input: &Path,
-    output: &Path,
-) -> Result<FrameReport, FrameFileError> {
-    let bytes = std::fs::read(input).map_err(|source| FrameFileError::Read {
-        path: input.to_path_buf(),
-        source,
-    })?;
-    let write_error = |source| FrameFileError::Write {
-        path: output.to_path_buf(),
-        source,
-    };
+pub fn frame_file(profile: LinkProfile, input: &Path, output: &Path) -> Result<FrameReport, FrameFileError> {
+    let bytes = std::fs::read(input).map_err(|source| FrameFileError::Read { path: input.to_path_buf(), source })?;
+    let write_error = |source| FrameFileError::Write { path: output.to_path_buf(), source };
     let file = File::create(output).map_err(write_error)?;
     let mut writer = BufWriter::new(file);
     let mut encoder = CaduEncoder::new(profile, EncoderState::default());
     let mut cadus = Vec::new();
-    let mut report = FrameReport {
-        packets: 0,
-        packet_bytes: bytes.len() as u64,
-        cadus: 0,
-        stream_bytes: 0,
-    };
+    let mut report = FrameReport { packets: 0, packet_bytes: bytes.len() as u64, cadus: 0, stream_bytes: 0 };
     let mut offset = 0;
     while offset < bytes.len() {
-        let packet_error = |message: String| FrameFileError::Packet {
-            path: input.to_path_buf(),
-            offset,
-            message,
-        };
-        let header =
-            PacketHeader::parse(&bytes[offset..]).map_err(|e| packet_error(e.to_string()))?;
+        let packet_error = |message: String| FrameFileError::Packet { path: input.to_path_buf(), offset, message };
+        let header = PacketHeader::parse(&bytes[offset..]).map_err(|e| packet_error(e.to_string()))?;
         let end = offset + header.packet_len;
         if end > bytes.len() {
             return Err(packet_error(format!(

@@ -49,18 +49,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cli.log.init();
     let result = match cli.command {
-        Command::Check { mission } => LoadedFlightMission::load(&mission).map(|loaded| {
-            let m = &loaded.config;
-            println!(
-                "{}: OK for flight (mission `{}`, spacecraft {}, RS interleave {}, providers {:?})",
-                mission.display(),
-                m.mission.name,
-                m.link.spacecraft_id,
-                m.link.rs_interleave.get_ref(),
-                m.flight.inference.execution_providers.get_ref().iter().map(|k| k.name()).collect::<Vec<_>>(),
-            );
-        })
-        .map_err(anyhow::Error::from),
+        Command::Check { mission } => LoadedFlightMission::load(&mission)
+            .map(|loaded| {
+                let m = &loaded.config;
+                println!(
+                    "{}: OK for flight (mission `{}`, spacecraft {}, RS interleave {}, providers {:?})",
+                    mission.display(),
+                    m.mission.name,
+                    m.link.spacecraft_id,
+                    m.link.rs_interleave.get_ref(),
+                    m.flight.inference.execution_providers.get_ref().iter().map(|k| k.name()).collect::<Vec<_>>(),
+                );
+            })
+            .map_err(anyhow::Error::from),
         Command::Frame { mission, input, output } => LoadedFlightMission::load(&mission)
             .map_err(anyhow::Error::from)
             .and_then(|loaded| frame_file::frame_file(loaded.link, &input, &output).map_err(Into::into))

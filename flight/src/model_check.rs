@@ -25,54 +25,33 @@ pub struct ModelCheckReport {
 
 pub fn run(inference: &InferenceConfig, model: &Path) -> Result<ModelCheckReport, RuntimeError> {
     let runtime = OnnxRuntime::get()?;
-    let (mut session, providers) = runtime.session(
-        model,
-        inference.execution_providers.get_ref(),
-        inference.intra_threads,
-    )?;
-    let model_error = |message: String| RuntimeError::Model {
-        path: model.to_path_buf(),
-        message,
-    };
+    let (mut session, providers) =
+        runtime.session(model, inference.execution_providers.get_ref(), inference.intra_threads)?;
+    let model_error = |message: String| RuntimeError::Model { path: model.to_path_buf(), message };
 
     let mut inputs = Vec::new();
     let mut values = Vec::new();
     for input in session.inputs() {
-        let ValueType::Tensor {
-            ty: TensorElementType::Float32,
-            shape,
-            ..
-        } = input.dtype()
-        else {
+        let ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } = input.dtype() else {
             return Err(model_error(format!(
                 "input `{}` is {:?}; model-check feeds only float32 tensors",
                 input.name(),
                 input.dtype()
             )));
         };
-        let dims: Vec<usize> = shape
-            .iter()
-            .map(|&d| usize::try_from(d).unwrap_or(1).max(1))
-            .collect();
-        let tensor = Tensor::from_array(ArrayD::<f32>::zeros(IxDyn(&dims)))
-            .map_err(|e| model_error(e.to_string()))?;
+        let dims: Vec<usize> = shape.iter().map(|&d| usize::try_from(d).unwrap_or(1).max(1)).collect();
+        let tensor = Tensor::from_array(ArrayD::<f32>::zeros(IxDyn(&dims))).map_err(|e| model_error(e.to_string()))?;
         inputs.push((input.name().to_owned(), dims));
         values.push((input.name().to_owned(), tensor));
     }
 
     let started = Instant::now();
-    let results = session
-        .run(values)
-        .map_err(|e| model_error(e.to_string()))?;
+    let results = session.run(values).map_err(|e| model_error(e.to_string()))?;
     let run_time = started.elapsed();
     let outputs = results
         .iter()
         .map(|(name, value)| {
-            let shape = value
-                .shape()
-                .iter()
-                .map(|&d| usize::try_from(d).unwrap_or(0))
-                .collect();
+            let shape = value.shape().iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect();
             (name.to_owned(), shape)
         })
         .collect();
@@ -90,18 +69,9 @@ pub fn run(inference: &InferenceConfig, model: &Path) -> Result<ModelCheckReport
 
 impl fmt::Display for ModelCheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "ONNX Runtime loaded from {} ({})",
-            self.library.display(),
-            self.runtime_build
-        )?;
+        writeln!(f, "ONNX Runtime loaded from {} ({})", self.library.display(), self.runtime_build)?;
         for (kind, reason) in &self.providers.passed_over {
-            writeln!(
-                f,
-                "execution provider {} passed over: {reason}",
-                kind.name()
-            )?;
+            writeln!(f, "execution provider {} passed over: {reason}", kind.name())?;
         }
         writeln!(f, "execution provider: {}", self.providers.chosen.name())?;
         writeln!(f, "model {}", self.model.display())?;
@@ -111,10 +81,6 @@ impl fmt::Display for ModelCheckReport {
         for (name, shape) in &self.outputs {
             writeln!(f, "  output {name} {shape:?}")?;
         }
-        writeln!(
-            f,
-            "one inference ran in {:.3} ms",
-            self.run_time.as_secs_f64() * 1e3
-        )
+        writeln!(f, "one inference ran in {:.3} ms", self.run_time.as_secs_f64() * 1e3)
     }
 }

@@ -37,10 +37,7 @@ pub enum RuntimeError {
     #[error("cannot load the model `{path}`: {message}")]
     Model { path: PathBuf, message: String },
     #[error("none of the execution providers {requested:?} is available: {reasons}")]
-    NoProvider {
-        requested: Vec<&'static str>,
-        reasons: String,
-    },
+    NoProvider { requested: Vec<&'static str>, reasons: String },
 }
 
 /// The Kestrel cache folder (ONNX Runtime library and other fetched artefacts).
@@ -66,10 +63,7 @@ pub fn library_candidates() -> Vec<PathBuf> {
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
         candidates.push(PathBuf::from(path));
     }
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf))
-    {
+    if let Some(dir) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)) {
         candidates.push(dir.join(LIBRARY_NAME));
     }
     candidates.push(cached_runtime_dir().join(LIBRARY_NAME));
@@ -78,11 +72,7 @@ pub fn library_candidates() -> Vec<PathBuf> {
 
 pub fn locate_library() -> Result<PathBuf, RuntimeError> {
     let candidates = library_candidates();
-    candidates
-        .iter()
-        .find(|path| path.is_file())
-        .cloned()
-        .ok_or(RuntimeError::LibraryNotFound(candidates))
+    candidates.iter().find(|path| path.is_file()).cloned().ok_or(RuntimeError::LibraryNotFound(candidates))
 }
 
 /// The process's one ONNX Runtime environment (ONNX Runtime allows one per process).
@@ -93,9 +83,7 @@ pub struct OnnxRuntime {
 
 impl std::fmt::Debug for OnnxRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OnnxRuntime")
-            .field("library", &self.library)
-            .finish_non_exhaustive()
+        f.debug_struct("OnnxRuntime").field("library", &self.library).finish_non_exhaustive()
     }
 }
 
@@ -113,28 +101,19 @@ impl OnnxRuntime {
         RUNTIME
             .get_or_init(|| Self::start().map_err(|e| e.to_string()))
             .as_ref()
-            .map_err(|message| RuntimeError::Load {
-                path: PathBuf::from("ONNX Runtime"),
-                message: message.clone(),
-            })
+            .map_err(|message| RuntimeError::Load { path: PathBuf::from("ONNX Runtime"), message: message.clone() })
     }
 
     fn start() -> Result<Self, RuntimeError> {
         let library = locate_library()?;
-        let load_error = |message: String| RuntimeError::Load {
-            path: library.clone(),
-            message,
-        };
+        let load_error = |message: String| RuntimeError::Load { path: library.clone(), message };
         let environment = ort::init_from(&library)
             .map_err(|e| load_error(e.to_string()))?
             .with_name("kestrel")
             .build()
             .map_err(|e| load_error(e.to_string()))?;
         tracing::info!(library = %library.display(), "ONNX Runtime loaded");
-        Ok(Self {
-            library,
-            environment,
-        })
+        Ok(Self { library, environment })
     }
 
     pub fn library(&self) -> &Path {
@@ -155,36 +134,21 @@ impl OnnxRuntime {
         intra_threads: usize,
     ) -> Result<(Session, ProviderChoice), RuntimeError> {
         if !model.is_file() {
-            return Err(RuntimeError::Model {
-                path: model.to_path_buf(),
-                message: "no such file".to_owned(),
-            });
+            return Err(RuntimeError::Model { path: model.to_path_buf(), message: "no such file".to_owned() });
         }
         let mut passed_over = Vec::new();
         for &kind in preference {
             let attempt = provider(kind).and_then(|dispatch| {
                 Session::builder(&self.environment)
-                    .and_then(|b| {
-                        b.with_optimization_level(GraphOptimizationLevel::Level3)
-                            .map_err(Into::into)
-                    })
+                    .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::into))
                     .and_then(|b| b.with_intra_threads(intra_threads).map_err(Into::into))
-                    .and_then(|b| {
-                        b.with_execution_providers([dispatch.error_on_failure()])
-                            .map_err(Into::into)
-                    })
+                    .and_then(|b| b.with_execution_providers([dispatch.error_on_failure()]).map_err(Into::into))
                     .and_then(|mut b| b.commit_from_file(model))
                     .map_err(|e| e.to_string())
             });
             match attempt {
                 Ok(session) => {
-                    return Ok((
-                        session,
-                        ProviderChoice {
-                            chosen: kind,
-                            passed_over,
-                        },
-                    ));
+                    return Ok((session, ProviderChoice { chosen: kind, passed_over }));
                 }
                 Err(reason) => {
                     tracing::warn!(provider = kind.name(), reason = %reason, "execution provider passed over");
@@ -192,15 +156,8 @@ impl OnnxRuntime {
                 }
             }
         }
-        let reasons = passed_over
-            .iter()
-            .map(|(k, r)| format!("{}: {r}", k.name()))
-            .collect::<Vec<_>>()
-            .join("; ");
-        Err(RuntimeError::NoProvider {
-            requested: preference.iter().map(|k| k.name()).collect(),
-            reasons,
-        })
+        let reasons = passed_over.iter().map(|(k, r)| format!("{}: {r}", k.name())).collect::<Vec<_>>().join("; ");
+        Err(RuntimeError::NoProvider { requested: preference.iter().map(|k| k.name()).collect(), reasons })
     }
 }
 
@@ -216,9 +173,7 @@ fn provider(kind: ExecutionProviderKind) -> Result<ep::ExecutionProviderDispatch
 fn cuda_provider() -> Result<ep::ExecutionProviderDispatch, String> {
     match <ep::CUDA as ExecutionProvider>::is_available() {
         Ok(true) => Ok(ep::CUDA::default().build()),
-        Ok(false) => {
-            Err("the loaded ONNX Runtime library has no CUDA execution provider".to_owned())
-        }
+        Ok(false) => Err("the loaded ONNX Runtime library has no CUDA execution provider".to_owned()),
         Err(e) => Err(format!("cannot query the CUDA execution provider: {e}")),
     }
 }
@@ -235,9 +190,7 @@ mod tests {
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn cuda_is_refused_with_a_reason_in_a_cpu_build() {
-        let Err(reason) = provider(ExecutionProviderKind::Cuda) else {
-            panic!("cuda without the feature")
-        };
+        let Err(reason) = provider(ExecutionProviderKind::Cuda) else { panic!("cuda without the feature") };
         assert!(reason.contains("`cuda` feature"), "{reason}");
         assert!(provider(ExecutionProviderKind::Cpu).is_ok());
     }

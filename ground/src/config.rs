@@ -43,10 +43,7 @@ impl LoadedGroundMission {
         let file = MissionFile::read(path)?;
         let config: GroundMission = file.parse()?;
         let link = config.link.profile(&file)?;
-        file.existing_file(
-            "ground.operator_token_file",
-            &config.ground.operator_token_file,
-        )?;
+        file.existing_file("ground.operator_token_file", &config.ground.operator_token_file)?;
         Ok(Self { file, config, link })
     }
 }

@@ -13,15 +13,9 @@ use kestrel_link::profile::LinkProfile;
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeFileError {
     #[error("cannot read `{path}`: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write `{path}`: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 /// Decodes `input` with `profile`, writing the packets to `packets_out` if given.
@@ -30,17 +24,13 @@ pub fn decode_file(
     input: &Path,
     packets_out: Option<&Path>,
 ) -> Result<DecodeStats, DecodeFileError> {
-    let read_error = |source| DecodeFileError::Read {
-        path: input.to_path_buf(),
-        source,
-    };
+    let read_error = |source| DecodeFileError::Read { path: input.to_path_buf(), source };
     let mut reader = File::open(input).map_err(read_error)?;
     let mut writer = match packets_out {
         Some(path) => Some((
-            BufWriter::new(File::create(path).map_err(|source| DecodeFileError::Write {
-                path: path.to_path_buf(),
-                source,
-            })?),
+            BufWriter::new(
+                File::create(path).map_err(|source| DecodeFileError::Write { path: path.to_path_buf(), source })?,
+            ),
             path,
         )),
         None => None,
@@ -50,10 +40,7 @@ pub fn decode_file(
         if let Some((w, path)) = writer.as_mut().filter(|_| write_failure.is_none())
             && let Err(source) = w.write_all(delivered.packet)
         {
-            write_failure = Some(DecodeFileError::Write {
-                path: path.to_path_buf(),
-                source,
-            });
+            write_failure = Some(DecodeFileError::Write { path: path.to_path_buf(), source });
         }
     };
     let mut decoder = CaduDecoder::new(profile);
@@ -70,10 +57,7 @@ pub fn decode_file(
         return Err(e);
     }
     if let Some((mut w, path)) = writer {
-        w.flush().map_err(|source| DecodeFileError::Write {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        w.flush().map_err(|source| DecodeFileError::Write { path: path.to_path_buf(), source })?;
     }
     Ok(decoder.stats())
 }
@@ -97,11 +81,7 @@ impl fmt::Display for Report<'_> {
             s.sync.lock_losses,
             s.sync.bytes_searched_over
         )?;
-        writeln!(
-            f,
-            "RS corrected     {} symbols in {} CADUs",
-            s.rs_corrected_symbols, s.rs_corrected_cadus
-        )?;
+        writeln!(f, "RS corrected     {} symbols in {} CADUs", s.rs_corrected_symbols, s.rs_corrected_cadus)?;
         writeln!(f, "RS uncorrectable {}", s.rs_uncorrectable)?;
         writeln!(
             f,
@@ -112,11 +92,7 @@ impl fmt::Display for Report<'_> {
             s.duplicate_frames
         )?;
         for (vcid, channel) in &s.virtual_channels {
-            writeln!(
-                f,
-                "  VCID {vcid:>2}        {} frames, {} missing",
-                channel.frames, channel.missing
-            )?;
+            writeln!(f, "  VCID {vcid:>2}        {} frames, {} missing", channel.frames, channel.missing)?;
         }
         writeln!(
             f,

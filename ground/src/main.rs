@@ -59,22 +59,14 @@ fn main() -> ExitCode {
                 );
             })
             .map_err(anyhow::Error::from),
-        Command::Decode {
-            mission,
-            input,
-            packets,
-            json,
-        } => decode(mission.as_deref(), &input, packets.as_deref(), json),
+        Command::Decode { mission, input, packets, json } => {
+            decode(mission.as_deref(), &input, packets.as_deref(), json)
+        }
     };
     cli::finish("ground", result)
 }
 
-fn decode(
-    mission: Option<&Path>,
-    input: &Path,
-    packets: Option<&Path>,
-    json: bool,
-) -> anyhow::Result<()> {
+fn decode(mission: Option<&Path>, input: &Path, packets: Option<&Path>, json: bool) -> anyhow::Result<()> {
     let profile = match mission {
         Some(path) => LoadedGroundMission::load(path)?.link,
         None => LinkProfile::plain_ccsds(),

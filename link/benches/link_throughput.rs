@@ -30,28 +30,15 @@ fn packets(total: usize) -> Vec<u8> {
 }
 
 fn ccsds_decode(stream: Vec<u8>, cadu_len: usize) -> usize {
-    use ccsds::framing::{
-        DefaultDerandomizer, DefaultReedSolomon, Synchronizer, decode_framed_packets, decode_frames,
-    };
-    let blocks = Synchronizer::new(std::io::Cursor::new(stream), cadu_len - 4)
-        .into_iter()
+    use ccsds::framing::{DefaultDerandomizer, DefaultReedSolomon, Synchronizer, decode_framed_packets, decode_frames};
+    let blocks = Synchronizer::new(std::io::Cursor::new(stream), cadu_len - 4).into_iter().filter_map(Result::ok);
+    let frames = decode_frames(blocks, Some(Box::new(DefaultReedSolomon::new(4))), Some(Box::new(DefaultDerandomizer)))
         .filter_map(Result::ok);
-    let frames = decode_frames(
-        blocks,
-        Some(Box::new(DefaultReedSolomon::new(4))),
-        Some(Box::new(DefaultDerandomizer)),
-    )
-    .filter_map(Result::ok);
-    decode_framed_packets(frames, 10, 18)
-        .filter(|p| p.packet.header.apid != 0x7FF)
-        .count()
+    decode_framed_packets(frames, 10, 18).filter(|p| p.packet.header.apid != 0x7FF).count()
 }
 
 fn main() {
-    let megabytes: usize = std::env::var("KESTREL_BENCH_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(128);
+    let megabytes: usize = std::env::var("KESTREL_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(128);
     let profile = LinkProfile {
         spacecraft_id: Some(42),
         rs_interleave: 4,
@@ -61,9 +48,7 @@ fn main() {
     let source = packets(megabytes << 20);
     let mut boundaries = vec![0];
     while let Some(&start) = boundaries.last().filter(|&&s| s < source.len()) {
-        boundaries.push(
-            start + usize::from(u16::from_be_bytes([source[start + 4], source[start + 5]])) + 7,
-        );
+        boundaries.push(start + usize::from(u16::from_be_bytes([source[start + 4], source[start + 5]])) + 7);
     }
     let sent_packets = boundaries.len() - 1;
 
@@ -81,10 +66,7 @@ fn main() {
         source.len() >> 20,
         stream.len() >> 20
     );
-    println!(
-        "encode (one core):                {:>7.0} Mbit/s of CADUs",
-        mbit_per_s(stream.len(), encode_s)
-    );
+    println!("encode (one core):                {:>7.0} Mbit/s of CADUs", mbit_per_s(stream.len(), encode_s));
 
     let decode = |input: &[u8]| {
         let mut decoder = CaduDecoder::new(profile.clone());

@@ -27,9 +27,7 @@ impl LogArgs {
     /// Installs the global `tracing` subscriber writing to stderr.
     pub fn init(&self) {
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-        let builder = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr);
+        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
         // An error here only means a subscriber is already installed.
         let _ = match self.log_format {
             LogFormat::Text => builder.try_init(),

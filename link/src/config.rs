@@ -49,26 +49,17 @@ impl LinkConfig {
             ));
         }
         if *self.downlink_rate_bps.get_ref() == 0 {
-            return Err(file.error_at(
-                self.downlink_rate_bps.span(),
-                "link.downlink_rate_bps",
-                "must be above 0",
-            ));
+            return Err(file.error_at(self.downlink_rate_bps.span(), "link.downlink_rate_bps", "must be above 0"));
         }
         const KEY: &str = "link.security.key_file";
         let key_file = &self.security.key_file;
         let path = file.existing_file(KEY, key_file)?;
-        let key =
-            read_key_file(&path).map_err(|e| file.error_at(key_file.span(), KEY, e.to_string()))?;
+        let key = read_key_file(&path).map_err(|e| file.error_at(key_file.span(), KEY, e.to_string()))?;
         Ok(LinkProfile {
             spacecraft_id: Some(self.spacecraft_id),
             rs_interleave: usize::from(*self.rs_interleave.get_ref()),
             frame_error_control: self.frame_error_control,
-            security: Some(SecurityAssociation::new(
-                self.security.spi,
-                &key,
-                self.security.encrypt,
-            )),
+            security: Some(SecurityAssociation::new(self.security.spi, &key, self.security.encrypt)),
         })
     }
 

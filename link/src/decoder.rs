@@ -78,10 +78,7 @@ impl DecodeStats {
 
     fn note(&mut self, byte_offset: u64, what: impl Into<String>) {
         if self.issues.len() < MAX_ISSUES {
-            self.issues.push(Issue {
-                byte_offset,
-                what: what.into(),
-            });
+            self.issues.push(Issue { byte_offset, what: what.into() });
         }
     }
 }
@@ -157,12 +154,7 @@ impl CaduDecoder {
         }
     }
 
-    fn decode_block(
-        &mut self,
-        offset: u64,
-        flywheel: bool,
-        deliver: &mut impl FnMut(Delivered<'_>),
-    ) {
+    fn decode_block(&mut self, offset: u64, flywheel: bool, deliver: &mut impl FnMut(Delivered<'_>)) {
         self.stats.cadus += 1;
         randomizer::apply(&mut self.block);
         match self.rs.decode(&mut self.block) {
@@ -173,11 +165,7 @@ impl CaduDecoder {
             }
             Err(e) => {
                 self.stats.rs_uncorrectable += 1;
-                let how = if flywheel {
-                    " (found by the flywheel: no sync marker where expected)"
-                } else {
-                    ""
-                };
+                let how = if flywheel { " (found by the flywheel: no sync marker where expected)" } else { "" };
                 self.stats.note(offset, format!("{e}{how}; CADU dropped"));
                 return;
             }
@@ -186,10 +174,7 @@ impl CaduDecoder {
         let frame = &mut self.block[..layout.frame_len];
         if layout.fecf && !fecf::verify(frame) {
             self.stats.fecf_errors += 1;
-            self.stats.note(
-                offset,
-                "frame error control (CRC-16) mismatch; frame dropped",
-            );
+            self.stats.note(offset, "frame error control (CRC-16) mismatch; frame dropped");
             return;
         }
         let header = match PrimaryHeader::parse(frame) {
@@ -200,11 +185,7 @@ impl CaduDecoder {
                 return;
             }
         };
-        if self
-            .profile
-            .spacecraft_id
-            .is_some_and(|id| id != header.spacecraft_id)
-        {
+        if self.profile.spacecraft_id.is_some_and(|id| id != header.spacecraft_id) {
             self.stats.other_spacecraft += 1;
             return;
         }
@@ -214,13 +195,7 @@ impl CaduDecoder {
         }
         if let Some(security) = &self.profile.security {
             let verified = security
-                .verify(
-                    Direction::Downlink,
-                    header.vcid,
-                    frame,
-                    frame::PRIMARY_HEADER_LEN,
-                    layout.mpdu_end(),
-                )
+                .verify(Direction::Downlink, header.vcid, frame, frame::PRIMARY_HEADER_LEN, layout.mpdu_end())
                 .and_then(|arsn| self.replay.accept(header.vcid, arsn));
             if let Err(e) = verified {
                 match e {
@@ -228,10 +203,7 @@ impl CaduDecoder {
                     SecurityError::Authentication => self.stats.authentication_failures += 1,
                     SecurityError::Replay { .. } => self.stats.replayed_frames += 1,
                 }
-                self.stats.note(
-                    offset,
-                    format!("virtual channel {}: {e}; frame dropped", header.vcid),
-                );
+                self.stats.note(offset, format!("virtual channel {}: {e}; frame dropped", header.vcid));
                 return;
             }
         }
@@ -257,17 +229,11 @@ impl CaduDecoder {
         let zone = &mpdu[frame::MPDU_HEADER_LEN..];
         let vcid = header.vcid;
         let packets = &mut self.stats.packets;
-        channel.unpacker.push_zone(
-            pointer,
-            zone,
-            continuous,
-            &mut self.stats.extraction,
-            &mut |packet| {
-                if let Ok(header) = PacketHeader::parse(packet) {
-                    *packets.entry(header.apid).or_default() += 1;
-                }
-                deliver(Delivered { vcid, packet });
-            },
-        );
+        channel.unpacker.push_zone(pointer, zone, continuous, &mut self.stats.extraction, &mut |packet| {
+            if let Ok(header) = PacketHeader::parse(packet) {
+                *packets.entry(header.apid).or_default() += 1;
+            }
+            deliver(Delivered { vcid, packet });
+        });
     }
 }

@@ -42,14 +42,7 @@ impl CaduEncoder {
     pub fn new(profile: LinkProfile, state: EncoderState) -> Self {
         let layout = profile.layout();
         let rs = ReedSolomon::new(profile.rs_interleave);
-        Self {
-            zone: vec![0; layout.packet_zone_len()],
-            profile,
-            layout,
-            rs,
-            channels: BTreeMap::new(),
-            state,
-        }
+        Self { zone: vec![0; layout.packet_zone_len()], profile, layout, rs, channels: BTreeMap::new(), state }
     }
 
     pub fn state(&self) -> &EncoderState {
@@ -62,16 +55,11 @@ impl CaduEncoder {
 
     /// Queues whole packets (back to back) on a virtual channel (0 to 62).
     pub fn push_packets(&mut self, vcid: u8, packets: &[u8]) {
-        assert!(
-            vcid < IDLE_VCID,
-            "virtual channel {vcid} is reserved or out of range"
-        );
+        assert!(vcid < IDLE_VCID, "virtual channel {vcid} is reserved or out of range");
         let zone_len = self.layout.packet_zone_len();
         self.channels
             .entry(vcid)
-            .or_insert_with(|| Channel {
-                packer: MpduPacker::new(zone_len),
-            })
+            .or_insert_with(|| Channel { packer: MpduPacker::new(zone_len) })
             .packer
             .push_packet(packets);
     }
@@ -138,14 +126,7 @@ impl CaduEncoder {
         if let Some(security) = self.profile.security.as_ref().filter(|_| vcid != IDLE_VCID) {
             let arsn = self.state.next_arsn;
             self.state.next_arsn += 1;
-            security.protect(
-                Direction::Downlink,
-                vcid,
-                arsn,
-                frame,
-                frame::PRIMARY_HEADER_LEN,
-                layout.mpdu_end(),
-            );
+            security.protect(Direction::Downlink, vcid, arsn, frame, frame::PRIMARY_HEADER_LEN, layout.mpdu_end());
         }
         if layout.fecf {
             fecf::seal(frame);

@@ -44,8 +44,7 @@ pub enum HeaderError {
 
 impl PrimaryHeader {
     pub fn write(&self, out: &mut [u8]) {
-        let id =
-            (0b01u16 << 14) | (u16::from(self.spacecraft_id) << 6) | u16::from(self.vcid & 0x3F);
+        let id = (0b01u16 << 14) | (u16::from(self.spacecraft_id) << 6) | u16::from(self.vcid & 0x3F);
         out[..2].copy_from_slice(&id.to_be_bytes());
         out[2..5].copy_from_slice(&(self.frame_count & 0xFF_FFFF).to_be_bytes()[1..]);
         out[5] = u8::from(self.replay) << 7;
@@ -115,21 +114,13 @@ mod tests {
 
     #[test]
     fn header_round_trips_and_rejects_other_versions() {
-        let header = PrimaryHeader {
-            spacecraft_id: 157,
-            vcid: 16,
-            frame_count: 0xABCDEF,
-            replay: true,
-        };
+        let header = PrimaryHeader { spacecraft_id: 157, vcid: 16, frame_count: 0xABCDEF, replay: true };
         let mut bytes = [0u8; 6];
         header.write(&mut bytes);
         assert_eq!(PrimaryHeader::parse(&bytes), Ok(header));
         bytes[0] &= 0x3F;
         assert_eq!(PrimaryHeader::parse(&bytes), Err(HeaderError::Version(0)));
-        assert_eq!(
-            PrimaryHeader::parse(&bytes[..3]),
-            Err(HeaderError::Short(3))
-        );
+        assert_eq!(PrimaryHeader::parse(&bytes[..3]), Err(HeaderError::Short(3)));
     }
 
     #[test]

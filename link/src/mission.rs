@@ -80,10 +80,7 @@ impl MissionFile {
     /// A mission file held in memory (tests, generated missions); `path` is what errors name and
     /// where relative paths in it are resolved from.
     pub fn from_text(path: impl Into<PathBuf>, text: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            text: text.into(),
-        }
+        Self { path: path.into(), text: text.into() }
     }
 
     pub fn path(&self) -> &Path {
@@ -99,12 +96,8 @@ impl MissionFile {
         self.deserialize::<T>(&table)
     }
 
-    fn deserialize<T: DeserializeOwned>(
-        &self,
-        table: &Spanned<DeTable<'_>>,
-    ) -> Result<T, MissionError> {
-        T::deserialize(toml::de::Deserializer::from(table.clone()))
-            .map_err(|e| self.toml_error(&e, Some(table)))
+    fn deserialize<T: DeserializeOwned>(&self, table: &Spanned<DeTable<'_>>) -> Result<T, MissionError> {
+        T::deserialize(toml::de::Deserializer::from(table.clone())).map_err(|e| self.toml_error(&e, Some(table)))
     }
 
     /// A path written in the mission file, resolved against the file's own folder.
@@ -116,34 +109,17 @@ impl MissionFile {
     }
 
     /// Resolves a key that names a file (a key, a token, a model) and checks that the file is there.
-    pub fn existing_file(
-        &self,
-        key: &str,
-        value: &Spanned<PathBuf>,
-    ) -> Result<PathBuf, MissionError> {
+    pub fn existing_file(&self, key: &str, value: &Spanned<PathBuf>) -> Result<PathBuf, MissionError> {
         let resolved = self.resolve(value.get_ref());
         match std::fs::metadata(&resolved) {
             Ok(meta) if meta.is_file() => Ok(resolved),
-            Ok(_) => Err(self.error_at(
-                value.span(),
-                key,
-                format!("`{}` is not a file", resolved.display()),
-            )),
-            Err(e) => Err(self.error_at(
-                value.span(),
-                key,
-                format!("cannot open `{}`: {e}", resolved.display()),
-            )),
+            Ok(_) => Err(self.error_at(value.span(), key, format!("`{}` is not a file", resolved.display()))),
+            Err(e) => Err(self.error_at(value.span(), key, format!("cannot open `{}`: {e}", resolved.display()))),
         }
     }
 
     /// An error about the value at `span` (from a [`Spanned`] field) under the dotted `key`.
-    pub fn error_at(
-        &self,
-        span: Range<usize>,
-        key: &str,
-        message: impl Into<String>,
-    ) -> MissionError {
+    pub fn error_at(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> MissionError {
         MissionError {
             file: self.path.clone(),
             position: Some(self.line_column(span.start)),
@@ -152,18 +128,12 @@ impl MissionFile {
         }
     }
 
-    fn toml_error(
-        &self,
-        error: &toml::de::Error,
-        table: Option<&Spanned<DeTable<'_>>>,
-    ) -> MissionError {
+    fn toml_error(&self, error: &toml::de::Error, table: Option<&Spanned<DeTable<'_>>>) -> MissionError {
         let span = error.span();
         MissionError {
             file: self.path.clone(),
             position: Some(self.line_column(span.as_ref().map_or(0, |s| s.start))),
-            key: span
-                .zip(table)
-                .and_then(|(span, table)| key_at(table.get_ref(), &span)),
+            key: span.zip(table).and_then(|(span, table)| key_at(table.get_ref(), &span)),
             message: error.message().trim_end().to_owned(),
         }
     }
@@ -179,9 +149,7 @@ impl MissionFile {
 /// The dotted path of the innermost key whose name or value covers `span`. A table's own span is
 /// only its header, so every table is searched, not just those whose span covers the error.
 fn key_at(table: &DeTable<'_>, span: &Range<usize>) -> Option<String> {
-    let covers = |outer: Range<usize>| {
-        outer.start <= span.start && span.end <= outer.end.max(outer.start + 1)
-    };
+    let covers = |outer: Range<usize>| outer.start <= span.start && span.end <= outer.end.max(outer.start + 1);
     table.iter().find_map(|(key, value)| {
         let name = key.get_ref().to_string();
         let inner = match value.get_ref() {
@@ -215,9 +183,7 @@ fn rfc3339<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Erro
     if is_rfc3339_utc(&text) {
         Ok(text)
     } else {
-        Err(serde::de::Error::custom(format!(
-            "`{text}` is not an RFC 3339 UTC time such as 2026-03-20T00:00:00Z"
-        )))
+        Err(serde::de::Error::custom(format!("`{text}` is not an RFC 3339 UTC time such as 2026-03-20T00:00:00Z")))
     }
 }
 
@@ -268,19 +234,13 @@ mod tests {
     const HEAD: &str = "[mission]\nname = \"t\"\nepoch = \"2026-03-20T00:00:00Z\"\n";
 
     fn error(text: &str) -> MissionError {
-        MissionFile::from_text("m.toml", text)
-            .parse::<View>()
-            .expect_err("the file is malformed")
+        MissionFile::from_text("m.toml", text).parse::<View>().expect_err("the file is malformed")
     }
 
     #[test]
     fn a_good_file_parses() {
-        let text = format!(
-            "{HEAD}[flight]\nthreads = 2\n[[flight.stations]]\nname = \"a\"\nelevation_deg = 5.0\n"
-        );
-        let view: View = MissionFile::from_text("m.toml", text)
-            .parse()
-            .expect("valid");
+        let text = format!("{HEAD}[flight]\nthreads = 2\n[[flight.stations]]\nname = \"a\"\nelevation_deg = 5.0\n");
+        let view: View = MissionFile::from_text("m.toml", text).parse().expect("valid");
         assert_eq!(view.mission.name, "t");
         let flight = view.flight.expect("flight section");
         assert_eq!((flight.threads, flight.stations[0].name.as_str()), (2, "a"));
@@ -290,40 +250,23 @@ mod tests {
     #[test]
     fn wrong_type_names_line_column_and_key() {
         let e = error(&format!("{HEAD}[flight]\nthreads = \"two\"\n"));
-        assert_eq!(
-            (e.position, e.key.as_deref()),
-            (Some((5, 11)), Some("flight.threads"))
-        );
+        assert_eq!((e.position, e.key.as_deref()), (Some((5, 11)), Some("flight.threads")));
         assert!(e.message.contains("invalid type"), "{e}");
-        assert!(
-            e.to_string()
-                .starts_with("m.toml:5:11: key `flight.threads`: invalid type"),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("m.toml:5:11: key `flight.threads`: invalid type"), "{e}");
     }
 
     #[test]
     fn unknown_key_is_named() {
         let e = error(&format!("{HEAD}[flight]\nthreads = 2\nthrads = 3\n"));
-        assert_eq!(
-            (e.position, e.key.as_deref()),
-            (Some((6, 1)), Some("flight.thrads"))
-        );
+        assert_eq!((e.position, e.key.as_deref()), (Some((6, 1)), Some("flight.thrads")));
         assert!(e.message.contains("unknown field `thrads`"), "{e}");
     }
 
     #[test]
     fn unknown_section_is_an_error_even_when_no_view_reads_it() {
         let e = error(&format!("{HEAD}[fligth]\nthreads = 2\n"));
-        assert_eq!(
-            (e.position, e.key.as_deref()),
-            (Some((4, 2)), Some("fligth"))
-        );
-        assert!(
-            e.message
-                .contains("unknown field `fligth`, expected one of"),
-            "{e}"
-        );
+        assert_eq!((e.position, e.key.as_deref()), (Some((4, 2)), Some("fligth")));
+        assert!(e.message.contains("unknown field `fligth`, expected one of"), "{e}");
     }
 
     #[test]
@@ -346,11 +289,7 @@ mod tests {
         let e = error(&format!(
             "{HEAD}[flight]\nthreads = 1\n[[flight.stations]]\nname = \"a\"\nelevation_deg = 1.0\n[[flight.stations]]\nname = \"b\"\nelevation_deg = \"high\"\n"
         ));
-        assert_eq!(
-            e.key.as_deref(),
-            Some("flight.stations[1].elevation_deg"),
-            "{e}"
-        );
+        assert_eq!(e.key.as_deref(), Some("flight.stations[1].elevation_deg"), "{e}");
         assert_eq!(e.position, Some((11, 17)));
     }
 
@@ -366,13 +305,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = MissionFile::from_text(dir.path().join("m.toml"), HEAD);
         let value = Spanned::new(2..9, PathBuf::from("keys/absent.key"));
-        let e = file
-            .existing_file("link.security.key_file", &value)
-            .expect_err("absent");
-        assert_eq!(
-            (e.position, e.key.as_deref()),
-            (Some((1, 3)), Some("link.security.key_file"))
-        );
+        let e = file.existing_file("link.security.key_file", &value).expect_err("absent");
+        assert_eq!((e.position, e.key.as_deref()), (Some((1, 3)), Some("link.security.key_file")));
         assert!(e.message.contains("absent.key"), "{e}");
     }
 

@@ -21,18 +21,12 @@ pub struct MpduPacker {
 
 impl MpduPacker {
     pub fn new(zone_len: usize) -> Self {
-        Self {
-            zone_len,
-            pending: VecDeque::new(),
-            starts: VecDeque::new(),
-            position: 0,
-        }
+        Self { zone_len, pending: VecDeque::new(), starts: VecDeque::new(), position: 0 }
     }
 
     /// Queues whole packets (one or more, back to back).
     pub fn push_packet(&mut self, packet: &[u8]) {
-        self.starts
-            .push_back(self.position + self.pending.len() as u64);
+        self.starts.push_back(self.position + self.pending.len() as u64);
         self.pending.extend(packet);
     }
 
@@ -53,19 +47,9 @@ impl MpduPacker {
         if gap == 0 {
             return;
         }
-        let idle_len = if gap > HEADER_LEN {
-            gap
-        } else {
-            gap + self.zone_len
-        };
+        let idle_len = if gap > HEADER_LEN { gap } else { gap + self.zone_len };
         let mut idle = Vec::with_capacity(idle_len);
-        packet::build(
-            IDLE_APID,
-            SequenceFlags::Unsegmented,
-            0,
-            &vec![0x55; idle_len - HEADER_LEN],
-            &mut idle,
-        );
+        packet::build(IDLE_APID, SequenceFlags::Unsegmented, 0, &vec![0x55; idle_len - HEADER_LEN], &mut idle);
         self.push_packet(&idle);
     }
 
@@ -230,17 +214,12 @@ mod tests {
         assert_eq!(packer.pending_len() % 100, 0);
         let zones = zones(&mut packer, 100);
         assert_eq!(zones[0].0, 0);
-        assert_eq!(
-            zones[1].0, FHP_NO_PACKET_START,
-            "the 306-byte packet spans zone 1"
-        );
+        assert_eq!(zones[1].0, FHP_NO_PACKET_START, "the 306-byte packet spans zone 1");
         let mut unpacker = MpduUnpacker::default();
         let mut stats = ExtractionStats::default();
         let mut received = Vec::new();
         for (pointer, zone) in &zones {
-            unpacker.push_zone(*pointer, zone, true, &mut stats, &mut |p| {
-                received.push(p.to_vec())
-            });
+            unpacker.push_zone(*pointer, zone, true, &mut stats, &mut |p| received.push(p.to_vec()));
         }
         assert_eq!(received, sent);
         assert_eq!(stats.idle_packets, 1);
@@ -265,17 +244,12 @@ mod tests {
                 continuous = false;
                 continue;
             }
-            unpacker.push_zone(*pointer, zone, continuous, &mut stats, &mut |p| {
-                received.push(p.to_vec())
-            });
+            unpacker.push_zone(*pointer, zone, continuous, &mut stats, &mut |p| received.push(p.to_vec()));
             continuous = true;
         }
         // zone 2 (bytes 200..300) held only the middle of packet 1 (156..312); the pointer of
         // zone 3 finds packet 2 again
-        assert_eq!(
-            received,
-            vec![sent[0].clone(), sent[2].clone(), sent[3].clone()]
-        );
+        assert_eq!(received, vec![sent[0].clone(), sent[2].clone(), sent[3].clone()]);
         assert_eq!(stats.partial_packets_dropped, 1);
     }
 
@@ -287,15 +261,11 @@ mod tests {
         let mut received = Vec::new();
         let mut zone = sent[0].clone();
         zone.extend(&sent[1][..20]);
-        unpacker.push_zone(0, &zone, true, &mut stats, &mut |p| {
-            received.push(p.to_vec())
-        });
+        unpacker.push_zone(0, &zone, true, &mut stats, &mut |p| received.push(p.to_vec()));
         // the next frame claims a packet starts at 0, but 36 bytes of packet 1 are still due
         let mut next = sent[0].clone();
         next.resize(zone.len(), 0x55);
-        unpacker.push_zone(0, &next, true, &mut stats, &mut |p| {
-            received.push(p.to_vec())
-        });
+        unpacker.push_zone(0, &next, true, &mut stats, &mut |p| received.push(p.to_vec()));
         assert_eq!(stats.pointer_mismatches, 1);
         assert_eq!(received, vec![sent[0].clone(), sent[0].clone()]);
     }

@@ -93,10 +93,7 @@ mod tests {
         let flipped = flip_bits(&mut bytes, 1e-3, &mut rng);
         let counted: u64 = bytes.iter().map(|b| u64::from(b.count_ones())).sum();
         assert_eq!(flipped, counted);
-        assert!(
-            (7_600..8_400).contains(&flipped),
-            "{flipped} flips in 8e6 bits at 1e-3"
-        );
+        assert!((7_600..8_400).contains(&flipped), "{flipped} flips in 8e6 bits at 1e-3");
     }
 
     #[test]

@@ -62,8 +62,7 @@ impl PacketHeader {
         if version != 0 {
             return Err(PacketError::Version(version));
         }
-        let (header, _) =
-            SpHeader::from_be_bytes(bytes).map_err(|_| PacketError::Short(bytes.len()))?;
+        let (header, _) = SpHeader::from_be_bytes(bytes).map_err(|_| PacketError::Short(bytes.len()))?;
         Ok(Self {
             apid: header.apid().value(),
             sequence_flags: header.psc.seq_flags,
@@ -75,17 +74,8 @@ impl PacketHeader {
 
 /// Builds one telemetry packet. `data` must hold 1 to 65536 bytes.
 pub fn build(apid: u16, flags: SequenceFlags, count: u16, data: &[u8], out: &mut Vec<u8>) {
-    assert!(
-        (1..=MAX_DATA_LEN).contains(&data.len()),
-        "packet data of {} bytes",
-        data.len()
-    );
-    let header = SpHeader::new_for_tm(
-        u11::new(apid & 0x7FF),
-        flags,
-        u14::new(count & 0x3FFF),
-        (data.len() - 1) as u16,
-    );
+    assert!((1..=MAX_DATA_LEN).contains(&data.len()), "packet data of {} bytes", data.len());
+    let header = SpHeader::new_for_tm(u11::new(apid & 0x7FF), flags, u14::new(count & 0x3FFF), (data.len() - 1) as u16);
     let start = out.len();
     out.resize(start + HEADER_LEN, 0);
     // the slice is exactly HEADER_LEN long, which is all write_to_slice needs
@@ -101,9 +91,7 @@ pub struct SequenceCounters {
 
 impl SequenceCounters {
     pub fn with_start(start: impl IntoIterator<Item = (u16, u16)>) -> Self {
-        Self {
-            next: start.into_iter().collect(),
-        }
+        Self { next: start.into_iter().collect() }
     }
 
     fn take(&mut self, apid: u16) -> u16 {
@@ -122,22 +110,10 @@ impl SequenceCounters {
 
     /// Packets for `payload` (not empty): one unsegmented packet when it fits in `max_data` bytes,
     /// else a first, continuation and last segments, appended to `out` back to back.
-    pub fn segment(
-        &mut self,
-        apid: u16,
-        payload: &[u8],
-        max_data: usize,
-        out: &mut Vec<u8>,
-    ) -> usize {
+    pub fn segment(&mut self, apid: u16, payload: &[u8], max_data: usize, out: &mut Vec<u8>) -> usize {
         let max_data = max_data.clamp(1, MAX_DATA_LEN);
         if payload.len() <= max_data {
-            build(
-                apid,
-                SequenceFlags::Unsegmented,
-                self.take(apid),
-                payload,
-                out,
-            );
+            build(apid, SequenceFlags::Unsegmented, self.take(apid), payload, out);
             return 1;
         }
         let chunks = payload.chunks(max_data);
@@ -203,9 +179,7 @@ impl SegmentReassembler {
                 *previous = count;
                 buffer.extend_from_slice(data);
                 if flags == SequenceFlags::LastSegment {
-                    self.partial
-                        .remove(&apid)
-                        .map(|(_, payload)| (apid, payload))
+                    self.partial.remove(&apid).map(|(_, payload)| (apid, payload))
                 } else {
                     None
                 }
@@ -244,15 +218,8 @@ mod tests {
         assert_eq!(header.sequence_flags, SequenceFlags::FirstSegment);
         assert_eq!(header.sequence_count, 0x3FFF);
         assert_eq!(header.packet_len, 9);
-        assert_eq!(
-            out[..2],
-            [0x00, 0x21],
-            "version 0, telemetry, no secondary header"
-        );
-        assert_eq!(
-            PacketHeader::parse(&[0xE0, 0, 0, 0, 0, 0]),
-            Err(PacketError::Version(7))
-        );
+        assert_eq!(out[..2], [0x00, 0x21], "version 0, telemetry, no secondary header");
+        assert_eq!(PacketHeader::parse(&[0xE0, 0, 0, 0, 0, 0]), Err(PacketError::Version(7)));
     }
 
     #[test]
@@ -263,14 +230,8 @@ mod tests {
         assert_eq!(counters.segment(0x021, &payload, 4096, &mut stream), 3);
         assert_eq!(counters.segment(0x010, b"hk", 4096, &mut stream), 1);
         let mut reassembler = SegmentReassembler::default();
-        let products: Vec<_> = packets(&stream)
-            .into_iter()
-            .filter_map(|p| reassembler.push(p))
-            .collect();
-        assert_eq!(
-            products,
-            vec![(0x021, payload.clone()), (0x010, b"hk".to_vec())]
-        );
+        let products: Vec<_> = packets(&stream).into_iter().filter_map(|p| reassembler.push(p)).collect();
+        assert_eq!(products, vec![(0x021, payload.clone()), (0x010, b"hk".to_vec())]);
         assert_eq!(counters.snapshot(), vec![(0x010, 1), (0x021, 1)]);
     }
 
@@ -283,12 +244,8 @@ mod tests {
         counters.segment(0x020, &payload, 4000, &mut stream);
         let all = packets(&stream);
         let mut reassembler = SegmentReassembler::default();
-        let delivered: Vec<_> = all
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != 1)
-            .filter_map(|(_, p)| reassembler.push(p))
-            .collect();
+        let delivered: Vec<_> =
+            all.iter().enumerate().filter(|(i, _)| *i != 1).filter_map(|(_, p)| reassembler.push(p)).collect();
         assert_eq!(delivered.len(), 1, "only the second, complete product");
         assert_eq!(delivered[0].1, payload);
         assert_eq!(reassembler.stats().incomplete_dropped, 1);

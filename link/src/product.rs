@@ -36,15 +36,9 @@ pub enum Kind {
 
 impl Kind {
     fn from_byte(byte: u8) -> Option<Self> {
-        [
-            Self::Detections,
-            Self::Chip,
-            Self::Thumbnail,
-            Self::Housekeeping,
-            Self::Event,
-        ]
-        .into_iter()
-        .find(|k| *k as u8 == byte)
+        [Self::Detections, Self::Chip, Self::Thumbnail, Self::Housekeeping, Self::Event]
+            .into_iter()
+            .find(|k| *k as u8 == byte)
     }
 
     /// The APID products of this kind travel on.
@@ -181,11 +175,7 @@ pub enum ProductError {
     #[error("product {id}: content is not a schema-{SCHEMA_VERSION} product: {message}")]
     Schema { id: u64, message: String },
     #[error("product {id}: the envelope says {envelope}, the content says {content}")]
-    Mismatch {
-        id: u64,
-        envelope: String,
-        content: String,
-    },
+    Mismatch { id: u64, envelope: String, content: String },
 }
 
 impl Product {
@@ -201,12 +191,7 @@ impl Product {
         bytes.extend_from_slice(&self.id.to_be_bytes());
         bytes.extend_from_slice(&content_crc.to_be_bytes());
         bytes.extend(zstd::bulk::compress(&content, ZSTD_LEVEL).unwrap_or_default());
-        EncodedProduct {
-            id: self.id,
-            kind,
-            content_crc,
-            bytes,
-        }
+        EncodedProduct { id: self.id, kind, content_crc, bytes }
     }
 
     /// Decodes and verifies an envelope: version, kind, decompression within bounds, content CRC,
@@ -214,26 +199,14 @@ impl Product {
     pub fn decode(bytes: &[u8]) -> Result<Self, ProductError> {
         let header = Envelope::parse(bytes)?;
         let id = header.id;
-        let content =
-            zstd::bulk::decompress(&bytes[ENVELOPE_LEN..], MAX_CONTENT_LEN).map_err(|e| {
-                ProductError::Decompress {
-                    id,
-                    message: e.to_string(),
-                }
-            })?;
+        let content = zstd::bulk::decompress(&bytes[ENVELOPE_LEN..], MAX_CONTENT_LEN)
+            .map_err(|e| ProductError::Decompress { id, message: e.to_string() })?;
         let found = CRC32.checksum(&content);
         if found != header.content_crc {
-            return Err(ProductError::Crc {
-                id,
-                expected: header.content_crc,
-                found,
-            });
+            return Err(ProductError::Crc { id, expected: header.content_crc, found });
         }
         let product: Product =
-            postcard::from_bytes(&content).map_err(|e| ProductError::Schema {
-                id,
-                message: e.to_string(),
-            })?;
+            postcard::from_bytes(&content).map_err(|e| ProductError::Schema { id, message: e.to_string() })?;
         if product.id != id || product.body.kind() != header.kind {
             return Err(ProductError::Mismatch {
                 id,
@@ -270,11 +243,7 @@ impl Envelope {
         id.copy_from_slice(&bytes[5..13]);
         let mut crc = [0u8; 4];
         crc.copy_from_slice(&bytes[13..17]);
-        Ok(Self {
-            kind,
-            id: u64::from_be_bytes(id),
-            content_crc: u32::from_be_bytes(crc),
-        })
+        Ok(Self { kind, id: u64::from_be_bytes(id), content_crc: u32::from_be_bytes(crc) })
     }
 }
 
@@ -330,10 +299,7 @@ mod tests {
             Product {
                 id: 4,
                 created_ms: 5,
-                body: Body::Housekeeping(Housekeeping {
-                    time_ms: 9,
-                    values: vec![("soc".into(), 0.8)],
-                }),
+                body: Body::Housekeeping(Housekeeping { time_ms: 9, values: vec![("soc".into(), 0.8)] }),
             },
             Product {
                 id: 5,
@@ -356,50 +322,32 @@ mod tests {
     #[test]
     fn corruption_is_refused_with_what_is_wrong() {
         let encoded = detections().encode();
-        assert!(matches!(
-            Product::decode(&encoded.bytes[..10]),
-            Err(ProductError::Short(10))
-        ));
+        assert!(matches!(Product::decode(&encoded.bytes[..10]), Err(ProductError::Short(10))));
         let mut bad = encoded.bytes.clone();
         bad[0] = b'X';
         assert!(matches!(Product::decode(&bad), Err(ProductError::Magic(_))));
         let mut bad = encoded.bytes.clone();
         bad[3] = 9;
-        assert_eq!(
-            Product::decode(&bad),
-            Err(ProductError::Version { found: 9 })
-        );
+        assert_eq!(Product::decode(&bad), Err(ProductError::Version { found: 9 }));
         let mut bad = encoded.bytes.clone();
         bad[4] = 77;
         assert_eq!(Product::decode(&bad), Err(ProductError::Kind(77)));
         let mut bad = encoded.bytes.clone();
         bad[14] ^= 1;
-        assert!(matches!(
-            Product::decode(&bad),
-            Err(ProductError::Crc { .. })
-        ));
+        assert!(matches!(Product::decode(&bad), Err(ProductError::Crc { .. })));
         let mut bad = encoded.bytes.clone();
         let last = bad.len() - 3;
         bad[last] ^= 0x40;
-        assert!(
-            Product::decode(&bad).is_err(),
-            "a flipped content byte is caught"
-        );
+        assert!(Product::decode(&bad).is_err(), "a flipped content byte is caught");
         let mut bad = encoded.bytes.clone();
         bad[4] = Kind::Event as u8;
-        assert!(matches!(
-            Product::decode(&bad),
-            Err(ProductError::Mismatch { .. })
-        ));
+        assert!(matches!(Product::decode(&bad), Err(ProductError::Mismatch { .. })));
     }
 
     #[test]
     fn a_decompression_bomb_is_bounded() {
         let mut bytes = detections().encode().bytes[..ENVELOPE_LEN].to_vec();
         bytes.extend(zstd::bulk::compress(&vec![0u8; MAX_CONTENT_LEN + 1], 19).expect("compress"));
-        assert!(matches!(
-            Product::decode(&bytes),
-            Err(ProductError::Decompress { .. })
-        ));
+        assert!(matches!(Product::decode(&bytes), Err(ProductError::Decompress { .. })));
     }
 }

@@ -22,12 +22,7 @@ impl LinkProfile {
     /// Plain CCSDS as real spacecraft (Suomi-NPP, NOAA-20, Aqua) send: 1024-byte CADUs, RS
     /// interleave 4, no FECF, no authentication, any spacecraft id.
     pub fn plain_ccsds() -> Self {
-        Self {
-            spacecraft_id: None,
-            rs_interleave: 4,
-            frame_error_control: false,
-            security: None,
-        }
+        Self { spacecraft_id: None, rs_interleave: 4, frame_error_control: false, security: None }
     }
 
     pub fn cadu_len(&self) -> usize {

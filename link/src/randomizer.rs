@@ -38,10 +38,7 @@ mod tests {
 
     #[test]
     fn sequence_starts_with_the_standard_bytes() {
-        assert_eq!(
-            sequence()[..8],
-            [0xFF, 0x48, 0x0E, 0xC0, 0x9A, 0x0D, 0x70, 0xBC]
-        );
+        assert_eq!(sequence()[..8], [0xFF, 0x48, 0x0E, 0xC0, 0x9A, 0x0D, 0x70, 0xBC]);
     }
 
     #[test]

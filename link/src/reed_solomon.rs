@@ -13,8 +13,8 @@ use std::sync::OnceLock;
 
 use fec::RsDecoder;
 use fec::reed_solomon::ccsds::{
-    CCSDS_FIRST_CONSECUTIVE_ROOT, CCSDS_GENERATOR_ROOT_GAP, CCSDS_NUM_ROOTS,
-    CCSDS_PRIMITIVE_POLYNOMIAL, conv_to_dual, dual_to_conv,
+    CCSDS_FIRST_CONSECUTIVE_ROOT, CCSDS_GENERATOR_ROOT_GAP, CCSDS_NUM_ROOTS, CCSDS_PRIMITIVE_POLYNOMIAL, conv_to_dual,
+    dual_to_conv,
 };
 
 /// Symbols per codeword.
@@ -55,9 +55,7 @@ fn tables() -> &'static Tables {
         let mut g = [0u8; PARITY + 1];
         g[0] = 1;
         for i in 0..PARITY {
-            let power = (usize::from(CCSDS_GENERATOR_ROOT_GAP)
-                * (usize::from(CCSDS_FIRST_CONSECUTIVE_ROOT) + i))
-                % 255;
+            let power = (usize::from(CCSDS_GENERATOR_ROOT_GAP) * (usize::from(CCSDS_FIRST_CONSECUTIVE_ROOT) + i)) % 255;
             let root = exp[power];
             for d in (1..=i + 1).rev() {
                 g[d] = g[d - 1] ^ mul(g[d], root);
@@ -79,13 +77,7 @@ fn tables() -> &'static Tables {
             to_conv[usize::from(b)] = dual_to_conv(b);
             to_dual[usize::from(b)] = conv_to_dual(b);
         }
-        Tables {
-            rows,
-            to_conv,
-            to_dual,
-            exp,
-            log,
-        }
+        Tables { rows, to_conv, to_dual, exp, log }
     })
 }
 
@@ -145,19 +137,14 @@ fn remainders(block: &[u8], depth: usize) -> [[u64; 4]; MAX_DEPTH] {
 fn single_error(remainder: &[u8; PARITY]) -> Option<(usize, u8)> {
     let t = tables();
     let log = |v: u8| usize::from(t.log[usize::from(v)]);
-    let root = |i: usize| {
-        (usize::from(CCSDS_GENERATOR_ROOT_GAP) * (usize::from(CCSDS_FIRST_CONSECUTIVE_ROOT) + i))
-            % 255
-    };
+    let root =
+        |i: usize| (usize::from(CCSDS_GENERATOR_ROOT_GAP) * (usize::from(CCSDS_FIRST_CONSECUTIVE_ROOT) + i)) % 255;
     let syndrome = |i: usize| {
         let b = root(i);
-        remainder.iter().enumerate().fold(0u8, |acc, (j, &r)| {
-            if r == 0 {
-                acc
-            } else {
-                acc ^ t.exp[(log(r) + b * (PARITY - 1 - j)) % 255]
-            }
-        })
+        remainder
+            .iter()
+            .enumerate()
+            .fold(0u8, |acc, (j, &r)| if r == 0 { acc } else { acc ^ t.exp[(log(r) + b * (PARITY - 1 - j)) % 255] })
     };
     let (s0, s1) = (syndrome(0), syndrome(1));
     if s0 == 0 || s1 == 0 {
@@ -189,23 +176,15 @@ pub struct ReedSolomon {
 
 impl std::fmt::Debug for ReedSolomon {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReedSolomon")
-            .field("depth", &self.depth)
-            .finish_non_exhaustive()
+        f.debug_struct("ReedSolomon").field("depth", &self.depth).finish_non_exhaustive()
     }
 }
 
 impl ReedSolomon {
     /// A codec for interleave `depth` (1 to 8; checked where the mission file is read).
     pub fn new(depth: usize) -> Self {
-        assert!(
-            (1..=MAX_DEPTH).contains(&depth),
-            "interleave depth {depth} is not 1 to 8"
-        );
-        Self {
-            depth,
-            decoder: RsDecoder::new_ccsds(),
-        }
+        assert!((1..=MAX_DEPTH).contains(&depth), "interleave depth {depth} is not 1 to 8");
+        Self { depth, decoder: RsDecoder::new_ccsds() }
     }
 
     pub fn depth(&self) -> usize {
@@ -252,8 +231,7 @@ impl ReedSolomon {
             }
             if let Some((symbol, magnitude)) = single_error(&remainder) {
                 let at = symbol * depth + j;
-                block[at] =
-                    tables().to_dual[usize::from(to_conv[usize::from(block[at])] ^ magnitude)];
+                block[at] = tables().to_dual[usize::from(to_conv[usize::from(block[at])] ^ magnitude)];
                 corrected += 1;
                 continue;
             }
@@ -262,10 +240,8 @@ impl ReedSolomon {
                 *symbol = block[k * depth + j];
             }
             let mut message = [0u8; K];
-            let fixed = self
-                .decoder
-                .decode_ccsds_dual(&codeword, &mut message)
-                .map_err(|_| Uncorrectable { codeword: j })?;
+            let fixed =
+                self.decoder.decode_ccsds_dual(&codeword, &mut message).map_err(|_| Uncorrectable { codeword: j })?;
             for (k, &symbol) in message.iter().enumerate() {
                 block[k * depth + j] = symbol;
             }
@@ -283,9 +259,7 @@ mod tests {
         let mut state = seed;
         (0..N * depth)
             .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 (state >> 56) as u8
             })
             .collect()
@@ -300,9 +274,7 @@ mod tests {
             for j in 0..depth {
                 let message: Vec<u8> = (0..K).map(|k| block[k * depth + j]).collect();
                 let mut parity = [0u8; PARITY];
-                reference
-                    .encode_ccsds_dual(&message, &mut parity)
-                    .expect("encode");
+                reference.encode_ccsds_dual(&message, &mut parity).expect("encode");
                 let ours: Vec<u8> = (0..PARITY).map(|k| block[(K + k) * depth + j]).collect();
                 assert_eq!(ours, parity, "depth {depth} codeword {j}");
             }
@@ -331,12 +303,7 @@ mod tests {
             for e in 0..=T {
                 hopeless[(e * 13) * depth + depth - 1] ^= 0xA5;
             }
-            assert_eq!(
-                rs.decode(&mut hopeless),
-                Err(Uncorrectable {
-                    codeword: depth - 1
-                })
-            );
+            assert_eq!(rs.decode(&mut hopeless), Err(Uncorrectable { codeword: depth - 1 }));
         }
     }
 

@@ -43,10 +43,7 @@ pub enum SecurityError {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     #[error("cannot read key file `{path}`: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("key file `{path}`: expected 64 hexadecimal digits (a 256-bit key), found {found}")]
     Format { path: String, found: String },
 }
@@ -54,10 +51,7 @@ pub enum KeyFileError {
 /// Reads a 256-bit key written as 64 hexadecimal digits (surrounding white space ignored).
 pub fn read_key_file(path: &Path) -> Result<[u8; 32], KeyFileError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Read {
-        path: shown.clone(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Read { path: shown.clone(), source })?;
     parse_hex_key(text.trim()).ok_or_else(|| {
         let trimmed = text.trim();
         let found = if trimmed.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -90,10 +84,7 @@ pub struct SecurityAssociation {
 
 impl std::fmt::Debug for SecurityAssociation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecurityAssociation")
-            .field("spi", &self.spi)
-            .field("encrypt", &self.encrypt)
-            .finish()
+        f.debug_struct("SecurityAssociation").field("spi", &self.spi).field("encrypt", &self.encrypt).finish()
     }
 }
 
@@ -108,11 +99,7 @@ fn iv(direction: Direction, vcid: u8, spi: u16, arsn: u64) -> [u8; 12] {
 
 impl SecurityAssociation {
     pub fn new(spi: u16, key: &[u8; 32], encrypt: bool) -> Self {
-        Self {
-            spi,
-            cipher: Aes256Gcm::new(key.into()),
-            encrypt,
-        }
+        Self { spi, cipher: Aes256Gcm::new(key.into()), encrypt }
     }
 
     pub fn spi(&self) -> u16 {
@@ -135,18 +122,11 @@ impl SecurityAssociation {
         frame[header_at + 2..header_at + HEADER_LEN].copy_from_slice(&arsn.to_be_bytes());
         let nonce = iv(direction, vcid, self.spi, arsn);
         let data_start = header_at + HEADER_LEN;
-        let (authenticated, rest) =
-            frame.split_at_mut(if self.encrypt { data_start } else { data_end });
-        let data = if self.encrypt {
-            &mut rest[..data_end - data_start]
-        } else {
-            &mut rest[..0]
-        };
+        let (authenticated, rest) = frame.split_at_mut(if self.encrypt { data_start } else { data_end });
+        let data = if self.encrypt { &mut rest[..data_end - data_start] } else { &mut rest[..0] };
         // GCM fails only for messages over 64 GiB; a frame is a few kilobytes.
-        let tag = self
-            .cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), authenticated, data)
-            .unwrap_or_default();
+        let tag =
+            self.cipher.encrypt_in_place_detached(Nonce::from_slice(&nonce), authenticated, data).unwrap_or_default();
         frame[data_end..data_end + TRAILER_LEN].copy_from_slice(&tag);
     }
 
@@ -170,13 +150,8 @@ impl SecurityAssociation {
         let nonce = iv(direction, vcid, spi, arsn);
         let tag = *Tag::from_slice(&frame[data_end..data_end + TRAILER_LEN]);
         let data_start = header_at + HEADER_LEN;
-        let (authenticated, rest) =
-            frame.split_at_mut(if self.encrypt { data_start } else { data_end });
-        let data = if self.encrypt {
-            &mut rest[..data_end - data_start]
-        } else {
-            &mut rest[..0]
-        };
+        let (authenticated, rest) = frame.split_at_mut(if self.encrypt { data_start } else { data_end });
+        let data = if self.encrypt { &mut rest[..data_end - data_start] } else { &mut rest[..0] };
         self.cipher
             .decrypt_in_place_detached(Nonce::from_slice(&nonce), authenticated, data, &tag)
             .map_err(|_| SecurityError::Authentication)?;
@@ -194,10 +169,7 @@ impl ReplayGuard {
     /// Accepts `arsn` on `vcid` only if it is above the last one accepted there.
     pub fn accept(&mut self, vcid: u8, arsn: u64) -> Result<(), SecurityError> {
         match self.last.get(&vcid) {
-            Some(&last) if arsn <= last => Err(SecurityError::Replay {
-                received: arsn,
-                last,
-            }),
+            Some(&last) if arsn <= last => Err(SecurityError::Replay { received: arsn, last }),
             _ => {
                 self.last.insert(vcid, arsn);
                 Ok(())
@@ -228,15 +200,8 @@ mod tests {
             let plain = frame();
             let mut protected = plain.clone();
             sa.protect(Direction::Downlink, 1, 41, &mut protected, 6, 56);
-            assert_eq!(
-                protected[16..56] != plain[16..56],
-                encrypt,
-                "data encrypted only when asked"
-            );
-            assert_eq!(
-                sa.verify(Direction::Downlink, 1, &mut protected, 6, 56),
-                Ok(41)
-            );
+            assert_eq!(protected[16..56] != plain[16..56], encrypt, "data encrypted only when asked");
+            assert_eq!(sa.verify(Direction::Downlink, 1, &mut protected, 6, 56), Ok(41));
             assert_eq!(protected[16..56], plain[16..56]);
         }
     }
@@ -249,19 +214,13 @@ mod tests {
 
         let mut forged = protected.clone();
         forged[30] ^= 1;
-        assert_eq!(
-            sa.verify(Direction::Downlink, 1, &mut forged, 6, 56),
-            Err(SecurityError::Authentication)
-        );
+        assert_eq!(sa.verify(Direction::Downlink, 1, &mut forged, 6, 56), Err(SecurityError::Authentication));
         let other = SecurityAssociation::new(3, &[8; 32], false);
         assert_eq!(
             other.verify(Direction::Downlink, 1, &mut protected.clone(), 6, 56),
             Err(SecurityError::Authentication)
         );
-        assert_eq!(
-            sa.verify(Direction::Uplink, 1, &mut protected.clone(), 6, 56),
-            Err(SecurityError::Authentication)
-        );
+        assert_eq!(sa.verify(Direction::Uplink, 1, &mut protected.clone(), 6, 56), Err(SecurityError::Authentication));
         let stranger = SecurityAssociation::new(4, &KEY, false);
         assert_eq!(
             stranger.verify(Direction::Downlink, 1, &mut protected.clone(), 6, 56),
@@ -274,20 +233,8 @@ mod tests {
         let mut guard = ReplayGuard::default();
         assert_eq!(guard.accept(1, 5), Ok(()));
         assert_eq!(guard.accept(1, 9), Ok(()));
-        assert_eq!(
-            guard.accept(1, 9),
-            Err(SecurityError::Replay {
-                received: 9,
-                last: 9
-            })
-        );
-        assert_eq!(
-            guard.accept(1, 6),
-            Err(SecurityError::Replay {
-                received: 6,
-                last: 9
-            })
-        );
+        assert_eq!(guard.accept(1, 9), Err(SecurityError::Replay { received: 9, last: 9 }));
+        assert_eq!(guard.accept(1, 6), Err(SecurityError::Replay { received: 6, last: 9 }));
         assert_eq!(guard.accept(2, 1), Ok(()));
     }
 
@@ -300,23 +247,10 @@ mod tests {
         let short = dir.path().join("short.key");
         std::fs::write(&short, "0a".repeat(31)).expect("write");
         let e = read_key_file(&short).expect_err("short").to_string();
-        assert!(
-            e.contains("short.key") && e.contains("found 62 digits"),
-            "{e}"
-        );
+        assert!(e.contains("short.key") && e.contains("found 62 digits"), "{e}");
         let junk = dir.path().join("junk.key");
         std::fs::write(&junk, "zz".repeat(32)).expect("write");
-        assert!(
-            read_key_file(&junk)
-                .expect_err("junk")
-                .to_string()
-                .contains("not hexadecimal")
-        );
-        assert!(
-            read_key_file(&dir.path().join("none.key"))
-                .expect_err("none")
-                .to_string()
-                .contains("cannot read")
-        );
+        assert!(read_key_file(&junk).expect_err("junk").to_string().contains("not hexadecimal"));
+        assert!(read_key_file(&dir.path().join("none.key")).expect_err("none").to_string().contains("cannot read"));
     }
 }

@@ -115,8 +115,7 @@ impl Synchronizer {
             State::Search { from } => from,
             State::Locked { at, .. } => at.saturating_sub(SLIP_RANGE as u64),
         };
-        let drop =
-            usize::try_from((keep_from_bit / 8).saturating_sub(self.base)).unwrap_or(usize::MAX);
+        let drop = usize::try_from((keep_from_bit / 8).saturating_sub(self.base)).unwrap_or(usize::MAX);
         if drop > 0 && drop >= self.buffer.len() / 2 {
             let drop = drop.min(self.buffer.len());
             self.buffer.drain(..drop);
@@ -216,20 +215,11 @@ impl Synchronizer {
                         (at, Found::Flywheel)
                     } else {
                         self.stats.lock_losses += 1;
-                        self.state = State::Search {
-                            from: at.saturating_sub(SLIP_RANGE as u64).max(self.base * 8),
-                        };
+                        self.state = State::Search { from: at.saturating_sub(SLIP_RANGE as u64).max(self.base * 8) };
                         continue;
                     };
-                    let misses = if found == Found::Flywheel {
-                        misses + 1
-                    } else {
-                        0
-                    };
-                    self.state = State::Locked {
-                        at: asm_at + cadu_bits,
-                        misses,
-                    };
+                    let misses = if found == Found::Flywheel { misses + 1 } else { 0 };
+                    self.state = State::Locked { at: asm_at + cadu_bits, misses };
                     return Some(self.block_at(asm_at, found));
                 }
             }
@@ -243,13 +233,10 @@ impl Synchronizer {
 
     /// The nearest bit offset around `at` with an ASM within [`SEARCH_TOLERANCE`].
     fn slipped_asm(&self, at: u64) -> Option<u64> {
-        (1..=SLIP_RANGE)
-            .flat_map(|d| [at as i64 - d, at as i64 + d])
-            .find_map(|candidate| {
-                let candidate = u64::try_from(candidate).ok()?;
-                (self.has_bits(candidate, 32) && self.asm_errors(candidate) <= SEARCH_TOLERANCE)
-                    .then_some(candidate)
-            })
+        (1..=SLIP_RANGE).flat_map(|d| [at as i64 - d, at as i64 + d]).find_map(|candidate| {
+            let candidate = u64::try_from(candidate).ok()?;
+            (self.has_bits(candidate, 32) && self.asm_errors(candidate) <= SEARCH_TOLERANCE).then_some(candidate)
+        })
     }
 
     fn block_at(&mut self, asm_at: u64, found: Found) -> Block<'_> {
@@ -267,11 +254,7 @@ impl Synchronizer {
             }
             &self.scratch
         };
-        Block {
-            bit_offset: asm_at,
-            found,
-            data,
-        }
+        Block { bit_offset: asm_at, found, data }
     }
 }
 
@@ -335,18 +318,10 @@ mod tests {
         let clean = stream(6);
         // drop 3 bits after the second CADU: everything after it shifts left by 3 bits
         let split = 2 * CADU * 8 + 100;
-        let bits: Vec<u8> = (0..clean.len() * 8)
-            .map(|i| (clean[i / 8] >> (7 - i % 8)) & 1)
-            .collect();
-        let slipped: Vec<u8> = bits[..split]
-            .iter()
-            .chain(&bits[split + 3..])
-            .copied()
-            .collect();
-        let bytes: Vec<u8> = slipped
-            .chunks(8)
-            .map(|c| c.iter().fold(0, |acc, b| (acc << 1) | b) << (8 - c.len()))
-            .collect();
+        let bits: Vec<u8> = (0..clean.len() * 8).map(|i| (clean[i / 8] >> (7 - i % 8)) & 1).collect();
+        let slipped: Vec<u8> = bits[..split].iter().chain(&bits[split + 3..]).copied().collect();
+        let bytes: Vec<u8> =
+            slipped.chunks(8).map(|c| c.iter().fold(0, |acc, b| (acc << 1) | b) << (8 - c.len())).collect();
         let mut sync = Synchronizer::new(CADU);
         sync.push(&bytes);
         let blocks = collect(&mut sync, true);
@@ -372,10 +347,6 @@ mod tests {
             sync.push(&chunk);
             assert!(sync.next_block(false).is_none());
         }
-        assert!(
-            sync.buffer.len() < 3 * 4096,
-            "buffer grew to {}",
-            sync.buffer.len()
-        );
+        assert!(sync.buffer.len() < 3 * 4096, "buffer grew to {}", sync.buffer.len());
     }
 }

@@ -17,8 +17,7 @@ pub const HEADER_LEN: usize = 5;
 /// Longest TC frame the standard allows.
 pub const MAX_FRAME_LEN: usize = 1024;
 /// Bytes around the data: header, security header and trailer, FECF.
-pub const OVERHEAD: usize =
-    HEADER_LEN + security::HEADER_LEN + security::TRAILER_LEN + fecf::FECF_BYTES;
+pub const OVERHEAD: usize = HEADER_LEN + security::HEADER_LEN + security::TRAILER_LEN + fecf::FECF_BYTES;
 /// Most data one frame carries.
 pub const MAX_DATA_LEN: usize = MAX_FRAME_LEN - OVERHEAD;
 
@@ -31,11 +30,7 @@ pub fn build(
     arsn: u64,
     data: &[u8],
 ) -> Vec<u8> {
-    assert!(
-        data.len() <= MAX_DATA_LEN,
-        "telecommand data of {} bytes",
-        data.len()
-    );
+    assert!(data.len() <= MAX_DATA_LEN, "telecommand data of {} bytes", data.len());
     let len = OVERHEAD + data.len();
     let mut frame = vec![0u8; len];
     // version 00, bypass 0, control command 0
@@ -47,14 +42,7 @@ pub fn build(
     let data_start = HEADER_LEN + security::HEADER_LEN;
     let data_end = data_start + data.len();
     frame[data_start..data_end].copy_from_slice(data);
-    security.protect(
-        Direction::Uplink,
-        vcid,
-        arsn,
-        &mut frame,
-        HEADER_LEN,
-        data_end,
-    );
+    security.protect(Direction::Uplink, vcid, arsn, &mut frame, HEADER_LEN, data_end);
     fecf::seal(&mut frame);
     frame
 }
@@ -202,10 +190,7 @@ mod tests {
         }
         assert_eq!(got.len(), 2, "{:?}", rx.stats());
         assert_eq!(got[0].data, b"set mode SAFE");
-        assert_eq!(
-            (got[1].vcid, got[1].arsn, got[1].data.len()),
-            (1, 2, MAX_DATA_LEN)
-        );
+        assert_eq!((got[1].vcid, got[1].arsn, got[1].data.len()), (1, 2, MAX_DATA_LEN));
         assert_eq!(b.len(), MAX_FRAME_LEN);
     }
 
@@ -215,32 +200,14 @@ mod tests {
         let good = build(&sa(1), 42, 0, 0, 10, b"go");
         assert_eq!(rx.push(&good).len(), 1);
         assert!(rx.push(&good).is_empty(), "replay");
-        assert!(
-            rx.push(&build(&sa(9), 42, 0, 1, 11, b"go")).is_empty(),
-            "wrong key"
-        );
+        assert!(rx.push(&build(&sa(9), 42, 0, 1, 11, b"go")).is_empty(), "wrong key");
         let mut forged = build(&sa(1), 42, 0, 2, 12, b"go");
         forged[HEADER_LEN + security::HEADER_LEN] ^= 1;
         fecf::seal(&mut forged);
         assert!(rx.push(&forged).is_empty(), "forged");
-        assert!(
-            rx.push(&build(&sa(1), 43, 0, 3, 13, b"go")).is_empty(),
-            "other spacecraft"
-        );
+        assert!(rx.push(&build(&sa(1), 43, 0, 3, 13, b"go")).is_empty(), "other spacecraft");
         let s = rx.stats();
-        assert_eq!(
-            (
-                s.frames_accepted,
-                s.replayed_frames,
-                s.authentication_failures,
-                s.other_spacecraft
-            ),
-            (1, 1, 2, 1)
-        );
-        assert_eq!(
-            rx.push(&build(&sa(1), 42, 0, 4, 14, b"go")).len(),
-            1,
-            "a fresh frame still passes"
-        );
+        assert_eq!((s.frames_accepted, s.replayed_frames, s.authentication_failures, s.other_spacecraft), (1, 1, 2, 1));
+        assert_eq!(rx.push(&build(&sa(1), 42, 0, 4, 14, b"go")).len(), 1, "a fresh frame still passes");
     }
 }

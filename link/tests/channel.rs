@@ -73,14 +73,7 @@ fn clean_round_trip_is_bit_exact() {
     let (stats, received) = decode(&profile, &stream);
     assert_eq!(received, packets);
     assert_eq!(stats.rs_corrected_symbols, 0);
-    assert_eq!(
-        (
-            stats.missing_frames(),
-            stats.authentication_failures,
-            stats.fecf_errors
-        ),
-        (0, 0, 0)
-    );
+    assert_eq!((stats.missing_frames(), stats.authentication_failures, stats.fecf_errors), (0, 0, 0));
 }
 
 #[test]
@@ -113,11 +106,7 @@ fn a_noisy_channel_with_bursts_slips_and_bad_asms_loses_nothing() {
     let (stats, received) = decode(&profile, &noisy);
     assert!(flipped > 500, "{flipped} bits flipped");
     assert_eq!(stats.rs_uncorrectable, 0, "{:?}", stats.issues);
-    assert!(
-        stats.rs_corrected_symbols >= flipped * 9 / 10,
-        "{} symbols corrected",
-        stats.rs_corrected_symbols
-    );
+    assert!(stats.rs_corrected_symbols >= flipped * 9 / 10, "{} symbols corrected", stats.rs_corrected_symbols);
     assert_eq!(stats.sync.bit_slips, 1, "{:?}", stats.sync);
     assert!(stats.sync.asm_corrupted >= 10, "{:?}", stats.sync);
     assert!(stats.sync.flywheel_blocks >= 1, "{:?}", stats.sync);
@@ -141,25 +130,13 @@ fn beyond_correction_packets_are_lost_never_corrupted() {
     // a slip in the middle of a CADU ruins that CADU only
     let noisy = noise::slip(&noisy, (200 * cadu * 8 + 4000) as u64, 3);
     let (stats, received) = decode(&profile, &noisy);
-    assert!(
-        stats.rs_uncorrectable >= 9,
-        "{} uncorrectable",
-        stats.rs_uncorrectable
-    );
+    assert!(stats.rs_uncorrectable >= 9, "{} uncorrectable", stats.rs_uncorrectable);
     assert!(received.len() < packets.len());
-    assert!(
-        received.len() > packets.len() / 2,
-        "{} of {} delivered",
-        received.len(),
-        packets.len()
-    );
+    assert!(received.len() > packets.len() / 2, "{} of {} delivered", received.len(), packets.len());
     // every delivered packet is one that was sent, in order
     let mut sent = packets.iter();
     for packet in &received {
-        assert!(
-            sent.any(|p| p == packet),
-            "a corrupt or reordered packet was delivered"
-        );
+        assert!(sent.any(|p| p == packet), "a corrupt or reordered packet was delivered");
     }
 }
 
@@ -172,10 +149,7 @@ fn forged_replayed_and_wrong_key_frames_are_refused_and_counted() {
 
     let (stats, received) = decode(&flight_profile(&[0x55; 32]), &stream);
     assert!(received.is_empty());
-    assert_eq!(
-        stats.authentication_failures,
-        stats.cadus - stats.idle_frames
-    );
+    assert_eq!(stats.authentication_failures, stats.cadus - stats.idle_frames);
 
     // a replay: the third CADU again at the end
     let mut replayed = stream.clone();
@@ -195,10 +169,7 @@ fn forged_replayed_and_wrong_key_frames_are_refused_and_counted() {
     kestrel_link::randomizer::apply(block);
     let (stats, received) = decode(&profile, &forged_stream);
     assert_eq!(stats.authentication_failures, 1);
-    assert_eq!(
-        stats.rs_corrected_symbols, 0,
-        "the forgery is a valid codeword"
-    );
+    assert_eq!(stats.rs_corrected_symbols, 0, "the forgery is a valid codeword");
     assert!(received.len() < packets.len());
     let mut sent = packets.iter();
     assert!(received.iter().all(|p| sent.any(|s| s == p)));
@@ -206,17 +177,14 @@ fn forged_replayed_and_wrong_key_frames_are_refused_and_counted() {
 
 #[test]
 fn the_ccsds_crate_decodes_our_stream_to_the_same_packets() {
-    use ccsds::framing::{
-        DefaultDerandomizer, DefaultReedSolomon, Synchronizer, decode_framed_packets, decode_frames,
-    };
+    use ccsds::framing::{DefaultDerandomizer, DefaultReedSolomon, Synchronizer, decode_framed_packets, decode_frames};
     let profile = flight_profile(&KEY);
     let packets = real_packets();
     let stream = encode(&profile, &packets);
-    let blocks: Vec<Vec<u8>> =
-        Synchronizer::new(std::io::Cursor::new(stream), profile.cadu_len() - 4)
-            .into_iter()
-            .filter_map(Result::ok)
-            .collect();
+    let blocks: Vec<Vec<u8>> = Synchronizer::new(std::io::Cursor::new(stream), profile.cadu_len() - 4)
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect();
     let frames = decode_frames(
         blocks.into_iter(),
         Some(Box::new(DefaultReedSolomon::new(4))),

@@ -7,9 +7,7 @@ use kestrel_link::decoder::{CaduDecoder, DecodeStats};
 use kestrel_link::profile::LinkProfile;
 
 fn capture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/cadu")
-        .join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/cadu").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -25,23 +23,17 @@ fn decode(stream: &[u8]) -> (DecodeStats, Vec<Vec<u8>>) {
 
 /// Packets as the stock `ccsds` crate extracts them from the same clean file.
 fn ccsds_packets(name: &str) -> Vec<Vec<u8>> {
-    use ccsds::framing::{
-        DefaultDerandomizer, DefaultReedSolomon, Synchronizer, decode_framed_packets, decode_frames,
-    };
+    use ccsds::framing::{DefaultDerandomizer, DefaultReedSolomon, Synchronizer, decode_framed_packets, decode_frames};
     let stream = capture(name);
-    let blocks: Vec<Vec<u8>> = Synchronizer::new(std::io::Cursor::new(stream), 1020)
-        .into_iter()
-        .filter_map(Result::ok)
-        .collect();
+    let blocks: Vec<Vec<u8>> =
+        Synchronizer::new(std::io::Cursor::new(stream), 1020).into_iter().filter_map(Result::ok).collect();
     let frames = decode_frames(
         blocks.into_iter(),
         Some(Box::new(DefaultReedSolomon::new(4))),
         Some(Box::new(DefaultDerandomizer)),
     )
     .filter_map(Result::ok);
-    decode_framed_packets(frames, 0, 0)
-        .map(|p| p.packet.data)
-        .collect()
+    decode_framed_packets(frames, 0, 0).map(|p| p.packet.data).collect()
 }
 
 #[test]
@@ -61,11 +53,7 @@ fn snpp_agrees_with_the_independent_decoder() {
 
 #[test]
 fn real_captures_decode_to_the_packets_the_ccsds_crate_extracts() {
-    for name in [
-        "npp.20241206T173815.dat",
-        "noaa20.20241206T162710.dat",
-        "aqua.20241206T175646.dat",
-    ] {
+    for name in ["npp.20241206T173815.dat", "noaa20.20241206T162710.dat", "aqua.20241206T175646.dat"] {
         let (stats, packets) = decode(&capture(name));
         println!(
             "{name}: {} CADUs, {} frames, {} packets, {} corrected, {} uncorrectable, {} missing",
@@ -76,11 +64,7 @@ fn real_captures_decode_to_the_packets_the_ccsds_crate_extracts() {
             stats.rs_uncorrectable,
             stats.missing_frames()
         );
-        assert!(
-            stats.cadus >= 1023,
-            "{name}: {} CADUs in a 1 MiB capture",
-            stats.cadus
-        );
+        assert!(stats.cadus >= 1023, "{name}: {} CADUs in a 1 MiB capture", stats.cadus);
         assert_eq!(stats.rs_uncorrectable, 0, "{name}");
         assert!(packets.len() > 100, "{name}: {} packets", packets.len());
         let reference = ccsds_packets(name);
@@ -90,9 +74,6 @@ fn real_captures_decode_to_the_packets_the_ccsds_crate_extracts() {
         assert_eq!(stats.extraction.idle_packets, idle, "{name}");
         let reference: Vec<Vec<u8>> = reference.into_iter().filter(|p| !is_idle(p)).collect();
         assert_eq!(packets.len(), reference.len(), "{name}");
-        assert!(
-            packets == reference,
-            "{name}: packets differ from the ccsds crate's"
-        );
+        assert!(packets == reference, "{name}: packets differ from the ccsds crate's");
     }
 }

@@ -32,11 +32,7 @@ fn main() -> ExitCode {
     cli.log.init();
     let result = match cli.command {
         Command::Check { mission } => CampaignMission::load(&mission).map(|loaded| {
-            println!(
-                "{}: OK for radiation-sim (mission `{}`)",
-                mission.display(),
-                loaded.mission.name
-            );
+            println!("{}: OK for radiation-sim (mission `{}`)", mission.display(), loaded.mission.name);
         }),
     };
     cli::finish("radiation-sim", result)

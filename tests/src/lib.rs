@@ -8,25 +8,16 @@ use std::process::{Command, Output};
 
 /// The workspace root (this crate lives in `tests/`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// Path of one of the workspace's binaries, next to the test executable's profile folder.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");
     // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test runs from target/<profile>/deps");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("test runs from target/<profile>/deps");
     let path = profile_dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build --workspace --bins` first",
-        path.display()
-    );
+    assert!(path.is_file(), "{} is missing: run `cargo build --workspace --bins` first", path.display());
     path
 }
 
@@ -63,17 +54,13 @@ impl Scratch {
         for secret in ["link.key", "operator.token"] {
             std::fs::write(dir.path().join("keys").join(secret), "00".repeat(32)).expect("secret");
         }
-        let reference = std::fs::read_to_string(workspace_root().join("mission.toml"))
-            .expect("reference mission");
+        let reference = std::fs::read_to_string(workspace_root().join("mission.toml")).expect("reference mission");
         Self { dir, reference }
     }
 
     /// Writes the reference mission with `from` replaced by `to` (which must occur) and returns its path.
     pub fn mission_with(&self, from: &str, to: &str) -> PathBuf {
-        assert!(
-            self.reference.contains(from),
-            "the reference mission has no `{from}`"
-        );
+        assert!(self.reference.contains(from), "the reference mission has no `{from}`");
         let path = self.dir.path().join("mission.toml");
         std::fs::write(&path, self.reference.replacen(from, to, 1)).expect("write mission");
         path
@@ -86,10 +73,7 @@ impl Scratch {
     /// Line (1-based) of the first occurrence of `needle` in the broken file.
     pub fn line_of(&self, needle: &str) -> usize {
         let text = std::fs::read_to_string(self.path().join("mission.toml")).expect("read");
-        text.lines()
-            .position(|l| l.contains(needle))
-            .expect("needle present")
-            + 1
+        text.lines().position(|l| l.contains(needle)).expect("needle present") + 1
     }
 }
 

@@ -11,11 +11,7 @@ fn testdata(path: &str) -> PathBuf {
 
 fn decode_json(args: &[&str], dir: &std::path::Path) -> serde_json::Value {
     let output = run("ground", args, dir);
-    assert!(
-        output.status.success(),
-        "ground decode failed: {}",
-        stderr(&output)
-    );
+    assert!(output.status.success(), "ground decode failed: {}", stderr(&output));
     serde_json::from_str(&stdout(&output)).expect("JSON report")
 }
 
@@ -24,14 +20,7 @@ fn ground_decode_matches_the_independent_decoder_on_snpp() {
     let scratch = Scratch::new();
     let input = testdata("cadu/snpp_synchronized_cadus.dat");
     let report = decode_json(
-        &[
-            "decode",
-            "--in",
-            input.to_str().expect("utf-8"),
-            "--packets",
-            "snpp.pkts",
-            "--json",
-        ],
+        &["decode", "--in", input.to_str().expect("utf-8"), "--packets", "snpp.pkts", "--json"],
         scratch.path(),
     );
     // dldecode: 65 CADUs, 0 RS corrections, 65 frames on VCID 16 with 1 missing, 12 packets
@@ -45,33 +34,19 @@ fn ground_decode_matches_the_independent_decoder_on_snpp() {
     // and the packet bytes are dldecode's, by its published checksum
     let packets = std::fs::read(scratch.path().join("snpp.pkts")).expect("packets written");
     assert_eq!(packets.len(), 53098);
-    assert_eq!(
-        format!("{:x}", Md5::digest(&packets)),
-        "5e11051d86c46ddc3500904c99bbe978"
-    );
+    assert_eq!(format!("{:x}", Md5::digest(&packets)), "5e11051d86c46ddc3500904c99bbe978");
 }
 
 #[test]
 fn ground_decode_decodes_the_npp_noaa20_and_aqua_captures() {
     let scratch = Scratch::new();
-    for name in [
-        "npp.20241206T173815.dat",
-        "noaa20.20241206T162710.dat",
-        "aqua.20241206T175646.dat",
-    ] {
+    for name in ["npp.20241206T173815.dat", "noaa20.20241206T162710.dat", "aqua.20241206T175646.dat"] {
         let input = testdata(&format!("cadu/{name}"));
-        let report = decode_json(
-            &["decode", "--in", input.to_str().expect("utf-8"), "--json"],
-            scratch.path(),
-        );
+        let report = decode_json(&["decode", "--in", input.to_str().expect("utf-8"), "--json"], scratch.path());
         assert_eq!(report["cadus"], 1023, "{name}");
         assert_eq!(report["rs_uncorrectable"], 0, "{name}");
-        let packets: u64 = report["packets"]
-            .as_object()
-            .expect("map")
-            .values()
-            .map(|v| v.as_u64().expect("count"))
-            .sum();
+        let packets: u64 =
+            report["packets"].as_object().expect("map").values().map(|v| v.as_u64().expect("count")).sum();
         assert!(packets > 250, "{name}: {packets} packets");
     }
 }
@@ -81,44 +56,20 @@ fn flight_frame_then_ground_decode_returns_the_real_packets_bit_exact() {
     let scratch = Scratch::new();
     scratch.mission_with("", "");
     let mut all = Vec::new();
-    for name in [
-        "CYGNSS_F7_L0_2022_086_10_15_V01_F__first101pkts.tlm",
-        "ecm_raw2.bin",
-    ] {
+    for name in ["CYGNSS_F7_L0_2022_086_10_15_V01_F__first101pkts.tlm", "ecm_raw2.bin"] {
         all.extend(std::fs::read(testdata(&format!("packets/{name}"))).expect("packets"));
     }
     std::fs::write(scratch.path().join("in.pkts"), &all).expect("write");
     let output = run(
         "flight",
-        &[
-            "frame",
-            "--mission",
-            "mission.toml",
-            "--in",
-            "in.pkts",
-            "--out",
-            "stream.cadu",
-        ],
+        &["frame", "--mission", "mission.toml", "--in", "in.pkts", "--out", "stream.cadu"],
         scratch.path(),
     );
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(
-        stdout(&output).starts_with("1131 packets"),
-        "{}",
-        stdout(&output)
-    );
+    assert!(stdout(&output).starts_with("1131 packets"), "{}", stdout(&output));
 
     let report = decode_json(
-        &[
-            "decode",
-            "--mission",
-            "mission.toml",
-            "--in",
-            "stream.cadu",
-            "--packets",
-            "out.pkts",
-            "--json",
-        ],
+        &["decode", "--mission", "mission.toml", "--in", "stream.cadu", "--packets", "out.pkts", "--json"],
         scratch.path(),
     );
     assert_eq!(report["authentication_failures"], 0);
@@ -147,18 +98,11 @@ fn bad_input_gets_counted_errors_or_clear_messages_never_a_panic() {
     scratch.mission_with("", "");
 
     // garbage: decodes to nothing, says so
-    let garbage: Vec<u8> = (0..300_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let garbage: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     std::fs::write(scratch.path().join("garbage.bin"), &garbage).expect("write");
     let report = decode_json(&["decode", "--in", "garbage.bin", "--json"], scratch.path());
     assert_eq!(report["cadus"], 0);
-    assert_eq!(
-        report["sync"]["bytes_searched_over"]
-            .as_u64()
-            .map(|b| b > 299_000),
-        Some(true)
-    );
+    assert_eq!(report["sync"]["bytes_searched_over"].as_u64().map(|b| b > 299_000), Some(true));
 
     // a stream cut mid-CADU: the whole CADUs decode, the rest is not delivered
     let snpp = std::fs::read(testdata("cadu/snpp_synchronized_cadus.dat")).expect("read");
@@ -167,94 +111,35 @@ fn bad_input_gets_counted_errors_or_clear_messages_never_a_panic() {
     assert_eq!(report["cadus"], 10);
 
     // the wrong key: every frame refused and counted
-    std::fs::write(
-        scratch.path().join("in.pkts"),
-        std::fs::read(testdata("packets/ecm_raw2.bin")).expect("read"),
-    )
-    .expect("w");
-    let output = run(
-        "flight",
-        &[
-            "frame",
-            "--mission",
-            "mission.toml",
-            "--in",
-            "in.pkts",
-            "--out",
-            "s.cadu",
-        ],
-        scratch.path(),
-    );
+    std::fs::write(scratch.path().join("in.pkts"), std::fs::read(testdata("packets/ecm_raw2.bin")).expect("read"))
+        .expect("w");
+    let output =
+        run("flight", &["frame", "--mission", "mission.toml", "--in", "in.pkts", "--out", "s.cadu"], scratch.path());
     assert!(output.status.success(), "{}", stderr(&output));
     std::fs::write(scratch.path().join("keys/link.key"), "11".repeat(32)).expect("rekey");
-    let report = decode_json(
-        &[
-            "decode",
-            "--mission",
-            "mission.toml",
-            "--in",
-            "s.cadu",
-            "--json",
-        ],
-        scratch.path(),
-    );
-    assert!(
-        report["authentication_failures"]
-            .as_u64()
-            .is_some_and(|n| n > 100),
-        "{report}"
-    );
+    let report = decode_json(&["decode", "--mission", "mission.toml", "--in", "s.cadu", "--json"], scratch.path());
+    assert!(report["authentication_failures"].as_u64().is_some_and(|n| n > 100), "{report}");
     assert_eq!(report["packets"].as_object().map(|m| m.len()), Some(0));
 
     // a malformed key file is refused with the key's position
     std::fs::write(scratch.path().join("keys/link.key"), "not a key").expect("w");
-    let output = run(
-        "ground",
-        &["decode", "--mission", "mission.toml", "--in", "s.cadu"],
-        scratch.path(),
-    );
+    let output = run("ground", &["decode", "--mission", "mission.toml", "--in", "s.cadu"], scratch.path());
     assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("key `link.security.key_file`: key file"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("key `link.security.key_file`: key file"), "{}", stderr(&output));
 
     // a truncated packet file: refused with the byte offset of the bad packet
     let mut cut = std::fs::read(testdata("packets/ecm_raw2.bin")).expect("read");
     cut.truncate(1000);
     std::fs::write(scratch.path().join("cut.pkts"), &cut).expect("write");
     std::fs::write(scratch.path().join("keys/link.key"), "00".repeat(32)).expect("w");
-    let output = run(
-        "flight",
-        &[
-            "frame",
-            "--mission",
-            "mission.toml",
-            "--in",
-            "cut.pkts",
-            "--out",
-            "c.cadu",
-        ],
-        scratch.path(),
-    );
+    let output =
+        run("flight", &["frame", "--mission", "mission.toml", "--in", "cut.pkts", "--out", "c.cadu"], scratch.path());
     assert!(!output.status.success());
     let message = stderr(&output);
-    assert!(
-        message.contains("cut.pkts` byte ") && message.contains("truncated packet"),
-        "{message}"
-    );
+    assert!(message.contains("cut.pkts` byte ") && message.contains("truncated packet"), "{message}");
 
     // a missing input names the file
-    let output = run(
-        "ground",
-        &["decode", "--in", "nowhere.cadu"],
-        scratch.path(),
-    );
+    let output = run("ground", &["decode", "--in", "nowhere.cadu"], scratch.path());
     assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("cannot read `nowhere.cadu`"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("cannot read `nowhere.cadu`"), "{}", stderr(&output));
 }

@@ -5,26 +5,11 @@ use kestrel_e2e::{Scratch, run, stderr, stdout};
 
 /// Runs `binary check` on the scratch mission and returns its error message (it must fail).
 fn check_fails(binary: &str, scratch: &Scratch) -> String {
-    let output = run(
-        binary,
-        &["check", "--mission", "mission.toml"],
-        scratch.path(),
-    );
+    let output = run(binary, &["check", "--mission", "mission.toml"], scratch.path());
     let message = stderr(&output);
-    assert!(
-        !output.status.success(),
-        "{binary} check accepted a broken mission: {}",
-        stdout(&output)
-    );
-    assert_eq!(
-        message.lines().count(),
-        1,
-        "one error line expected, got: {message}"
-    );
-    assert!(
-        message.starts_with(&format!("{binary}: error: mission.toml:")),
-        "{message}"
-    );
+    assert!(!output.status.success(), "{binary} check accepted a broken mission: {}", stdout(&output));
+    assert_eq!(message.lines().count(), 1, "one error line expected, got: {message}");
+    assert!(message.starts_with(&format!("{binary}: error: mission.toml:")), "{message}");
     message
 }
 
@@ -33,17 +18,9 @@ fn the_reference_mission_passes_every_check() {
     let scratch = Scratch::new();
     scratch.mission_with("", "");
     for binary in ["flight", "ground", "thermal", "radiation-sim"] {
-        let output = run(
-            binary,
-            &["check", "--mission", "mission.toml"],
-            scratch.path(),
-        );
+        let output = run(binary, &["check", "--mission", "mission.toml"], scratch.path());
         assert!(output.status.success(), "{binary}: {}", stderr(&output));
-        assert!(
-            stdout(&output).contains("OK"),
-            "{binary}: {}",
-            stdout(&output)
-        );
+        assert!(stdout(&output).contains("OK"), "{binary}: {}", stdout(&output));
     }
 }
 
@@ -54,10 +31,7 @@ fn a_wrong_type_names_the_key_and_its_position() {
     let line = scratch.line_of("forty-two");
     for binary in ["flight", "ground"] {
         let message = check_fails(binary, &scratch);
-        assert!(
-            message.contains(&format!("mission.toml:{line}:17: key `link.spacecraft_id`")),
-            "{message}"
-        );
+        assert!(message.contains(&format!("mission.toml:{line}:17: key `link.spacecraft_id`")), "{message}");
         assert!(message.contains("invalid type"), "{message}");
     }
 }
@@ -68,16 +42,8 @@ fn an_unknown_key_is_refused() {
     scratch.mission_with("intra_threads = 2", "intra_thread = 2");
     let line = scratch.line_of("intra_thread =");
     let message = check_fails("flight", &scratch);
-    assert!(
-        message.contains(&format!(
-            "mission.toml:{line}:1: key `flight.inference.intra_thread`"
-        )),
-        "{message}"
-    );
-    assert!(
-        message.contains("unknown field `intra_thread`"),
-        "{message}"
-    );
+    assert!(message.contains(&format!("mission.toml:{line}:1: key `flight.inference.intra_thread`")), "{message}");
+    assert!(message.contains("unknown field `intra_thread`"), "{message}");
 }
 
 #[test]
@@ -87,14 +53,8 @@ fn an_unknown_section_is_refused_by_every_binary() {
     let line = scratch.line_of("[grund]");
     for binary in ["flight", "ground", "thermal", "radiation-sim"] {
         let message = check_fails(binary, &scratch);
-        assert!(
-            message.contains(&format!("mission.toml:{line}:2: key `grund`")),
-            "{binary}: {message}"
-        );
-        assert!(
-            message.contains("unknown field `grund`"),
-            "{binary}: {message}"
-        );
+        assert!(message.contains(&format!("mission.toml:{line}:2: key `grund`")), "{binary}: {message}");
+        assert!(message.contains("unknown field `grund`"), "{binary}: {message}");
     }
 }
 
@@ -103,41 +63,21 @@ fn a_missing_section_is_named() {
     let scratch = Scratch::new();
     scratch.mission_with("[flight.inference]", "[flight_inference_moved]");
     let message = check_fails("flight", &scratch);
-    assert!(
-        message.contains("unknown field `flight_inference_moved`"),
-        "{message}"
-    );
+    assert!(message.contains("unknown field `flight_inference_moved`"), "{message}");
 
     scratch.mission_with("[link]\n", "[link_]\n");
     let message = check_fails("ground", &scratch);
     assert!(message.contains("unknown field `link_`"), "{message}");
 
     let scratch = Scratch::new();
-    let without_ground = scratch
-        .reference
-        .split("\n[ground]\n")
-        .next()
-        .expect("head")
-        .to_owned()
+    let without_ground = scratch.reference.split("\n[ground]\n").next().expect("head").to_owned()
         + "\n[thermal]\n"
-        + scratch
-            .reference
-            .split("\n[thermal]\n")
-            .nth(1)
-            .expect("tail");
+        + scratch.reference.split("\n[thermal]\n").nth(1).expect("tail");
     std::fs::write(scratch.path().join("mission.toml"), without_ground).expect("write");
     let message = check_fails("ground", &scratch);
     assert!(message.contains("missing field `ground`"), "{message}");
-    let output = run(
-        "flight",
-        &["check", "--mission", "mission.toml"],
-        scratch.path(),
-    );
-    assert!(
-        output.status.success(),
-        "flight needs no [ground]: {}",
-        stderr(&output)
-    );
+    let output = run("flight", &["check", "--mission", "mission.toml"], scratch.path());
+    assert!(output.status.success(), "flight needs no [ground]: {}", stderr(&output));
 }
 
 #[test]
@@ -147,10 +87,7 @@ fn bad_toml_points_at_the_line() {
     let line = scratch.line_of("rs_interleave = = 4");
     for binary in ["flight", "ground", "thermal"] {
         let message = check_fails(binary, &scratch);
-        assert!(
-            message.contains(&format!("mission.toml:{line}:")),
-            "{binary}: {message}"
-        );
+        assert!(message.contains(&format!("mission.toml:{line}:")), "{binary}: {message}");
     }
 }
 
@@ -161,9 +98,7 @@ fn an_out_of_range_value_is_named() {
     let line = scratch.line_of("rs_interleave = 9");
     let message = check_fails("flight", &scratch);
     assert!(
-        message.contains(&format!(
-            "mission.toml:{line}:17: key `link.rs_interleave`: must be 1 to 8"
-        )),
+        message.contains(&format!("mission.toml:{line}:17: key `link.rs_interleave`: must be 1 to 8")),
         "{message}"
     );
 
@@ -171,9 +106,7 @@ fn an_out_of_range_value_is_named() {
     let line = scratch.line_of("168.3195");
     let message = check_fails("thermal", &scratch);
     assert!(
-        message.contains(&format!(
-            "mission.toml:{line}:16: key `thermal.ground_stations[1].latitude_deg`"
-        )),
+        message.contains(&format!("mission.toml:{line}:16: key `thermal.ground_stations[1].latitude_deg`")),
         "{message}"
     );
 }
@@ -185,30 +118,18 @@ fn a_key_file_that_does_not_exist_is_named() {
     let line = scratch.line_of("keys/lost.key");
     for binary in ["flight", "ground"] {
         let message = check_fails(binary, &scratch);
-        assert!(
-            message.contains(&format!(
-                "mission.toml:{line}:12: key `link.security.key_file`"
-            )),
-            "{message}"
-        );
+        assert!(message.contains(&format!("mission.toml:{line}:12: key `link.security.key_file`")), "{message}");
         assert!(message.contains("lost.key"), "{message}");
     }
     scratch.mission_with("keys/operator.token", "keys/nobody.token");
     let message = check_fails("ground", &scratch);
-    assert!(
-        message.contains("key `ground.operator_token_file`"),
-        "{message}"
-    );
+    assert!(message.contains("key `ground.operator_token_file`"), "{message}");
 }
 
 #[test]
 fn a_mission_file_that_does_not_exist_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let output = run(
-        "flight",
-        &["check", "--mission", "nowhere.toml"],
-        dir.path(),
-    );
+    let output = run("flight", &["check", "--mission", "nowhere.toml"], dir.path());
     assert!(!output.status.success());
     assert!(
         stderr(&output).starts_with("flight: error: nowhere.toml: cannot read the mission file"),

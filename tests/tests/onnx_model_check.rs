@@ -9,14 +9,7 @@ fn model_check_runs_a_model_and_logs_json() {
     let scratch = Scratch::new();
     scratch.mission_with("", "");
     let output = std::process::Command::new(binary("flight"))
-        .args([
-            "--log-format",
-            "json",
-            "model-check",
-            "--mission",
-            "mission.toml",
-            "--model",
-        ])
+        .args(["--log-format", "json", "model-check", "--mission", "mission.toml", "--model"])
         .arg(cached_runtime_dir().join("models/sigmoid.onnx"))
         .current_dir(scratch.path())
         .output()
@@ -28,10 +21,7 @@ fn model_check_runs_a_model_and_logs_json() {
     let logs = stderr(&output);
     assert!(logs.contains("ONNX Runtime loaded"), "{logs}");
     for line in logs.lines() {
-        assert!(
-            line.starts_with('{') && line.ends_with('}'),
-            "not a JSON line: {line}"
-        );
+        assert!(line.starts_with('{') && line.ends_with('}'), "not a JSON line: {line}");
         assert!(line.contains("\"level\":"), "{line}");
     }
 }

@@ -131,29 +131,24 @@ impl LoadedThermalMission {
         let file = MissionFile::read(path)?;
         let config: ThermalMission = file.parse()?;
         let thermal = &config.thermal;
-        let range =
-            |value: &Spanned<f64>, key: &str, low: f64, high: f64| -> Result<(), MissionError> {
-                let v = *value.get_ref();
-                if (low..=high).contains(&v) {
-                    Ok(())
-                } else {
-                    let limits = match (low.is_finite(), high.is_finite()) {
-                        (true, true) => format!("within {low} to {high}"),
-                        (true, false) if low == 0.0 => "at least 0".to_owned(),
-                        _ => format!("at least {low}"),
-                    };
-                    Err(file.error_at(value.span(), key, format!("must be {limits}, found {v}")))
-                }
-            };
+        let range = |value: &Spanned<f64>, key: &str, low: f64, high: f64| -> Result<(), MissionError> {
+            let v = *value.get_ref();
+            if (low..=high).contains(&v) {
+                Ok(())
+            } else {
+                let limits = match (low.is_finite(), high.is_finite()) {
+                    (true, true) => format!("within {low} to {high}"),
+                    (true, false) if low == 0.0 => "at least 0".to_owned(),
+                    _ => format!("at least {low}"),
+                };
+                Err(file.error_at(value.span(), key, format!("must be {limits}, found {v}")))
+            }
+        };
         let positive = |value: &Spanned<f64>, key: &str| -> Result<(), MissionError> {
             if *value.get_ref() > 0.0 {
                 Ok(())
             } else {
-                Err(file.error_at(
-                    value.span(),
-                    key,
-                    format!("must be above 0, found {}", value.get_ref()),
-                ))
+                Err(file.error_at(value.span(), key, format!("must be above 0, found {}", value.get_ref())))
             }
         };
 
@@ -163,9 +158,7 @@ impl LoadedThermalMission {
         let epoch = orbit.epoch_unix();
         let mut t = epoch;
         while t <= epoch + REQUIRED_ORBIT_DAYS * 86_400.0 {
-            let (r, _) = orbit
-                .teme(t)
-                .map_err(|e| file.error_at(tle.span(), "thermal.tle", e.to_string()))?;
+            let (r, _) = orbit.teme(t).map_err(|e| file.error_at(tle.span(), "thermal.tle", e.to_string()))?;
             let height_km = crate::orbit::norm(r) - crate::orbit::WGS84_A_KM;
             if height_km < DECAY_HEIGHT_KM {
                 let message = format!(
@@ -181,29 +174,14 @@ impl LoadedThermalMission {
             let key = |field: &str| format!("thermal.ground_stations[{i}].{field}");
             range(&station.latitude_deg, &key("latitude_deg"), -90.0, 90.0)?;
             range(&station.longitude_deg, &key("longitude_deg"), -180.0, 180.0)?;
-            range(
-                &station.min_elevation_deg,
-                &key("min_elevation_deg"),
-                0.0,
-                90.0,
-            )?;
+            range(&station.min_elevation_deg, &key("min_elevation_deg"), 0.0, 90.0)?;
         }
 
         let env = &thermal.environment;
         positive(&env.solar_flux_w_m2, "thermal.environment.solar_flux_w_m2")?;
         range(&env.albedo, "thermal.environment.albedo", 0.0, 1.0)?;
-        range(
-            &env.earth_ir_w_m2,
-            "thermal.environment.earth_ir_w_m2",
-            0.0,
-            f64::INFINITY,
-        )?;
-        range(
-            &env.space_temperature_k,
-            "thermal.environment.space_temperature_k",
-            0.0,
-            f64::INFINITY,
-        )?;
+        range(&env.earth_ir_w_m2, "thermal.environment.earth_ir_w_m2", 0.0, f64::INFINITY)?;
+        range(&env.space_temperature_k, "thermal.environment.space_temperature_k", 0.0, f64::INFINITY)?;
 
         for (i, node) in thermal.nodes.iter().enumerate() {
             let key = |field: &str| format!("thermal.nodes[{i}].{field}");
@@ -227,11 +205,7 @@ impl LoadedThermalMission {
             if thermal.nodes.iter().any(|n| &n.name == name.get_ref()) {
                 Ok(())
             } else {
-                Err(file.error_at(
-                    name.span(),
-                    key,
-                    format!("no node is named `{}`", name.get_ref()),
-                ))
+                Err(file.error_at(name.span(), key, format!("no node is named `{}`", name.get_ref())))
             }
         };
         for (i, link) in thermal.conductances.iter().enumerate() {
@@ -251,48 +225,22 @@ impl LoadedThermalMission {
         let p = &thermal.power;
         let key = |field: &str| format!("thermal.power.{field}");
         positive(&p.solar_array_area_m2, &key("solar_array_area_m2"))?;
-        range(
-            &p.solar_cell_efficiency,
-            &key("solar_cell_efficiency"),
-            0.0,
-            1.0,
-        )?;
-        range(
-            &p.solar_incidence_deg,
-            &key("solar_incidence_deg"),
-            0.0,
-            90.0,
-        )?;
+        range(&p.solar_cell_efficiency, &key("solar_cell_efficiency"), 0.0, 1.0)?;
+        range(&p.solar_incidence_deg, &key("solar_incidence_deg"), 0.0, 90.0)?;
         positive(&p.battery_capacity_wh, &key("battery_capacity_wh"))?;
-        range(
-            &p.battery_initial_soc,
-            &key("battery_initial_soc"),
-            0.0,
-            1.0,
-        )?;
+        range(&p.battery_initial_soc, &key("battery_initial_soc"), 0.0, 1.0)?;
         range(&p.battery_min_soc, &key("battery_min_soc"), 0.0, 1.0)?;
         positive(&p.battery_max_charge_w, &key("battery_max_charge_w"))?;
         positive(&p.battery_max_discharge_w, &key("battery_max_discharge_w"))?;
-        range(
-            &p.battery_charge_efficiency,
-            &key("battery_charge_efficiency"),
-            0.0,
-            1.0,
-        )?;
-        for (value, field) in [
-            (&p.bus_load_w, "bus_load_w"),
-            (&p.gpu_idle_w, "gpu_idle_w"),
-            (&p.gpu_active_w, "gpu_active_w"),
-        ] {
+        range(&p.battery_charge_efficiency, &key("battery_charge_efficiency"), 0.0, 1.0)?;
+        for (value, field) in
+            [(&p.bus_load_w, "bus_load_w"), (&p.gpu_idle_w, "gpu_idle_w"), (&p.gpu_active_w, "gpu_active_w")]
+        {
             range(value, &key(field), 0.0, f64::INFINITY)?;
         }
         node_named(&p.bus_node, &key("bus_node"))?;
         node_named(&p.payload_node, &key("payload_node"))?;
         node_named(&p.battery_node, &key("battery_node"))?;
-        Ok(Self {
-            file,
-            config,
-            orbit,
-        })
+        Ok(Self { file, config, orbit })
     }
 }

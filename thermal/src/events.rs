@@ -35,11 +35,7 @@ impl Pass {
 }
 
 /// First time in (a, b] where `f` differs from `f(a)`, given that it does at `b`.
-fn bisect(
-    mut a: f64,
-    mut b: f64,
-    f: &impl Fn(f64) -> Result<bool, OrbitError>,
-) -> Result<f64, OrbitError> {
+fn bisect(mut a: f64, mut b: f64, f: &impl Fn(f64) -> Result<bool, OrbitError>) -> Result<f64, OrbitError> {
     let start = f(a)?;
     while b - a > PRECISION_S {
         let mid = 0.5 * (a + b);
@@ -75,15 +71,8 @@ fn transitions(
 
 /// Eclipse entries and exits (the Sun's centre behind the Earth) between two times.
 pub fn eclipses(orbit: &Orbit, start: f64, end: f64) -> Result<Vec<EclipseTransition>, OrbitError> {
-    let sunlit = |t: f64| {
-        orbit
-            .teme(t)
-            .map(|(r, _)| sun::centre_visible(r, sun::position(t)))
-    };
-    Ok(transitions(start, end, &sunlit)?
-        .into_iter()
-        .map(|(unix, sunlit)| EclipseTransition { unix, sunlit })
-        .collect())
+    let sunlit = |t: f64| orbit.teme(t).map(|(r, _)| sun::centre_visible(r, sun::position(t)));
+    Ok(transitions(start, end, &sunlit)?.into_iter().map(|(unix, sunlit)| EclipseTransition { unix, sunlit }).collect())
 }
 
 /// Elevation of the satellite above a station's horizon (the ellipsoid normal), degrees.
@@ -93,23 +82,11 @@ pub fn elevation_deg(orbit: &Orbit, station: &Vec3, up: &Vec3, t: f64) -> Result
 }
 
 /// Passes over a station between two times: those whose AOS and LOS both fall inside.
-pub fn passes(
-    orbit: &Orbit,
-    station: &GroundStation,
-    start: f64,
-    end: f64,
-) -> Result<Vec<Pass>, OrbitError> {
-    let (lat, lon) = (
-        *station.latitude_deg.get_ref(),
-        *station.longitude_deg.get_ref(),
-    );
+pub fn passes(orbit: &Orbit, station: &GroundStation, start: f64, end: f64) -> Result<Vec<Pass>, OrbitError> {
+    let (lat, lon) = (*station.latitude_deg.get_ref(), *station.longitude_deg.get_ref());
     let position = geodetic_to_ecef(lat, lon, station.altitude_m);
     let (lat_r, lon_r) = (lat.to_radians(), lon.to_radians());
-    let up = [
-        lat_r.cos() * lon_r.cos(),
-        lat_r.cos() * lon_r.sin(),
-        lat_r.sin(),
-    ];
+    let up = [lat_r.cos() * lon_r.cos(), lat_r.cos() * lon_r.sin(), lat_r.sin()];
     let mask = *station.min_elevation_deg.get_ref();
     let elevation = |t: f64| elevation_deg(orbit, &position, &up, t);
     let visible = |t: f64| elevation(t).map(|e| e >= mask);

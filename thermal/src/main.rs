@@ -58,24 +58,12 @@ fn main() -> ExitCode {
                 );
             })
             .map_err(anyhow::Error::from),
-        Command::Plan {
-            mission,
-            orbits,
-            gpu,
-            plot,
-            json,
-        } => run_plan(&mission, orbits, gpu, &plot, json),
+        Command::Plan { mission, orbits, gpu, plot, json } => run_plan(&mission, orbits, gpu, &plot, json),
     };
     cli::finish("thermal", result)
 }
 
-fn run_plan(
-    mission: &Path,
-    orbits: f64,
-    gpu: GpuProfile,
-    plot: &Path,
-    json: bool,
-) -> anyhow::Result<()> {
+fn run_plan(mission: &Path, orbits: f64, gpu: GpuProfile, plot: &Path, json: bool) -> anyhow::Result<()> {
     if !(orbits > 0.0 && orbits <= 1000.0) {
         anyhow::bail!("--orbits must be above 0 and at most 1000, found {orbits}");
     }

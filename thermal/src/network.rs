@@ -86,13 +86,7 @@ impl Network {
         let links = config
             .conductances
             .iter()
-            .map(|c| {
-                (
-                    index(&c.between.get_ref()[0]),
-                    index(&c.between.get_ref()[1]),
-                    *c.w_k.get_ref(),
-                )
-            })
+            .map(|c| (index(&c.between.get_ref()[0]), index(&c.between.get_ref()[1]), *c.w_k.get_ref()))
             .collect();
         let env = &config.environment;
         Self {
@@ -110,23 +104,13 @@ impl Network {
     }
 
     /// Net heat into each node (W) at temperatures `t_k`, and the boundary flows (W).
-    fn rates(
-        &self,
-        t_k: &[f64],
-        exposure: Exposure,
-        dissipation_w: &[f64],
-        net: &mut [f64],
-    ) -> EnergyFlow {
+    fn rates(&self, t_k: &[f64], exposure: Exposure, dissipation_w: &[f64], net: &mut [f64]) -> EnergyFlow {
         let mut flow = EnergyFlow::default();
         for (i, node) in self.nodes.iter().enumerate() {
             let mut q = dissipation_w[i];
             flow.dissipated_j += dissipation_w[i];
             if let Some(s) = &node.surface {
-                let solar = s.absorptivity
-                    * self.solar_flux_w_m2
-                    * s.area_m2
-                    * s.sun_view
-                    * exposure.illumination;
+                let solar = s.absorptivity * self.solar_flux_w_m2 * s.area_m2 * s.sun_view * exposure.illumination;
                 let albedo = s.absorptivity
                     * self.solar_flux_w_m2
                     * self.albedo
@@ -134,10 +118,7 @@ impl Network {
                     * s.earth_view
                     * exposure.albedo_factor;
                 let infrared = s.emissivity * self.earth_ir_w_m2 * s.area_m2 * s.earth_view;
-                let radiated = s.emissivity
-                    * SIGMA
-                    * s.area_m2
-                    * (t_k[i].powi(4) - self.space_temperature_k.powi(4));
+                let radiated = s.emissivity * SIGMA * s.area_m2 * (t_k[i].powi(4) - self.space_temperature_k.powi(4));
                 q += solar + albedo + infrared - radiated;
                 flow.absorbed_j += solar + albedo + infrared;
                 flow.radiated_j += radiated;
@@ -154,13 +135,7 @@ impl Network {
 
     /// Advances temperatures (kelvin) by `dt` seconds with constant exposure and dissipation;
     /// returns the energy that crossed the boundary.
-    pub fn step(
-        &self,
-        t_k: &mut [f64],
-        dt: f64,
-        exposure: Exposure,
-        dissipation_w: &[f64],
-    ) -> EnergyFlow {
+    pub fn step(&self, t_k: &mut [f64], dt: f64, exposure: Exposure, dissipation_w: &[f64]) -> EnergyFlow {
         let n = t_k.len();
         let mut k = [vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]];
         let mut stage = t_k.to_vec();
@@ -187,11 +162,7 @@ impl Network {
 
     /// Heat stored in the nodes relative to 0 K, joules.
     pub fn stored_j(&self, t_k: &[f64]) -> f64 {
-        self.nodes
-            .iter()
-            .zip(t_k)
-            .map(|(n, t)| n.heat_capacity_j_k * t)
-            .sum()
+        self.nodes.iter().zip(t_k).map(|(n, t)| n.heat_capacity_j_k * t).sum()
     }
 }
 
@@ -220,10 +191,7 @@ mod tests {
         }
     }
 
-    const DARK: Exposure = Exposure {
-        illumination: 0.0,
-        albedo_factor: 0.0,
-    };
+    const DARK: Exposure = Exposure { illumination: 0.0, albedo_factor: 0.0 };
 
     #[test]
     fn a_radiator_settles_where_its_emission_equals_its_load() {
@@ -234,11 +202,7 @@ mod tests {
             net.step(&mut t, 10.0, DARK, &[q]);
         }
         let expected = (q / (e * SIGMA * a)).powf(0.25);
-        assert!(
-            (t[0] - expected).abs() < 0.1,
-            "{} K, analytic {expected} K",
-            t[0]
-        );
+        assert!((t[0] - expected).abs() < 0.1, "{} K, analytic {expected} K", t[0]);
     }
 
     #[test]
@@ -246,16 +210,8 @@ mod tests {
         // a node conducting to a boundary of (practically) infinite capacity
         let net = Network {
             nodes: vec![
-                NodeModel {
-                    name: "node".into(),
-                    heat_capacity_j_k: 900.0,
-                    surface: None,
-                },
-                NodeModel {
-                    name: "boundary".into(),
-                    heat_capacity_j_k: 1e15,
-                    surface: None,
-                },
+                NodeModel { name: "node".into(), heat_capacity_j_k: 900.0, surface: None },
+                NodeModel { name: "boundary".into(), heat_capacity_j_k: 1e15, surface: None },
             ],
             links: vec![(0, 1, 3.0)],
             ..radiator(1.0, 1.0, 1.0)
@@ -265,11 +221,7 @@ mod tests {
         for step in 1..=200 {
             net.step(&mut t, 5.0, DARK, &[0.0, 0.0]);
             let analytic = 280.0 + 70.0 * (-(step as f64 * 5.0) / tau).exp();
-            assert!(
-                (t[0] - analytic).abs() < 1e-6,
-                "step {step}: {} vs {analytic}",
-                t[0]
-            );
+            assert!((t[0] - analytic).abs() < 1e-6, "step {step}: {} vs {analytic}", t[0]);
         }
     }
 
@@ -282,11 +234,7 @@ mod tests {
                     heat_capacity_j_k: 500.0,
                     surface: radiator(0.3, 0.8, 1.0).nodes[0].surface.clone(),
                 },
-                NodeModel {
-                    name: "b".into(),
-                    heat_capacity_j_k: 800.0,
-                    surface: None,
-                },
+                NodeModel { name: "b".into(), heat_capacity_j_k: 800.0, surface: None },
             ],
             links: vec![(0, 1, 1.5)],
             ..radiator(1.0, 1.0, 1.0)
@@ -295,21 +243,10 @@ mod tests {
         let before = net.stored_j(&t);
         let mut flow = EnergyFlow::default();
         for _ in 0..100 {
-            flow += net.step(
-                &mut t,
-                10.0,
-                Exposure {
-                    illumination: 0.7,
-                    albedo_factor: 0.4,
-                },
-                &[20.0, 5.0],
-            );
+            flow += net.step(&mut t, 10.0, Exposure { illumination: 0.7, albedo_factor: 0.4 }, &[20.0, 5.0]);
         }
         let stored = net.stored_j(&t) - before;
         let balance = flow.absorbed_j + flow.dissipated_j - flow.radiated_j;
-        assert!(
-            (stored - balance).abs() < 1e-6 * flow.radiated_j,
-            "{stored} vs {balance}"
-        );
+        assert!((stored - balance).abs() < 1e-6 * flow.radiated_j, "{stored} vs {balance}");
     }
 }

@@ -32,8 +32,7 @@ pub fn julian_date(t_unix: f64) -> f64 {
 /// Greenwich mean sidereal time, radians (IAU 1982).
 pub fn gmst(t_unix: f64) -> f64 {
     let t = (julian_date(t_unix) - 2_451_545.0) / 36_525.0;
-    let seconds = 67_310.548_41 + (876_600.0 * 3600.0 + 8_640_184.812_866) * t + 0.093_104 * t * t
-        - 6.2e-6 * t * t * t;
+    let seconds = 67_310.548_41 + (876_600.0 * 3600.0 + 8_640_184.812_866) * t + 0.093_104 * t * t - 6.2e-6 * t * t * t;
     (seconds % 86_400.0 / 86_400.0 * TAU).rem_euclid(TAU)
 }
 
@@ -49,11 +48,7 @@ pub fn geodetic_to_ecef(latitude_deg: f64, longitude_deg: f64, height_m: f64) ->
     let e2 = WGS84_F * (2.0 - WGS84_F);
     let n = WGS84_A_KM / (1.0 - e2 * lat.sin().powi(2)).sqrt();
     let h = height_m / 1000.0;
-    [
-        (n + h) * lat.cos() * lon.cos(),
-        (n + h) * lat.cos() * lon.sin(),
-        (n * (1.0 - e2) + h) * lat.sin(),
-    ]
+    [(n + h) * lat.cos() * lon.cos(), (n + h) * lat.cos() * lon.sin(), (n * (1.0 - e2) + h) * lat.sin()]
 }
 
 /// Geodetic latitude and longitude (degrees) and height (km) of an Earth-fixed position (km).
@@ -99,11 +94,7 @@ impl Orbit {
         let constants = sgp4::Constants::from_elements(&elements)
             .map_err(|e| OrbitError::Tle(format!("impossible elements: {e}")))?;
         let epoch_unix = elements.datetime.and_utc().timestamp_micros() as f64 / 1e6;
-        let orbit = Self {
-            constants,
-            epoch_unix,
-            mean_motion: elements.mean_motion,
-        };
+        let orbit = Self { constants, epoch_unix, mean_motion: elements.mean_motion };
         // an orbit that cannot even be propagated at its epoch is refused now, not mid-mission
         orbit.teme(epoch_unix)?;
         Ok(orbit)
@@ -119,10 +110,7 @@ impl Orbit {
         let prediction = self
             .constants
             .propagate(sgp4::MinutesSinceEpoch(minutes))
-            .map_err(|e| OrbitError::Propagation {
-                minutes,
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| OrbitError::Propagation { minutes, reason: e.to_string() })?;
         Ok((prediction.position, prediction.velocity))
     }
 
@@ -140,28 +128,17 @@ impl Orbit {
 fn describe_tle_error(error: &sgp4::TleError, line1: &str, line2: &str) -> String {
     let text = error.to_string();
     let checksum = |line: &str| {
-        let sum: u32 = line
-            .chars()
-            .take(68)
-            .map(|c| c.to_digit(10).unwrap_or(u32::from(c == '-')))
-            .sum();
+        let sum: u32 = line.chars().take(68).map(|c| c.to_digit(10).unwrap_or(u32::from(c == '-'))).sum();
         sum % 10
     };
     if text.contains("BadChecksum") || text.to_lowercase().contains("checksum") {
         let which = |line: &str, n: usize| {
             let expected = checksum(line);
-            let found = line
-                .chars()
-                .nth(68)
-                .map_or("nothing".to_owned(), |c| c.to_string());
-            (found != expected.to_string()).then(|| {
-                format!("line {n} checksum is {found}, its digits sum to {expected} (mod 10)")
-            })
+            let found = line.chars().nth(68).map_or("nothing".to_owned(), |c| c.to_string());
+            (found != expected.to_string())
+                .then(|| format!("line {n} checksum is {found}, its digits sum to {expected} (mod 10)"))
         };
-        let parts: Vec<String> = [which(line1, 1), which(line2, 2)]
-            .into_iter()
-            .flatten()
-            .collect();
+        let parts: Vec<String> = [which(line1, 1), which(line2, 2)].into_iter().flatten().collect();
         if !parts.is_empty() {
             return format!("bad TLE: {}", parts.join("; "));
         }
@@ -180,29 +157,17 @@ mod tests {
     fn the_reference_orbit_is_a_786_km_sun_synchronous_orbit() {
         let orbit = Orbit::from_tle(L1, L2).expect("valid TLE");
         assert_eq!(orbit.epoch_unix(), 1_773_964_800.0);
-        let (_, _, height) =
-            ecef_to_geodetic(orbit.ecef(orbit.epoch_unix() + 1000.0).expect("propagates"));
+        let (_, _, height) = ecef_to_geodetic(orbit.ecef(orbit.epoch_unix() + 1000.0).expect("propagates"));
         assert!((770.0..810.0).contains(&height), "height {height} km");
-        assert!(
-            (6030.0..6060.0).contains(&orbit.period_s()),
-            "period {} s",
-            orbit.period_s()
-        );
+        assert!((6030.0..6060.0).contains(&orbit.period_s()), "period {} s", orbit.period_s());
     }
 
     #[test]
     fn a_bad_checksum_names_the_line_and_the_digits() {
         let bad = format!("{}3", &L1[..68]);
-        let e = Orbit::from_tle(&bad, L2)
-            .expect_err("bad checksum")
-            .to_string();
-        assert!(
-            e.contains("line 1 checksum is 3, its digits sum to 2"),
-            "{e}"
-        );
-        let e = Orbit::from_tle(L1, &L2[..60])
-            .expect_err("short")
-            .to_string();
+        let e = Orbit::from_tle(&bad, L2).expect_err("bad checksum").to_string();
+        assert!(e.contains("line 1 checksum is 3, its digits sum to 2"), "{e}");
+        let e = Orbit::from_tle(L1, &L2[..60]).expect_err("short").to_string();
         assert!(e.starts_with("bad TLE"), "{e}");
     }
 
@@ -210,19 +175,13 @@ mod tests {
     fn geodetic_round_trip() {
         let r = geodetic_to_ecef(78.2306, 15.3894, 500.0);
         let (lat, lon, h) = ecef_to_geodetic(r);
-        assert!(
-            (lat - 78.2306).abs() < 1e-9 && (lon - 15.3894).abs() < 1e-9 && (h - 0.5).abs() < 1e-9
-        );
+        assert!((lat - 78.2306).abs() < 1e-9 && (lon - 15.3894).abs() < 1e-9 && (h - 0.5).abs() < 1e-9);
     }
 
     #[test]
     fn gmst_matches_a_published_value() {
         // Vallado, example 3-5: 1992-08-20 12:14 UT1 -> GMST 152.578787810 deg
         let t = 714_312_840.0;
-        assert!(
-            (gmst(t).to_degrees() - 152.578_787_81).abs() < 1e-6,
-            "{}",
-            gmst(t).to_degrees()
-        );
+        assert!((gmst(t).to_degrees() - 152.578_787_81).abs() < 1e-6, "{}", gmst(t).to_degrees());
     }
 }

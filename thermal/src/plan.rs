@@ -50,11 +50,7 @@ pub struct Plan {
     pub energy_stored_j: f64,
 }
 
-pub fn plan(
-    mission: &LoadedThermalMission,
-    orbits: f64,
-    gpu: GpuProfile,
-) -> Result<Plan, OrbitError> {
+pub fn plan(mission: &LoadedThermalMission, orbits: f64, gpu: GpuProfile) -> Result<Plan, OrbitError> {
     let thermal = &mission.config.thermal;
     let mut plant = Plant::new(mission);
     let start = plant.orbit.epoch_unix();
@@ -96,10 +92,7 @@ pub fn plan(
         })
         .collect();
     let socs = samples.iter().map(|s| s.soc);
-    let soc_range = (
-        socs.clone().fold(f64::INFINITY, f64::min),
-        socs.fold(f64::NEG_INFINITY, f64::max),
-    );
+    let soc_range = (socs.clone().fold(f64::INFINITY, f64::min), socs.fold(f64::NEG_INFINITY, f64::max));
     Ok(Plan {
         mission: mission.config.mission.name.clone(),
         start_unix: start,
@@ -146,28 +139,21 @@ impl Plan {
 
     /// Whether every modelled temperature and the battery stayed within their limits.
     pub fn within_limits(&self) -> bool {
-        self.nodes
-            .iter()
-            .all(|n| n.min_c >= n.limits_c.0 && n.max_c <= n.limits_c.1)
+        self.nodes.iter().all(|n| n.min_c >= n.limits_c.0 && n.max_c <= n.limits_c.1)
             && self.soc_range.0 >= self.min_soc_limit
             && self.unmet_energy_wh == 0.0
     }
 
     /// Relative error of energy in = energy out + stored.
     pub fn energy_balance_error(&self) -> f64 {
-        (self.energy_in_j - self.energy_out_j - self.energy_stored_j).abs()
-            / self.energy_in_j.max(f64::MIN_POSITIVE)
+        (self.energy_in_j - self.energy_out_j - self.energy_stored_j).abs() / self.energy_in_j.max(f64::MIN_POSITIVE)
     }
 }
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let hours = (self.end_unix - self.start_unix) / 3600.0;
-        writeln!(
-            f,
-            "mission {}: {hours:.2} h from Unix {:.0}, GPU {:?}",
-            self.mission, self.start_unix, self.gpu
-        )?;
+        writeln!(f, "mission {}: {hours:.2} h from Unix {:.0}, GPU {:?}", self.mission, self.start_unix, self.gpu)?;
         writeln!(f, "\npasses ({}):", self.passes.len())?;
         for p in &self.passes {
             writeln!(
@@ -193,22 +179,14 @@ impl fmt::Display for Plan {
         }
         writeln!(f, "\ntemperatures:")?;
         for n in &self.nodes {
-            let flag = if n.min_c < n.limits_c.0 || n.max_c > n.limits_c.1 {
-                "  OUTSIDE LIMITS"
-            } else {
-                ""
-            };
+            let flag = if n.min_c < n.limits_c.0 || n.max_c > n.limits_c.1 { "  OUTSIDE LIMITS" } else { "" };
             writeln!(
                 f,
                 "  {:<10} {:>6.1} to {:>6.1} C  (limits {} to {} C){flag}",
                 n.name, n.min_c, n.max_c, n.limits_c.0, n.limits_c.1
             )?;
         }
-        let flag = if self.soc_range.0 < self.min_soc_limit {
-            "  BELOW LIMIT"
-        } else {
-            ""
-        };
+        let flag = if self.soc_range.0 < self.min_soc_limit { "  BELOW LIMIT" } else { "" };
         writeln!(
             f,
             "\nbattery state of charge {:.1} % to {:.1} % (limit {:.0} %){flag}",
@@ -217,11 +195,7 @@ impl fmt::Display for Plan {
             self.min_soc_limit * 100.0
         )?;
         if self.unmet_energy_wh > 0.0 {
-            writeln!(
-                f,
-                "loads not served: {:.1} Wh (brown-out)",
-                self.unmet_energy_wh
-            )?;
+            writeln!(f, "loads not served: {:.1} Wh (brown-out)", self.unmet_energy_wh)?;
         }
         writeln!(
             f,
@@ -231,50 +205,32 @@ impl fmt::Display for Plan {
             self.energy_stored_j / 1e3,
             self.energy_balance_error()
         )?;
-        writeln!(
-            f,
-            "{}",
-            if self.within_limits() {
-                "within every limit"
-            } else {
-                "LIMITS VIOLATED"
-            }
-        )
+        writeln!(f, "{}", if self.within_limits() { "within every limit" } else { "LIMITS VIOLATED" })
     }
 }
 
+/// Plot one sample per minute: the integration step is finer than a plot needs.
+const PLOT_EVERY: usize = (60.0 / STEP_S) as usize;
+
 /// Writes the plot: temperatures and state of charge over time, eclipses shaded, passes marked.
 pub fn write_svg(plan: &Plan, path: &Path) -> Result<(), String> {
+    let plotted = || plan.samples.iter().step_by(PLOT_EVERY);
     let root = SVGBackend::new(path, (1200, 700)).into_drawing_area();
     let draw = |e: &dyn fmt::Display| format!("cannot draw `{}`: {e}", path.display());
     root.fill(&WHITE).map_err(|e| draw(&e))?;
     let (upper, lower) = root.split_vertically(460);
     let span_min = (plan.end_unix - plan.start_unix) / 60.0;
-    let (t_min, t_max) =
-        plan.nodes
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), n| {
-                (
-                    lo.min(n.min_c).min(n.limits_c.0),
-                    hi.max(n.max_c).max(n.limits_c.1),
-                )
-            });
+    let (t_min, t_max) = plan.nodes.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), n| {
+        (lo.min(n.min_c).min(n.limits_c.0), hi.max(n.max_c).max(n.limits_c.1))
+    });
     let mut chart = ChartBuilder::on(&upper)
-        .caption(
-            format!("{}: temperatures (GPU {:?})", plan.mission, plan.gpu),
-            ("sans-serif", 20),
-        )
+        .caption(format!("{}: temperatures (GPU {:?})", plan.mission, plan.gpu), ("sans-serif", 20))
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(50)
         .build_cartesian_2d(0.0..span_min, (t_min - 5.0)..(t_max + 5.0))
         .map_err(|e| draw(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("minutes")
-        .y_desc("deg C")
-        .draw()
-        .map_err(|e| draw(&e))?;
+    chart.configure_mesh().x_desc("minutes").y_desc("deg C").draw().map_err(|e| draw(&e))?;
     for (entry, exit) in plan.eclipse_intervals() {
         let (a, b) = (minutes(plan, entry), minutes(plan, exit));
         chart
@@ -287,10 +243,7 @@ pub fn write_svg(plan: &Plan, path: &Path) -> Result<(), String> {
     for p in &plan.passes {
         let (a, b) = (minutes(plan, p.aos_unix), minutes(plan, p.los_unix));
         chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(a, t_max + 3.0), (b, t_max + 5.0)],
-                GREEN.filled(),
-            )))
+            .draw_series(std::iter::once(Rectangle::new([(a, t_max + 3.0), (b, t_max + 5.0)], GREEN.filled())))
             .map_err(|e| draw(&e))?;
     }
     let palette = [RED, BLUE, BLACK, MAGENTA, CYAN, RGBColor(200, 120, 0)];
@@ -298,46 +251,26 @@ pub fn write_svg(plan: &Plan, path: &Path) -> Result<(), String> {
         let color = palette[i % palette.len()];
         chart
             .draw_series(LineSeries::new(
-                plan.samples
-                    .iter()
-                    .map(|s| (minutes(plan, s.unix), s.temperatures_c[i])),
+                plotted().map(|s| (minutes(plan, s.unix), s.temperatures_c[i])),
                 color.stroke_width(2),
             ))
             .map_err(|e| draw(&e))?
             .label(node.name.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE)
-        .draw()
-        .map_err(|e| draw(&e))?;
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(|e| draw(&e))?;
 
     let mut soc = ChartBuilder::on(&lower)
-        .caption(
-            "battery state of charge (eclipses shaded, passes in green above)",
-            ("sans-serif", 16),
-        )
+        .caption("battery state of charge (eclipses shaded, passes in green above)", ("sans-serif", 16))
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(50)
         .build_cartesian_2d(0.0..span_min, 0.0..100.0)
         .map_err(|e| draw(&e))?;
-    soc.configure_mesh()
-        .x_desc("minutes")
-        .y_desc("%")
-        .draw()
+    soc.configure_mesh().x_desc("minutes").y_desc("%").draw().map_err(|e| draw(&e))?;
+    soc.draw_series(LineSeries::new(plotted().map(|s| (minutes(plan, s.unix), s.soc * 100.0)), BLUE.stroke_width(2)))
         .map_err(|e| draw(&e))?;
-    soc.draw_series(LineSeries::new(
-        plan.samples
-            .iter()
-            .map(|s| (minutes(plan, s.unix), s.soc * 100.0)),
-        BLUE.stroke_width(2),
-    ))
-    .map_err(|e| draw(&e))?;
     let limit = plan.min_soc_limit * 100.0;
-    soc.draw_series(LineSeries::new([(0.0, limit), (span_min, limit)], RED))
-        .map_err(|e| draw(&e))?;
+    soc.draw_series(LineSeries::new([(0.0, limit), (span_min, limit)], RED)).map_err(|e| draw(&e))?;
     root.present().map_err(|e| draw(&e))
 }

@@ -62,14 +62,8 @@ impl PowerModel {
     pub fn step(&self, soc: &mut f64, dt: f64, illumination: f64, load_w: f64) -> PowerStep {
         let generated_w = self.array_w_full_sun * illumination;
         let surplus = generated_w - load_w;
-        let mut step = PowerStep {
-            generated_w,
-            load_w,
-            battery_w: 0.0,
-            shunted_w: 0.0,
-            unmet_w: 0.0,
-            battery_heat_w: 0.0,
-        };
+        let mut step =
+            PowerStep { generated_w, load_w, battery_w: 0.0, shunted_w: 0.0, unmet_w: 0.0, battery_heat_w: 0.0 };
         if surplus >= 0.0 {
             let room_w = (1.0 - *soc) * self.capacity_j / dt / self.charge_efficiency;
             let charge = surplus.min(self.max_charge_w).min(room_w);

@@ -44,11 +44,7 @@ impl Plant {
             bus_node: index(thermal.power.bus_node.get_ref()),
             payload_node: index(thermal.power.payload_node.get_ref()),
             battery_node: index(thermal.power.battery_node.get_ref()),
-            temperatures_k: thermal
-                .nodes
-                .iter()
-                .map(|n| n.initial_temperature_c + ZERO_CELSIUS_K)
-                .collect(),
+            temperatures_k: thermal.nodes.iter().map(|n| n.initial_temperature_c + ZERO_CELSIUS_K).collect(),
             soc: *thermal.power.battery_initial_soc.get_ref(),
             energy: EnergyFlow::default(),
             network,
@@ -60,35 +56,24 @@ impl Plant {
         let (r, _) = self.orbit.teme(t)?;
         let sun = sun::position(t);
         let albedo_factor = (dot(r, sun) / (norm(r) * norm(sun))).max(0.0);
-        Ok(Exposure {
-            illumination: sun::illumination(r, sun),
-            albedo_factor,
-        })
+        Ok(Exposure { illumination: sun::illumination(r, sun), albedo_factor })
     }
 
     /// Advances the plant by `dt` seconds from `t` with the GPU drawing `gpu_w`.
     pub fn step(&mut self, t: f64, dt: f64, gpu_w: f64) -> Result<Sample, OrbitError> {
         let exposure = self.exposure(t)?;
         let load_w = self.power.bus_load_w + gpu_w;
-        let power = self
-            .power
-            .step(&mut self.soc, dt, exposure.illumination, load_w);
+        let power = self.power.step(&mut self.soc, dt, exposure.illumination, load_w);
         // what the loads could not draw is not dissipated either
         let served = (load_w - power.unmet_w) / load_w.max(f64::MIN_POSITIVE);
         let mut dissipation = vec![0.0; self.network.nodes.len()];
         dissipation[self.bus_node] += self.power.bus_load_w * served;
         dissipation[self.payload_node] += gpu_w * served;
         dissipation[self.battery_node] += power.battery_heat_w;
-        self.energy += self
-            .network
-            .step(&mut self.temperatures_k, dt, exposure, &dissipation);
+        self.energy += self.network.step(&mut self.temperatures_k, dt, exposure, &dissipation);
         Ok(Sample {
             unix: t + dt,
-            temperatures_c: self
-                .temperatures_k
-                .iter()
-                .map(|k| k - ZERO_CELSIUS_K)
-                .collect(),
+            temperatures_c: self.temperatures_k.iter().map(|k| k - ZERO_CELSIUS_K).collect(),
             soc: self.soc,
             illumination: exposure.illumination,
             power,

@@ -36,11 +36,7 @@ pub fn centre_visible(satellite: Vec3, sun: Vec3) -> bool {
     if along <= 0.0 {
         return true;
     }
-    let closest = [
-        satellite[0] + along * u[0],
-        satellite[1] + along * u[1],
-        satellite[2] + along * u[2],
-    ];
+    let closest = [satellite[0] + along * u[0], satellite[1] + along * u[1], satellite[2] + along * u[2]];
     norm(closest) > SHADOW_EARTH_RADIUS_KM
 }
 
@@ -51,9 +47,7 @@ pub fn illumination(satellite: Vec3, sun: Vec3) -> f64 {
     let to_earth = [-satellite[0], -satellite[1], -satellite[2]];
     let a = (SUN_RADIUS_KM / norm(to_sun)).asin();
     let b = (SHADOW_EARTH_RADIUS_KM / norm(to_earth)).asin();
-    let c = (dot(to_sun, to_earth) / (norm(to_sun) * norm(to_earth)))
-        .clamp(-1.0, 1.0)
-        .acos();
+    let c = (dot(to_sun, to_earth) / (norm(to_sun) * norm(to_earth))).clamp(-1.0, 1.0).acos();
     if c >= a + b {
         return 1.0;
     }
@@ -63,9 +57,7 @@ pub fn illumination(satellite: Vec3, sun: Vec3) -> f64 {
     // area of the lens where the two discs overlap, over the Sun's disc
     let x = (c * c + a * a - b * b) / (2.0 * c);
     let y = (a * a - x * x).max(0.0).sqrt();
-    let overlap = a * a * (x / a).clamp(-1.0, 1.0).acos()
-        + b * b * ((c - x) / b).clamp(-1.0, 1.0).acos()
-        - c * y;
+    let overlap = a * a * (x / a).clamp(-1.0, 1.0).acos() + b * b * ((c - x) / b).clamp(-1.0, 1.0).acos() - c * y;
     (1.0 - overlap / (std::f64::consts::PI * a * a)).clamp(0.0, 1.0)
 }
 

@@ -14,8 +14,7 @@ fn root() -> PathBuf {
 }
 
 fn reference() -> Value {
-    let text = std::fs::read_to_string(root().join("thermal/reference/skyfield_events.json"))
-        .expect("reference file");
+    let text = std::fs::read_to_string(root().join("thermal/reference/skyfield_events.json")).expect("reference file");
     serde_json::from_str(&text).expect("reference JSON")
 }
 
@@ -25,10 +24,7 @@ fn mission() -> LoadedThermalMission {
 
 fn window(reference: &Value) -> (f64, f64) {
     let start = reference["start_unix"].as_f64().expect("start");
-    (
-        start,
-        start + reference["days"].as_f64().expect("days") * 86_400.0,
-    )
+    (start, start + reference["days"].as_f64().expect("days") * 86_400.0)
 }
 
 #[test]
@@ -36,11 +32,7 @@ fn eclipses_agree_with_skyfield() {
     let reference = reference();
     let mission = mission();
     let tle = mission.config.thermal.tle.get_ref();
-    assert_eq!(
-        reference["tle"][0],
-        tle[0].as_str(),
-        "the reference was made for another TLE: rerun the script"
-    );
+    assert_eq!(reference["tle"][0], tle[0].as_str(), "the reference was made for another TLE: rerun the script");
     let orbit = &mission.orbit;
     let (start, end) = window(&reference);
     let ours = events::eclipses(orbit, start, end).expect("eclipses");
@@ -51,10 +43,7 @@ fn eclipses_agree_with_skyfield() {
         assert_eq!(o.sunlit, t["sunlit"].as_bool().expect("bool"));
         worst = worst.max((o.unix - t["unix"].as_f64().expect("time")).abs());
     }
-    println!(
-        "{} eclipse transitions, worst difference {worst:.3} s",
-        ours.len()
-    );
+    println!("{} eclipse transitions, worst difference {worst:.3} s", ours.len());
     assert!(worst < TOLERANCE_S, "worst eclipse difference {worst:.3} s");
 }
 
@@ -78,15 +67,10 @@ fn passes_agree_with_skyfield() {
         };
         let (aos, los) = (events_of("aos"), events_of("los"));
         // Skyfield reports a pass already in progress at the start with a LOS and no AOS
-        let los: Vec<f64> = los
-            .into_iter()
-            .filter(|&l| aos.first().is_some_and(|&a| l > a))
-            .collect();
+        let los: Vec<f64> = los.into_iter().filter(|&l| aos.first().is_some_and(|&a| l > a)).collect();
         assert_eq!(ours.len(), aos.len().min(los.len()), "{}", station.name);
         for (pass, (a, l)) in ours.iter().zip(aos.iter().zip(&los)) {
-            worst = worst
-                .max((pass.aos_unix - a).abs())
-                .max((pass.los_unix - l).abs());
+            worst = worst.max((pass.aos_unix - a).abs()).max((pass.los_unix - l).abs());
             compared += 2;
         }
     }
