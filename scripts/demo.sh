@@ -18,10 +18,24 @@ echo "== checking mission.toml with every binary"
 echo "== loading ONNX Runtime and running a model through ort"
 "$bin/flight" model-check --mission mission.toml --model "$kestrel_cache/onnxruntime-1.31.1/models/sigmoid.onnx"
 
+echo "== the space link: real space packets (CYGNSS, Europa Clipper) framed into authenticated CADUs and decoded back"
+mkdir -p var/demo
+cat testdata/packets/CYGNSS_F7_L0_2022_086_10_15_V01_F__first101pkts.tlm testdata/packets/ecm_raw2.bin > var/demo/packets.bin
+"$bin/flight" frame --mission mission.toml --in var/demo/packets.bin --out var/demo/stream.cadu
+"$bin/ground" decode --mission mission.toml --in var/demo/stream.cadu --packets var/demo/decoded.bin
+
+echo "== a real Suomi-NPP capture through the ground decoder (plain CCSDS)"
+"$bin/ground" decode --in testdata/cadu/snpp_synchronized_cadus.dat
+
+echo "== the mission plan: 3 orbits, detection running all the time (the hot case)"
+"$bin/thermal" plan --mission mission.toml --orbits 3 --plot var/demo/thermal-plan.svg
+
 cat <<'MSG'
 == demo done
-What ran: the mission file was checked by flight, ground, thermal and radiation-sim, and flight
-loaded ONNX Runtime (the PyPI library, through ort's load-dynamic) and ran one inference of the
-sigmoid test model that ships in the onnxruntime wheel. The mission itself (ingest, detection,
-downlink, ground archive) is not built yet: see the open issues.
+What ran: the mission file was checked by flight, ground, thermal and radiation-sim; flight loaded
+ONNX Runtime (the PyPI library, through ort's load-dynamic) and ran one inference of the sigmoid
+test model that ships in the onnxruntime wheel; real space packets went through the link and back
+bit-exact; a real Suomi-NPP capture was decoded; and the thermal/power model planned three orbits
+(plot in var/demo/thermal-plan.svg). Not built yet: detection models, the flight pipeline, the ground
+service and console, the scheduler, fault campaigns (see the open issues).
 MSG
