@@ -23,6 +23,7 @@ mkdir -p var/demo
 cat testdata/packets/CYGNSS_F7_L0_2022_086_10_15_V01_F__first101pkts.tlm testdata/packets/ecm_raw2.bin > var/demo/packets.bin
 "$bin/flight" frame --mission mission.toml --in var/demo/packets.bin --out var/demo/stream.cadu
 "$bin/ground" decode --mission mission.toml --in var/demo/stream.cadu --packets var/demo/decoded.bin
+cmp var/demo/packets.bin var/demo/decoded.bin && echo "decoded packets are bit-exact copies of the sent ones"
 
 echo "== a real Suomi-NPP capture through the ground decoder (plain CCSDS)"
 "$bin/ground" decode --in testdata/cadu/snpp_synchronized_cadus.dat
