@@ -1,5 +1,9 @@
 //! Kestrel's ground station. The `ground` binary is a thin shell over this library.
 //! See ARCHITECTURE.md for the map of its modules.
 
+pub mod archive;
 pub mod config;
 pub mod decode_file;
+pub mod http;
+pub mod ingest;
+pub mod serve;

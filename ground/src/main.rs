@@ -2,10 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use kestrel_ground::archive::SledArchive;
 use kestrel_ground::config::LoadedGroundMission;
 use kestrel_ground::decode_file::{Report, decode_file};
+use kestrel_ground::serve::{self, Service};
 use kestrel_link::cli::{self, LogArgs};
 use kestrel_link::profile::LinkProfile;
 
@@ -23,6 +26,12 @@ struct Cli {
 enum Command {
     /// Check a mission file for the ground station: syntax, every key, and that the files it names exist.
     Check {
+        #[arg(long, value_name = "FILE")]
+        mission: PathBuf,
+    },
+    /// Run the ground station: receive CADU streams from stations over TCP, verify and archive
+    /// products, acknowledge them on the uplink, and serve the HTTP API. Stops on SIGINT or SIGTERM.
+    Serve {
         #[arg(long, value_name = "FILE")]
         mission: PathBuf,
     },
@@ -59,11 +68,49 @@ fn main() -> ExitCode {
                 );
             })
             .map_err(anyhow::Error::from),
+        Command::Serve { mission } => serve(&mission),
         Command::Decode { mission, input, packets, json } => {
             decode(mission.as_deref(), &input, packets.as_deref(), json)
         }
     };
     cli::finish("ground", result)
+}
+
+fn serve(mission: &Path) -> anyhow::Result<()> {
+    let loaded = LoadedGroundMission::load(mission)?;
+    let ground = &loaded.config.ground;
+    let archive = SledArchive::open(&loaded.file.resolve(&ground.archive_dir))?;
+    let service = Arc::new(Service::new(loaded.link.clone(), archive)?);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let stations = serve::bind(ground.cadu_listen).await?;
+        let http = serve::bind(ground.http_listen).await?;
+        println!("ground: CADUs on {}, HTTP on {}", stations.local_addr()?, http.local_addr()?);
+        tokio::spawn(serve::accept_stations(service.clone(), stations));
+        let api = axum::serve(http, kestrel_ground::http::router(service.clone()));
+        tokio::select! {
+            result = api => result.map_err(anyhow::Error::from),
+            () = shutdown_signal() => {
+                tracing::info!("stopping");
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }
 
 fn decode(mission: Option<&Path>, input: &Path, packets: Option<&Path>, json: bool) -> anyhow::Result<()> {

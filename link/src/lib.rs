@@ -20,3 +20,4 @@ pub mod reed_solomon;
 pub mod security;
 pub mod sync;
 pub mod telecommand;
+pub mod uplink;

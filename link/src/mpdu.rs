@@ -24,10 +24,19 @@ impl MpduPacker {
         Self { zone_len, pending: VecDeque::new(), starts: VecDeque::new(), position: 0 }
     }
 
-    /// Queues whole packets (one or more, back to back).
-    pub fn push_packet(&mut self, packet: &[u8]) {
-        self.starts.push_back(self.position + self.pending.len() as u64);
-        self.pending.extend(packet);
+    /// Queues whole packets (one or more, back to back); each one's start is recorded for the
+    /// first header pointers.
+    pub fn push_packet(&mut self, packets: &[u8]) {
+        let base = self.position + self.pending.len() as u64;
+        let mut offset = 0;
+        while offset < packets.len() {
+            self.starts.push_back(base + offset as u64);
+            match PacketHeader::parse(&packets[offset..]) {
+                Ok(header) => offset += header.packet_len,
+                Err(_) => break,
+            }
+        }
+        self.pending.extend(packets);
     }
 
     /// Bytes queued and not yet in a frame.
@@ -224,6 +233,18 @@ mod tests {
         assert_eq!(received, sent);
         assert_eq!(stats.idle_packets, 1);
         assert_eq!(stats.pointer_mismatches, 0);
+    }
+
+    #[test]
+    fn several_packets_in_one_push_each_get_a_pointer() {
+        let sent = packets(&[150, 150, 150]);
+        let mut packer = MpduPacker::new(100);
+        packer.push_packet(&sent.concat());
+        packer.pad();
+        let zones = zones(&mut packer, 100);
+        // packet starts at 0, 156 and 312: zone 1 points at 56, zone 3 at 12
+        let pointers: Vec<u16> = zones.iter().map(|z| z.0).collect();
+        assert_eq!(pointers[..4], [0, 56, FHP_NO_PACKET_START, 12]);
     }
 
     #[test]

@@ -6,7 +6,8 @@ use kestrel_e2e::{Scratch, run, stderr, stdout};
 fn plan_prints_passes_eclipses_and_extremes_and_writes_a_plot() {
     let scratch = Scratch::new();
     scratch.mission_with("", "");
-    let output = run("thermal", &["plan", "--mission", "mission.toml", "--orbits", "2", "--plot", "plan.svg"], scratch.path());
+    let output =
+        run("thermal", &["plan", "--mission", "mission.toml", "--orbits", "2", "--plot", "plan.svg"], scratch.path());
     assert!(output.status.success(), "{}", stderr(&output));
     let report = stdout(&output);
     for needle in ["passes (", "eclipses (", "payload", "battery state of charge", "energy: in"] {
@@ -15,8 +16,11 @@ fn plan_prints_passes_eclipses_and_extremes_and_writes_a_plot() {
     let svg = std::fs::read_to_string(scratch.path().join("plan.svg")).expect("plot written");
     assert!(svg.starts_with("<svg") && svg.contains("temperatures"), "not an SVG plot");
 
-    let output =
-        run("thermal", &["plan", "--mission", "mission.toml", "--orbits", "1", "--gpu", "idle", "--json"], scratch.path());
+    let output = run(
+        "thermal",
+        &["plan", "--mission", "mission.toml", "--orbits", "1", "--gpu", "idle", "--json"],
+        scratch.path(),
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let json: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("JSON");
     assert_eq!(json["within_limits"], true);

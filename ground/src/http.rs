@@ -1,0 +1,116 @@
+//! The HTTP JSON API (and, later, the console): archive contents, station and link statistics,
+//! Prometheus metrics.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use kestrel_link::product::Product;
+use serde::Deserialize;
+
+use crate::serve::Service;
+
+/// Most rows one request returns.
+pub const MAX_PAGE: usize = 10_000;
+
+pub fn router(service: Arc<Service>) -> Router {
+    Router::new()
+        .route("/api/stats", get(stats))
+        .route("/api/products", get(products))
+        .route("/api/products/{id}", get(product))
+        .route("/api/detections", get(detections))
+        .route("/metrics", get(metrics))
+        .with_state(service)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+async fn stats(State(service): State<Arc<Service>>) -> Response {
+    let stations: Vec<_> = service.stations.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+    Json(serde_json::json!({
+        "archive": { "products": service.archive.product_count(), "detections": service.archive.detection_count() },
+        "stations": stations,
+    }))
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn products(State(service): State<Arc<Service>>, Query(page): Query<Page>) -> Response {
+    let limit = page.limit.unwrap_or(100).min(MAX_PAGE);
+    match service.archive.records(page.after, limit) {
+        Ok(records) => Json(records).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn product(State(service): State<Arc<Service>>, Path(id): Path<u64>) -> Response {
+    match service.archive.product_bytes(id) {
+        Ok(Some(bytes)) => match Product::decode(&bytes) {
+            Ok(product) => Json(product).into_response(),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("stored product {id} no longer verifies: {e}")),
+        },
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no product {id}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TimeWindow {
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+    limit: Option<usize>,
+}
+
+async fn detections(State(service): State<Arc<Service>>, Query(window): Query<TimeWindow>) -> Response {
+    let limit = window.limit.unwrap_or(1000).min(MAX_PAGE);
+    match service.archive.detections(window.from_ms.unwrap_or(i64::MIN), window.to_ms.unwrap_or(i64::MAX), limit) {
+        Ok(found) => Json(found).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Reads one counter of a station's status.
+type StationCounter = fn(&crate::serve::StationStatus) -> u64;
+
+async fn metrics(State(service): State<Arc<Service>>) -> Response {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# TYPE kestrel_archive_products gauge\nkestrel_archive_products {}",
+        service.archive.product_count()
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE kestrel_archive_detections gauge\nkestrel_archive_detections {}",
+        service.archive.detection_count()
+    );
+    let stations = service.stations.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let series: [(&str, &str, StationCounter); 8] = [
+        ("kestrel_station_bytes_received_total", "counter", |s| s.bytes_received),
+        ("kestrel_station_cadus_total", "counter", |s| s.link.cadus),
+        ("kestrel_station_rs_corrected_symbols_total", "counter", |s| s.link.rs_corrected_symbols),
+        ("kestrel_station_rs_uncorrectable_total", "counter", |s| s.link.rs_uncorrectable),
+        ("kestrel_station_authentication_failures_total", "counter", |s| s.link.authentication_failures),
+        ("kestrel_station_replayed_frames_total", "counter", |s| s.link.replayed_frames),
+        ("kestrel_station_products_stored_total", "counter", |s| s.ingest.products_stored),
+        ("kestrel_station_products_rejected_total", "counter", |s| s.ingest.products_rejected),
+    ];
+    for (name, kind, value) in series {
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for status in stations.values() {
+            let _ = writeln!(out, "{name}{{station=\"{}\"}} {}", status.station, value(status));
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

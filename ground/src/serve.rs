@@ -1,0 +1,185 @@
+//! `ground serve`: CADU streams from any number of stations over TCP at once, each decoded and
+//! verified on its own, into one archive; acknowledgements back up each station's socket as
+//! protected telecommand frames; and the HTTP API. A station that sends garbage, stalls, or drops
+//! mid-CADU affects only its own connection.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kestrel_link::decoder::DecodeStats;
+use kestrel_link::profile::LinkProfile;
+use kestrel_link::security::SecurityAssociation;
+use kestrel_link::uplink::UplinkSender;
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::archive::{ArchiveError, SledArchive};
+use crate::ingest::{IngestStats, StationIngest};
+
+/// Uplink sequence numbers reserved (durably) at a time.
+const ARSN_BLOCK: u64 = 1024;
+/// Virtual channel of acknowledgements on the uplink.
+const ACK_VCID: u8 = 0;
+const READ_CHUNK: usize = 256 * 1024;
+
+/// What the service shows about one station connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct StationStatus {
+    pub station: String,
+    pub connected: bool,
+    pub bytes_received: u64,
+    pub acknowledgements_sent: u64,
+    pub link: DecodeStats,
+    pub ingest: IngestStats,
+}
+
+/// The uplink sender, and how far its sequence numbers are reserved in the archive.
+#[derive(Debug)]
+struct Uplink {
+    sender: UplinkSender,
+    reserved_until: u64,
+}
+
+/// State shared by the station connections and the HTTP API.
+#[derive(Debug)]
+pub struct Service {
+    pub archive: Arc<SledArchive>,
+    profile: LinkProfile,
+    security: SecurityAssociation,
+    spacecraft_id: u16,
+    uplink: Mutex<Uplink>,
+    pub stations: Mutex<BTreeMap<String, StationStatus>>,
+}
+
+fn now_unix_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("the link profile has no security association: ground serve needs the mission's key")]
+    NoSecurity,
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen { address: SocketAddr, source: std::io::Error },
+}
+
+impl Service {
+    pub fn new(profile: LinkProfile, archive: SledArchive) -> Result<Self, ServeError> {
+        let security = profile.security.clone().ok_or(ServeError::NoSecurity)?;
+        let spacecraft_id = u16::from(profile.spacecraft_id.unwrap_or(0));
+        let first = archive.reserve_uplink_arsns(ARSN_BLOCK)?;
+        Ok(Self {
+            uplink: Mutex::new(Uplink {
+                sender: UplinkSender::new(security.clone(), spacecraft_id, ACK_VCID, first),
+                reserved_until: first + ARSN_BLOCK,
+            }),
+            archive: Arc::new(archive),
+            profile,
+            security,
+            spacecraft_id,
+            stations: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// TC frames acknowledging `ids`, with sequence numbers reserved durably first.
+    fn acknowledgement(&self, ids: &[u64]) -> Result<Vec<u8>, ArchiveError> {
+        let mut uplink = self.uplink.lock().unwrap_or_else(|e| e.into_inner());
+        let frames = ids.len().div_ceil(kestrel_link::uplink::MAX_ACKS_PER_PACKET) as u64;
+        if uplink.sender.next_arsn() + frames > uplink.reserved_until {
+            let first = self.archive.reserve_uplink_arsns(ARSN_BLOCK.max(frames))?;
+            uplink.sender = UplinkSender::new(self.security.clone(), self.spacecraft_id, ACK_VCID, first);
+            uplink.reserved_until = first + ARSN_BLOCK.max(frames);
+        }
+        Ok(uplink.sender.acknowledge(ids))
+    }
+
+    fn update(&self, status: StationStatus) {
+        self.stations.lock().unwrap_or_else(|e| e.into_inner()).insert(status.station.clone(), status);
+    }
+
+    /// Serves one station until it disconnects.
+    async fn station(self: Arc<Self>, mut socket: TcpStream, peer: SocketAddr) {
+        let station = peer.to_string();
+        tracing::info!(%station, "station connected");
+        let mut ingest = StationIngest::new(station.clone(), self.profile.clone(), self.archive.clone());
+        let mut status = StationStatus {
+            station: station.clone(),
+            connected: true,
+            bytes_received: 0,
+            acknowledgements_sent: 0,
+            link: DecodeStats::default(),
+            ingest: IngestStats::default(),
+        };
+        let mut buffer = vec![0u8; READ_CHUNK];
+        loop {
+            let read = socket.read(&mut buffer).await;
+            let (n, ended) = match read {
+                Ok(0) => (0, true),
+                Ok(n) => (n, false),
+                Err(e) => {
+                    tracing::warn!(%station, error = %e, "station connection failed");
+                    (0, true)
+                }
+            };
+            status.bytes_received += n as u64;
+            let now = now_unix_ms();
+            // decoding and the archive's durable writes are blocking work
+            let safe =
+                tokio::task::block_in_place(|| if ended { ingest.finish(now) } else { ingest.push(&buffer[..n], now) });
+            let safe = match safe {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::error!(%station, error = %e, "archive failure; closing the station's connection");
+                    break;
+                }
+            };
+            if !safe.is_empty() {
+                match self.acknowledgement(&safe) {
+                    Ok(frames) => {
+                        if let Err(e) = socket.write_all(&frames).await {
+                            tracing::warn!(%station, error = %e, "cannot send acknowledgements");
+                        } else {
+                            status.acknowledgements_sent += safe.len() as u64;
+                        }
+                    }
+                    Err(e) => tracing::error!(%station, error = %e, "cannot reserve uplink sequence numbers"),
+                }
+            }
+            status.link = ingest.link_stats();
+            status.ingest = ingest.stats();
+            if ended {
+                break;
+            }
+            self.update(status.clone());
+        }
+        status.connected = false;
+        self.update(status);
+        tracing::info!(%station, "station disconnected");
+    }
+}
+
+/// Accepts station connections forever.
+pub async fn accept_stations(service: Arc<Service>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((socket, peer)) => {
+                let _ = socket.set_nodelay(true);
+                tokio::spawn(service.clone().station(socket, peer));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Binds the CADU listener.
+pub async fn bind(address: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(address).await.map_err(|source| ServeError::Listen { address, source })
+}

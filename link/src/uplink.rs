@@ -1,0 +1,130 @@
+//! What the ground sends up: product acknowledgements and telecommands, as space packets inside
+//! protected telecommand frames (docs/ICD.md §6). Payloads are `postcard`, like products.
+
+use serde::{Deserialize, Serialize};
+
+use crate::packet::{self, Apid, PacketHeader, SequenceCounters};
+use crate::security::SecurityAssociation;
+use crate::telecommand::{self, TcFrame};
+
+/// Product ids one acknowledgement packet carries at most (it must fit one TC frame).
+pub const MAX_ACKS_PER_PACKET: usize = 96;
+
+/// What an uplink packet says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum UplinkMessage {
+    /// These products are safe in the ground archive: the spacecraft may prune them.
+    Acknowledge { product_ids: Vec<u64> },
+}
+
+impl UplinkMessage {
+    fn apid(&self) -> Apid {
+        match self {
+            Self::Acknowledge { .. } => Apid::Acknowledgement,
+        }
+    }
+}
+
+/// Why an uplink packet was not understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UplinkError {
+    #[error("uplink packet: {0}")]
+    Packet(#[from] packet::PacketError),
+    #[error("uplink packet on APID {0:#05x}, which carries no uplink message")]
+    Apid(u16),
+    #[error("uplink packet of {declared} bytes in a frame of {available}")]
+    Truncated { declared: usize, available: usize },
+    #[error("uplink message does not decode: {0}")]
+    Decode(String),
+}
+
+/// Builds the protected TC frames that carry `message` (acknowledgements are split as needed).
+#[derive(Debug)]
+pub struct UplinkSender {
+    security: SecurityAssociation,
+    spacecraft_id: u16,
+    vcid: u8,
+    frame_sequence: u8,
+    next_arsn: u64,
+    counters: SequenceCounters,
+}
+
+impl UplinkSender {
+    /// `next_arsn` must never have been used with this key before: persist it (see `next_arsn`).
+    pub fn new(security: SecurityAssociation, spacecraft_id: u16, vcid: u8, next_arsn: u64) -> Self {
+        Self { security, spacecraft_id, vcid, frame_sequence: 0, next_arsn, counters: SequenceCounters::default() }
+    }
+
+    /// The next anti-replay sequence number this sender will use.
+    pub fn next_arsn(&self) -> u64 {
+        self.next_arsn
+    }
+
+    /// TC frames (back to back) acknowledging `product_ids`.
+    pub fn acknowledge(&mut self, product_ids: &[u64]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for chunk in product_ids.chunks(MAX_ACKS_PER_PACKET) {
+            out.extend(self.frame(&UplinkMessage::Acknowledge { product_ids: chunk.to_vec() }));
+        }
+        out
+    }
+
+    fn frame(&mut self, message: &UplinkMessage) -> Vec<u8> {
+        // every message of this schema serializes
+        let payload = postcard::to_stdvec(message).unwrap_or_default();
+        let mut packet = Vec::new();
+        self.counters.segment(
+            message.apid().value(),
+            &payload,
+            telecommand::MAX_DATA_LEN - packet::HEADER_LEN,
+            &mut packet,
+        );
+        let frame = telecommand::build(
+            &self.security,
+            self.spacecraft_id,
+            self.vcid,
+            self.frame_sequence,
+            self.next_arsn,
+            &packet,
+        );
+        self.frame_sequence = self.frame_sequence.wrapping_add(1);
+        self.next_arsn += 1;
+        frame
+    }
+}
+
+/// The message in a verified TC frame.
+pub fn decode(frame: &TcFrame) -> Result<UplinkMessage, UplinkError> {
+    let header = PacketHeader::parse(&frame.data)?;
+    if header.packet_len > frame.data.len() {
+        return Err(UplinkError::Truncated { declared: header.packet_len, available: frame.data.len() });
+    }
+    if header.apid != Apid::Acknowledgement.value() {
+        return Err(UplinkError::Apid(header.apid));
+    }
+    postcard::from_bytes(&frame.data[packet::HEADER_LEN..header.packet_len])
+        .map_err(|e| UplinkError::Decode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telecommand::TcReceiver;
+
+    #[test]
+    fn acknowledgements_travel_in_protected_frames() {
+        let sa = SecurityAssociation::new(1, &[4; 32], false);
+        let mut sender = UplinkSender::new(sa.clone(), 42, 0, 1000);
+        let ids: Vec<u64> = (0..250).map(|i| u64::MAX - i).collect();
+        let stream = sender.acknowledge(&ids);
+        assert_eq!(sender.next_arsn(), 1003, "250 ids in three frames");
+        let mut receiver = TcReceiver::new(sa, 42);
+        let frames = receiver.push(&stream);
+        let mut acked = Vec::new();
+        for frame in &frames {
+            let UplinkMessage::Acknowledge { product_ids } = decode(frame).expect("decodes");
+            acked.extend(product_ids);
+        }
+        assert_eq!(acked, ids);
+    }
+}

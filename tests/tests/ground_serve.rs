@@ -1,0 +1,246 @@
+//! `ground serve`, the real binary, with real TCP stations: each product stored once however many
+//! stations deliver it, acknowledgements back up each socket, corrupt products and frames refused
+//! and counted, and bad stations (garbage, dropped mid-CADU, slow) harming nobody else.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kestrel_e2e::{Scratch, binary};
+use kestrel_ground::config::LoadedGroundMission;
+use kestrel_link::encoder::{CaduEncoder, EncoderState};
+use kestrel_link::noise::Rng;
+use kestrel_link::packet::SequenceCounters;
+use kestrel_link::product::{Body, Chip, Event, Product, Severity};
+use kestrel_link::profile::{LinkProfile, virtual_channel};
+use kestrel_link::security::SecurityAssociation;
+use kestrel_link::telecommand::TcReceiver;
+use kestrel_link::uplink::{self, UplinkMessage};
+
+struct Ground {
+    child: Child,
+    cadu: String,
+    http: String,
+}
+
+impl Drop for Ground {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_ground(scratch: &Scratch) -> Ground {
+    let mut child = Command::new(binary("ground"))
+        .args(["serve", "--mission", "mission.toml"])
+        .current_dir(scratch.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ground starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ground says where it listens");
+    // "ground: CADUs on 127.0.0.1:P, HTTP on 127.0.0.1:Q"
+    let address = |after: &str| {
+        line.split(after).nth(1).expect(after).split([',', '\n']).next().expect("address").trim().to_owned()
+    };
+    Ground { cadu: address("CADUs on "), http: address("HTTP on "), child }
+}
+
+fn scratch_mission() -> (Scratch, LinkProfile) {
+    let scratch = Scratch::new();
+    let text = scratch.reference.replace("127.0.0.1:5600", "127.0.0.1:0").replace("127.0.0.1:8600", "127.0.0.1:0");
+    std::fs::write(scratch.path().join("mission.toml"), text).expect("write mission");
+    let profile = LoadedGroundMission::load(&scratch.path().join("mission.toml")).expect("mission").link;
+    (scratch, profile)
+}
+
+/// The same id always makes the same product.
+fn products(ids: std::ops::Range<u64>) -> Vec<Product> {
+    ids.map(|id| {
+        let mut rng = Rng::new(id);
+        let body = if id % 3 == 0 {
+            // chips big enough to be segmented over several packets
+            Body::Chip(Chip {
+                frame_id: id,
+                detection_index: 0,
+                origin: [1, 2],
+                size: [64, 64],
+                png: (0..9000).map(|_| rng.next_u64() as u8).collect(),
+            })
+        } else {
+            Body::Event(Event {
+                time_ms: id as i64,
+                severity: Severity::Info,
+                source: "test".into(),
+                message: format!("event {id}"),
+            })
+        };
+        Product { id, created_ms: id as i64, body }
+    })
+    .collect()
+}
+
+/// The CADU stream carrying products, their envelopes as given (so a test can corrupt one).
+fn stream(profile: &LinkProfile, envelopes: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let mut encoder = CaduEncoder::new(profile.clone(), EncoderState::default());
+    let mut counters = SequenceCounters::default();
+    let mut out = Vec::new();
+    for (apid, envelope) in envelopes {
+        let mut packets = Vec::new();
+        counters.segment(*apid, envelope, 4096, &mut packets);
+        encoder.push_packets(virtual_channel(*apid), &packets);
+        encoder.emit_full_frames(&mut out);
+    }
+    encoder.flush(&mut out);
+    out
+}
+
+fn envelopes(products: &[Product]) -> Vec<(u16, Vec<u8>)> {
+    products.iter().map(|p| (p.body.kind().apid().value(), p.encode().bytes)).collect()
+}
+
+/// Sends `bytes` as a station, in `chunk`-byte writes, and returns the ids acknowledged to it.
+fn station(address: &str, bytes: &[u8], chunk: usize, pause: Duration, security: SecurityAssociation) -> Vec<u64> {
+    let mut socket = TcpStream::connect(address).expect("connect");
+    for part in bytes.chunks(chunk) {
+        socket.write_all(part).expect("send");
+        std::thread::sleep(pause);
+    }
+    socket.shutdown(Shutdown::Write).expect("half-close");
+    socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut uplink = Vec::new();
+    let _ = socket.read_to_end(&mut uplink);
+    let mut receiver = TcReceiver::new(security, 42);
+    let mut acked = Vec::new();
+    for frame in receiver.push(&uplink) {
+        let UplinkMessage::Acknowledge { product_ids } = uplink::decode(&frame).expect("an uplink message");
+        acked.extend(product_ids);
+    }
+    assert_eq!(receiver.stats().authentication_failures, 0);
+    acked
+}
+
+fn get(http: &str, path: &str) -> (u16, serde_json::Value) {
+    let mut socket = TcpStream::connect(http).expect("connect http");
+    write!(socket, "GET {path} HTTP/1.1\r\nHost: kestrel\r\nConnection: close\r\n\r\n").expect("request");
+    let mut response = String::new();
+    socket.read_to_string(&mut response).expect("response");
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("null");
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+#[test]
+fn two_stations_one_archive_each_product_once_and_acknowledged() {
+    let (scratch, profile) = scratch_mission();
+    let ground = start_ground(&scratch);
+    let security = profile.security.clone().expect("security");
+
+    let first = products(0..60);
+    let second = products(40..100); // 40..60 reach the ground through both stations
+    let stream_a = stream(&profile, &envelopes(&first));
+    let stream_b = stream(&profile, &envelopes(&second));
+
+    // bad stations, at the same time: garbage, a connection dropped mid-CADU, a slow one
+    let cadu = ground.cadu.clone();
+    let garbage = std::thread::spawn(move || {
+        let mut rng = Rng::new(3);
+        let noise: Vec<u8> = (0..500_000).map(|_| rng.next_u64() as u8).collect();
+        let mut socket = TcpStream::connect(&cadu).expect("connect");
+        let _ = socket.write_all(&noise);
+    });
+    let cadu = ground.cadu.clone();
+    let cut = stream_a[..stream_a.len() / 2 + 333].to_vec();
+    let dropped = std::thread::spawn(move || {
+        let mut socket = TcpStream::connect(&cadu).expect("connect");
+        let _ = socket.write_all(&cut);
+        drop(socket);
+    });
+    let (cadu, slow_stream, slow_security) =
+        (ground.cadu.clone(), stream(&profile, &envelopes(&products(200..203))), security.clone());
+    let slow = std::thread::spawn(move || station(&cadu, &slow_stream, 700, Duration::from_millis(5), slow_security));
+
+    let (cadu, sec) = (ground.cadu.clone(), security.clone());
+    let a = std::thread::spawn(move || station(&cadu, &stream_a, 64 * 1024, Duration::ZERO, sec));
+    let (cadu, sec) = (ground.cadu.clone(), security.clone());
+    let b = std::thread::spawn(move || station(&cadu, &stream_b, 10_000, Duration::ZERO, sec));
+    let mut acked_a = a.join().expect("station a");
+    let mut acked_b = b.join().expect("station b");
+    let mut acked_slow = slow.join().expect("slow station");
+    acked_slow.sort_unstable();
+    garbage.join().expect("garbage station");
+    dropped.join().expect("dropped station");
+
+    acked_a.sort_unstable();
+    acked_b.sort_unstable();
+    assert_eq!(acked_a, (0..60).collect::<Vec<_>>(), "every product of station a acknowledged");
+    assert_eq!(acked_b, (40..100).collect::<Vec<_>>(), "duplicates are acknowledged too");
+    assert_eq!(acked_slow, vec![200, 201, 202]);
+
+    let (status, stats) = get(&ground.http, "/api/stats");
+    assert_eq!(status, 200);
+    assert_eq!(stats["archive"]["products"], 103, "{stats:#}");
+    let stations = stats["stations"].as_array().expect("stations");
+    let total = |field: &str| stations.iter().map(|s| s["ingest"][field].as_u64().expect("count")).sum::<u64>();
+    // 40..60 arrived twice, and the dropped connection may have delivered part of station a's set
+    assert_eq!(total("products_stored"), 103);
+    assert!(total("duplicates") >= 20, "{stats:#}");
+    assert_eq!(total("products_rejected"), 0);
+    let searched: u64 = stations.iter().map(|s| s["link"]["sync"]["bytes_searched_over"].as_u64().unwrap_or(0)).sum();
+    assert!(searched >= 400_000, "the garbage was searched and dropped: {searched}");
+
+    let (status, product) = get(&ground.http, "/api/products/44");
+    assert_eq!(status, 200);
+    assert_eq!(product["body"]["Event"]["message"], "event 44");
+    let (status, _) = get(&ground.http, "/api/products/999");
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn corrupt_products_and_frames_are_refused_and_counted() {
+    let (scratch, profile) = scratch_mission();
+    let ground = start_ground(&scratch);
+    let security = profile.security.clone().expect("security");
+
+    // a product whose content CRC fails, inside perfectly good (authenticated) frames
+    let good = products(1..4);
+    let mut list = envelopes(&good);
+    let mut bad = products(7..8)[0].encode().bytes;
+    bad[13] ^= 0x01; // the content CRC field
+    list.push((good[0].body.kind().apid().value(), bad));
+    let acked = station(&ground.cadu, &stream(&profile, &list), 8192, Duration::ZERO, security.clone());
+    assert_eq!(acked, vec![1, 2, 3], "the corrupt product is not acknowledged");
+    let (status, _) = get(&ground.http, "/api/products/7");
+    assert_eq!(status, 404, "and never stored");
+
+    // frames under another key, and a replayed frame on a station's stream
+    let mut stranger = profile.clone();
+    stranger.security = Some(SecurityAssociation::new(1, &[0x77; 32], false));
+    let forged = stream(&stranger, &envelopes(&products(20..23)));
+    assert!(station(&ground.cadu, &forged, 8192, Duration::ZERO, security.clone()).is_empty());
+    let mut replayed = stream(&profile, &envelopes(&products(30..31)));
+    let first_cadu = replayed[..profile.cadu_len()].to_vec();
+    replayed.extend(first_cadu);
+    assert_eq!(station(&ground.cadu, &replayed, 8192, Duration::ZERO, security), vec![30]);
+
+    let (_, stats) = get(&ground.http, "/api/stats");
+    let stations = stats["stations"].as_array().expect("stations");
+    let link = |field: &str| stations.iter().map(|s| s["link"][field].as_u64().unwrap_or(0)).sum::<u64>();
+    let ingest = |field: &str| stations.iter().map(|s| s["ingest"][field].as_u64().unwrap_or(0)).sum::<u64>();
+    assert!(link("authentication_failures") >= 3, "{stats:#}");
+    assert_eq!(link("replayed_frames"), 1, "{stats:#}");
+    assert_eq!(ingest("products_rejected"), 1, "{stats:#}");
+    assert_eq!(stats["archive"]["products"], 4);
+
+    let (status, metrics) = {
+        let mut socket = TcpStream::connect(&ground.http).expect("connect");
+        write!(socket, "GET /metrics HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n").expect("request");
+        let mut text = String::new();
+        socket.read_to_string(&mut text).expect("read");
+        (text.split(' ').nth(1).map(str::to_owned), text)
+    };
+    assert_eq!(status.as_deref(), Some("200"));
+    assert!(metrics.contains("kestrel_archive_products 4"), "{metrics}");
+}
