@@ -2,6 +2,9 @@
 //! See ARCHITECTURE.md for the map of its modules.
 
 pub mod config;
+pub mod detect;
 pub mod frame_file;
+pub mod georef;
 pub mod model_check;
 pub mod onnx_runtime;
+pub mod tile;
