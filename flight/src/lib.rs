@@ -5,6 +5,7 @@ pub mod config;
 pub mod detect;
 pub mod frame_file;
 pub mod georef;
+pub mod imagery;
 pub mod model_check;
 pub mod onnx_runtime;
 pub mod tile;

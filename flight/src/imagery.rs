@@ -1,0 +1,263 @@
+//! Reading frames: PNG and (Geo)TIFF, 8 or 16 bit, one or more bands, or a scene given as one file
+//! per band; and turning a tile of it into the model's input tensor. The raster stays in its
+//! integer type: only one tile at a time is ever made into floats, so memory is bounded by the
+//! frame's own size plus a few tiles, never by a float copy of the frame.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use ndarray::Array4;
+use tiff::decoder::{Decoder, DecodingResult, Limits};
+
+use crate::tile::Window;
+
+/// Pixel values, band-interleaved: sample (x, y, b) is at `(y * width + x) * bands + b`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Samples {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Raster {
+    pub width: u32,
+    pub height: u32,
+    pub bands: usize,
+    pub samples: Samples,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("`{path}`: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("`{path}`: {width}x{height} does not match the first band's {expected_width}x{expected_height}")]
+    BandSize { path: PathBuf, width: u32, height: u32, expected_width: u32, expected_height: u32 },
+    #[error("`{path}`: {found} bands, but band {wanted} was asked for (bands count from 0)")]
+    Band { path: PathBuf, found: usize, wanted: usize },
+    #[error("`{path}`: {message} is not supported (8 or 16-bit unsigned integer samples are)")]
+    SampleType { path: PathBuf, message: String },
+}
+
+/// Largest frame accepted, in samples: a hostile header cannot make us allocate more.
+pub const MAX_SAMPLES: u64 = 16 * 10_000 * 10_000;
+
+impl Raster {
+    /// Reads a PNG or a TIFF (by its first bytes, not its name).
+    pub fn read(path: &Path) -> Result<Self, ImageError> {
+        let read_error = |message: String| ImageError::Read { path: path.to_path_buf(), message };
+        let mut magic = [0u8; 4];
+        {
+            use std::io::Read;
+            File::open(path).and_then(|mut f| f.read_exact(&mut magic)).map_err(|e| read_error(e.to_string()))?;
+        }
+        if &magic[..2] == b"II" || &magic[..2] == b"MM" { Self::read_tiff(path) } else { Self::read_with_image(path) }
+    }
+
+    fn read_tiff(path: &Path) -> Result<Self, ImageError> {
+        let read_error = |message: String| ImageError::Read { path: path.to_path_buf(), message };
+        let file = File::open(path).map_err(|e| read_error(e.to_string()))?;
+        let mut limits = Limits::default();
+        limits.decoding_buffer_size = (MAX_SAMPLES * 2) as usize;
+        let mut decoder =
+            Decoder::new(BufReader::new(file)).map_err(|e| read_error(e.to_string()))?.with_limits(limits);
+        let (width, height) = decoder.dimensions().map_err(|e| read_error(e.to_string()))?;
+        let pixels = u64::from(width) * u64::from(height);
+        let samples = match decoder.read_image().map_err(|e| read_error(e.to_string()))? {
+            DecodingResult::U8(v) => Samples::U8(v),
+            DecodingResult::U16(v) => Samples::U16(v),
+            other => {
+                let message = match other {
+                    DecodingResult::F32(_) | DecodingResult::F64(_) => "floating-point samples",
+                    DecodingResult::U32(_) | DecodingResult::U64(_) => "32 or 64-bit integer samples",
+                    _ => "signed integer samples",
+                };
+                return Err(ImageError::SampleType { path: path.to_path_buf(), message: message.into() });
+            }
+        };
+        let count = match &samples {
+            Samples::U8(v) => v.len(),
+            Samples::U16(v) => v.len(),
+        } as u64;
+        if pixels == 0 || !count.is_multiple_of(pixels) {
+            return Err(read_error(format!("{count} samples for {width}x{height} pixels")));
+        }
+        Ok(Self { width, height, bands: (count / pixels) as usize, samples })
+    }
+
+    fn read_with_image(path: &Path) -> Result<Self, ImageError> {
+        let read_error = |message: String| ImageError::Read { path: path.to_path_buf(), message };
+        let mut reader = image::ImageReader::open(path).map_err(|e| read_error(e.to_string()))?;
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some(MAX_SAMPLES * 2);
+        reader.limits(limits);
+        let image = reader
+            .with_guessed_format()
+            .map_err(|e| read_error(e.to_string()))?
+            .decode()
+            .map_err(|e| read_error(e.to_string()))?;
+        let (width, height) = (image.width(), image.height());
+        let bands = usize::from(image.color().channel_count());
+        let samples = if image.color().bytes_per_pixel() / image.color().channel_count() == 1 {
+            Samples::U8(image.into_bytes())
+        } else {
+            Samples::U16(match bands {
+                1 => image.into_luma16().into_raw(),
+                2 => image.into_luma_alpha16().into_raw(),
+                3 => image.into_rgb16().into_raw(),
+                _ => image.into_rgba16().into_raw(),
+            })
+        };
+        Ok(Self { width, height, bands, samples })
+    }
+
+    /// A scene given as one single-band file per band, stacked in the order given.
+    pub fn read_bands(paths: &[PathBuf]) -> Result<Self, ImageError> {
+        let mut layers = Vec::with_capacity(paths.len());
+        for path in paths {
+            let layer = Self::read(path)?;
+            if layer.bands != 1 {
+                return Err(ImageError::Read {
+                    path: path.clone(),
+                    message: format!("{} bands where one was expected", layer.bands),
+                });
+            }
+            if let Some(first) = layers.first().map(|l: &Raster| (l.width, l.height))
+                && first != (layer.width, layer.height)
+            {
+                return Err(ImageError::BandSize {
+                    path: path.clone(),
+                    width: layer.width,
+                    height: layer.height,
+                    expected_width: first.0,
+                    expected_height: first.1,
+                });
+            }
+            layers.push(layer);
+        }
+        let Some(first) = layers.first() else {
+            return Err(ImageError::Read {
+                path: PathBuf::from("(no band files)"),
+                message: "no band files given".into(),
+            });
+        };
+        let (width, height, bands) = (first.width, first.height, layers.len());
+        let pixels = (width as usize) * (height as usize);
+        let mut out = vec![0u16; pixels * bands];
+        for (b, layer) in layers.iter().enumerate() {
+            for i in 0..pixels {
+                out[i * bands + b] = layer.sample_at(i);
+            }
+        }
+        Ok(Self { width, height, bands, samples: Samples::U16(out) })
+    }
+
+    /// Sample `index` of the interleaved buffer, widened to u16.
+    fn sample_at(&self, index: usize) -> u16 {
+        match &self.samples {
+            Samples::U8(v) => u16::from(v[index]),
+            Samples::U16(v) => v[index],
+        }
+    }
+
+    /// Checks that every band in `bands` exists.
+    pub fn check_bands(&self, path: &Path, bands: &[usize]) -> Result<(), ImageError> {
+        match bands.iter().find(|&&b| b >= self.bands) {
+            Some(&wanted) => Err(ImageError::Band { path: path.to_path_buf(), found: self.bands, wanted }),
+            None => Ok(()),
+        }
+    }
+
+    /// The `low`..`high` quantiles of a band (sampled on a grid of about 65,536 pixels), for the
+    /// per-scene normalisation scenes with different scalings need.
+    pub fn band_range(&self, band: usize, low: f64, high: f64) -> (f32, f32) {
+        let pixels = (self.width as usize) * (self.height as usize);
+        let step = (pixels / 65_536).max(1);
+        let mut values: Vec<u16> = (0..pixels).step_by(step).map(|p| self.sample_at(p * self.bands + band)).collect();
+        values.sort_unstable();
+        let at = |q: f64| f32::from(values[((values.len() - 1) as f64 * q).round() as usize]);
+        (at(low), at(high))
+    }
+
+    /// The model input for one tile: `[1, bands, size, size]`, each chosen band scaled from its
+    /// `(low, high)` range to 0..1 (clamped), the tile letterboxed (scaled to fit, keeping its
+    /// aspect, padded with 0.5). Returns the tensor and the scale from tile pixels to input pixels.
+    pub fn tile_tensor(&self, window: Window, bands: &[usize], ranges: &[(f32, f32)], size: u32) -> (Array4<f32>, f32) {
+        let scale = size as f32 / window.width.max(window.height) as f32;
+        let mut tensor = Array4::<f32>::from_elem((1, bands.len(), size as usize, size as usize), 0.5);
+        let (out_w, out_h) =
+            ((window.width as f32 * scale).round() as usize, (window.height as f32 * scale).round() as usize);
+        for oy in 0..out_h.min(size as usize) {
+            let y = window.y + ((oy as f32 + 0.5) / scale) as u32;
+            let y = y.min(window.y + window.height - 1);
+            for ox in 0..out_w.min(size as usize) {
+                let x = (window.x + ((ox as f32 + 0.5) / scale) as u32).min(window.x + window.width - 1);
+                let base = ((y as usize) * (self.width as usize) + x as usize) * self.bands;
+                for (c, (&band, &(low, high))) in bands.iter().zip(ranges).enumerate() {
+                    let value = f32::from(self.sample_at(base + band));
+                    tensor[[0, c, oy, ox]] = ((value - low) / (high - low).max(f32::EPSILON)).clamp(0.0, 1.0);
+                }
+            }
+        }
+        (tensor, scale)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn testdata(path: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata").join(path)
+    }
+
+    #[test]
+    fn reads_an_8_bit_rgb_geotiff_and_16_bit_band_files() {
+        let neon = Raster::read(&testdata("aerial/OSBS_029.tif")).expect("NEON tile");
+        assert_eq!((neon.width, neon.height, neon.bands), (400, 400, 3));
+        assert!(matches!(neon.samples, Samples::U8(_)));
+
+        let dir = testdata("satellite/sen2ships/casablanca");
+        let bands: Vec<PathBuf> =
+            ["B02", "B03", "B04", "B08", "B11"].iter().map(|b| dir.join(format!("{b}.tif"))).collect();
+        let scene = Raster::read_bands(&bands).expect("band files");
+        assert_eq!(scene.bands, 5);
+        let png = Raster::read(&dir.join("2023-04-26_SH_Casablanca_True_color.png")).expect("png");
+        assert_eq!((png.width, png.height), (scene.width, scene.height), "same pixel grid");
+        let (low, high) = scene.band_range(3, 0.02, 0.98);
+        assert!(low < high, "{low} {high}");
+    }
+
+    #[test]
+    fn tiles_become_letterboxed_normalised_tensors() {
+        let neon = Raster::read(&testdata("aerial/OSBS_029.tif")).expect("NEON tile");
+        let window = Window { x: 0, y: 0, width: 400, height: 200 };
+        let (tensor, scale) = neon.tile_tensor(window, &[0, 1, 2], &[(0.0, 255.0); 3], 320);
+        assert_eq!(tensor.shape(), &[1, 3, 320, 320]);
+        assert!((scale - 0.8).abs() < 1e-6);
+        assert!(tensor.iter().all(|v| (0.0..=1.0).contains(v)));
+        assert_eq!(tensor[[0, 0, 300, 10]], 0.5, "below the letterboxed tile: padding");
+    }
+
+    #[test]
+    fn bad_images_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bytes = std::fs::read(testdata("aerial/OSBS_029.tif")).expect("read");
+        let truncated = dir.path().join("truncated.tif");
+        std::fs::write(&truncated, &bytes[..bytes.len() / 3]).expect("write");
+        let e = Raster::read(&truncated).expect_err("truncated");
+        assert!(e.to_string().contains("truncated.tif"), "{e}");
+
+        let text = dir.path().join("notes.png");
+        std::fs::write(&text, b"this is not an image").expect("write");
+        assert!(Raster::read(&text).expect_err("text").to_string().contains("notes.png"));
+
+        let neon = Raster::read(&testdata("aerial/OSBS_029.tif")).expect("read");
+        let e = neon.check_bands(&truncated, &[0, 4]).expect_err("band 4");
+        assert!(e.to_string().contains("3 bands, but band 4"), "{e}");
+
+        let dir2 = testdata("satellite/sen2ships/casablanca");
+        let e = Raster::read_bands(&[dir2.join("B02.tif"), testdata("aerial/OSBS_029.tif")]).expect_err("mismatch");
+        assert!(e.to_string().contains("OSBS_029.tif"), "{e}");
+    }
+}
