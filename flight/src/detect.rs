@@ -125,3 +125,110 @@ mod tests {
         assert!((iou(&[0.0, 0.0, 10.0, 10.0], &[5.0, 0.0, 15.0, 10.0]) - 1.0 / 3.0).abs() < 1e-6);
     }
 }
+
+/// What the model manifest says about a detector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectorSpec {
+    pub name: String,
+    pub classes: Vec<String>,
+    /// Square input side, pixels.
+    pub input_size: u32,
+    /// Frame bands that feed the model's input channels, in order.
+    pub bands: Vec<usize>,
+    pub min_score: f32,
+    pub max_iou: f32,
+    /// Overlap between neighbouring tiles, frame pixels.
+    pub tile_overlap: u32,
+}
+
+/// A detection in a frame, with where it is on the Earth when the frame is georeferenced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameDetection {
+    pub class_id: usize,
+    pub class_name: String,
+    pub score: f32,
+    pub pixel_box: [f32; 4],
+    /// WGS84 latitude and longitude of the box centre.
+    pub lat_lon: Option<(f64, f64)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error("model `{model}`: {source}")]
+    Layout { model: String, source: LayoutError },
+    #[error("model `{model}`: {message}")]
+    Run { model: String, message: String },
+    #[error(transparent)]
+    Image(#[from] crate::imagery::ImageError),
+    #[error(transparent)]
+    Georef(#[from] crate::georef::GeorefError),
+}
+
+/// A detector: a session built once, run tile by tile over frames of any size.
+#[derive(Debug)]
+pub struct Detector {
+    session: ort::session::Session,
+    spec: DetectorSpec,
+}
+
+impl Detector {
+    pub fn new(session: ort::session::Session, spec: DetectorSpec) -> Self {
+        Self { session, spec }
+    }
+
+    pub fn spec(&self) -> &DetectorSpec {
+        &self.spec
+    }
+
+    /// Runs the model over every tile of `raster`, merges what straddles tiles, and places each
+    /// detection on the Earth with `georef` when given. `ranges` scale each of the spec's bands.
+    pub fn detect(
+        &mut self,
+        raster: &crate::imagery::Raster,
+        ranges: &[(f32, f32)],
+        georef: Option<&crate::georef::GeoTransform>,
+    ) -> Result<Vec<FrameDetection>, DetectError> {
+        let spec = self.spec.clone();
+        let run_error = |message: String| DetectError::Run { model: spec.name.clone(), message };
+        let mut candidates = Vec::new();
+        for window in crate::tile::windows(raster.width, raster.height, spec.input_size, spec.tile_overlap) {
+            let (tensor, scale) = raster.tile_tensor(window, &spec.bands, ranges, spec.input_size);
+            let input = ort::value::Tensor::from_array(tensor).map_err(|e| run_error(e.to_string()))?;
+            let outputs = self.session.run(ort::inputs![input]).map_err(|e| run_error(e.to_string()))?;
+            let (shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(|e| run_error(e.to_string()))?;
+            let found = decode(data, shape, spec.classes.len(), spec.min_score)
+                .map_err(|source| DetectError::Layout { model: spec.name.clone(), source })?;
+            let (x0, y0) = (window.x as f32, window.y as f32);
+            let (x1, y1) = (x0 + window.width as f32, y0 + window.height as f32);
+            for c in nms(found, spec.max_iou) {
+                let b = c.pixel_box;
+                let frame_box = [
+                    (x0 + b[0] / scale).max(x0),
+                    (y0 + b[1] / scale).max(y0),
+                    (x0 + b[2] / scale).min(x1),
+                    (y0 + b[3] / scale).min(y1),
+                ];
+                if frame_box[2] > frame_box[0] && frame_box[3] > frame_box[1] {
+                    candidates.push(Candidate { pixel_box: frame_box, ..c });
+                }
+            }
+        }
+        nms(candidates, spec.max_iou)
+            .into_iter()
+            .map(|c| {
+                let centre = (
+                    f64::from(c.pixel_box[0] + c.pixel_box[2]) / 2.0,
+                    f64::from(c.pixel_box[1] + c.pixel_box[3]) / 2.0,
+                );
+                let lat_lon = georef.map(|g| g.lat_lon(centre.0, centre.1)).transpose()?;
+                Ok(FrameDetection {
+                    class_id: c.class_id,
+                    class_name: spec.classes.get(c.class_id).cloned().unwrap_or_default(),
+                    score: c.score,
+                    pixel_box: c.pixel_box,
+                    lat_lon,
+                })
+            })
+            .collect()
+    }
+}

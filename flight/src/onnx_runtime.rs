@@ -125,6 +125,21 @@ impl OnnxRuntime {
         ort::info()
     }
 
+    /// A session builder on the CPU provider (arena on), for models built in memory
+    /// (`ort::editor`) rather than read from a file.
+    pub fn cpu_session_builder(
+        &self,
+        intra_threads: usize,
+    ) -> Result<ort::session::builder::SessionBuilder, RuntimeError> {
+        let fail = |e: ort::Error| RuntimeError::Load { path: self.library.clone(), message: e.to_string() };
+        Session::builder(&self.environment)
+            .map_err(fail)?
+            .with_intra_threads(intra_threads)
+            .map_err(|e| fail(e.into()))?
+            .with_execution_providers([ep::CPU::default().with_arena_allocator(true).build()])
+            .map_err(|e| fail(e.into()))
+    }
+
     /// Builds a session for `model` on the first provider of `preference` that is available and
     /// accepts the model; each one passed over is logged with its reason, so a fallback is never silent.
     pub fn session(

@@ -1,0 +1,173 @@
+//! A user's own detector in the YOLOv8/YOLO11 layout: the test builds a small ONNX graph in that
+//! layout (ONNX Runtime's model editor), and the tiling, decoding, NMS and georeferencing run it
+//! over a frame. A graph with another layout is refused with what was expected.
+
+use std::path::PathBuf;
+
+use kestrel_flight::detect::{DetectError, Detector, DetectorSpec};
+use kestrel_flight::georef::GeoTransform;
+use kestrel_flight::imagery::{Raster, Samples};
+use kestrel_flight::onnx_runtime::OnnxRuntime;
+use ort::editor::{Graph, Model, Node, ONNX_DOMAIN, Opset};
+use ort::memory::Allocator;
+use ort::operator::Attribute;
+use ort::value::{Outlet, Shape, SymbolicDimensions, Tensor, TensorElementType, ValueType};
+
+const SIZE: i64 = 64;
+const CELL: i64 = 8;
+const GRID: i64 = SIZE / CELL;
+
+fn outlet(name: &str, shape: &[i64]) -> Outlet {
+    Outlet::new(
+        name,
+        ValueType::Tensor {
+            ty: TensorElementType::Float32,
+            shape: Shape::new(shape.iter().copied()),
+            dimension_symbols: SymbolicDimensions::empty(shape.len()),
+        },
+    )
+}
+
+fn constant<T: ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug>(
+    shape: &[i64],
+    values: &[T],
+) -> Tensor<T> {
+    let mut tensor = Tensor::<T>::new(&Allocator::default(), shape.to_vec()).expect("tensor");
+    tensor.extract_tensor_mut().1.copy_from_slice(values);
+    tensor
+}
+
+/// A one-class "bright blob" detector: every 8x8 cell of the 64x64 input is a candidate box whose
+/// score rises steeply with the cell's mean brightness. Output `[1, 5, 64]`, or, with
+/// `yolo_layout` false, the same numbers as `[1, 5, 8, 8]`.
+fn bright_blob_detector(yolo_layout: bool) -> ort::session::Session {
+    let runtime = OnnxRuntime::get().expect("ONNX Runtime");
+    let mut graph = Graph::new().expect("graph");
+    graph.set_inputs([outlet("images", &[1, 3, SIZE, SIZE])]).expect("inputs");
+    let output_shape: Vec<i64> = if yolo_layout { vec![1, 5, GRID * GRID] } else { vec![1, 5, GRID, GRID] };
+    graph.set_outputs([outlet("output0", &output_shape)]).expect("outputs");
+    let attrs = |pairs: Vec<(&str, Vec<i64>)>| {
+        pairs.into_iter().map(|(n, v)| Attribute::new(n, v).expect("attribute")).collect::<Vec<_>>()
+    };
+    graph
+        .add_node(
+            Node::new(
+                "AveragePool",
+                ONNX_DOMAIN,
+                "pool",
+                ["images"],
+                ["cells"],
+                attrs(vec![("kernel_shape", vec![CELL, CELL]), ("strides", vec![CELL, CELL])]),
+            )
+            .expect("node"),
+        )
+        .expect("pool");
+    graph
+        .add_node(Node::new("ReduceMean", ONNX_DOMAIN, "mean", ["cells", "axes"], ["brightness"], []).expect("node"))
+        .expect("mean");
+    graph
+        .add_node(Node::new("Sub", ONNX_DOMAIN, "sub", ["brightness", "half"], ["centred"], []).expect("node"))
+        .expect("sub");
+    graph
+        .add_node(Node::new("Mul", ONNX_DOMAIN, "mul", ["centred", "gain"], ["logit"], []).expect("node"))
+        .expect("mul");
+    graph
+        .add_node(Node::new("Sigmoid", ONNX_DOMAIN, "sigmoid", ["logit"], ["score"], []).expect("node"))
+        .expect("sigmoid");
+    let concat_axis = Attribute::new("axis", 1i64).expect("axis");
+    graph
+        .add_node(
+            Node::new("Concat", ONNX_DOMAIN, "concat", ["boxes", "score"], ["grid"], [concat_axis]).expect("node"),
+        )
+        .expect("concat");
+    graph
+        .add_node(Node::new("Reshape", ONNX_DOMAIN, "reshape", ["grid", "shape"], ["output0"], []).expect("node"))
+        .expect("reshape");
+
+    let mut boxes = vec![0f32; (4 * GRID * GRID) as usize];
+    for i in 0..GRID {
+        for j in 0..GRID {
+            let at = |row: i64| (row * GRID * GRID + i * GRID + j) as usize;
+            boxes[at(0)] = ((j as f32) + 0.5) * CELL as f32;
+            boxes[at(1)] = ((i as f32) + 0.5) * CELL as f32;
+            boxes[at(2)] = CELL as f32;
+            boxes[at(3)] = CELL as f32;
+        }
+    }
+    graph.add_initializer("boxes", constant(&[1, 4, GRID, GRID], &boxes), false).expect("boxes");
+    graph.add_initializer("axes", constant(&[1], &[1i64]), false).expect("axes");
+    graph.add_initializer("half", constant(&[1], &[0.5f32]), false).expect("half");
+    graph.add_initializer("gain", constant(&[1], &[20f32]), false).expect("gain");
+    graph.add_initializer("shape", constant(&[output_shape.len() as i64], &output_shape), false).expect("shape");
+
+    let mut model = Model::new([Opset::new(ONNX_DOMAIN, 22).expect("opset")]).expect("model");
+    model.set_graph(graph).expect("graph");
+    model.into_session(&runtime.cpu_session_builder(1).expect("builder")).expect("session")
+}
+
+fn spec() -> DetectorSpec {
+    DetectorSpec {
+        name: "bright-blobs".into(),
+        classes: vec!["blob".into()],
+        input_size: SIZE as u32,
+        bands: vec![0, 1, 2],
+        min_score: 0.5,
+        max_iou: 0.5,
+        tile_overlap: 16,
+    }
+}
+
+/// A dark 3-band frame with one bright 16x16 square at (72, 40).
+fn frame() -> Raster {
+    let (width, height) = (200u32, 120u32);
+    let mut samples = vec![20u8; (width * height * 3) as usize];
+    for y in 40..56 {
+        for x in 72..88 {
+            for b in 0..3 {
+                samples[((y * width + x) * 3 + b) as usize] = 250;
+            }
+        }
+    }
+    Raster { width, height, bands: 3, samples: Samples::U8(samples) }
+}
+
+#[test]
+fn a_yolo_layout_graph_finds_the_bright_square_once_and_places_it() {
+    let mut detector = Detector::new(bright_blob_detector(true), spec());
+    let neon = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/aerial/OSBS_029.tif");
+    let georef = GeoTransform::from_tiff(&neon).expect("tags").expect("georeferenced");
+    let found = detector.detect(&frame(), &[(0.0, 255.0); 3], Some(&georef)).expect("detect");
+    assert!(!found.is_empty(), "the square is found");
+    for d in &found {
+        let [x0, y0, x1, y1] = d.pixel_box;
+        assert!(x0 >= 64.0 && x1 <= 96.0 && y0 >= 32.0 && y1 <= 64.0, "a detection off the square: {d:?}");
+        assert_eq!(d.class_name, "blob");
+        let (lat, lon) = d.lat_lon.expect("georeferenced");
+        assert!((29.6..29.8).contains(&lat) && (-82.1..-81.9).contains(&lon), "{lat}, {lon}");
+    }
+    // tiles overlap: the same cell seen twice is one detection
+    for (i, a) in found.iter().enumerate() {
+        for b in &found[i + 1..] {
+            assert!(kestrel_flight::detect::iou(&a.pixel_box, &b.pixel_box) <= 0.5, "{a:?} and {b:?} not merged");
+        }
+    }
+    let covered: f32 =
+        found.iter().map(|d| (d.pixel_box[2] - d.pixel_box[0]) * (d.pixel_box[3] - d.pixel_box[1])).sum();
+    // overlapping tiles see the square on differently aligned cell grids, so a few boxes remain,
+    // each on the square; none is repeated
+    assert!((64.0..=4.0 * 256.0).contains(&covered), "boxes cover {covered} px² of a 256 px² square");
+}
+
+#[test]
+fn a_graph_with_another_layout_is_refused_with_what_was_expected() {
+    let mut detector = Detector::new(bright_blob_detector(false), spec());
+    let error = detector.detect(&frame(), &[(0.0, 255.0); 3], None).expect_err("wrong layout");
+    assert!(matches!(error, DetectError::Layout { .. }), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("bright-blobs")
+            && message.contains("[1, 5, 8, 8]")
+            && message.contains("[1, 4 + classes, candidates]"),
+        "{message}"
+    );
+}
