@@ -7,5 +7,6 @@ pub mod frame_file;
 pub mod georef;
 pub mod imagery;
 pub mod model_check;
+pub mod models;
 pub mod onnx_runtime;
 pub mod tile;

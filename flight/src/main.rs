@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kestrel_flight::config::LoadedFlightMission;
-use kestrel_flight::{frame_file, model_check};
+use kestrel_flight::{frame_file, model_check, models};
 use kestrel_link::cli::{self, LogArgs};
 
 /// Kestrel on-board software: ingest frames, detect, checkpoint, schedule and downlink products.
@@ -35,6 +35,23 @@ enum Command {
         /// Where the CADU stream goes.
         #[arg(long = "out", value_name = "STREAM")]
         output: PathBuf,
+    },
+    /// Make a model-signing key pair: the signing key goes to FILE (owner-only, keep it off the
+    /// spacecraft and out of the repository); the verifying key is printed.
+    Keygen {
+        #[arg(long, value_name = "FILE")]
+        secret: PathBuf,
+    },
+    /// Sign a model of the manifest: writes its SHA-256 and ed25519 signature into the manifest.
+    SignModel {
+        /// The signing key (from `flight keygen`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        #[arg(long, value_name = "FILE", default_value = "models/models.toml")]
+        manifest: PathBuf,
+        /// The model's name in the manifest.
+        #[arg(long, value_name = "NAME")]
+        model: String,
     },
     /// Load ONNX Runtime and an ONNX model with the mission's execution providers, and run it once.
     ModelCheck {
@@ -75,6 +92,14 @@ fn main() -> ExitCode {
                     output.display()
                 )
             }),
+        Command::Keygen { secret } => models::generate_key_pair(&secret)
+            .map(|public| println!("signing key written to {}\nverifying key: {public}", secret.display()))
+            .map_err(Into::into),
+        Command::SignModel { key, manifest, model } => models::sign(&manifest, &model, &key)
+            .map(|(sha256, signature)| {
+                println!("{} model `{model}`: sha256 {sha256}\nsignature {signature}", manifest.display())
+            })
+            .map_err(Into::into),
         Command::ModelCheck { mission, model } => LoadedFlightMission::load(&mission)
             .map_err(anyhow::Error::from)
             .and_then(|loaded| model_check::run(&loaded.config.flight.inference, &model).map_err(Into::into))

@@ -96,6 +96,13 @@ impl MissionFile {
         self.deserialize::<T>(&table)
     }
 
+    /// Deserializes the whole file as `T`, with the same located errors but without the mission
+    /// sections' check: for the other TOML files a mission names (the model manifest).
+    pub fn parse_document<T: DeserializeOwned>(&self) -> Result<T, MissionError> {
+        let table = DeTable::parse(&self.text).map_err(|e| self.toml_error(&e, None))?;
+        self.deserialize::<T>(&table)
+    }
+
     fn deserialize<T: DeserializeOwned>(&self, table: &Spanned<DeTable<'_>>) -> Result<T, MissionError> {
         T::deserialize(toml::de::Deserializer::from(table.clone())).map_err(|e| self.toml_error(&e, Some(table)))
     }

@@ -1,0 +1,165 @@
+//! The model manifest (`models/models.toml`): every model the spacecraft may run, with its file's
+//! SHA-256 and an ed25519 signature of that digest. A model whose hash or signature does not
+//! match is refused before ONNX Runtime ever sees it. The verifying key ships with the software;
+//! the signing key never does: signing is an operator step (`flight sign-model`).
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use kestrel_link::mission::{MissionError, MissionFile};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestFile {
+    #[serde(default)]
+    models: Vec<ModelEntry>,
+}
+
+/// One model as the manifest declares it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    pub name: String,
+    /// The ONNX file, relative to the manifest.
+    pub file: Spanned<PathBuf>,
+    /// Hex SHA-256 of the file.
+    pub sha256: Spanned<String>,
+    /// Hex ed25519 signature of the SHA-256 digest.
+    pub signature: Spanned<String>,
+    pub classes: Vec<String>,
+    /// Square input side, pixels.
+    pub input_size: u32,
+    /// Input channels (bands) the model takes.
+    pub input_channels: usize,
+    pub min_score: f32,
+    pub max_iou: f32,
+    /// The model card, relative to the manifest.
+    pub card: PathBuf,
+}
+
+/// A model whose file matched its hash and signature when the manifest was loaded.
+#[derive(Debug, Clone)]
+pub struct VerifiedModel {
+    pub entry: ModelEntry,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Manifest(#[from] MissionError),
+    #[error("`{path}`: {message}")]
+    Key { path: PathBuf, message: String },
+    #[error("model `{name}` (`{path}`): {message}; refused")]
+    Refused { name: String, path: PathBuf, message: String },
+    #[error("no model named `{0}` in the manifest")]
+    Unknown(String),
+    #[error("`{path}`: {message}")]
+    Io { path: PathBuf, message: String },
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let text = text.trim();
+    if text.len() != 2 * N || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn read_key<const N: usize>(path: &Path, what: &str) -> Result<[u8; N], ModelError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ModelError::Key { path: path.to_path_buf(), message: e.to_string() })?;
+    unhex(&text).ok_or_else(|| ModelError::Key {
+        path: path.to_path_buf(),
+        message: format!("expected a {what} as {} hexadecimal digits", 2 * N),
+    })
+}
+
+/// The SHA-256 of a file.
+pub fn file_sha256(path: &Path) -> Result<[u8; 32], ModelError> {
+    let bytes = std::fs::read(path).map_err(|e| ModelError::Io { path: path.to_path_buf(), message: e.to_string() })?;
+    Ok(Sha256::digest(&bytes).into())
+}
+
+/// Makes a signing key (written to `secret`, owner-only) and returns the verifying key's hex.
+pub fn generate_key_pair(secret: &Path) -> Result<String, ModelError> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| ModelError::Key { path: secret.to_path_buf(), message: e.to_string() })?;
+    let key = SigningKey::from_bytes(&seed);
+    write_private(secret, &hex(&seed))
+        .map_err(|e| ModelError::Io { path: secret.to_path_buf(), message: e.to_string() })?;
+    Ok(hex(key.verifying_key().as_bytes()))
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?.write_all(text.as_bytes())
+}
+
+/// Signs model `name` of the manifest with the signing key in `secret`: writes the file's SHA-256
+/// and the signature into the manifest, keeping its comments and layout.
+pub fn sign(manifest: &Path, name: &str, secret: &Path) -> Result<(String, String), ModelError> {
+    let key = SigningKey::from_bytes(&read_key::<32>(secret, "signing key")?);
+    let io = |e: String| ModelError::Io { path: manifest.to_path_buf(), message: e };
+    let text = std::fs::read_to_string(manifest).map_err(|e| io(e.to_string()))?;
+    let mut document: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| io(e.to_string()))?;
+    let models = document["models"].as_array_of_tables_mut().ok_or_else(|| io("no [[models]] tables".into()))?;
+    let model = models
+        .iter_mut()
+        .find(|m| m.get("name").and_then(|n| n.as_str()) == Some(name))
+        .ok_or_else(|| ModelError::Unknown(name.to_owned()))?;
+    let file = model.get("file").and_then(|f| f.as_str()).ok_or_else(|| io(format!("model `{name}` has no file")))?;
+    let digest = file_sha256(&manifest.parent().unwrap_or(Path::new(".")).join(file))?;
+    let signature = hex(&key.sign(&digest).to_bytes());
+    model["sha256"] = toml_edit::value(hex(&digest));
+    model["signature"] = toml_edit::value(signature.clone());
+    std::fs::write(manifest, document.to_string()).map_err(|e| io(e.to_string()))?;
+    Ok((hex(&digest), signature))
+}
+
+/// Loads the manifest and verifies every model's hash and signature with the verifying key.
+pub fn load_verified(manifest: &Path, verifying_key: &Path) -> Result<Vec<VerifiedModel>, ModelError> {
+    let key = VerifyingKey::from_bytes(&read_key::<32>(verifying_key, "verifying key")?)
+        .map_err(|e| ModelError::Key { path: verifying_key.to_path_buf(), message: e.to_string() })?;
+    let file = MissionFile::read(manifest)?;
+    let parsed: ManifestFile = file.parse_document()?;
+    let mut verified = Vec::new();
+    for (i, entry) in parsed.models.into_iter().enumerate() {
+        if verified.iter().any(|v: &VerifiedModel| v.entry.name == entry.name) {
+            let message = format!("model `{}` is declared twice", entry.name);
+            return Err(file.error_at(entry.file.span(), &format!("models[{i}].name"), message).into());
+        }
+        let path = file.resolve(entry.file.get_ref());
+        let refuse = |message: String| ModelError::Refused { name: entry.name.clone(), path: path.clone(), message };
+        let expected = unhex::<32>(entry.sha256.get_ref()).ok_or_else(|| {
+            file.error_at(entry.sha256.span(), &format!("models[{i}].sha256"), "expected 64 hexadecimal digits")
+        })?;
+        let signature = unhex::<64>(entry.signature.get_ref()).ok_or_else(|| {
+            file.error_at(entry.signature.span(), &format!("models[{i}].signature"), "expected 128 hexadecimal digits")
+        })?;
+        let digest = file_sha256(&path)?;
+        if digest != expected {
+            return Err(refuse(format!(
+                "its SHA-256 is {}, the manifest says {}",
+                hex(&digest),
+                entry.sha256.get_ref()
+            )));
+        }
+        key.verify(&digest, &Signature::from_bytes(&signature))
+            .map_err(|_| refuse("its signature does not verify with the verifying key".into()))?;
+        verified.push(VerifiedModel { entry, path });
+    }
+    Ok(verified)
+}
