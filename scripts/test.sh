@@ -6,5 +6,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 scripts/setup.sh
+KESTREL_TEST_POSTGRES=$(scripts/setup-postgres.sh)
+export KESTREL_TEST_POSTGRES
 cargo build --workspace --bins --locked
 cargo test --workspace --locked "$@"

@@ -31,13 +31,21 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
+/// Products and detections in the archive.
+fn archive_counts(service: &Service) -> Result<(u64, u64), crate::archive::ArchiveError> {
+    Ok((service.archive.product_count()?, service.archive.detection_count()?))
+}
+
 async fn stats(State(service): State<Arc<Service>>) -> Response {
     let stations: Vec<_> = service.stations.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
-    Json(serde_json::json!({
-        "archive": { "products": service.archive.product_count(), "detections": service.archive.detection_count() },
-        "stations": stations,
-    }))
-    .into_response()
+    match archive_counts(&service) {
+        Ok((products, detections)) => Json(serde_json::json!({
+            "archive": { "products": products, "detections": detections },
+            "stations": stations,
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,16 +93,12 @@ type StationCounter = fn(&crate::serve::StationStatus) -> u64;
 
 async fn metrics(State(service): State<Arc<Service>>) -> Response {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# TYPE kestrel_archive_products gauge\nkestrel_archive_products {}",
-        service.archive.product_count()
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE kestrel_archive_detections gauge\nkestrel_archive_detections {}",
-        service.archive.detection_count()
-    );
+    let (products, detections) = match archive_counts(&service) {
+        Ok(counts) => counts,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let _ = writeln!(out, "# TYPE kestrel_archive_products gauge\nkestrel_archive_products {products}");
+    let _ = writeln!(out, "# TYPE kestrel_archive_detections gauge\nkestrel_archive_detections {detections}");
     let stations = service.stations.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let series: [(&str, &str, StationCounter); 8] = [
         ("kestrel_station_bytes_received_total", "counter", |s| s.bytes_received),

@@ -11,7 +11,7 @@ use kestrel_link::product::Product;
 use kestrel_link::profile::LinkProfile;
 use serde::Serialize;
 
-use crate::archive::{ArchiveError, SledArchive, Stored};
+use crate::archive::{Archive, ArchiveError, Stored};
 
 /// Product APIDs: anything else on the downlink is not ours to archive.
 const PRODUCT_APIDS: [Apid; 5] = [Apid::Housekeeping, Apid::Event, Apid::Detections, Apid::Chip, Apid::Thumbnail];
@@ -35,13 +35,13 @@ pub struct StationIngest {
     pub station: String,
     decoder: CaduDecoder,
     reassembler: SegmentReassembler,
-    archive: Arc<SledArchive>,
+    archive: Arc<dyn Archive>,
     stats: IngestStats,
     packets: Vec<Vec<u8>>,
 }
 
 impl StationIngest {
-    pub fn new(station: impl Into<String>, profile: LinkProfile, archive: Arc<SledArchive>) -> Self {
+    pub fn new(station: impl Into<String>, profile: LinkProfile, archive: Arc<dyn Archive>) -> Self {
         Self {
             station: station.into(),
             decoder: CaduDecoder::new(profile),

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use kestrel_ground::archive::SledArchive;
+use kestrel_ground::archive;
 use kestrel_ground::config::LoadedGroundMission;
 use kestrel_ground::decode_file::{Report, decode_file};
 use kestrel_ground::serve::{self, Service};
@@ -34,6 +34,10 @@ enum Command {
     Serve {
         #[arg(long, value_name = "FILE")]
         mission: PathBuf,
+        /// The archive: a `postgres://user:password@host/database` URL to share one archive between
+        /// ground stations; without it, the embedded archive in the mission's `ground.archive_dir`.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// Decode a recorded CADU stream: report CADUs, RS corrections, frames, missing frames and
     /// packets per APID, and write the packets. Without --mission: plain CCSDS (1024-byte CADUs,
@@ -68,7 +72,7 @@ fn main() -> ExitCode {
                 );
             })
             .map_err(anyhow::Error::from),
-        Command::Serve { mission } => serve(&mission),
+        Command::Serve { mission, store } => serve(&mission, store.as_deref()),
         Command::Decode { mission, input, packets, json } => {
             decode(mission.as_deref(), &input, packets.as_deref(), json)
         }
@@ -76,11 +80,12 @@ fn main() -> ExitCode {
     cli::finish("ground", result)
 }
 
-fn serve(mission: &Path) -> anyhow::Result<()> {
+fn serve(mission: &Path, store: Option<&str>) -> anyhow::Result<()> {
     let loaded = LoadedGroundMission::load(mission)?;
     let ground = &loaded.config.ground;
-    let archive = SledArchive::open(&loaded.file.resolve(&ground.archive_dir))?;
-    let service = Arc::new(Service::new(loaded.link.clone(), archive)?);
+    let embedded = loaded.file.resolve(&ground.archive_dir);
+    let archive = archive::open(store.unwrap_or(&embedded.to_string_lossy()))?;
+    let service = Arc::new(Service::new(loaded.link.clone(), Arc::from(archive))?);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let stations = serve::bind(ground.cadu_listen).await?;

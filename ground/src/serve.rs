@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::archive::{ArchiveError, SledArchive};
+use crate::archive::{Archive, ArchiveError};
 use crate::ingest::{IngestStats, StationIngest};
 
 /// Uplink sequence numbers reserved (durably) at a time.
@@ -46,7 +46,7 @@ struct Uplink {
 /// State shared by the station connections and the HTTP API.
 #[derive(Debug)]
 pub struct Service {
-    pub archive: Arc<SledArchive>,
+    pub archive: Arc<dyn Archive>,
     profile: LinkProfile,
     security: SecurityAssociation,
     spacecraft_id: u16,
@@ -69,7 +69,7 @@ pub enum ServeError {
 }
 
 impl Service {
-    pub fn new(profile: LinkProfile, archive: SledArchive) -> Result<Self, ServeError> {
+    pub fn new(profile: LinkProfile, archive: Arc<dyn Archive>) -> Result<Self, ServeError> {
         let security = profile.security.clone().ok_or(ServeError::NoSecurity)?;
         let spacecraft_id = u16::from(profile.spacecraft_id.unwrap_or(0));
         let first = archive.reserve_uplink_arsns(ARSN_BLOCK)?;
@@ -78,7 +78,7 @@ impl Service {
                 sender: UplinkSender::new(security.clone(), spacecraft_id, ACK_VCID, first),
                 reserved_until: first + ARSN_BLOCK,
             }),
-            archive: Arc::new(archive),
+            archive,
             profile,
             security,
             spacecraft_id,

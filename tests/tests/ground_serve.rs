@@ -32,8 +32,13 @@ impl Drop for Ground {
 }
 
 fn start_ground(scratch: &Scratch) -> Ground {
+    start_ground_with(scratch, &[])
+}
+
+fn start_ground_with(scratch: &Scratch, extra: &[&str]) -> Ground {
     let mut child = Command::new(binary("ground"))
         .args(["serve", "--mission", "mission.toml"])
+        .args(extra)
         .current_dir(scratch.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -243,4 +248,67 @@ fn corrupt_products_and_frames_are_refused_and_counted() {
     };
     assert_eq!(status.as_deref(), Some("200"));
     assert!(metrics.contains("kestrel_archive_products 4"), "{metrics}");
+}
+
+/// A database of its own for one test run, dropped at the end.
+struct TestDatabase {
+    admin: postgres::Client,
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    fn new() -> Self {
+        let base =
+            std::env::var("KESTREL_TEST_POSTGRES").expect("KESTREL_TEST_POSTGRES: run the tests with scripts/test.sh");
+        let mut admin = postgres::Client::connect(&base, postgres::NoTls).expect("PostgreSQL");
+        let name = format!(
+            "kestrel_e2e_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
+        );
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create database");
+        let url = format!("{}/{name}", base.rsplit_once('/').expect("database in URL").0);
+        Self { admin, name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let _ = self.admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+#[test]
+fn two_ground_processes_on_one_postgres_archive_store_each_product_once() {
+    let database = TestDatabase::new();
+    let (scratch, profile) = scratch_mission();
+    let security = profile.security.clone().expect("security");
+    let first = start_ground_with(&scratch, &["--store", &database.url]);
+    let second = start_ground_with(&scratch, &["--store", &database.url]);
+
+    // two stations of the same spacecraft: the same products, each to its own ground process
+    let downlink = stream(&profile, &envelopes(&products(0..90)));
+    let (a_address, b_address) = (first.cadu.clone(), second.cadu.clone());
+    let (a_stream, a_security) = (downlink.clone(), security.clone());
+    let a = std::thread::spawn(move || station(&a_address, &a_stream, 20_000, Duration::ZERO, a_security));
+    let b = std::thread::spawn(move || station(&b_address, &downlink, 30_000, Duration::ZERO, security));
+    let (mut acked_a, mut acked_b) = (a.join().expect("a"), b.join().expect("b"));
+    acked_a.sort_unstable();
+    acked_b.sort_unstable();
+    assert_eq!(acked_a, (0..90).collect::<Vec<_>>());
+    assert_eq!(acked_b, (0..90).collect::<Vec<_>>());
+
+    let stored = |http: &str| {
+        let (_, stats) = get(http, "/api/stats");
+        let stations = stats["stations"].as_array().cloned().unwrap_or_default();
+        (
+            stats["archive"]["products"].as_u64(),
+            stations.iter().map(|s| s["ingest"]["products_stored"].as_u64().unwrap_or(0)).sum::<u64>(),
+        )
+    };
+    let (archive_a, stored_a) = stored(&first.http);
+    let (archive_b, stored_b) = stored(&second.http);
+    assert_eq!((archive_a, archive_b), (Some(90), Some(90)), "one archive, seen from both");
+    assert_eq!(stored_a + stored_b, 90, "each product stored by exactly one process");
 }

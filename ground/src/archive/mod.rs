@@ -1,0 +1,139 @@
+//! The product archive. A product is stored with its record and its detections atomically, keyed
+//! by its stable id, so a product that arrives twice (a second station, a second ground process,
+//! a resend after a lost acknowledgement) is stored once. Two backends behind one trait: `sled`
+//! embedded (the default) and PostgreSQL (one archive shared by a network of ground stations).
+
+mod postgres;
+mod sled;
+
+use std::fmt::Debug;
+use std::path::Path;
+
+use kestrel_link::product::{Body, Envelope, Kind, Product};
+use serde::{Deserialize, Serialize};
+
+pub use self::postgres::PostgresArchive;
+pub use self::sled::SledArchive;
+
+/// What storing a product did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// New in the archive.
+    Inserted,
+    /// Already there, byte for byte.
+    Duplicate,
+    /// Already there with other content under the same id: kept as it was, and reported.
+    Conflict,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("archive `{location}`: {message}")]
+    Open { location: String, message: String },
+    #[error("archive: {0}")]
+    Storage(String),
+    #[error("archive record {key} does not decode: {message}")]
+    Corrupt { key: String, message: String },
+}
+
+/// What the archive keeps about a product besides its bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductRecord {
+    pub id: u64,
+    pub kind: Kind,
+    pub created_ms: i64,
+    pub content_crc: u32,
+    pub size: u64,
+    /// The station that delivered it first.
+    pub station: String,
+    pub received_unix_ms: i64,
+}
+
+/// One detection as the archive indexes it (by frame time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectionRecord {
+    pub product_id: u64,
+    pub frame_id: u64,
+    pub frame_time_ms: i64,
+    pub model: String,
+    pub class_name: String,
+    pub score: f32,
+    pub pixel_box: [f32; 4],
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+/// The archive, whichever the backend.
+pub trait Archive: Send + Sync + Debug {
+    /// Stores a verified product: its envelope bytes as received, and what indexes it.
+    fn store(
+        &self,
+        product: &Product,
+        bytes: &[u8],
+        station: &str,
+        received_unix_ms: i64,
+    ) -> Result<Stored, ArchiveError>;
+    fn product_count(&self) -> Result<u64, ArchiveError>;
+    fn detection_count(&self) -> Result<u64, ArchiveError>;
+    /// The stored envelope of a product.
+    fn product_bytes(&self, id: u64) -> Result<Option<Vec<u8>>, ArchiveError>;
+    /// Product records in id order, from `after` (exclusive), at most `limit`.
+    fn records(&self, after: Option<u64>, limit: usize) -> Result<Vec<ProductRecord>, ArchiveError>;
+    /// Detections with frame times in [from_ms, to_ms), in time order, at most `limit`.
+    fn detections(&self, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<DetectionRecord>, ArchiveError>;
+    /// Reserves `count` anti-replay sequence numbers for the uplink and returns the first. Durable
+    /// before it returns, and shared by every ground process on the archive, so no number is ever
+    /// used twice (that would reuse an AES-GCM IV).
+    fn reserve_uplink_arsns(&self, count: u64) -> Result<u64, ArchiveError>;
+}
+
+/// Opens the archive `store` names: a `postgres://` URL, or a folder for `sled`.
+pub fn open(store: &str) -> Result<Box<dyn Archive>, ArchiveError> {
+    if store.starts_with("postgres://") || store.starts_with("postgresql://") {
+        Ok(Box::new(PostgresArchive::connect(store, None)?))
+    } else {
+        Ok(Box::new(SledArchive::open(Path::new(store))?))
+    }
+}
+
+/// The record of a product about to be stored.
+fn record(
+    product: &Product,
+    bytes: &[u8],
+    station: &str,
+    received_unix_ms: i64,
+) -> Result<ProductRecord, ArchiveError> {
+    let envelope = Envelope::parse(bytes)
+        .map_err(|e| ArchiveError::Corrupt { key: product.id.to_string(), message: e.to_string() })?;
+    Ok(ProductRecord {
+        id: product.id,
+        kind: envelope.kind,
+        created_ms: product.created_ms,
+        content_crc: envelope.content_crc,
+        size: bytes.len() as u64,
+        station: station.to_owned(),
+        received_unix_ms,
+    })
+}
+
+/// The detections a product carries, as the archive indexes them.
+fn detection_records(product: &Product) -> Vec<DetectionRecord> {
+    match &product.body {
+        Body::Detections(set) => set
+            .detections
+            .iter()
+            .map(|d| DetectionRecord {
+                product_id: product.id,
+                frame_id: set.frame_id,
+                frame_time_ms: set.frame_time_ms,
+                model: set.model.clone(),
+                class_name: d.class_name.clone(),
+                score: d.score,
+                pixel_box: d.pixel_box,
+                latitude: d.latitude,
+                longitude: d.longitude,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,295 @@
+//! The shared archive on PostgreSQL: several ground processes (stations) write one archive. A
+//! product's row, and its detections, go in one transaction; `ON CONFLICT (id) DO NOTHING` makes
+//! the first writer win when two processes store the same product at once.
+//!
+//! The synchronous `postgres` client runs a runtime of its own, which may not run inside the
+//! service's tokio runtime, so the client lives on a thread of its own and calls reach it through
+//! a channel.
+
+use std::sync::Mutex;
+use std::sync::mpsc::{Sender, channel};
+
+use kestrel_link::product::{Kind, Product};
+use postgres::{Client, NoTls};
+
+use super::{Archive, ArchiveError, DetectionRecord, ProductRecord, Stored, detection_records, record};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS products (
+    id BIGINT PRIMARY KEY,
+    kind SMALLINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    content_crc BIGINT NOT NULL,
+    size BIGINT NOT NULL,
+    station TEXT NOT NULL,
+    received_unix_ms BIGINT NOT NULL,
+    envelope BYTEA NOT NULL
+);
+CREATE TABLE IF NOT EXISTS detections (
+    product_id BIGINT NOT NULL REFERENCES products (id),
+    idx INTEGER NOT NULL,
+    frame_id BIGINT NOT NULL,
+    frame_time_ms BIGINT NOT NULL,
+    model TEXT NOT NULL,
+    class_name TEXT NOT NULL,
+    score REAL NOT NULL,
+    x_min REAL NOT NULL, y_min REAL NOT NULL, x_max REAL NOT NULL, y_max REAL NOT NULL,
+    latitude DOUBLE PRECISION NOT NULL,
+    longitude DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (product_id, idx)
+);
+CREATE INDEX IF NOT EXISTS detections_by_time ON detections (frame_time_ms, product_id, idx);
+CREATE TABLE IF NOT EXISTS uplink (id INTEGER PRIMARY KEY, next_arsn BIGINT NOT NULL);
+";
+
+type Job = Box<dyn FnOnce(&mut Client) + Send>;
+
+/// Ids are u64 on the link and BIGINT in PostgreSQL: stored bit for bit.
+fn to_sql(id: u64) -> i64 {
+    id as i64
+}
+
+fn from_sql(id: i64) -> u64 {
+    id as u64
+}
+
+fn kind_of(code: i16) -> Option<Kind> {
+    [Kind::Detections, Kind::Chip, Kind::Thumbnail, Kind::Housekeeping, Kind::Event]
+        .into_iter()
+        .find(|k| *k as i16 == code)
+}
+
+#[derive(Debug)]
+pub struct PostgresArchive {
+    jobs: Mutex<Sender<Job>>,
+    location: String,
+}
+
+/// The server's own words (`postgres::Error` alone says only "db error").
+fn describe(e: &postgres::Error) -> String {
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        (None, Some(source)) => format!("{e}: {source}"),
+        (None, None) => e.to_string(),
+    }
+}
+
+fn storage(e: postgres::Error) -> ArchiveError {
+    ArchiveError::Storage(describe(&e))
+}
+
+impl PostgresArchive {
+    /// Connects, creates the tables if needed (in `schema` when given, made if missing).
+    pub fn connect(url: &str, schema: Option<&str>) -> Result<Self, ArchiveError> {
+        // the URL may hold a password: errors name only host and database
+        let location = url.rsplit('@').next().unwrap_or("postgres").to_owned();
+        let open_error = |message: String| ArchiveError::Open { location: location.clone(), message };
+        let (jobs, receiver) = channel::<Job>();
+        let (ready_tx, ready_rx) = channel::<Result<(), String>>();
+        let url = url.to_owned();
+        let schema = schema.map(str::to_owned);
+        std::thread::Builder::new()
+            .name("archive-postgres".into())
+            .spawn(move || {
+                let setup = || -> Result<Client, postgres::Error> {
+                    let mut client = Client::connect(&url, NoTls)?;
+                    // CREATE ... IF NOT EXISTS is not safe against a second process doing the same
+                    // at the same instant: take turns
+                    client.batch_execute("SELECT pg_advisory_lock(7251)")?;
+                    if let Some(schema) = &schema {
+                        client.batch_execute(&format!(
+                            "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\";"
+                        ))?;
+                    }
+                    let created = client.batch_execute(SCHEMA);
+                    client.batch_execute("SELECT pg_advisory_unlock(7251)")?;
+                    created.map(|()| client)
+                };
+                match setup() {
+                    Ok(mut client) => {
+                        let _ = ready_tx.send(Ok(()));
+                        for job in receiver {
+                            job(&mut client);
+                        }
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(describe(&e)));
+                    }
+                }
+            })
+            .map_err(|e| open_error(e.to_string()))?;
+        ready_rx.recv().map_err(|e| open_error(e.to_string()))?.map_err(open_error)?;
+        Ok(Self { jobs: Mutex::new(jobs), location })
+    }
+
+    /// Runs `work` on the client's thread and waits for its answer.
+    fn call<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Client) -> Result<T, ArchiveError> + Send + 'static,
+    ) -> Result<T, ArchiveError> {
+        let (reply, answer) = channel();
+        let job: Job = Box::new(move |client| {
+            let _ = reply.send(work(client));
+        });
+        let gone = || ArchiveError::Storage(format!("the connection to `{}` is gone", self.location));
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).send(job).map_err(|_| gone())?;
+        answer.recv().map_err(|_| gone())?
+    }
+}
+
+impl Archive for PostgresArchive {
+    fn store(
+        &self,
+        product: &Product,
+        bytes: &[u8],
+        station: &str,
+        received_unix_ms: i64,
+    ) -> Result<Stored, ArchiveError> {
+        let record = record(product, bytes, station, received_unix_ms)?;
+        let detections = detection_records(product);
+        let bytes = bytes.to_vec();
+        self.call(move |client| {
+            let mut tx = client.transaction().map_err(storage)?;
+            let inserted = tx
+                .query(
+                    "INSERT INTO products (id, kind, created_ms, content_crc, size, station, received_unix_ms, envelope)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING id",
+                    &[
+                        &to_sql(record.id),
+                        &(record.kind as i16),
+                        &record.created_ms,
+                        &i64::from(record.content_crc),
+                        &(record.size as i64),
+                        &record.station,
+                        &record.received_unix_ms,
+                        &bytes,
+                    ],
+                )
+                .map_err(storage)?;
+            if inserted.is_empty() {
+                let row = tx
+                    .query_one("SELECT envelope FROM products WHERE id = $1", &[&to_sql(record.id)])
+                    .map_err(storage)?;
+                let existing: Vec<u8> = row.get(0);
+                tx.rollback().map_err(storage)?;
+                return Ok(if existing == bytes { Stored::Duplicate } else { Stored::Conflict });
+            }
+            for (i, d) in detections.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO detections VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    &[
+                        &to_sql(d.product_id),
+                        &(i as i32),
+                        &to_sql(d.frame_id),
+                        &d.frame_time_ms,
+                        &d.model,
+                        &d.class_name,
+                        &d.score,
+                        &d.pixel_box[0],
+                        &d.pixel_box[1],
+                        &d.pixel_box[2],
+                        &d.pixel_box[3],
+                        &d.latitude,
+                        &d.longitude,
+                    ],
+                )
+                .map_err(storage)?;
+            }
+            tx.commit().map_err(storage)?;
+            Ok(Stored::Inserted)
+        })
+    }
+
+    fn product_count(&self) -> Result<u64, ArchiveError> {
+        self.call(|client| {
+            Ok(client.query_one("SELECT count(*) FROM products", &[]).map_err(storage)?.get::<_, i64>(0) as u64)
+        })
+    }
+
+    fn detection_count(&self) -> Result<u64, ArchiveError> {
+        self.call(|client| {
+            Ok(client.query_one("SELECT count(*) FROM detections", &[]).map_err(storage)?.get::<_, i64>(0) as u64)
+        })
+    }
+
+    fn product_bytes(&self, id: u64) -> Result<Option<Vec<u8>>, ArchiveError> {
+        self.call(move |client| {
+            Ok(client
+                .query_opt("SELECT envelope FROM products WHERE id = $1", &[&to_sql(id)])
+                .map_err(storage)?
+                .map(|row| row.get(0)))
+        })
+    }
+
+    fn records(&self, after: Option<u64>, limit: usize) -> Result<Vec<ProductRecord>, ArchiveError> {
+        self.call(move |client| {
+            let rows = client
+                .query(
+                    "SELECT id, kind, created_ms, content_crc, size, station, received_unix_ms FROM products
+                     WHERE $1::BIGINT IS NULL OR id > $1 ORDER BY id LIMIT $2",
+                    &[&after.map(to_sql), &(limit as i64)],
+                )
+                .map_err(storage)?;
+            rows.iter()
+                .map(|row| {
+                    let id = from_sql(row.get(0));
+                    let code: i16 = row.get(1);
+                    let kind = kind_of(code).ok_or_else(|| ArchiveError::Corrupt {
+                        key: id.to_string(),
+                        message: format!("kind {code}"),
+                    })?;
+                    Ok(ProductRecord {
+                        id,
+                        kind,
+                        created_ms: row.get(2),
+                        content_crc: row.get::<_, i64>(3) as u32,
+                        size: row.get::<_, i64>(4) as u64,
+                        station: row.get(5),
+                        received_unix_ms: row.get(6),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn detections(&self, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<DetectionRecord>, ArchiveError> {
+        self.call(move |client| {
+            let rows = client
+                .query(
+                    "SELECT product_id, frame_id, frame_time_ms, model, class_name, score, x_min, y_min, x_max, y_max, latitude, longitude
+                     FROM detections WHERE frame_time_ms >= $1 AND frame_time_ms < $2
+                     ORDER BY frame_time_ms, product_id, idx LIMIT $3",
+                    &[&from_ms, &to_ms, &(limit as i64)],
+                )
+                .map_err(storage)?;
+            Ok(rows
+                .iter()
+                .map(|row| DetectionRecord {
+                    product_id: from_sql(row.get(0)),
+                    frame_id: from_sql(row.get(1)),
+                    frame_time_ms: row.get(2),
+                    model: row.get(3),
+                    class_name: row.get(4),
+                    score: row.get(5),
+                    pixel_box: [row.get(6), row.get(7), row.get(8), row.get(9)],
+                    latitude: row.get(10),
+                    longitude: row.get(11),
+                })
+                .collect())
+        })
+    }
+
+    fn reserve_uplink_arsns(&self, count: u64) -> Result<u64, ArchiveError> {
+        let count = count as i64;
+        self.call(move |client| {
+            let row = client
+                .query_one(
+                    "INSERT INTO uplink (id, next_arsn) VALUES (1, 1 + $1::BIGINT) ON CONFLICT (id)
+                     DO UPDATE SET next_arsn = uplink.next_arsn + $1::BIGINT RETURNING next_arsn - $1::BIGINT",
+                    &[&count],
+                )
+                .map_err(storage)?;
+            Ok(row.get::<_, i64>(0) as u64)
+        })
+    }
+}

@@ -1,0 +1,141 @@
+//! The embedded archive on `sled`: one transaction per product over its envelope, its record and
+//! its detections (indexed by frame time), keyed by the product's stable id.
+
+use std::path::Path;
+
+use kestrel_link::product::Product;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use super::{Archive, ArchiveError, DetectionRecord, ProductRecord, Stored, detection_records, record};
+
+#[derive(Debug, Clone)]
+pub struct SledArchive {
+    db: sled::Db,
+    products: sled::Tree,
+    records: sled::Tree,
+    detections: sled::Tree,
+    meta: sled::Tree,
+}
+
+/// Detections are keyed by frame time (sign bit flipped so that keys sort as times), product and index.
+fn detection_key(time_ms: i64, product_id: u64, index: u32) -> [u8; 20] {
+    let mut key = [0u8; 20];
+    key[..8].copy_from_slice(&((time_ms as u64) ^ (1 << 63)).to_be_bytes());
+    key[8..16].copy_from_slice(&product_id.to_be_bytes());
+    key[16..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // archive records are plain data: serializing them cannot fail
+    postcard::to_stdvec(value).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, ArchiveError> {
+    postcard::from_bytes(value)
+        .map_err(|e| ArchiveError::Corrupt { key: format!("{key:02x?}"), message: e.to_string() })
+}
+
+fn storage(e: sled::Error) -> ArchiveError {
+    ArchiveError::Storage(e.to_string())
+}
+
+impl SledArchive {
+    pub fn open(path: &Path) -> Result<Self, ArchiveError> {
+        let open_error =
+            |e: sled::Error| ArchiveError::Open { location: path.display().to_string(), message: e.to_string() };
+        let db = sled::open(path).map_err(open_error)?;
+        Ok(Self {
+            products: db.open_tree("products").map_err(open_error)?,
+            records: db.open_tree("records").map_err(open_error)?,
+            detections: db.open_tree("detections").map_err(open_error)?,
+            meta: db.open_tree("meta").map_err(open_error)?,
+            db,
+        })
+    }
+}
+
+impl Archive for SledArchive {
+    fn store(
+        &self,
+        product: &Product,
+        bytes: &[u8],
+        station: &str,
+        received_unix_ms: i64,
+    ) -> Result<Stored, ArchiveError> {
+        let key = product.id.to_be_bytes();
+        let record_bytes = encode(&record(product, bytes, station, received_unix_ms)?);
+        let detections: Vec<([u8; 20], Vec<u8>)> = detection_records(product)
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (detection_key(d.frame_time_ms, product.id, i as u32), encode(d)))
+            .collect();
+        let outcome = (&self.products, &self.records, &self.detections).transaction(|(products, records, index)| {
+            if let Some(existing) = products.get(key)? {
+                return Ok(if existing.as_ref() == bytes { Stored::Duplicate } else { Stored::Conflict });
+            }
+            products.insert(&key, bytes)?;
+            records.insert(&key, record_bytes.as_slice())?;
+            for (k, v) in &detections {
+                index.insert(k, v.as_slice())?;
+            }
+            Ok::<_, ConflictableTransactionError<()>>(Stored::Inserted)
+        });
+        let outcome = outcome.map_err(|e| match e {
+            TransactionError::Storage(e) => storage(e),
+            TransactionError::Abort(()) => ArchiveError::Storage("transaction aborted".into()),
+        })?;
+        if outcome == Stored::Inserted {
+            self.db.flush().map_err(storage)?;
+        }
+        Ok(outcome)
+    }
+
+    fn product_count(&self) -> Result<u64, ArchiveError> {
+        Ok(self.products.len() as u64)
+    }
+
+    fn detection_count(&self) -> Result<u64, ArchiveError> {
+        Ok(self.detections.len() as u64)
+    }
+
+    fn product_bytes(&self, id: u64) -> Result<Option<Vec<u8>>, ArchiveError> {
+        Ok(self.products.get(id.to_be_bytes()).map_err(storage)?.map(|v| v.to_vec()))
+    }
+
+    fn records(&self, after: Option<u64>, limit: usize) -> Result<Vec<ProductRecord>, ArchiveError> {
+        let start = match after {
+            Some(u64::MAX) => return Ok(Vec::new()),
+            Some(a) => a + 1,
+            None => 0,
+        };
+        self.records
+            .range(start.to_be_bytes()..)
+            .take(limit)
+            .map(|entry| entry.map_err(storage).and_then(|(k, v)| decode(&k, &v)))
+            .collect()
+    }
+
+    fn detections(&self, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<DetectionRecord>, ArchiveError> {
+        self.detections
+            .range(detection_key(from_ms, 0, 0)..detection_key(to_ms, 0, 0))
+            .take(limit)
+            .map(|entry| entry.map_err(storage).and_then(|(k, v)| decode(&k, &v)))
+            .collect()
+    }
+
+    fn reserve_uplink_arsns(&self, count: u64) -> Result<u64, ArchiveError> {
+        let mut first = 0;
+        self.meta
+            .fetch_and_update(b"uplink_next_arsn", |old| {
+                first = old.map_or(1, |v| u64::from_be_bytes(v.try_into().unwrap_or([0; 8])).max(1));
+                Some((first + count).to_be_bytes().to_vec())
+            })
+            .map_err(storage)?;
+        self.meta.flush().map_err(storage)?;
+        Ok(first)
+    }
+}
