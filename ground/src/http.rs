@@ -12,6 +12,7 @@ use axum::routing::get;
 use kestrel_link::product::Product;
 use serde::Deserialize;
 
+use crate::archive::DetectionQuery;
 use crate::serve::Service;
 
 /// Most rows one request returns.
@@ -23,6 +24,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/products", get(products))
         .route("/api/products/{id}", get(product))
         .route("/api/detections", get(detections))
+        .route("/api/detections.geojson", get(detections_geojson))
         .route("/metrics", get(metrics))
         .with_state(service)
 }
@@ -73,17 +75,64 @@ async fn product(State(service): State<Arc<Service>>, Path(id): Path<u64>) -> Re
     }
 }
 
+/// The detection filters of a request: `from_ms`, `to_ms`, `class`, `bbox=west,south,east,north`, `limit`.
 #[derive(Debug, Deserialize)]
-struct TimeWindow {
+struct DetectionParams {
     from_ms: Option<i64>,
     to_ms: Option<i64>,
+    class: Option<String>,
+    bbox: Option<String>,
     limit: Option<usize>,
 }
 
-async fn detections(State(service): State<Arc<Service>>, Query(window): Query<TimeWindow>) -> Response {
-    let limit = window.limit.unwrap_or(1000).min(MAX_PAGE);
-    match service.archive.detections(window.from_ms.unwrap_or(i64::MIN), window.to_ms.unwrap_or(i64::MAX), limit) {
+impl DetectionParams {
+    /// The query, or what is wrong with the parameters (a 400).
+    fn query(self) -> Result<DetectionQuery, String> {
+        let bbox = match self.bbox {
+            None => None,
+            Some(text) => {
+                let values: Vec<f64> = text
+                    .split(',')
+                    .map(|v| v.trim().parse::<f64>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| format!("bbox `{text}`: expected west,south,east,north in degrees"))?;
+                let [west, south, east, north] = values[..] else {
+                    return Err(format!("bbox `{text}`: expected four numbers"));
+                };
+                Some([west, south, east, north])
+            }
+        };
+        Ok(DetectionQuery {
+            from_ms: self.from_ms.unwrap_or(i64::MIN),
+            to_ms: self.to_ms.unwrap_or(i64::MAX),
+            class: self.class,
+            bbox,
+            limit: self.limit.unwrap_or(1000).min(MAX_PAGE),
+        })
+    }
+}
+
+async fn detections(State(service): State<Arc<Service>>, Query(params): Query<DetectionParams>) -> Response {
+    let query = match params.query() {
+        Ok(query) => query,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    match service.archive.detections(&query) {
         Ok(found) => Json(found).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn detections_geojson(State(service): State<Arc<Service>>, Query(params): Query<DetectionParams>) -> Response {
+    let query = match params.query() {
+        Ok(query) => query,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    match service.archive.detections(&query) {
+        Ok(found) => {
+            ([(header::CONTENT_TYPE, "application/geo+json")], Json(crate::geojson::feature_collection(&found)))
+                .into_response()
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod config;
 pub mod decode_file;
+pub mod geojson;
 pub mod http;
 pub mod ingest;
 pub mod serve;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use kestrel_ground::archive;
+use kestrel_ground::archive::{self, DetectionQuery};
 use kestrel_ground::config::LoadedGroundMission;
 use kestrel_ground::decode_file::{Report, decode_file};
 use kestrel_ground::serve::{self, Service};
@@ -38,6 +38,31 @@ enum Command {
         /// ground stations; without it, the embedded archive in the mission's `ground.archive_dir`.
         #[arg(long, value_name = "URL")]
         store: Option<String>,
+    },
+    /// Export detections from the archive as GeoJSON (points at detection centres).
+    Export {
+        #[arg(long, value_name = "FILE")]
+        mission: PathBuf,
+        /// The archive (a postgres:// URL); without it, the mission's embedded archive, which
+        /// `ground serve` must not be holding open.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        geojson: PathBuf,
+        /// Only this class.
+        #[arg(long)]
+        class: Option<String>,
+        /// Only inside west,south,east,north (degrees).
+        #[arg(long, value_name = "W,S,E,N", value_delimiter = ',', num_args = 4, allow_negative_numbers = true)]
+        bbox: Option<Vec<f64>>,
+        /// Frame times from (inclusive) and to (exclusive), ms since the Unix epoch.
+        #[arg(long, allow_negative_numbers = true)]
+        from_ms: Option<i64>,
+        #[arg(long, allow_negative_numbers = true)]
+        to_ms: Option<i64>,
+        /// Most detections to export.
+        #[arg(long, default_value_t = 1_000_000)]
+        limit: usize,
     },
     /// Decode a recorded CADU stream: report CADUs, RS corrections, frames, missing frames and
     /// packets per APID, and write the packets. Without --mission: plain CCSDS (1024-byte CADUs,
@@ -73,6 +98,16 @@ fn main() -> ExitCode {
             })
             .map_err(anyhow::Error::from),
         Command::Serve { mission, store } => serve(&mission, store.as_deref()),
+        Command::Export { mission, store, geojson, class, bbox, from_ms, to_ms, limit } => {
+            let query = DetectionQuery {
+                from_ms: from_ms.unwrap_or(i64::MIN),
+                to_ms: to_ms.unwrap_or(i64::MAX),
+                class,
+                bbox: bbox.map(|b| [b[0], b[1], b[2], b[3]]),
+                limit,
+            };
+            export(&mission, store.as_deref(), &geojson, &query)
+        }
         Command::Decode { mission, input, packets, json } => {
             decode(mission.as_deref(), &input, packets.as_deref(), json)
         }
@@ -80,12 +115,25 @@ fn main() -> ExitCode {
     cli::finish("ground", result)
 }
 
+/// The archive `--store` names, or the mission's embedded one.
+fn open_archive(loaded: &LoadedGroundMission, store: Option<&str>) -> anyhow::Result<Box<dyn archive::Archive>> {
+    let embedded = loaded.file.resolve(&loaded.config.ground.archive_dir);
+    Ok(archive::open(store.unwrap_or(&embedded.to_string_lossy()))?)
+}
+
+fn export(mission: &Path, store: Option<&str>, path: &Path, query: &DetectionQuery) -> anyhow::Result<()> {
+    let loaded = LoadedGroundMission::load(mission)?;
+    let found = open_archive(&loaded, store)?.detections(query)?;
+    let text = serde_json::to_string_pretty(&kestrel_ground::geojson::feature_collection(&found))?;
+    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", path.display()))?;
+    println!("{} detections written to {}", found.len(), path.display());
+    Ok(())
+}
+
 fn serve(mission: &Path, store: Option<&str>) -> anyhow::Result<()> {
     let loaded = LoadedGroundMission::load(mission)?;
     let ground = &loaded.config.ground;
-    let embedded = loaded.file.resolve(&ground.archive_dir);
-    let archive = archive::open(store.unwrap_or(&embedded.to_string_lossy()))?;
-    let service = Arc::new(Service::new(loaded.link.clone(), Arc::from(archive))?);
+    let service = Arc::new(Service::new(loaded.link.clone(), Arc::from(open_archive(&loaded, store)?))?);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let stations = serve::bind(ground.cadu_listen).await?;

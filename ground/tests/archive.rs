@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use kestrel_ground::archive::{Archive, PostgresArchive, SledArchive, Stored};
+use kestrel_ground::archive::{Archive, DetectionQuery, PostgresArchive, SledArchive, Stored};
 use kestrel_link::product::{Body, Detection, Detections, Event, Product, Severity};
 
 fn postgres_url() -> String {
@@ -85,10 +85,21 @@ fn records_page_in_id_order_and_detections_come_back_in_time_order() {
         assert_eq!(ids, vec![1, 2]);
         let ids: Vec<u64> = archive.records(Some(2), 10).expect("page").iter().map(|r| r.id).collect();
         assert_eq!(ids, vec![3, 4]);
+        let window = |from_ms, to_ms, limit| DetectionQuery { from_ms, to_ms, limit, ..DetectionQuery::default() };
         let times: Vec<i64> =
-            archive.detections(-10_000, 9_000, 100).expect("query").iter().map(|d| d.frame_time_ms).collect();
+            archive.detections(&window(-10_000, 9_000, 100)).expect("query").iter().map(|d| d.frame_time_ms).collect();
         assert_eq!(times, vec![-3_000, -3_000, 5_000, 5_000]);
-        assert_eq!(archive.detections(-10_000, 9_001, 3).expect("query").len(), 3);
+        assert_eq!(archive.detections(&window(-10_000, 9_001, 3)).expect("query").len(), 3);
+        let vessels = DetectionQuery {
+            class: Some("vessel".into()),
+            bbox: Some([-8.0, 33.0, -7.0, 34.0]),
+            ..DetectionQuery::default()
+        };
+        assert_eq!(archive.detections(&vessels).expect("query").len(), 6);
+        let elsewhere = DetectionQuery { bbox: Some([10.0, 33.0, 11.0, 34.0]), ..DetectionQuery::default() };
+        assert!(archive.detections(&elsewhere).expect("query").is_empty());
+        let planes = DetectionQuery { class: Some("plane".into()), ..DetectionQuery::default() };
+        assert!(archive.detections(&planes).expect("query").is_empty());
     });
 }
 

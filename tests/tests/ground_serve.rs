@@ -312,3 +312,59 @@ fn two_ground_processes_on_one_postgres_archive_store_each_product_once() {
     assert_eq!((archive_a, archive_b), (Some(90), Some(90)), "one archive, seen from both");
     assert_eq!(stored_a + stored_b, 90, "each product stored by exactly one process");
 }
+
+#[test]
+fn detections_export_as_geojson_over_http_and_from_the_archive() {
+    use kestrel_link::product::{Detection, Detections};
+    let (scratch, profile) = scratch_mission();
+    let security = profile.security.clone().expect("security");
+    let detection = |class: &str, lat: f64, lon: f64| Detection {
+        class_id: 0,
+        class_name: class.into(),
+        score: 0.9,
+        pixel_box: [1.0, 2.0, 3.0, 4.0],
+        latitude: lat,
+        longitude: lon,
+    };
+    let frame = Product {
+        id: 500,
+        created_ms: 1_000,
+        body: Body::Detections(Detections {
+            frame_id: 9,
+            frame_time_ms: 1_000,
+            model: "vessels".into(),
+            detections: vec![
+                detection("vessel", 33.6, -7.6),
+                detection("vessel", 37.8, -122.4),
+                detection("buoy", 33.6, -7.61),
+            ],
+        }),
+    };
+    {
+        let ground = start_ground(&scratch);
+        assert_eq!(
+            station(&ground.cadu, &stream(&profile, &envelopes(&[frame])), 4096, Duration::ZERO, security),
+            vec![500]
+        );
+        let (status, geojson) = get(&ground.http, "/api/detections.geojson?class=vessel&bbox=-8,33,-7,34");
+        assert_eq!(status, 200);
+        assert_eq!(geojson["type"], "FeatureCollection");
+        let features = geojson["features"].as_array().expect("features");
+        assert_eq!(features.len(), 1, "{geojson:#}");
+        assert_eq!(features[0]["geometry"]["coordinates"], serde_json::json!([-7.6, 33.6]));
+        assert_eq!(features[0]["properties"]["product_id"], 500);
+        let (status, body) = get(&ground.http, "/api/detections?bbox=1,2,3");
+        assert_eq!(status, 400, "{body}");
+    }
+    // the service is stopped: its embedded archive can be opened for export
+    let output = kestrel_e2e::run(
+        "ground",
+        &["export", "--mission", "mission.toml", "--geojson", "out.geojson", "--class", "vessel"],
+        scratch.path(),
+    );
+    assert!(output.status.success(), "{}", kestrel_e2e::stderr(&output));
+    let exported: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(scratch.path().join("out.geojson")).expect("written"))
+            .expect("GeoJSON");
+    assert_eq!(exported["features"].as_array().map(Vec::len), Some(2));
+}

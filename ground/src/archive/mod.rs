@@ -63,6 +63,50 @@ pub struct DetectionRecord {
     pub longitude: f64,
 }
 
+/// Which detections a query wants.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DetectionQuery {
+    /// Frame times in [from_ms, to_ms).
+    #[serde(default = "i64_min")]
+    pub from_ms: i64,
+    #[serde(default = "i64_max")]
+    pub to_ms: i64,
+    /// Only this class.
+    pub class: Option<String>,
+    /// Only inside this box: west, south, east, north (degrees).
+    pub bbox: Option<[f64; 4]>,
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+}
+
+fn i64_min() -> i64 {
+    i64::MIN
+}
+
+fn i64_max() -> i64 {
+    i64::MAX
+}
+
+fn default_limit() -> usize {
+    1000
+}
+
+impl Default for DetectionQuery {
+    fn default() -> Self {
+        Self { from_ms: i64::MIN, to_ms: i64::MAX, class: None, bbox: None, limit: default_limit() }
+    }
+}
+
+impl DetectionQuery {
+    /// Whether a detection passes the class and box filters (the time window is the backend's).
+    pub fn admits(&self, d: &DetectionRecord) -> bool {
+        self.class.as_ref().is_none_or(|c| c == &d.class_name)
+            && self.bbox.is_none_or(|[west, south, east, north]| {
+                (south..=north).contains(&d.latitude) && (west..=east).contains(&d.longitude)
+            })
+    }
+}
+
 /// The archive, whichever the backend.
 pub trait Archive: Send + Sync + Debug {
     /// Stores a verified product: its envelope bytes as received, and what indexes it.
@@ -79,8 +123,8 @@ pub trait Archive: Send + Sync + Debug {
     fn product_bytes(&self, id: u64) -> Result<Option<Vec<u8>>, ArchiveError>;
     /// Product records in id order, from `after` (exclusive), at most `limit`.
     fn records(&self, after: Option<u64>, limit: usize) -> Result<Vec<ProductRecord>, ArchiveError>;
-    /// Detections with frame times in [from_ms, to_ms), in time order, at most `limit`.
-    fn detections(&self, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<DetectionRecord>, ArchiveError>;
+    /// Detections that match `query`, in frame-time order.
+    fn detections(&self, query: &DetectionQuery) -> Result<Vec<DetectionRecord>, ArchiveError>;
     /// Reserves `count` anti-replay sequence numbers for the uplink and returns the first. Durable
     /// before it returns, and shared by every ground process on the archive, so no number is ever
     /// used twice (that would reuse an AES-GCM IV).

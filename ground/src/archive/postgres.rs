@@ -12,7 +12,7 @@ use std::sync::mpsc::{Sender, channel};
 use kestrel_link::product::{Kind, Product};
 use postgres::{Client, NoTls};
 
-use super::{Archive, ArchiveError, DetectionRecord, ProductRecord, Stored, detection_records, record};
+use super::{Archive, ArchiveError, DetectionQuery, DetectionRecord, ProductRecord, Stored, detection_records, record};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS products (
@@ -252,14 +252,18 @@ impl Archive for PostgresArchive {
         })
     }
 
-    fn detections(&self, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<DetectionRecord>, ArchiveError> {
+    fn detections(&self, query: &DetectionQuery) -> Result<Vec<DetectionRecord>, ArchiveError> {
+        let query = query.clone();
         self.call(move |client| {
+            let [west, south, east, north] = query.bbox.unwrap_or([-180.0, -90.0, 180.0, 90.0]);
             let rows = client
                 .query(
                     "SELECT product_id, frame_id, frame_time_ms, model, class_name, score, x_min, y_min, x_max, y_max, latitude, longitude
                      FROM detections WHERE frame_time_ms >= $1 AND frame_time_ms < $2
-                     ORDER BY frame_time_ms, product_id, idx LIMIT $3",
-                    &[&from_ms, &to_ms, &(limit as i64)],
+                       AND ($3::TEXT IS NULL OR class_name = $3)
+                       AND latitude BETWEEN $4 AND $5 AND longitude BETWEEN $6 AND $7
+                     ORDER BY frame_time_ms, product_id, idx LIMIT $8",
+                    &[&query.from_ms, &query.to_ms, &query.class, &south, &north, &west, &east, &(query.limit as i64)],
                 )
                 .map_err(storage)?;
             Ok(rows

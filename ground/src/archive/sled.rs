@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::{Archive, ArchiveError, DetectionRecord, ProductRecord, Stored, detection_records, record};
+use super::{Archive, ArchiveError, DetectionQuery, DetectionRecord, ProductRecord, Stored, detection_records, record};
 
 #[derive(Debug, Clone)]
 pub struct SledArchive {
@@ -119,12 +119,19 @@ impl Archive for SledArchive {
             .collect()
     }
 
-    fn detections(&self, from_ms: i64, to_ms: i64, limit: usize) -> Result<Vec<DetectionRecord>, ArchiveError> {
-        self.detections
-            .range(detection_key(from_ms, 0, 0)..detection_key(to_ms, 0, 0))
-            .take(limit)
-            .map(|entry| entry.map_err(storage).and_then(|(k, v)| decode(&k, &v)))
-            .collect()
+    fn detections(&self, query: &DetectionQuery) -> Result<Vec<DetectionRecord>, ArchiveError> {
+        let mut found = Vec::new();
+        for entry in self.detections.range(detection_key(query.from_ms, 0, 0)..detection_key(query.to_ms, 0, 0)) {
+            if found.len() >= query.limit {
+                break;
+            }
+            let (key, value) = entry.map_err(storage)?;
+            let detection: DetectionRecord = decode(&key, &value)?;
+            if query.admits(&detection) {
+                found.push(detection);
+            }
+        }
+        Ok(found)
     }
 
     fn reserve_uplink_arsns(&self, count: u64) -> Result<u64, ArchiveError> {
