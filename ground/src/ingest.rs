@@ -76,27 +76,33 @@ impl StationIngest {
     }
 
     fn archive_packets(&mut self, now_unix_ms: i64) -> Result<Vec<u64>, ArchiveError> {
-        let mut safe = Vec::new();
+        let mut verified: Vec<(Product, Vec<u8>)> = Vec::new();
         for packet in std::mem::take(&mut self.packets) {
             let Some((apid, payload)) = self.reassembler.push(&packet) else { continue };
             if !PRODUCT_APIDS.iter().any(|a| a.value() == apid) {
                 self.stats.foreign_packets += 1;
                 continue;
             }
-            let product = match Product::decode(&payload) {
-                Ok(product) if product.body.kind().apid().value() == apid => product,
+            match Product::decode(&payload) {
+                Ok(product) if product.body.kind().apid().value() == apid => verified.push((product, payload)),
                 Ok(product) => {
                     self.stats.products_rejected += 1;
                     tracing::warn!(station = %self.station, id = product.id, apid, "product on the wrong APID; not stored");
-                    continue;
                 }
                 Err(e) => {
                     self.stats.products_rejected += 1;
                     tracing::warn!(station = %self.station, error = %e, "product refused; not stored");
-                    continue;
                 }
-            };
-            match self.archive.store(&product, &payload, &self.station, now_unix_ms)? {
+            }
+        }
+        if verified.is_empty() {
+            return Ok(Vec::new());
+        }
+        let arrivals: Vec<(&Product, &[u8])> = verified.iter().map(|(p, b)| (p, b.as_slice())).collect();
+        let outcomes = self.archive.store_all(&arrivals, &self.station, now_unix_ms)?;
+        let mut safe = Vec::with_capacity(outcomes.len());
+        for ((product, _), outcome) in verified.iter().zip(outcomes) {
+            match outcome {
                 Stored::Inserted => self.stats.products_stored += 1,
                 Stored::Duplicate => self.stats.duplicates += 1,
                 Stored::Conflict => {

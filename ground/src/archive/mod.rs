@@ -109,14 +109,25 @@ impl DetectionQuery {
 
 /// The archive, whichever the backend.
 pub trait Archive: Send + Sync + Debug {
-    /// Stores a verified product: its envelope bytes as received, and what indexes it.
+    /// Stores verified products (each with its envelope bytes as received, and what indexes it),
+    /// each atomically; all are durable when this returns, so they may be acknowledged.
+    fn store_all(
+        &self,
+        arrivals: &[(&Product, &[u8])],
+        station: &str,
+        received_unix_ms: i64,
+    ) -> Result<Vec<Stored>, ArchiveError>;
+    /// Stores one verified product, durably.
     fn store(
         &self,
         product: &Product,
         bytes: &[u8],
         station: &str,
         received_unix_ms: i64,
-    ) -> Result<Stored, ArchiveError>;
+    ) -> Result<Stored, ArchiveError> {
+        let stored = self.store_all(&[(product, bytes)], station, received_unix_ms)?;
+        stored.into_iter().next().ok_or_else(|| ArchiveError::Storage("a store returned nothing".into()))
+    }
     fn product_count(&self) -> Result<u64, ArchiveError>;
     fn detection_count(&self) -> Result<u64, ArchiveError>;
     /// The stored envelope of a product.

@@ -138,65 +138,70 @@ impl PostgresArchive {
 }
 
 impl Archive for PostgresArchive {
-    fn store(
+    fn store_all(
         &self,
-        product: &Product,
-        bytes: &[u8],
+        arrivals: &[(&Product, &[u8])],
         station: &str,
         received_unix_ms: i64,
-    ) -> Result<Stored, ArchiveError> {
-        let record = record(product, bytes, station, received_unix_ms)?;
-        let detections = detection_records(product);
-        let bytes = bytes.to_vec();
+    ) -> Result<Vec<Stored>, ArchiveError> {
+        let batch = arrivals
+            .iter()
+            .map(|&(product, bytes)| {
+                Ok((record(product, bytes, station, received_unix_ms)?, detection_records(product), bytes.to_vec()))
+            })
+            .collect::<Result<Vec<_>, ArchiveError>>()?;
+        // one transaction for the batch: one commit (one WAL flush) makes it all durable
         self.call(move |client| {
             let mut tx = client.transaction().map_err(storage)?;
-            let inserted = tx
-                .query(
-                    "INSERT INTO products (id, kind, created_ms, content_crc, size, station, received_unix_ms, envelope)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING id",
-                    &[
-                        &to_sql(record.id),
-                        &(record.kind as i16),
-                        &record.created_ms,
-                        &i64::from(record.content_crc),
-                        &(record.size as i64),
-                        &record.station,
-                        &record.received_unix_ms,
-                        &bytes,
-                    ],
-                )
-                .map_err(storage)?;
-            if inserted.is_empty() {
-                let row = tx
-                    .query_one("SELECT envelope FROM products WHERE id = $1", &[&to_sql(record.id)])
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for (record, detections, bytes) in &batch {
+                let inserted = tx
+                    .query(
+                        "INSERT INTO products (id, kind, created_ms, content_crc, size, station, received_unix_ms, envelope)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING id",
+                        &[
+                            &to_sql(record.id),
+                            &(record.kind as i16),
+                            &record.created_ms,
+                            &i64::from(record.content_crc),
+                            &(record.size as i64),
+                            &record.station,
+                            &record.received_unix_ms,
+                            bytes,
+                        ],
+                    )
                     .map_err(storage)?;
-                let existing: Vec<u8> = row.get(0);
-                tx.rollback().map_err(storage)?;
-                return Ok(if existing == bytes { Stored::Duplicate } else { Stored::Conflict });
-            }
-            for (i, d) in detections.iter().enumerate() {
-                tx.execute(
-                    "INSERT INTO detections VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                    &[
-                        &to_sql(d.product_id),
-                        &(i as i32),
-                        &to_sql(d.frame_id),
-                        &d.frame_time_ms,
-                        &d.model,
-                        &d.class_name,
-                        &d.score,
-                        &d.pixel_box[0],
-                        &d.pixel_box[1],
-                        &d.pixel_box[2],
-                        &d.pixel_box[3],
-                        &d.latitude,
-                        &d.longitude,
-                    ],
-                )
-                .map_err(storage)?;
+                if inserted.is_empty() {
+                    let row = tx.query_one("SELECT envelope FROM products WHERE id = $1", &[&to_sql(record.id)]).map_err(storage)?;
+                    let existing: Vec<u8> = row.get(0);
+                    outcomes.push(if &existing == bytes { Stored::Duplicate } else { Stored::Conflict });
+                    continue;
+                }
+                for (i, d) in detections.iter().enumerate() {
+                    tx.execute(
+                        "INSERT INTO detections VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                        &[
+                            &to_sql(d.product_id),
+                            &(i as i32),
+                            &to_sql(d.frame_id),
+                            &d.frame_time_ms,
+                            &d.model,
+                            &d.class_name,
+                            &d.score,
+                            &d.pixel_box[0],
+                            &d.pixel_box[1],
+                            &d.pixel_box[2],
+                            &d.pixel_box[3],
+                            &d.latitude,
+                            &d.longitude,
+                        ],
+                    )
+                    .map_err(storage)?;
+                }
+                outcomes.push(Stored::Inserted);
             }
             tx.commit().map_err(storage)?;
-            Ok(Stored::Inserted)
+            Ok(outcomes)
         })
     }
 

@@ -58,8 +58,9 @@ impl SledArchive {
     }
 }
 
-impl Archive for SledArchive {
-    fn store(
+impl SledArchive {
+    /// One product in one transaction (not yet flushed).
+    fn insert(
         &self,
         product: &Product,
         bytes: &[u8],
@@ -84,14 +85,29 @@ impl Archive for SledArchive {
             }
             Ok::<_, ConflictableTransactionError<()>>(Stored::Inserted)
         });
-        let outcome = outcome.map_err(|e| match e {
+        outcome.map_err(|e| match e {
             TransactionError::Storage(e) => storage(e),
             TransactionError::Abort(()) => ArchiveError::Storage("transaction aborted".into()),
-        })?;
-        if outcome == Stored::Inserted {
+        })
+    }
+}
+
+impl Archive for SledArchive {
+    fn store_all(
+        &self,
+        arrivals: &[(&Product, &[u8])],
+        station: &str,
+        received_unix_ms: i64,
+    ) -> Result<Vec<Stored>, ArchiveError> {
+        let mut outcomes = Vec::with_capacity(arrivals.len());
+        for &(product, bytes) in arrivals {
+            outcomes.push(self.insert(product, bytes, station, received_unix_ms)?);
+        }
+        // one flush makes the whole batch durable
+        if outcomes.contains(&Stored::Inserted) {
             self.db.flush().map_err(storage)?;
         }
-        Ok(outcome)
+        Ok(outcomes)
     }
 
     fn product_count(&self) -> Result<u64, ArchiveError> {
