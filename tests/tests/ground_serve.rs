@@ -127,6 +127,22 @@ fn station(address: &str, bytes: &[u8], chunk: usize, pause: Duration, security:
     acked
 }
 
+/// The service's statistics once `stations` connections have all been served to their end (a
+/// station's socket closing on our side does not mean the service has read everything yet).
+fn settled_stats(http: &str, stations: usize) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, stats) = get(http, "/api/stats");
+        assert_eq!(status, 200);
+        let list = stats["stations"].as_array().cloned().unwrap_or_default();
+        if list.len() >= stations && list.iter().all(|s| s["connected"] == false) {
+            return stats;
+        }
+        assert!(std::time::Instant::now() < deadline, "stations never finished: {stats:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn get(http: &str, path: &str) -> (u16, serde_json::Value) {
     let mut socket = TcpStream::connect(http).expect("connect http");
     write!(socket, "GET {path} HTTP/1.1\r\nHost: kestrel\r\nConnection: close\r\n\r\n").expect("request");
@@ -184,8 +200,7 @@ fn two_stations_one_archive_each_product_once_and_acknowledged() {
     assert_eq!(acked_b, (40..100).collect::<Vec<_>>(), "duplicates are acknowledged too");
     assert_eq!(acked_slow, vec![200, 201, 202]);
 
-    let (status, stats) = get(&ground.http, "/api/stats");
-    assert_eq!(status, 200);
+    let stats = settled_stats(&ground.http, 5);
     assert_eq!(stats["archive"]["products"], 103, "{stats:#}");
     let stations = stats["stations"].as_array().expect("stations");
     let total = |field: &str| stations.iter().map(|s| s["ingest"][field].as_u64().expect("count")).sum::<u64>();
@@ -230,7 +245,7 @@ fn corrupt_products_and_frames_are_refused_and_counted() {
     replayed.extend(first_cadu);
     assert_eq!(station(&ground.cadu, &replayed, 8192, Duration::ZERO, security), vec![30]);
 
-    let (_, stats) = get(&ground.http, "/api/stats");
+    let stats = settled_stats(&ground.http, 3);
     let stations = stats["stations"].as_array().expect("stations");
     let link = |field: &str| stations.iter().map(|s| s["link"][field].as_u64().unwrap_or(0)).sum::<u64>();
     let ingest = |field: &str| stations.iter().map(|s| s["ingest"][field].as_u64().unwrap_or(0)).sum::<u64>();
@@ -300,7 +315,7 @@ fn two_ground_processes_on_one_postgres_archive_store_each_product_once() {
     assert_eq!(acked_b, (0..90).collect::<Vec<_>>());
 
     let stored = |http: &str| {
-        let (_, stats) = get(http, "/api/stats");
+        let stats = settled_stats(http, 1);
         let stations = stats["stations"].as_array().cloned().unwrap_or_default();
         (
             stats["archive"]["products"].as_u64(),
