@@ -199,8 +199,7 @@ impl Product {
     pub fn decode(bytes: &[u8]) -> Result<Self, ProductError> {
         let header = Envelope::parse(bytes)?;
         let id = header.id;
-        let content = zstd::bulk::decompress(&bytes[ENVELOPE_LEN..], MAX_CONTENT_LEN)
-            .map_err(|e| ProductError::Decompress { id, message: e.to_string() })?;
+        let content = decompress(&bytes[ENVELOPE_LEN..]).map_err(|message| ProductError::Decompress { id, message })?;
         let found = CRC32.checksum(&content);
         if found != header.content_crc {
             return Err(ProductError::Crc { id, expected: header.content_crc, found });
@@ -216,6 +215,19 @@ impl Product {
         }
         Ok(product)
     }
+}
+
+/// zstd content, at most [`MAX_CONTENT_LEN`] bytes of it. Streamed, so that memory follows the
+/// real size of the content rather than the bound.
+fn decompress(compressed: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let decoder = zstd::stream::read::Decoder::with_buffer(compressed).map_err(|e| e.to_string())?;
+    let mut content = Vec::with_capacity(compressed.len() * 2);
+    decoder.take(MAX_CONTENT_LEN as u64 + 1).read_to_end(&mut content).map_err(|e| e.to_string())?;
+    if content.len() > MAX_CONTENT_LEN {
+        return Err(format!("content exceeds {MAX_CONTENT_LEN} bytes"));
+    }
+    Ok(content)
 }
 
 /// The fixed part of a product envelope, readable without decompressing (for de-duplication).
