@@ -120,7 +120,7 @@ fn api_latency() {
     }
     let detections_stored = archive.detection_count().expect("count");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let service = Arc::new(Service::new(profile(), archive).expect("service"));
+    let service = Arc::new(Service::new(profile(), archive, "bench-operator-token".into()).expect("service"));
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
     let address = listener.local_addr().expect("address");
     runtime.spawn(async move { axum::serve(listener, kestrel_ground::http::router(service)).await });

@@ -5,18 +5,22 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use kestrel_link::product::Product;
 use serde::Deserialize;
 
 use crate::archive::DetectionQuery;
-use crate::serve::Service;
+use crate::serve::{CommandError, Service};
+use kestrel_link::uplink::Telecommand;
 
 /// Most rows one request returns.
 pub const MAX_PAGE: usize = 10_000;
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
 
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
@@ -25,8 +29,64 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/products/{id}", get(product))
         .route("/api/detections", get(detections))
         .route("/api/detections.geojson", get(detections_geojson))
+        .route("/api/commands", get(audit_trail).post(command))
         .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(service)
+}
+
+/// The operator's name when the request carries the operator token.
+fn operator(service: &Service, headers: &HeaderMap) -> Option<String> {
+    let token =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))?;
+    service.is_operator(token).then(|| {
+        headers.get("x-operator").and_then(|v| v.to_str().ok()).unwrap_or("operator").chars().take(64).collect()
+    })
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(serde_json::json!({ "error": "commands need the operator token (Authorization: Bearer ...)" })),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct CommandRequest {
+    command: Telecommand,
+}
+
+async fn command(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    Json(request): Json<CommandRequest>,
+) -> Response {
+    let Some(operator) = operator(&service, &headers) else { return unauthorized() };
+    let sent = tokio::task::block_in_place(|| service.send_command(&operator, &request.command));
+    match sent {
+        Ok((id, 0)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "id": id, "stations": 0, "error": "no station connected; not sent" })),
+        )
+            .into_response(),
+        Ok((id, stations)) => {
+            (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id, "stations": stations }))).into_response()
+        }
+        Err(CommandError::TooLarge) => error(StatusCode::PAYLOAD_TOO_LARGE, CommandError::TooLarge.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn audit_trail(State(service): State<Arc<Service>>, headers: HeaderMap, Query(page): Query<Page>) -> Response {
+    if operator(&service, &headers).is_none() {
+        return unauthorized();
+    }
+    match service.archive.audit_trail(page.limit.unwrap_or(100).min(MAX_PAGE)) {
+        Ok(entries) => Json(entries).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

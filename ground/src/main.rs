@@ -133,7 +133,14 @@ fn export(mission: &Path, store: Option<&str>, path: &Path, query: &DetectionQue
 fn serve(mission: &Path, store: Option<&str>) -> anyhow::Result<()> {
     let loaded = LoadedGroundMission::load(mission)?;
     let ground = &loaded.config.ground;
-    let service = Arc::new(Service::new(loaded.link.clone(), Arc::from(open_archive(&loaded, store)?))?);
+    let token_file = loaded.file.resolve(ground.operator_token_file.get_ref());
+    let token = std::fs::read_to_string(&token_file)
+        .map_err(|e| anyhow::anyhow!("cannot read the operator token `{}`: {e}", token_file.display()))?;
+    let token = token.trim().to_owned();
+    if token.len() < 16 {
+        anyhow::bail!("the operator token in `{}` is shorter than 16 characters", token_file.display());
+    }
+    let service = Arc::new(Service::new(loaded.link.clone(), Arc::from(open_archive(&loaded, store)?), token)?);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let stations = serve::bind(ground.cadu_listen).await?;

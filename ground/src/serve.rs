@@ -11,12 +11,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kestrel_link::decoder::DecodeStats;
 use kestrel_link::profile::LinkProfile;
 use kestrel_link::security::SecurityAssociation;
-use kestrel_link::uplink::UplinkSender;
+use kestrel_link::uplink::{Telecommand, UplinkSender};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::archive::{Archive, ArchiveError};
+use crate::archive::{Archive, ArchiveError, AuditEntry};
 use crate::ingest::{IngestStats, StationIngest};
 
 /// Uplink sequence numbers reserved (durably) at a time.
@@ -52,6 +52,20 @@ pub struct Service {
     spacecraft_id: u16,
     uplink: Mutex<Uplink>,
     pub stations: Mutex<BTreeMap<String, StationStatus>>,
+    /// What console and API commands must present.
+    operator_token: String,
+    /// Command frames for every connected station (the spacecraft runs a frame once, however
+    /// many stations relay it: its anti-replay check drops the copies).
+    commands: tokio::sync::broadcast::Sender<Arc<Vec<u8>>>,
+}
+
+/// Why a command was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error("the command does not fit one telecommand frame")]
+    TooLarge,
 }
 
 fn now_unix_ms() -> i64 {
@@ -69,7 +83,7 @@ pub enum ServeError {
 }
 
 impl Service {
-    pub fn new(profile: LinkProfile, archive: Arc<dyn Archive>) -> Result<Self, ServeError> {
+    pub fn new(profile: LinkProfile, archive: Arc<dyn Archive>, operator_token: String) -> Result<Self, ServeError> {
         let security = profile.security.clone().ok_or(ServeError::NoSecurity)?;
         let spacecraft_id = u16::from(profile.spacecraft_id.unwrap_or(0));
         let first = archive.reserve_uplink_arsns(ARSN_BLOCK)?;
@@ -83,19 +97,62 @@ impl Service {
             security,
             spacecraft_id,
             stations: Mutex::new(BTreeMap::new()),
+            operator_token,
+            commands: tokio::sync::broadcast::channel(64).0,
         })
     }
 
-    /// TC frames acknowledging `ids`, with sequence numbers reserved durably first.
-    fn acknowledgement(&self, ids: &[u64]) -> Result<Vec<u8>, ArchiveError> {
+    /// Whether `presented` is the operator token (compared in constant time).
+    pub fn is_operator(&self, presented: &str) -> bool {
+        let (a, b) = (self.operator_token.as_bytes(), presented.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0 && !a.is_empty()
+    }
+
+    /// Records an operator's command in the audit trail, then sends it up through every connected
+    /// station; returns its audit id and how many stations took it.
+    pub fn send_command(&self, operator: &str, command: &Telecommand) -> Result<(u64, usize), CommandError> {
+        let text = serde_json::to_string(command).unwrap_or_default();
+        let entry = |outcome: String| AuditEntry {
+            id: 0,
+            unix_ms: now_unix_ms(),
+            operator: operator.to_owned(),
+            command: text.clone(),
+            outcome,
+        };
+        let id = self.archive.audit(&entry("submitted".into()))?;
+        let frame = {
+            let mut uplink = self.reserved_uplink(1)?;
+            uplink.sender.command(id, command)
+        };
+        let Some(frame) = frame else {
+            self.archive.audit(&entry(format!("command {id}: refused, too large for one frame")))?;
+            return Err(CommandError::TooLarge);
+        };
+        let stations = self.commands.send(Arc::new(frame)).unwrap_or(0);
+        let outcome = match stations {
+            0 => format!("command {id}: no station connected, not sent"),
+            n => format!("command {id}: sent through {n} station(s)"),
+        };
+        self.archive.audit(&entry(outcome))?;
+        tracing::info!(id, operator, stations, "command sent");
+        Ok((id, stations))
+    }
+
+    /// The uplink sender with at least `frames` sequence numbers reserved durably.
+    fn reserved_uplink(&self, frames: u64) -> Result<std::sync::MutexGuard<'_, Uplink>, ArchiveError> {
         let mut uplink = self.uplink.lock().unwrap_or_else(|e| e.into_inner());
-        let frames = ids.len().div_ceil(kestrel_link::uplink::MAX_ACKS_PER_PACKET) as u64;
         if uplink.sender.next_arsn() + frames > uplink.reserved_until {
             let first = self.archive.reserve_uplink_arsns(ARSN_BLOCK.max(frames))?;
             uplink.sender = UplinkSender::new(self.security.clone(), self.spacecraft_id, ACK_VCID, first);
             uplink.reserved_until = first + ARSN_BLOCK.max(frames);
         }
-        Ok(uplink.sender.acknowledge(ids))
+        Ok(uplink)
+    }
+
+    /// TC frames acknowledging `ids`, with sequence numbers reserved durably first.
+    fn acknowledgement(&self, ids: &[u64]) -> Result<Vec<u8>, ArchiveError> {
+        let frames = ids.len().div_ceil(kestrel_link::uplink::MAX_ACKS_PER_PACKET) as u64;
+        Ok(self.reserved_uplink(frames)?.sender.acknowledge(ids))
     }
 
     fn update(&self, status: StationStatus) {
@@ -116,8 +173,22 @@ impl Service {
             ingest: IngestStats::default(),
         };
         let mut buffer = vec![0u8; READ_CHUNK];
+        let mut commands = self.commands.subscribe();
         loop {
-            let read = socket.read(&mut buffer).await;
+            let read = tokio::select! {
+                read = socket.read(&mut buffer) => read,
+                frame = commands.recv() => {
+                    match frame {
+                        Ok(frame) => {
+                            if let Err(e) = socket.write_all(&frame).await {
+                                tracing::warn!(%station, error = %e, "cannot send a command");
+                            }
+                        }
+                        Err(e) => tracing::warn!(%station, error = %e, "command frames missed"),
+                    }
+                    continue;
+                }
+            };
             let (n, ended) = match read {
                 Ok(0) => (0, true),
                 Ok(n) => (n, false),

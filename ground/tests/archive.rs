@@ -138,3 +138,25 @@ fn two_writers_racing_on_the_same_products_store_each_once() {
     assert_eq!(inserted, 200, "each product inserted by exactly one writer");
     assert_eq!(archive.product_count().expect("count"), 200);
 }
+
+#[test]
+fn the_audit_trail_keeps_every_entry_newest_first() {
+    both(|archive, _| {
+        let entry = |operator: &str, outcome: &str| kestrel_ground::archive::AuditEntry {
+            id: 0,
+            unix_ms: 5,
+            operator: operator.into(),
+            command: r#"{"SetMode":{"mode":"Safe"}}"#.into(),
+            outcome: outcome.into(),
+        };
+        let first = archive.audit(&entry("alice", "submitted")).expect("audit");
+        let second = archive.audit(&entry("bob", "sent")).expect("audit");
+        assert!(second > first);
+        let trail = archive.audit_trail(10).expect("trail");
+        assert_eq!(
+            trail.iter().map(|e| (e.id, e.operator.as_str())).collect::<Vec<_>>(),
+            vec![(second, "bob"), (first, "alice")]
+        );
+        assert_eq!(archive.audit_trail(1).expect("trail").len(), 1);
+    });
+}

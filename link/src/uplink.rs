@@ -15,12 +15,51 @@ pub const MAX_ACKS_PER_PACKET: usize = 96;
 pub enum UplinkMessage {
     /// These products are safe in the ground archive: the spacecraft may prune them.
     Acknowledge { product_ids: Vec<u64> },
+    /// An operator's command; `id` is the ground's audit-trail id, echoed in the flight's event.
+    Command { id: u64, command: Telecommand },
+}
+
+/// Operating modes of the flight software.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mode {
+    Nominal,
+    Throttled,
+    Safe,
+}
+
+/// What an operator can ask of the spacecraft (docs/ICD.md §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Telecommand {
+    SetMode {
+        mode: Mode,
+    },
+    SetParameter {
+        name: String,
+        value: f64,
+    },
+    /// Send a product again (it was lost, or the archive wants it back).
+    Redownlink {
+        product_id: u64,
+    },
+    /// Downlink a full-resolution tile of a frame.
+    RequestTile {
+        frame_id: u64,
+        x: u32,
+        y: u32,
+        width: u32,
+        height: u32,
+    },
+    /// Commands to run at the given times (Unix ms, spacecraft clock).
+    TimeTagged {
+        commands: Vec<(i64, Telecommand)>,
+    },
 }
 
 impl UplinkMessage {
     fn apid(&self) -> Apid {
         match self {
             Self::Acknowledge { .. } => Apid::Acknowledgement,
+            Self::Command { .. } => Apid::Telecommand,
         }
     }
 }
@@ -69,6 +108,14 @@ impl UplinkSender {
         out
     }
 
+    /// The TC frame carrying an operator's command; `None` if the command is too big for one frame.
+    pub fn command(&mut self, id: u64, command: &Telecommand) -> Option<Vec<u8>> {
+        let message = UplinkMessage::Command { id, command: command.clone() };
+        let fits =
+            postcard::to_stdvec(&message).is_ok_and(|p| p.len() + packet::HEADER_LEN <= telecommand::MAX_DATA_LEN);
+        fits.then(|| self.frame(&message))
+    }
+
     fn frame(&mut self, message: &UplinkMessage) -> Vec<u8> {
         // every message of this schema serializes
         let payload = postcard::to_stdvec(message).unwrap_or_default();
@@ -99,7 +146,7 @@ pub fn decode(frame: &TcFrame) -> Result<UplinkMessage, UplinkError> {
     if header.packet_len > frame.data.len() {
         return Err(UplinkError::Truncated { declared: header.packet_len, available: frame.data.len() });
     }
-    if header.apid != Apid::Acknowledgement.value() {
+    if header.apid != Apid::Acknowledgement.value() && header.apid != Apid::Telecommand.value() {
         return Err(UplinkError::Apid(header.apid));
     }
     postcard::from_bytes(&frame.data[packet::HEADER_LEN..header.packet_len])
@@ -122,9 +169,26 @@ mod tests {
         let frames = receiver.push(&stream);
         let mut acked = Vec::new();
         for frame in &frames {
-            let UplinkMessage::Acknowledge { product_ids } = decode(frame).expect("decodes");
+            let UplinkMessage::Acknowledge { product_ids } = decode(frame).expect("decodes") else { panic!("an ack") };
             acked.extend(product_ids);
         }
         assert_eq!(acked, ids);
+    }
+
+    #[test]
+    fn commands_travel_in_protected_frames() {
+        let sa = SecurityAssociation::new(1, &[4; 32], false);
+        let mut sender = UplinkSender::new(sa.clone(), 42, 0, 7);
+        let sequence = Telecommand::TimeTagged {
+            commands: vec![
+                (1_000, Telecommand::SetMode { mode: Mode::Safe }),
+                (2_000, Telecommand::Redownlink { product_id: 9 }),
+            ],
+        };
+        let frame = sender.command(3, &sequence).expect("fits one frame");
+        let frames = TcReceiver::new(sa, 42).push(&frame);
+        assert_eq!(decode(&frames[0]), Ok(UplinkMessage::Command { id: 3, command: sequence }));
+        let huge = Telecommand::SetParameter { name: "x".repeat(2000), value: 1.0 };
+        assert!(sender.command(4, &huge).is_none());
     }
 }

@@ -120,8 +120,9 @@ fn station(address: &str, bytes: &[u8], chunk: usize, pause: Duration, security:
     let mut receiver = TcReceiver::new(security, 42);
     let mut acked = Vec::new();
     for frame in receiver.push(&uplink) {
-        let UplinkMessage::Acknowledge { product_ids } = uplink::decode(&frame).expect("an uplink message");
-        acked.extend(product_ids);
+        if let UplinkMessage::Acknowledge { product_ids } = uplink::decode(&frame).expect("an uplink message") {
+            acked.extend(product_ids);
+        }
     }
     assert_eq!(receiver.stats().authentication_failures, 0);
     acked
@@ -382,4 +383,96 @@ fn detections_export_as_geojson_over_http_and_from_the_archive() {
         serde_json::from_str(&std::fs::read_to_string(scratch.path().join("out.geojson")).expect("written"))
             .expect("GeoJSON");
     assert_eq!(exported["features"].as_array().map(Vec::len), Some(2));
+}
+
+/// An HTTP request with headers and a body; returns the status and the body as JSON.
+fn request(http: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, serde_json::Value) {
+    let mut socket = TcpStream::connect(http).expect("connect http");
+    let mut text = format!(
+        "{method} {path} HTTP/1.1\r\nHost: kestrel\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    text.push_str("\r\n");
+    socket.write_all(text.as_bytes()).expect("request");
+    socket.write_all(body.as_bytes()).expect("body");
+    let mut response = String::new();
+    let _ = socket.read_to_string(&mut response);
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("null");
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+#[test]
+fn commands_need_the_operator_token_are_audited_and_go_up_every_station() {
+    let (scratch, profile) = scratch_mission();
+    let security = profile.security.clone().expect("security");
+    let token = std::fs::read_to_string(scratch.path().join("keys/operator.token")).expect("token");
+    let bearer = format!("Bearer {}", token.trim());
+    let ground = start_ground(&scratch);
+    let command = r#"{"command": {"SetMode": {"mode": "Safe"}}}"#;
+
+    let (status, _) = request(&ground.http, "POST", "/api/commands", &[], command);
+    assert_eq!(status, 401, "no token");
+    let (status, _) =
+        request(&ground.http, "POST", "/api/commands", &[("Authorization", "Bearer not-the-token")], command);
+    assert_eq!(status, 401, "wrong token");
+    let (status, _) = request(&ground.http, "GET", "/api/commands", &[], "");
+    assert_eq!(status, 401, "the audit trail needs the token too");
+
+    let (status, reply) = request(&ground.http, "POST", "/api/commands", &[("Authorization", &bearer)], command);
+    assert_eq!(status, 503, "no station to send it through: {reply}");
+
+    // two stations connected: both relay the same frame
+    let mut stations: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&ground.cadu).expect("station")).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while get(&ground.http, "/api/stats").1["stations"].as_array().map_or(0, Vec::len) < 2 {
+        // a station appears in the statistics after its first read; send it something
+        for s in &mut stations {
+            let _ = s.write_all(&[0x55; 16]);
+        }
+        assert!(std::time::Instant::now() < deadline, "stations never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let headers = [("Authorization", bearer.as_str()), ("X-Operator", "alice")];
+    let (status, reply) = request(&ground.http, "POST", "/api/commands", &headers, command);
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(reply["stations"], 2);
+    let id = reply["id"].as_u64().expect("audit id");
+    for station in &mut stations {
+        station.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let mut receiver = TcReceiver::new(security.clone(), 42);
+        let mut buffer = [0u8; 4096];
+        let frames = loop {
+            let n = station.read(&mut buffer).expect("a frame arrives");
+            let frames = receiver.push(&buffer[..n]);
+            if !frames.is_empty() {
+                break frames;
+            }
+        };
+        let expected =
+            UplinkMessage::Command { id, command: uplink::Telecommand::SetMode { mode: uplink::Mode::Safe } };
+        assert_eq!(uplink::decode(&frames[0]).expect("decodes"), expected);
+    }
+
+    let (status, trail) = request(&ground.http, "GET", "/api/commands", &[("Authorization", &bearer)], "");
+    assert_eq!(status, 200);
+    let trail = trail.as_array().expect("entries");
+    assert!(
+        trail.iter().any(|e| e["operator"] == "alice"
+            && e["outcome"].as_str().is_some_and(|o| o.contains("sent through 2 station(s)"))),
+        "{trail:?}"
+    );
+    assert!(
+        trail.iter().any(|e| e["outcome"].as_str().is_some_and(|o| o.contains("no station connected"))),
+        "{trail:?}"
+    );
+
+    let big = format!(r#"{{"command": {{"SetParameter": {{"name": "{}", "value": 1.0}}}}}}"#, "x".repeat(70_000));
+    let (status, _) = request(&ground.http, "POST", "/api/commands", &[("Authorization", &bearer)], &big);
+    assert_eq!(status, 413, "oversized body refused");
+    let (status, _) = request(&ground.http, "POST", "/api/commands", &[("Authorization", &bearer)], "{not json");
+    assert!((400..500).contains(&status), "malformed body refused: {status}");
 }

@@ -63,6 +63,17 @@ pub struct DetectionRecord {
     pub longitude: f64,
 }
 
+/// One operator command in the audit trail: who, when, what, and what came of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: u64,
+    pub unix_ms: i64,
+    pub operator: String,
+    /// The command as the operator sent it (JSON).
+    pub command: String,
+    pub outcome: String,
+}
+
 /// Which detections a query wants.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct DetectionQuery {
@@ -140,6 +151,10 @@ pub trait Archive: Send + Sync + Debug {
     /// before it returns, and shared by every ground process on the archive, so no number is ever
     /// used twice (that would reuse an AES-GCM IV).
     fn reserve_uplink_arsns(&self, count: u64) -> Result<u64, ArchiveError>;
+    /// Appends an entry (its `id` is assigned here) to the audit trail, durably; returns the id.
+    fn audit(&self, entry: &AuditEntry) -> Result<u64, ArchiveError>;
+    /// The latest `limit` audit entries, newest first.
+    fn audit_trail(&self, limit: usize) -> Result<Vec<AuditEntry>, ArchiveError>;
 }
 
 /// Opens the archive `store` names: a `postgres://` URL, or a folder for `sled`.

@@ -12,7 +12,10 @@ use std::sync::mpsc::{Sender, channel};
 use kestrel_link::product::{Kind, Product};
 use postgres::{Client, NoTls};
 
-use super::{Archive, ArchiveError, DetectionQuery, DetectionRecord, ProductRecord, Stored, detection_records, record};
+use super::{
+    Archive, ArchiveError, AuditEntry, DetectionQuery, DetectionRecord, ProductRecord, Stored, detection_records,
+    record,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS products (
@@ -40,6 +43,13 @@ CREATE TABLE IF NOT EXISTS detections (
 );
 CREATE INDEX IF NOT EXISTS detections_by_time ON detections (frame_time_ms, product_id, idx);
 CREATE TABLE IF NOT EXISTS uplink (id INTEGER PRIMARY KEY, next_arsn BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    id BIGSERIAL PRIMARY KEY,
+    unix_ms BIGINT NOT NULL,
+    operator TEXT NOT NULL,
+    command TEXT NOT NULL,
+    outcome TEXT NOT NULL
+);
 ";
 
 type Job = Box<dyn FnOnce(&mut Client) + Send>;
@@ -299,6 +309,40 @@ impl Archive for PostgresArchive {
                 )
                 .map_err(storage)?;
             Ok(row.get::<_, i64>(0) as u64)
+        })
+    }
+
+    fn audit(&self, entry: &AuditEntry) -> Result<u64, ArchiveError> {
+        let entry = entry.clone();
+        self.call(move |client| {
+            let row = client
+                .query_one(
+                    "INSERT INTO audit (unix_ms, operator, command, outcome) VALUES ($1, $2, $3, $4) RETURNING id",
+                    &[&entry.unix_ms, &entry.operator, &entry.command, &entry.outcome],
+                )
+                .map_err(storage)?;
+            Ok(row.get::<_, i64>(0) as u64)
+        })
+    }
+
+    fn audit_trail(&self, limit: usize) -> Result<Vec<AuditEntry>, ArchiveError> {
+        self.call(move |client| {
+            let rows = client
+                .query(
+                    "SELECT id, unix_ms, operator, command, outcome FROM audit ORDER BY id DESC LIMIT $1",
+                    &[&(limit as i64)],
+                )
+                .map_err(storage)?;
+            Ok(rows
+                .iter()
+                .map(|row| AuditEntry {
+                    id: row.get::<_, i64>(0) as u64,
+                    unix_ms: row.get(1),
+                    operator: row.get(2),
+                    command: row.get(3),
+                    outcome: row.get(4),
+                })
+                .collect())
         })
     }
 }

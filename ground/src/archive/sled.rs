@@ -9,7 +9,10 @@ use serde::de::DeserializeOwned;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::{Archive, ArchiveError, DetectionQuery, DetectionRecord, ProductRecord, Stored, detection_records, record};
+use super::{
+    Archive, ArchiveError, AuditEntry, DetectionQuery, DetectionRecord, ProductRecord, Stored, detection_records,
+    record,
+};
 
 #[derive(Debug, Clone)]
 pub struct SledArchive {
@@ -18,6 +21,7 @@ pub struct SledArchive {
     records: sled::Tree,
     detections: sled::Tree,
     meta: sled::Tree,
+    audit: sled::Tree,
 }
 
 /// Detections are keyed by frame time (sign bit flipped so that keys sort as times), product and index.
@@ -53,6 +57,7 @@ impl SledArchive {
             records: db.open_tree("records").map_err(open_error)?,
             detections: db.open_tree("detections").map_err(open_error)?,
             meta: db.open_tree("meta").map_err(open_error)?,
+            audit: db.open_tree("audit").map_err(open_error)?,
             db,
         })
     }
@@ -160,5 +165,21 @@ impl Archive for SledArchive {
             .map_err(storage)?;
         self.meta.flush().map_err(storage)?;
         Ok(first)
+    }
+
+    fn audit(&self, entry: &AuditEntry) -> Result<u64, ArchiveError> {
+        let id = self.db.generate_id().map_err(storage)? + 1;
+        self.audit.insert(id.to_be_bytes(), encode(&AuditEntry { id, ..entry.clone() })).map_err(storage)?;
+        self.audit.flush().map_err(storage)?;
+        Ok(id)
+    }
+
+    fn audit_trail(&self, limit: usize) -> Result<Vec<AuditEntry>, ArchiveError> {
+        self.audit
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|entry| entry.map_err(storage).and_then(|(k, v)| decode(&k, &v)))
+            .collect()
     }
 }
