@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
-use kestrel_link::product::Product;
+use kestrel_link::product::{Body, Product};
 use serde::Deserialize;
 
 use crate::archive::DetectionQuery;
@@ -27,6 +27,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/stats", get(stats))
         .route("/api/products", get(products))
         .route("/api/products/{id}", get(product))
+        .route("/api/products/{id}/image", get(product_image))
+        .route("/api/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .route("/api/detections", get(detections))
         .route("/api/detections.geojson", get(detections_geojson))
         .route("/api/commands", get(audit_trail).post(command))
@@ -132,6 +134,20 @@ async fn product(State(service): State<Arc<Service>>, Path(id): Path<u64>) -> Re
         },
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no product {id}")),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn product_image(State(service): State<Arc<Service>>, Path(id): Path<u64>) -> Response {
+    let bytes = match service.archive.product_bytes(id) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no product {id}")),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    match Product::decode(&bytes).map(|p| p.body) {
+        Ok(Body::Chip(chip)) => ([(header::CONTENT_TYPE, "image/png")], chip.png).into_response(),
+        Ok(Body::Thumbnail(thumbnail)) => ([(header::CONTENT_TYPE, "image/png")], thumbnail.png).into_response(),
+        Ok(_) => error(StatusCode::NOT_FOUND, format!("product {id} is not an image")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("stored product {id} no longer verifies: {e}")),
     }
 }
 

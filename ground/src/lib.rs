@@ -7,4 +7,5 @@ pub mod decode_file;
 pub mod geojson;
 pub mod http;
 pub mod ingest;
+pub mod openapi;
 pub mod serve;

@@ -398,8 +398,9 @@ fn request(http: &str, method: &str, path: &str, headers: &[(&str, &str)], body:
     text.push_str("\r\n");
     socket.write_all(text.as_bytes()).expect("request");
     socket.write_all(body.as_bytes()).expect("body");
-    let mut response = String::new();
-    let _ = socket.read_to_string(&mut response);
+    let mut bytes = Vec::new();
+    let _ = socket.read_to_end(&mut bytes);
+    let response = String::from_utf8_lossy(&bytes);
     let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
     let body = response.split("\r\n\r\n").nth(1).unwrap_or("null");
     (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
@@ -475,4 +476,38 @@ fn commands_need_the_operator_token_are_audited_and_go_up_every_station() {
     assert_eq!(status, 413, "oversized body refused");
     let (status, _) = request(&ground.http, "POST", "/api/commands", &[("Authorization", &bearer)], "{not json");
     assert!((400..500).contains(&status), "malformed body refused: {status}");
+}
+
+#[test]
+fn the_openapi_document_lists_every_path_the_service_answers_and_images_come_back_as_png() {
+    let (scratch, profile) = scratch_mission();
+    let ground = start_ground(&scratch);
+    let security = profile.security.clone().expect("security");
+    let chip = products(3..4); // id 3 is a chip
+    assert_eq!(station(&ground.cadu, &stream(&profile, &envelopes(&chip)), 4096, Duration::ZERO, security), vec![3]);
+
+    let (status, document) = get(&ground.http, "/api/openapi.json");
+    assert_eq!(status, 200);
+    assert_eq!(document["openapi"], "3.1.0");
+    for (path, methods) in kestrel_ground::openapi::PATHS {
+        for method in *methods {
+            assert!(document["paths"][path][method].is_object(), "{method} {path} is not documented");
+        }
+        let concrete = path.replace("{id}", "3");
+        let (status, _) = request(&ground.http, "GET", &concrete, &[], "");
+        assert_ne!(status, 404, "GET {concrete} is documented but not served");
+    }
+    assert_eq!(document["paths"].as_object().map(|p| p.len()), Some(kestrel_ground::openapi::PATHS.len()));
+
+    let mut socket = TcpStream::connect(&ground.http).expect("connect");
+    write!(socket, "GET /api/products/3/image HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n").expect("request");
+    let mut response = Vec::new();
+    socket.read_to_end(&mut response).expect("response");
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("headers") + 4;
+    let head = String::from_utf8_lossy(&response[..split]).to_lowercase();
+    assert!(head.starts_with("http/1.1 200") && head.contains("content-type: image/png"), "{head}");
+    let Body::Chip(sent) = &chip[0].body else { panic!("a chip") };
+    assert_eq!(&response[split..], sent.png.as_slice(), "the chip's bytes, unchanged");
+    let (status, _) = get(&ground.http, "/api/products/999/image");
+    assert_eq!(status, 404);
 }

@@ -1,0 +1,58 @@
+//! The OpenAPI 3.1 description of the HTTP API, served at `/api/openapi.json`.
+
+use serde_json::{Value, json};
+
+/// Every path the API serves, with its methods (the test checks the router answers each).
+pub const PATHS: &[(&str, &[&str])] = &[
+    ("/api/stats", &["get"]),
+    ("/api/products", &["get"]),
+    ("/api/products/{id}", &["get"]),
+    ("/api/products/{id}/image", &["get"]),
+    ("/api/detections", &["get"]),
+    ("/api/detections.geojson", &["get"]),
+    ("/api/commands", &["get", "post"]),
+    ("/api/openapi.json", &["get"]),
+    ("/metrics", &["get"]),
+];
+
+fn detection_filters() -> Value {
+    json!([
+        { "name": "from_ms", "in": "query", "schema": { "type": "integer" }, "description": "frame time from (inclusive), ms since the Unix epoch" },
+        { "name": "to_ms", "in": "query", "schema": { "type": "integer" }, "description": "frame time to (exclusive)" },
+        { "name": "class", "in": "query", "schema": { "type": "string" } },
+        { "name": "bbox", "in": "query", "schema": { "type": "string" }, "description": "west,south,east,north in degrees" },
+        { "name": "limit", "in": "query", "schema": { "type": "integer", "maximum": crate::http::MAX_PAGE } }
+    ])
+}
+
+pub fn document() -> Value {
+    let id =
+        json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer", "format": "uint64" } }]);
+    let operator = json!([{ "operator": [] }]);
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Kestrel ground station", "version": env!("CARGO_PKG_VERSION") },
+        "components": { "securitySchemes": { "operator": { "type": "http", "scheme": "bearer", "description": "the operator token from the mission's ground.operator_token_file" } } },
+        "paths": {
+            "/api/stats": { "get": { "summary": "archive counts, and link and ingest counters per station connection", "responses": { "200": { "description": "statistics" } } } },
+            "/api/products": { "get": {
+                "summary": "product records in id order",
+                "parameters": [ { "name": "after", "in": "query", "schema": { "type": "integer" } }, { "name": "limit", "in": "query", "schema": { "type": "integer" } } ],
+                "responses": { "200": { "description": "records" } } } },
+            "/api/products/{id}": { "get": { "summary": "a product, decoded and verified again", "parameters": id, "responses": { "200": { "description": "the product" }, "404": { "description": "no such product" } } } },
+            "/api/products/{id}/image": { "get": { "summary": "the PNG of a chip or thumbnail product", "parameters": id, "responses": { "200": { "description": "image/png" }, "404": { "description": "no such image product" } } } },
+            "/api/detections": { "get": { "summary": "detections in frame-time order", "parameters": detection_filters(), "responses": { "200": { "description": "detections" }, "400": { "description": "bad filter" } } } },
+            "/api/detections.geojson": { "get": { "summary": "detections as a GeoJSON FeatureCollection", "parameters": detection_filters(), "responses": { "200": { "description": "application/geo+json" } } } },
+            "/api/commands": {
+                "get": { "summary": "the audit trail of operator commands, newest first", "security": operator, "responses": { "200": { "description": "entries" }, "401": { "description": "no or wrong operator token" } } },
+                "post": {
+                    "summary": "send a telecommand through every connected station; recorded in the audit trail",
+                    "security": operator,
+                    "parameters": [ { "name": "X-Operator", "in": "header", "schema": { "type": "string" }, "description": "who sends it, for the audit trail" } ],
+                    "requestBody": { "content": { "application/json": { "example": { "command": { "SetMode": { "mode": "Safe" } } } } } },
+                    "responses": { "202": { "description": "sent" }, "401": { "description": "no or wrong operator token" }, "413": { "description": "body over 64 KiB, or command over one frame" }, "503": { "description": "no station connected" } } } },
+            "/api/openapi.json": { "get": { "summary": "this document", "responses": { "200": { "description": "OpenAPI 3.1" } } } },
+            "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "text exposition format" } } } }
+        }
+    })
+}
