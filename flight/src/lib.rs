@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod detect;
+pub mod evaluate;
 pub mod frame_file;
 pub mod georef;
 pub mod imagery;
