@@ -23,6 +23,26 @@ pub struct FlightConfig {
     /// Where the checkpoint database lives.
     pub state_dir: PathBuf,
     pub inference: InferenceConfig,
+    pub detector: DetectorConfig,
+}
+
+/// Which model the mission runs, and how a frame's bands feed it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorConfig {
+    /// The model manifest and the key that verifies its signatures.
+    pub manifest: Spanned<PathBuf>,
+    pub verifying_key: Spanned<PathBuf>,
+    /// The manifest's name of the detector the mission runs.
+    pub model: String,
+    /// A scene given as a folder of band files: the files, in the model's channel order.
+    pub band_files: Vec<String>,
+    /// A multi-band image: its bands (0-based), in the model's channel order.
+    pub bands: Vec<usize>,
+    /// Each band is scaled from this low to this high quantile of the scene onto 0..1.
+    pub scale_quantiles: Spanned<[f64; 2]>,
+    /// Overlap between neighbouring tiles, pixels.
+    pub tile_overlap: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -71,6 +91,14 @@ impl LoadedFlightMission {
                 "flight.inference.execution_providers",
                 "needs at least one execution provider, e.g. [\"cpu\"]",
             ));
+        }
+        let detector = &config.flight.detector;
+        file.existing_file("flight.detector.manifest", &detector.manifest)?;
+        file.existing_file("flight.detector.verifying_key", &detector.verifying_key)?;
+        let [low, high] = *detector.scale_quantiles.get_ref();
+        if !(0.0 <= low && low < high && high <= 1.0) {
+            let message = format!("must be two quantiles, low below high, within 0 to 1; found [{low}, {high}]");
+            return Err(file.error_at(detector.scale_quantiles.span(), "flight.detector.scale_quantiles", message));
         }
         Ok(Self { file, config, link })
     }

@@ -146,14 +146,14 @@ impl Raster {
         let mut out = vec![0u16; pixels * bands];
         for (b, layer) in layers.iter().enumerate() {
             for i in 0..pixels {
-                out[i * bands + b] = layer.sample_at(i);
+                out[i * bands + b] = layer.sample(i);
             }
         }
         Ok(Self { width, height, bands, samples: Samples::U16(out) })
     }
 
-    /// Sample `index` of the interleaved buffer, widened to u16.
-    fn sample_at(&self, index: usize) -> u16 {
+    /// Sample `index` of the band-interleaved buffer, widened to u16.
+    pub fn sample(&self, index: usize) -> u16 {
         match &self.samples {
             Samples::U8(v) => u16::from(v[index]),
             Samples::U16(v) => v[index],
@@ -173,7 +173,7 @@ impl Raster {
     pub fn band_range(&self, band: usize, low: f64, high: f64) -> (f32, f32) {
         let pixels = (self.width as usize) * (self.height as usize);
         let step = (pixels / 65_536).max(1);
-        let mut values: Vec<u16> = (0..pixels).step_by(step).map(|p| self.sample_at(p * self.bands + band)).collect();
+        let mut values: Vec<u16> = (0..pixels).step_by(step).map(|p| self.sample(p * self.bands + band)).collect();
         values.sort_unstable();
         let at = |q: f64| f32::from(values[((values.len() - 1) as f64 * q).round() as usize]);
         (at(low), at(high))
@@ -194,7 +194,7 @@ impl Raster {
                 let x = (window.x + ((ox as f32 + 0.5) / scale) as u32).min(window.x + window.width - 1);
                 let base = ((y as usize) * (self.width as usize) + x as usize) * self.bands;
                 for (c, (&band, &(low, high))) in bands.iter().zip(ranges).enumerate() {
-                    let value = f32::from(self.sample_at(base + band));
+                    let value = f32::from(self.sample(base + band));
                     tensor[[0, c, oy, ox]] = ((value - low) / (high - low).max(f32::EPSILON)).clamp(0.0, 1.0);
                 }
             }

@@ -7,6 +7,7 @@ pub mod evaluate;
 pub mod frame_file;
 pub mod georef;
 pub mod imagery;
+pub mod mission_detector;
 pub mod model_check;
 pub mod models;
 pub mod onnx_runtime;

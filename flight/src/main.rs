@@ -1,11 +1,12 @@
 //! `flight`: the on-board software's command line. All behaviour lives in the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kestrel_flight::config::LoadedFlightMission;
-use kestrel_flight::{frame_file, model_check, models};
+use kestrel_flight::mission_detector::MissionDetector;
+use kestrel_flight::{evaluate, frame_file, model_check, models};
 use kestrel_link::cli::{self, LogArgs};
 
 /// Kestrel on-board software: ingest frames, detect, checkpoint, schedule and downlink products.
@@ -35,6 +36,32 @@ enum Command {
         /// Where the CADU stream goes.
         #[arg(long = "out", value_name = "STREAM")]
         output: PathBuf,
+    },
+    /// Detect in frames (image files, or scene folders of band files) with the mission's detector.
+    Detect {
+        #[arg(long, value_name = "FILE")]
+        mission: PathBuf,
+        /// A model of the manifest instead of the mission's detector.
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
+        /// Also write the detections as GeoJSON.
+        #[arg(long, value_name = "FILE")]
+        geojson: Option<PathBuf>,
+        #[arg(required = true, value_name = "IMAGE")]
+        inputs: Vec<PathBuf>,
+    },
+    /// Score the detector against labels: mAP@0.5, precision and recall.
+    Eval {
+        #[arg(long, value_name = "FILE")]
+        mission: PathBuf,
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
+        /// A folder of the labelled images, or one scene folder of band files.
+        #[arg(long, value_name = "DIR")]
+        images: PathBuf,
+        /// COCO JSON, CSV (image_path,xmin,ymin,xmax,ymax,label) or Pascal VOC XML.
+        #[arg(long, value_name = "FILE")]
+        labels: PathBuf,
     },
     /// Make a model-signing key pair: the signing key goes to FILE (owner-only, keep it off the
     /// spacecraft and out of the repository); the verifying key is printed.
@@ -92,6 +119,10 @@ fn main() -> ExitCode {
                     output.display()
                 )
             }),
+        Command::Detect { mission, model, geojson, inputs } => {
+            detect(&mission, model.as_deref(), geojson.as_deref(), &inputs)
+        }
+        Command::Eval { mission, model, images, labels } => evaluate(&mission, model.as_deref(), &images, &labels),
         Command::Keygen { secret } => models::generate_key_pair(&secret)
             .map(|public| println!("signing key written to {}\nverifying key: {public}", secret.display()))
             .map_err(Into::into),
@@ -106,4 +137,70 @@ fn main() -> ExitCode {
             .map(|report| print!("{report}")),
     };
     cli::finish("flight", result)
+}
+
+fn detect(mission: &Path, model: Option<&str>, geojson: Option<&Path>, inputs: &[PathBuf]) -> anyhow::Result<()> {
+    let loaded = LoadedFlightMission::load(mission)?;
+    let mut detector = MissionDetector::load(&loaded, model)?;
+    let mut features = Vec::new();
+    for input in inputs {
+        let found = detector.detect(input)?;
+        println!("{}: {} detections", input.display(), found.len());
+        for d in &found {
+            let [x0, y0, x1, y1] = d.pixel_box;
+            let place = d.lat_lon.map_or(String::new(), |(lat, lon)| format!(" at {lat:.6}, {lon:.6}"));
+            println!("  {} {:.3} [{x0:.1}, {y0:.1}, {x1:.1}, {y1:.1}]{place}", d.class_name, d.score);
+            if let Some((lat, lon)) = d.lat_lon {
+                features.push(serde_json::json!({
+                    "type": "Feature",
+                    "geometry": { "type": "Point", "coordinates": [lon, lat] },
+                    "properties": { "frame": input.display().to_string(), "class": d.class_name, "score": d.score, "pixel_box": d.pixel_box },
+                }));
+            }
+        }
+    }
+    if let Some(path) = geojson {
+        let collection = serde_json::json!({ "type": "FeatureCollection", "features": features });
+        std::fs::write(path, serde_json::to_string_pretty(&collection)?)
+            .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn evaluate(mission: &Path, model: Option<&str>, images: &Path, labels_path: &Path) -> anyhow::Result<()> {
+    let loaded = LoadedFlightMission::load(mission)?;
+    let mut detector = MissionDetector::load(&loaded, model)?;
+    let labels = evaluate::read_labels(labels_path)?;
+    let scene_folder = detector.is_scene_folder(images);
+    let mut names: Vec<String> = labels.iter().map(|l| l.image.clone()).collect();
+    names.sort();
+    names.dedup();
+    let mut scored = Vec::new();
+    for name in &names {
+        // a scene folder is one frame, whatever its labels call it
+        let input = if scene_folder { images.to_path_buf() } else { images.join(name) };
+        for d in detector.detect(&input)? {
+            scored.push(evaluate::ScoredBox {
+                image: name.clone(),
+                class: d.class_name,
+                score: d.score,
+                pixel_box: d.pixel_box,
+            });
+        }
+    }
+    let scores = evaluate::score(&labels, &scored, detector.spec().min_score);
+    println!(
+        "{}: {} labels, {} detections; mAP@0.5 {:.3}, precision {:.3}, recall {:.3} (score >= {})",
+        detector.spec().name,
+        scores.labels,
+        scores.detections,
+        scores.map50,
+        scores.precision,
+        scores.recall,
+        detector.spec().min_score
+    );
+    for (class, ap) in &scores.per_class {
+        println!("  {class}: AP@0.5 {ap:.3}");
+    }
+    Ok(())
 }

@@ -54,6 +54,12 @@ impl Scratch {
         for secret in ["link.key", "operator.token"] {
             std::fs::write(dir.path().join("keys").join(secret), "00".repeat(32)).expect("secret");
         }
+        // the files the mission names besides its secrets: the model manifest and its public key
+        std::fs::create_dir(dir.path().join("models")).expect("models dir");
+        for file in ["models.toml", "model-signing.pub"] {
+            std::fs::copy(workspace_root().join("models").join(file), dir.path().join("models").join(file))
+                .expect("model file");
+        }
         let reference = std::fs::read_to_string(workspace_root().join("mission.toml")).expect("reference mission");
         Self { dir, reference }
     }

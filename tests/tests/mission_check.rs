@@ -137,3 +137,16 @@ fn a_mission_file_that_does_not_exist_is_named() {
         stderr(&output)
     );
 }
+
+#[test]
+fn the_detector_section_is_checked() {
+    let scratch = Scratch::new();
+    scratch.mission_with("manifest = \"models/models.toml\"", "manifest = \"models/missing.toml\"");
+    let message = check_fails("flight", &scratch);
+    assert!(message.contains("key `flight.detector.manifest`") && message.contains("missing.toml"), "{message}");
+
+    scratch.mission_with("scale_quantiles = [0.02, 0.98]", "scale_quantiles = [0.98, 0.02]");
+    let line = scratch.line_of("scale_quantiles = [0.98");
+    let message = check_fails("flight", &scratch);
+    assert!(message.contains(&format!("mission.toml:{line}:19: key `flight.detector.scale_quantiles`")), "{message}");
+}

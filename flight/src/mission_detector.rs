@@ -1,0 +1,137 @@
+//! The mission's detector, ready to run on frames as the mission describes them: the model from
+//! the signed manifest, the bands that feed it (from a multi-band image, or from a scene folder of
+//! band files), their per-scene scaling, and the frame's georeferencing. `flight detect` and
+//! `flight eval` use it.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{DetectorConfig, LoadedFlightMission};
+use crate::detect::{DetectError, Detector, DetectorSpec, FrameDetection};
+use crate::georef::{GeoTransform, GeorefError};
+use crate::imagery::{ImageError, Raster};
+use crate::models::{ModelError, load_verified};
+use crate::onnx_runtime::{OnnxRuntime, RuntimeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MissionDetectorError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Georef(#[from] GeorefError),
+    #[error("model `{model}` takes {expected} channels; the mission feeds it {found} ({key})")]
+    Channels { model: String, expected: usize, found: usize, key: &'static str },
+}
+
+#[derive(Debug)]
+pub struct MissionDetector {
+    detector: Detector,
+    config: DetectorConfig,
+}
+
+impl MissionDetector {
+    /// The mission's detector, or the manifest's model `name` instead.
+    pub fn load(mission: &LoadedFlightMission, name: Option<&str>) -> Result<Self, MissionDetectorError> {
+        let config = mission.config.flight.detector.clone();
+        let models = load_verified(
+            &mission.resolve(config.manifest.get_ref()),
+            &mission.resolve(config.verifying_key.get_ref()),
+        )?;
+        let name = name.unwrap_or(&config.model);
+        let model =
+            models.into_iter().find(|m| m.entry.name == name).ok_or_else(|| ModelError::Unknown(name.to_owned()))?;
+        let channels = model.entry.input_channels;
+        for (found, key) in
+            [(config.band_files.len(), "flight.detector.band_files"), (config.bands.len(), "flight.detector.bands")]
+        {
+            if found != channels {
+                return Err(MissionDetectorError::Channels {
+                    model: model.entry.name.clone(),
+                    expected: channels,
+                    found,
+                    key,
+                });
+            }
+        }
+        let inference = &mission.config.flight.inference;
+        let (session, _) = OnnxRuntime::get()?.session(
+            &model.path,
+            inference.execution_providers.get_ref(),
+            inference.intra_threads,
+        )?;
+        let spec = DetectorSpec {
+            name: model.entry.name.clone(),
+            classes: model.entry.classes.clone(),
+            input_size: model.entry.input_size,
+            bands: (0..channels).collect(),
+            min_score: model.entry.min_score,
+            max_iou: model.entry.max_iou,
+            tile_overlap: config.tile_overlap,
+        };
+        Ok(Self { detector: Detector::new(session, spec), config })
+    }
+
+    pub fn spec(&self) -> &DetectorSpec {
+        self.detector.spec()
+    }
+
+    /// Whether `dir` is a scene folder holding the mission's band files.
+    pub fn is_scene_folder(&self, dir: &Path) -> bool {
+        self.config.band_files.first().is_some_and(|f| dir.join(f).is_file())
+    }
+
+    /// Reads a frame (an image file, or a folder of the mission's band files) with the model's
+    /// channels in order, and its georeferencing when the files carry it.
+    pub fn read_frame(&self, input: &Path) -> Result<(Raster, Option<GeoTransform>), MissionDetectorError> {
+        if input.is_dir() {
+            let files: Vec<PathBuf> = self.config.band_files.iter().map(|f| input.join(f)).collect();
+            let raster = Raster::read_bands(&files)?;
+            let georef = georef_of(&files[0])?;
+            return Ok((raster, georef));
+        }
+        let raster = Raster::read(input)?;
+        raster.check_bands(input, &self.config.bands)?;
+        Ok((select_bands(&raster, &self.config.bands), georef_of(input)?))
+    }
+
+    /// Detections in one frame.
+    pub fn detect(&mut self, input: &Path) -> Result<Vec<FrameDetection>, MissionDetectorError> {
+        let (raster, georef) = self.read_frame(input)?;
+        let [low, high] = *self.config.scale_quantiles.get_ref();
+        let ranges: Vec<(f32, f32)> = (0..raster.bands).map(|b| raster.band_range(b, low, high)).collect();
+        Ok(self.detector.detect(&raster, &ranges, georef.as_ref())?)
+    }
+}
+
+/// The georeferencing of a TIFF; none for other files.
+fn georef_of(path: &Path) -> Result<Option<GeoTransform>, GeorefError> {
+    let mut magic = [0u8; 2];
+    let is_tiff = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
+        && (&magic == b"II" || &magic == b"MM");
+    if is_tiff { GeoTransform::from_tiff(path) } else { Ok(None) }
+}
+
+/// The raster with only `bands`, in that order.
+fn select_bands(raster: &Raster, bands: &[usize]) -> Raster {
+    if bands.iter().copied().eq(0..raster.bands) {
+        return raster.clone();
+    }
+    let pixels = (raster.width as usize) * (raster.height as usize);
+    let mut samples = Vec::with_capacity(pixels * bands.len());
+    for p in 0..pixels {
+        for &b in bands {
+            samples.push(raster.sample(p * raster.bands + b));
+        }
+    }
+    Raster {
+        width: raster.width,
+        height: raster.height,
+        bands: bands.len(),
+        samples: crate::imagery::Samples::U16(samples),
+    }
+}
