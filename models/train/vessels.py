@@ -83,15 +83,20 @@ class Detector(nn.Module):
 def sample(scenes, rng):
     image, boxes = scenes[rng.randrange(len(scenes))]
     _, h, w = image.shape
-    if len(boxes) and rng.random() < 0.7:
+    # scale jitter: vessels come in many lengths, and three scenes show only a few
+    zoom = rng.uniform(0.7, 1.5)
+    crop = min(int(round(TILE / zoom)), h, w)
+    if len(boxes) and rng.random() < 0.6:
         b = boxes[rng.randrange(len(boxes))]
         cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
-        x0 = int(np.clip(cx - rng.uniform(16, TILE - 16), 0, w - TILE))
-        y0 = int(np.clip(cy - rng.uniform(16, TILE - 16), 0, h - TILE))
+        x0 = int(np.clip(cx - rng.uniform(8, crop - 8), 0, w - crop))
+        y0 = int(np.clip(cy - rng.uniform(8, crop - 8), 0, h - crop))
     else:
-        x0, y0 = rng.randrange(w - TILE + 1), rng.randrange(h - TILE + 1)
-    tile = image[:, y0 : y0 + TILE, x0 : x0 + TILE].copy()
-    inside = boxes.copy() - np.array([x0, y0, x0, y0], np.float32)
+        x0, y0 = rng.randrange(w - crop + 1), rng.randrange(h - crop + 1)
+    tile = torch.tensor(image[:, y0 : y0 + crop, x0 : x0 + crop].copy())[None]
+    tile = F.interpolate(tile, size=(TILE, TILE), mode="bilinear", align_corners=False)[0].numpy()
+    factor = TILE / crop
+    inside = (boxes.copy() - np.array([x0, y0, x0, y0], np.float32)) * factor
     centre = (inside[:, :2] + inside[:, 2:]) / 2
     inside = inside[(centre >= 0).all(1) & (centre < TILE).all(1)]
     # flips and a right-angle rotation: vessels have no preferred heading
@@ -104,7 +109,11 @@ def sample(scenes, rng):
     if rng.random() < 0.5:
         tile = np.transpose(tile, (0, 2, 1)).copy()
         inside = inside[:, [1, 0, 3, 2]]
-    tile = np.clip(tile * rng.uniform(0.8, 1.2) + rng.uniform(-0.05, 0.05), 0, 1)
+    # per-band gain and offset, and noise: scenes are scaled differently, whatever the normalisation
+    gain = np.array([rng.uniform(0.7, 1.3) for _ in BANDS], np.float32)[:, None, None]
+    offset = np.array([rng.uniform(-0.1, 0.1) for _ in BANDS], np.float32)[:, None, None]
+    noise = np.random.default_rng(rng.randrange(1 << 30)).normal(0, 0.02, tile.shape).astype(np.float32)
+    tile = np.clip(tile * gain + offset + noise, 0, 1)
     return tile, inside
 
 
@@ -155,7 +164,7 @@ def train(scenes, steps, rng):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=os.path.join(ROOT, "models", "vessels-s2.onnx"))
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=2000)
     args = parser.parse_args()
     random.seed(SEED)
     np.random.seed(SEED)
