@@ -18,6 +18,12 @@ echo "== checking mission.toml with every binary"
 echo "== loading ONNX Runtime and running a model through ort"
 "$bin/flight" model-check --mission mission.toml --model "$kestrel_cache/onnxruntime-1.31.1/models/sigmoid.onnx"
 
+echo "== detection: the mission's vessel model (signed, verified) on the Sentinel-2 Casablanca scene it never trained on"
+mkdir -p var/demo
+"$bin/flight" detect --mission mission.toml --geojson var/demo/casablanca-vessels.geojson testdata/satellite/sen2ships/casablanca
+"$bin/flight" eval --mission mission.toml --images testdata/satellite/sen2ships/casablanca \
+  --labels testdata/satellite/sen2ships/casablanca/casablanca_coco.json
+
 echo "== the space link: real space packets (CYGNSS, Europa Clipper) framed into authenticated CADUs and decoded back"
 mkdir -p var/demo
 cat testdata/packets/CYGNSS_F7_L0_2022_086_10_15_V01_F__first101pkts.tlm testdata/packets/ecm_raw2.bin > var/demo/packets.bin
@@ -36,7 +42,8 @@ cat <<'MSG'
 What ran: the mission file was checked by flight, ground, thermal and radiation-sim; flight loaded
 ONNX Runtime (the PyPI library, through ort's load-dynamic) and ran one inference of the sigmoid
 test model that ships in the onnxruntime wheel; real space packets went through the link and back
-bit-exact; a real Suomi-NPP capture was decoded; and the thermal/power model planned three orbits
-(plot in var/demo/thermal-plan.svg). Not built yet: detection models, the flight pipeline, the ground
-service and console, the scheduler, fault campaigns (see the open issues).
+bit-exact; a real Suomi-NPP capture was decoded; the thermal/power model planned three orbits
+(plot in var/demo/thermal-plan.svg); and the vessel model (a weak first baseline, see
+models/vessels-s2.md) ran on a real Sentinel-2 scene and was scored against its labels. Not built
+yet: the flight pipeline, the console, the scheduler, fault campaigns (see the open issues).
 MSG
