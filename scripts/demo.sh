@@ -25,7 +25,6 @@ mkdir -p var/demo
   --labels testdata/satellite/sen2ships/casablanca/casablanca_coco.json
 
 echo "== the space link: real space packets (CYGNSS, Europa Clipper) framed into authenticated CADUs and decoded back"
-mkdir -p var/demo
 cat testdata/packets/CYGNSS_F7_L0_2022_086_10_15_V01_F__first101pkts.tlm testdata/packets/ecm_raw2.bin > var/demo/packets.bin
 "$bin/flight" frame --mission mission.toml --in var/demo/packets.bin --out var/demo/stream.cadu
 "$bin/ground" decode --mission mission.toml --in var/demo/stream.cadu --packets var/demo/decoded.bin
