@@ -171,13 +171,21 @@ fn evaluate(mission: &Path, model: Option<&str>, images: &Path, labels_path: &Pa
     let loaded = LoadedFlightMission::load(mission)?;
     let mut detector = MissionDetector::load(&loaded, model)?;
     let labels = evaluate::read_labels(labels_path)?;
-    let scene_folder = detector.is_scene_folder(images);
     let mut names: Vec<String> = labels.iter().map(|l| l.image.clone()).collect();
     names.sort();
     names.dedup();
+    // a scene folder is one frame, whatever its labels call it
+    let scene_folder = detector.is_scene_folder(images);
+    if scene_folder && names.len() > 1 {
+        anyhow::bail!(
+            "`{}` is one scene (a folder of band files), but `{}` labels {} images",
+            images.display(),
+            labels_path.display(),
+            names.len()
+        );
+    }
     let mut scored = Vec::new();
     for name in &names {
-        // a scene folder is one frame, whatever its labels call it
         let input = if scene_folder { images.to_path_buf() } else { images.join(name) };
         for d in detector.detect(&input)? {
             scored.push(evaluate::ScoredBox {

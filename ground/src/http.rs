@@ -178,12 +178,13 @@ impl DetectionParams {
                 Some([west, south, east, north])
             }
         };
+        let all = DetectionQuery::default();
         Ok(DetectionQuery {
-            from_ms: self.from_ms.unwrap_or(i64::MIN),
-            to_ms: self.to_ms.unwrap_or(i64::MAX),
+            from_ms: self.from_ms.unwrap_or(all.from_ms),
+            to_ms: self.to_ms.unwrap_or(all.to_ms),
             class: self.class,
             bbox,
-            limit: self.limit.unwrap_or(1000).min(MAX_PAGE),
+            limit: self.limit.unwrap_or(all.limit).min(MAX_PAGE),
         })
     }
 }

@@ -99,9 +99,10 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from),
         Command::Serve { mission, store } => serve(&mission, store.as_deref()),
         Command::Export { mission, store, geojson, class, bbox, from_ms, to_ms, limit } => {
+            let all = DetectionQuery::default();
             let query = DetectionQuery {
-                from_ms: from_ms.unwrap_or(i64::MIN),
-                to_ms: to_ms.unwrap_or(i64::MAX),
+                from_ms: from_ms.unwrap_or(all.from_ms),
+                to_ms: to_ms.unwrap_or(all.to_ms),
                 class,
                 bbox: bbox.map(|b| [b[0], b[1], b[2], b[3]]),
                 limit,

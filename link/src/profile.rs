@@ -38,11 +38,6 @@ impl LinkProfile {
             fecf: self.frame_error_control,
         }
     }
-
-    /// Bytes of the frame that carry packets, against the whole CADU: the link's efficiency.
-    pub fn efficiency(&self) -> f64 {
-        self.layout().packet_zone_len() as f64 / self.cadu_len() as f64
-    }
 }
 
 /// The virtual channel each APID travels on (docs/ICD.md): the realtime channel for

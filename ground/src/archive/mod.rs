@@ -74,37 +74,22 @@ pub struct AuditEntry {
     pub outcome: String,
 }
 
-/// Which detections a query wants.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// Which detections a query wants; `Default` wants them all (up to 1000).
+#[derive(Debug, Clone, PartialEq)]
 pub struct DetectionQuery {
     /// Frame times in [from_ms, to_ms).
-    #[serde(default = "i64_min")]
     pub from_ms: i64,
-    #[serde(default = "i64_max")]
     pub to_ms: i64,
     /// Only this class.
     pub class: Option<String>,
     /// Only inside this box: west, south, east, north (degrees).
     pub bbox: Option<[f64; 4]>,
-    #[serde(default = "default_limit")]
     pub limit: usize,
-}
-
-fn i64_min() -> i64 {
-    i64::MIN
-}
-
-fn i64_max() -> i64 {
-    i64::MAX
-}
-
-fn default_limit() -> usize {
-    1000
 }
 
 impl Default for DetectionQuery {
     fn default() -> Self {
-        Self { from_ms: i64::MIN, to_ms: i64::MAX, class: None, bbox: None, limit: default_limit() }
+        Self { from_ms: i64::MIN, to_ms: i64::MAX, class: None, bbox: None, limit: 1000 }
     }
 }
 
