@@ -24,6 +24,57 @@ pub struct FlightConfig {
     pub state_dir: PathBuf,
     pub inference: InferenceConfig,
     pub detector: DetectorConfig,
+    pub products: ProductsConfig,
+    pub downlink: DownlinkConfig,
+    pub health: HealthConfig,
+}
+
+/// What the pipeline makes of each frame, and how often it reports on itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductsConfig {
+    /// Side of the image chip cut around each detection, pixels.
+    pub chip_size_px: Spanned<u32>,
+    /// Chips made per frame at most (the best-scoring detections get them).
+    pub max_chips_per_frame: u32,
+    /// Longer side of a frame's thumbnail, pixels.
+    pub thumbnail_max_px: Spanned<u32>,
+    /// Housekeeping telemetry period, seconds of mission time.
+    pub housekeeping_interval_s: Spanned<f64>,
+    /// Processed frames kept on board (newest first) for full-resolution tile requests.
+    pub keep_frames: usize,
+}
+
+/// Where and when products go down.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownlinkConfig {
+    /// The radio: the ground station service's CADU port that a contact connects to.
+    pub ground_address: String,
+    /// When contacts happen.
+    pub contacts: Contacts,
+    /// A product sent and not acknowledged within this time is sent again, seconds.
+    pub ack_timeout_s: Spanned<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Contacts {
+    /// Passes over the `[thermal]` ground stations, predicted from the TLE.
+    Predicted,
+    /// Always in contact (a bench with the ground station wired in): budget per minute.
+    Continuous,
+}
+
+/// The watchdog and restart limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// The process must show life this often (systemd WatchdogSec should match), seconds.
+    pub watchdog_timeout_s: Spanned<f64>,
+    /// More starts than this within `restart_window_s` puts the spacecraft in SAFE mode.
+    pub max_restarts: u32,
+    pub restart_window_s: Spanned<f64>,
 }
 
 /// Which model the mission runs, and how a frame's bands feed it.
@@ -99,6 +150,31 @@ impl LoadedFlightMission {
         if !(0.0 <= low && low < high && high <= 1.0) {
             let message = format!("must be two quantiles, low below high, within 0 to 1; found [{low}, {high}]");
             return Err(file.error_at(detector.scale_quantiles.span(), "flight.detector.scale_quantiles", message));
+        }
+        let flight = &config.flight;
+        for (value, key) in [
+            (&flight.products.housekeeping_interval_s, "flight.products.housekeeping_interval_s"),
+            (&flight.downlink.ack_timeout_s, "flight.downlink.ack_timeout_s"),
+            (&flight.health.watchdog_timeout_s, "flight.health.watchdog_timeout_s"),
+            (&flight.health.restart_window_s, "flight.health.restart_window_s"),
+        ] {
+            let v = *value.get_ref();
+            if !(v.is_finite() && v > 0.0) {
+                return Err(file.error_at(
+                    value.span(),
+                    key,
+                    format!("must be a positive number of seconds, found {v}"),
+                ));
+            }
+        }
+        for (value, key) in [
+            (&flight.products.chip_size_px, "flight.products.chip_size_px"),
+            (&flight.products.thumbnail_max_px, "flight.products.thumbnail_max_px"),
+        ] {
+            let v = *value.get_ref();
+            if !(8..=4096).contains(&v) {
+                return Err(file.error_at(value.span(), key, format!("must be within 8 to 4096 pixels, found {v}")));
+            }
         }
         Ok(Self { file, config, link })
     }

@@ -6,7 +6,7 @@
 //! refused with what was expected and what was found.
 
 /// A detection in frame pixels.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Candidate {
     pub class_id: usize,
     pub score: f32,
@@ -188,31 +188,58 @@ impl Detector {
         ranges: &[(f32, f32)],
         georef: Option<&crate::georef::GeoTransform>,
     ) -> Result<Vec<FrameDetection>, DetectError> {
-        let spec = self.spec.clone();
-        let run_error = |message: String| DetectError::Run { model: spec.name.clone(), message };
         let mut candidates = Vec::new();
-        for window in crate::tile::windows(raster.width, raster.height, spec.input_size, spec.tile_overlap) {
-            let (tensor, scale) = raster.tile_tensor(window, &spec.bands, ranges, spec.input_size);
-            let input = ort::value::Tensor::from_array(tensor).map_err(|e| run_error(e.to_string()))?;
-            let outputs = self.session.run(ort::inputs![input]).map_err(|e| run_error(e.to_string()))?;
-            let (shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(|e| run_error(e.to_string()))?;
-            let found = decode(data, shape, spec.classes.len(), spec.min_score)
-                .map_err(|source| DetectError::Layout { model: spec.name.clone(), source })?;
-            let (x0, y0) = (window.x as f32, window.y as f32);
-            let (x1, y1) = (x0 + window.width as f32, y0 + window.height as f32);
-            for c in nms(found, spec.max_iou) {
-                let b = c.pixel_box;
-                let frame_box = [
-                    (x0 + b[0] / scale).max(x0),
-                    (y0 + b[1] / scale).max(y0),
-                    (x0 + b[2] / scale).min(x1),
-                    (y0 + b[3] / scale).min(y1),
-                ];
-                if frame_box[2] > frame_box[0] && frame_box[3] > frame_box[1] {
-                    candidates.push(Candidate { pixel_box: frame_box, ..c });
-                }
+        for window in self.windows(raster) {
+            candidates.extend(self.detect_tile(raster, ranges, window)?);
+        }
+        self.merge(candidates, georef)
+    }
+
+    /// The tiles a frame is cut into, in the order the pipeline runs (and checkpoints) them.
+    pub fn windows(&self, raster: &crate::imagery::Raster) -> Vec<crate::tile::Window> {
+        crate::tile::windows(raster.width, raster.height, self.spec.input_size, self.spec.tile_overlap)
+    }
+
+    /// The detections in one tile, in frame pixels, before merging with the neighbours.
+    pub fn detect_tile(
+        &mut self,
+        raster: &crate::imagery::Raster,
+        ranges: &[(f32, f32)],
+        window: crate::tile::Window,
+    ) -> Result<Vec<Candidate>, DetectError> {
+        let spec = &self.spec;
+        let run_error = |message: String| DetectError::Run { model: spec.name.clone(), message };
+        let (tensor, scale) = raster.tile_tensor(window, &spec.bands, ranges, spec.input_size);
+        let input = ort::value::Tensor::from_array(tensor).map_err(|e| run_error(e.to_string()))?;
+        let outputs = self.session.run(ort::inputs![input]).map_err(|e| run_error(e.to_string()))?;
+        let (shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(|e| run_error(e.to_string()))?;
+        let found = decode(data, shape, spec.classes.len(), spec.min_score)
+            .map_err(|source| DetectError::Layout { model: spec.name.clone(), source })?;
+        let (x0, y0) = (window.x as f32, window.y as f32);
+        let (x1, y1) = (x0 + window.width as f32, y0 + window.height as f32);
+        let mut candidates = Vec::new();
+        for c in nms(found, spec.max_iou) {
+            let b = c.pixel_box;
+            let frame_box = [
+                (x0 + b[0] / scale).max(x0),
+                (y0 + b[1] / scale).max(y0),
+                (x0 + b[2] / scale).min(x1),
+                (y0 + b[3] / scale).min(y1),
+            ];
+            if frame_box[2] > frame_box[0] && frame_box[3] > frame_box[1] {
+                candidates.push(Candidate { pixel_box: frame_box, ..c });
             }
         }
+        Ok(candidates)
+    }
+
+    /// Merges the tiles' candidates (what straddles tiles once) and places them on the Earth.
+    pub fn merge(
+        &self,
+        candidates: Vec<Candidate>,
+        georef: Option<&crate::georef::GeoTransform>,
+    ) -> Result<Vec<FrameDetection>, DetectError> {
+        let spec = &self.spec;
         nms(candidates, spec.max_iou)
             .into_iter()
             .map(|c| {

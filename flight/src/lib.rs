@@ -1,14 +1,24 @@
 //! Kestrel's on-board software. The `flight` binary is a thin shell over this library.
 //! See ARCHITECTURE.md for the map of its modules.
 
+pub mod checkpoint;
+pub mod clock;
+pub mod commands;
 pub mod config;
+pub mod contacts;
 pub mod detect;
+pub mod downlink;
 pub mod evaluate;
 pub mod frame_file;
 pub mod georef;
+pub mod health;
 pub mod imagery;
 pub mod mission_detector;
 pub mod model_check;
 pub mod models;
 pub mod onnx_runtime;
+pub mod pipeline;
+pub mod products;
+pub mod screen;
+pub mod spool;
 pub mod tile;

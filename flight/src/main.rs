@@ -4,10 +4,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use kestrel_flight::clock::Clock;
 use kestrel_flight::config::LoadedFlightMission;
 use kestrel_flight::mission_detector::MissionDetector;
+use kestrel_flight::pipeline::{Pipeline, Stop};
 use kestrel_flight::{evaluate, frame_file, model_check, models};
 use kestrel_link::cli::{self, LogArgs};
+use kestrel_thermal::config::LoadedThermalMission;
 
 /// Kestrel on-board software: ingest frames, detect, checkpoint, schedule and downlink products.
 #[derive(Debug, Parser)]
@@ -25,6 +28,24 @@ enum Command {
     Check {
         #[arg(long, value_name = "FILE")]
         mission: PathBuf,
+    },
+    /// Fly: ingest frames from the spool, detect, checkpoint, and downlink products in contacts.
+    Run {
+        #[arg(long, value_name = "FILE")]
+        mission: PathBuf,
+        /// Run a simulated clock this many times faster than the wall clock, from the mission
+        /// epoch (or where the checkpoint left it); without it, the system clock.
+        #[arg(long, value_name = "FACTOR")]
+        speedup: Option<f64>,
+        /// Stop after this much mission time, e.g. 90s, 45m, 6h.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration_ms)]
+        duration_ms: Option<i64>,
+        /// Stop once the spool is empty, every frame is processed and every product acknowledged.
+        #[arg(long)]
+        until_drained: bool,
+        /// Also write the run summary as JSON.
+        #[arg(long, value_name = "FILE")]
+        summary: Option<PathBuf>,
     },
     /// Wrap a file of space packets into a CADU stream as the mission's link section says.
     Frame {
@@ -119,6 +140,9 @@ fn main() -> ExitCode {
                     output.display()
                 )
             }),
+        Command::Run { mission, speedup, duration_ms, until_drained, summary } => {
+            run(&mission, speedup, Stop { after_ms: duration_ms, when_drained: until_drained }, summary.as_deref())
+        }
         Command::Detect { mission, model, geojson, inputs } => {
             detect(&mission, model.as_deref(), geojson.as_deref(), &inputs)
         }
@@ -137,6 +161,46 @@ fn main() -> ExitCode {
             .map(|report| print!("{report}")),
     };
     cli::finish("flight", result)
+}
+
+fn run(mission: &Path, speedup: Option<f64>, stop: Stop, summary_file: Option<&Path>) -> anyhow::Result<()> {
+    let loaded = LoadedFlightMission::load(mission)?;
+    let thermal = LoadedThermalMission::load(mission)?;
+    let clock = match speedup {
+        Some(factor) if factor.is_finite() && factor > 0.0 => {
+            Clock::simulated(loaded.config.mission.epoch_ms(), factor)
+        }
+        Some(factor) => anyhow::bail!("--speedup must be a positive factor, not {factor}"),
+        None => Clock::Real,
+    };
+    let mut pipeline = Pipeline::start(loaded, thermal, clock)?;
+    let summary = pipeline.run(stop)?;
+    println!("{}", summary.to_text());
+    if let Some(path) = summary_file {
+        std::fs::write(path, serde_json::to_string_pretty(&summary)?)
+            .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// "90s", "45m", "6h", "2d" or plain seconds, as milliseconds.
+fn parse_duration_ms(text: &str) -> Result<i64, String> {
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let seconds = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        _ => return Err(format!("unit `{unit}` is not s, m, h or d")),
+    };
+    let value: f64 = number.trim().parse().map_err(|_| format!("`{number}` is not a number"))?;
+    if !(value.is_finite() && value >= 0.0) {
+        return Err(format!("`{text}` is not a duration"));
+    }
+    Ok((value * seconds * 1000.0) as i64)
 }
 
 fn detect(mission: &Path, model: Option<&str>, geojson: Option<&Path>, inputs: &[PathBuf]) -> anyhow::Result<()> {

@@ -102,9 +102,20 @@ impl MissionDetector {
     /// Detections in one frame.
     pub fn detect(&mut self, input: &Path) -> Result<Vec<FrameDetection>, MissionDetectorError> {
         let (raster, georef) = self.read_frame(input)?;
-        let [low, high] = *self.config.scale_quantiles.get_ref();
-        let ranges: Vec<(f32, f32)> = (0..raster.bands).map(|b| raster.band_range(b, low, high)).collect();
+        let ranges = self.scaling(&raster);
         Ok(self.detector.detect(&raster, &ranges, georef.as_ref())?)
+    }
+
+    /// How each channel of a frame (as `read_frame` gives it) is scaled onto 0..1: the mission's
+    /// quantiles of the scene.
+    pub fn scaling(&self, raster: &Raster) -> Vec<(f32, f32)> {
+        let [low, high] = *self.config.scale_quantiles.get_ref();
+        (0..raster.bands).map(|b| raster.band_range(b, low, high)).collect()
+    }
+
+    /// The detector itself, for a pipeline that runs (and checkpoints) a frame tile by tile.
+    pub fn detector(&mut self) -> &mut Detector {
+        &mut self.detector
     }
 }
 

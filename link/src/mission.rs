@@ -185,6 +185,22 @@ pub struct MissionInfo {
     pub epoch: String,
 }
 
+impl MissionInfo {
+    /// The epoch as milliseconds since the Unix epoch (fractions of a second are ignored).
+    pub fn epoch_ms(&self) -> i64 {
+        let number = |r: Range<usize>| self.epoch.get(r).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+        let (year, month, day) = (number(0..4), number(5..7), number(8..10));
+        // days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil)
+        let y = if month <= 2 { year - 1 } else { year };
+        let era = y.div_euclid(400);
+        let year_of_era = y - era * 400;
+        let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+        let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+        let days = era * 146_097 + day_of_era - 719_468;
+        ((days * 24 + number(11..13)) * 60 + number(14..16)) * 60_000 + number(17..19) * 1000
+    }
+}
+
 fn rfc3339<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     let text = String::deserialize(deserializer)?;
     if is_rfc3339_utc(&text) {
@@ -298,6 +314,14 @@ mod tests {
         ));
         assert_eq!(e.key.as_deref(), Some("flight.stations[1].elevation_deg"), "{e}");
         assert_eq!(e.position, Some((11, 17)));
+    }
+
+    #[test]
+    fn the_epoch_in_unix_milliseconds() {
+        let info = |epoch: &str| MissionInfo { name: "t".into(), epoch: epoch.into() };
+        assert_eq!(info("1970-01-01T00:00:00Z").epoch_ms(), 0);
+        assert_eq!(info("2026-03-20T00:00:00Z").epoch_ms(), 1_773_964_800_000);
+        assert_eq!(info("2000-02-29T12:34:56Z").epoch_ms(), 951_827_696_000);
     }
 
     #[test]

@@ -166,6 +166,16 @@ pub struct ReplayGuard {
 }
 
 impl ReplayGuard {
+    /// A guard that resumes from `last` (per virtual channel), as a receiver must after a restart.
+    pub fn resume(last: impl IntoIterator<Item = (u8, u64)>) -> Self {
+        Self { last: last.into_iter().collect() }
+    }
+
+    /// The last accepted ARSN per virtual channel, to persist.
+    pub fn last_accepted(&self) -> std::collections::BTreeMap<u8, u64> {
+        self.last.iter().map(|(&vcid, &arsn)| (vcid, arsn)).collect()
+    }
+
     /// Accepts `arsn` on `vcid` only if it is above the last one accepted there.
     pub fn accept(&mut self, vcid: u8, arsn: u64) -> Result<(), SecurityError> {
         match self.last.get(&vcid) {

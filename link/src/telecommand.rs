@@ -81,13 +81,16 @@ pub struct TcReceiver {
 
 impl TcReceiver {
     pub fn new(security: SecurityAssociation, spacecraft_id: u16) -> Self {
-        Self {
-            security,
-            spacecraft_id,
-            replay: ReplayGuard::default(),
-            buffer: Vec::new(),
-            stats: UplinkStats::default(),
-        }
+        Self::resuming(security, spacecraft_id, ReplayGuard::default())
+    }
+
+    /// A receiver that refuses everything at or below what `replay` has already accepted.
+    pub fn resuming(security: SecurityAssociation, spacecraft_id: u16, replay: ReplayGuard) -> Self {
+        Self { security, spacecraft_id, replay, buffer: Vec::new(), stats: UplinkStats::default() }
+    }
+
+    pub fn replay_guard(&self) -> &ReplayGuard {
+        &self.replay
     }
 
     pub fn stats(&self) -> &UplinkStats {

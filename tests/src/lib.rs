@@ -3,8 +3,9 @@
 //! The binaries are built by `cargo build --workspace --bins` (scripts/test.sh does it first); a
 //! test that cannot find one fails and says how to build it.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// The workspace root (this crate lives in `tests/`).
 pub fn workspace_root() -> PathBuf {
@@ -87,4 +88,47 @@ impl Default for Scratch {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A running `ground serve`, stopped when dropped.
+#[derive(Debug)]
+pub struct Ground {
+    child: Child,
+    /// Where it takes CADU streams, and where its HTTP API answers.
+    pub cadu: String,
+    pub http: String,
+}
+
+impl Drop for Ground {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Ground {
+    /// Starts `ground serve --mission mission.toml` (plus `extra`) in `dir`, and waits for the
+    /// line that says where it listens.
+    pub fn start(dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(binary("ground"))
+            .args(["serve", "--mission", "mission.toml"])
+            .args(extra)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ground starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("ground says where it listens");
+        // "ground: CADUs on 127.0.0.1:P, HTTP on 127.0.0.1:Q"
+        let address = |after: &str| {
+            line.split(after).nth(1).expect(after).split([',', '\n']).next().expect("address").trim().to_owned()
+        };
+        Self { cadu: address("CADUs on "), http: address("HTTP on "), child }
+    }
+
+    /// Stops the service (so its archive can be opened).
+    pub fn stop(self) {}
 }

@@ -2,12 +2,11 @@
 //! stations deliver it, acknowledgements back up each socket, corrupt products and frames refused
 //! and counted, and bad stations (garbage, dropped mid-CADU, slow) harming nobody else.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use kestrel_e2e::{Scratch, binary};
+use kestrel_e2e::{Ground, Scratch};
 use kestrel_ground::config::LoadedGroundMission;
 use kestrel_link::encoder::{CaduEncoder, EncoderState};
 use kestrel_link::noise::Rng;
@@ -18,39 +17,12 @@ use kestrel_link::security::SecurityAssociation;
 use kestrel_link::telecommand::TcReceiver;
 use kestrel_link::uplink::{self, UplinkMessage};
 
-struct Ground {
-    child: Child,
-    cadu: String,
-    http: String,
-}
-
-impl Drop for Ground {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_ground(scratch: &Scratch) -> Ground {
-    start_ground_with(scratch, &[])
+    Ground::start(scratch.path(), &[])
 }
 
 fn start_ground_with(scratch: &Scratch, extra: &[&str]) -> Ground {
-    let mut child = Command::new(binary("ground"))
-        .args(["serve", "--mission", "mission.toml"])
-        .args(extra)
-        .current_dir(scratch.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ground starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ground says where it listens");
-    // "ground: CADUs on 127.0.0.1:P, HTTP on 127.0.0.1:Q"
-    let address = |after: &str| {
-        line.split(after).nth(1).expect(after).split([',', '\n']).next().expect("address").trim().to_owned()
-    };
-    Ground { cadu: address("CADUs on "), http: address("HTTP on "), child }
+    Ground::start(scratch.path(), extra)
 }
 
 fn scratch_mission() -> (Scratch, LinkProfile) {

@@ -1,0 +1,531 @@
+//! The flight checkpoint: every state change of the pipeline (frame claimed → tiles → products →
+//! queued → sent → acknowledged → pruned) is one `sled` transaction, so a restart resumes exactly
+//! where the last one stopped.
+//!
+//! Nothing read back is trusted blindly: every record carries a CRC-32 of its bytes, and a seal
+//! file outside the database holds the number of the last commit made durable. Opening checks
+//! every record and that the database still holds the sealed commit, so a checkpoint file with
+//! flipped bits or a lost tail (which sled's own recovery would quietly cut short) is detected,
+//! never used.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use kestrel_link::encoder::EncoderState;
+use kestrel_link::uplink::{Mode, Telecommand};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::detect::Candidate;
+
+const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+const STATE_KEY: &[u8] = b"state";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint `{path}`: {message}")]
+    Storage { path: PathBuf, message: String },
+    #[error("checkpoint `{path}` is corrupt: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+}
+
+/// Where a frame is in the pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FrameState {
+    /// Recorded with its checksum and moved on board; tiles may be checkpointed.
+    Claimed,
+    /// Its products are queued.
+    Done { tiles: u32, screened: u32, detections: u32 },
+    /// Not an image the pipeline can use; kept aside with the reason.
+    Quarantined { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameRecord {
+    pub id: u64,
+    /// The name it had in the spool.
+    pub name: String,
+    /// Where it is kept on board, relative to the state directory.
+    pub file: PathBuf,
+    pub sha256: [u8; 32],
+    /// Capture time, ms since the Unix epoch.
+    pub time_ms: i64,
+    pub bytes: u64,
+    /// Order of arrival.
+    pub sequence: u64,
+    pub state: FrameState,
+}
+
+/// What one tile gave, checkpointed as soon as it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TileResult {
+    Screened,
+    Detected(Vec<Candidate>),
+}
+
+/// A product in the downlink queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedProduct {
+    pub id: u64,
+    /// 0 goes first.
+    pub priority: u8,
+    pub created_ms: i64,
+    pub apid: u16,
+    pub content_crc: u32,
+    pub envelope: Vec<u8>,
+    pub sent: Option<Sent>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sent {
+    pub contact: u64,
+    pub at_ms: i64,
+}
+
+impl QueuedProduct {
+    /// Queue order: priority, then age, then id.
+    fn queue_key(&self) -> [u8; 17] {
+        let mut key = [0u8; 17];
+        key[0] = self.priority;
+        key[1..9].copy_from_slice(&((self.created_ms as u64) ^ (1 << 63)).to_be_bytes());
+        key[9..].copy_from_slice(&self.id.to_be_bytes());
+        key
+    }
+}
+
+/// Running totals, telemetered in housekeeping and printed in the run summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counters {
+    pub frames: u64,
+    pub frames_quarantined: u64,
+    pub tiles: u64,
+    pub tiles_screened: u64,
+    pub detections: u64,
+    pub bytes_captured: u64,
+    pub products_made: u64,
+    pub products_acknowledged: u64,
+    pub products_resent: u64,
+    pub cadu_bytes_downlinked: u64,
+    pub contacts: u64,
+    pub commands_executed: u64,
+    pub commands_refused: u64,
+    pub uplink_frames_rejected: u64,
+    pub faults: u64,
+    pub starts: u64,
+}
+
+/// Everything besides frames, tiles and the queue that a restart must resume from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlightState {
+    /// Number of the last commit; the seal file must never be ahead of it.
+    pub commits: u64,
+    pub mode: Mode,
+    /// Mission time the clock had reached, ms since the Unix epoch.
+    pub clock_ms: i64,
+    pub encoder: EncoderState,
+    /// Anti-replay sequence numbers below this may have been used; reserved in blocks.
+    pub arsn_reserved_until: u64,
+    pub packet_counts: Vec<(u16, u16)>,
+    /// Last uplink ARSN accepted per virtual channel.
+    pub uplink_accepted: BTreeMap<u8, u64>,
+    pub parameters: BTreeMap<String, f64>,
+    /// Commands waiting for their time: (time ms, ground command id, command).
+    pub time_tagged: Vec<(i64, u64, Telecommand)>,
+    pub next_frame_sequence: u64,
+    pub next_record_sequence: u64,
+    pub next_housekeeping_ms: i64,
+    /// Mission times of recent starts, for the restart limit.
+    pub recent_starts: Vec<i64>,
+    pub counters: Counters,
+    /// The simulated plant's node temperatures (K) and state of charge, to resume the simulation.
+    pub plant: Option<(Vec<f64>, f64)>,
+    pub peak_temperatures_c: Vec<(String, f64)>,
+    pub lowest_soc: f64,
+}
+
+impl FlightState {
+    pub fn new(clock_ms: i64) -> Self {
+        Self {
+            commits: 0,
+            mode: Mode::Nominal,
+            clock_ms,
+            encoder: EncoderState::default(),
+            arsn_reserved_until: 0,
+            packet_counts: Vec::new(),
+            uplink_accepted: BTreeMap::new(),
+            parameters: BTreeMap::new(),
+            time_tagged: Vec::new(),
+            next_frame_sequence: 0,
+            next_record_sequence: 0,
+            next_housekeeping_ms: clock_ms,
+            recent_starts: Vec::new(),
+            counters: Counters::default(),
+            plant: None,
+            peak_temperatures_c: Vec::new(),
+            lowest_soc: 1.0,
+        }
+    }
+}
+
+/// The changes that make one state transition; applied all together or not at all.
+#[derive(Debug, Default)]
+pub struct Batch {
+    frames: Vec<FrameRecord>,
+    frames_removed: Vec<u64>,
+    tiles: Vec<(u64, u32, TileResult)>,
+    tiles_removed: Vec<u64>,
+    products: Vec<QueuedProduct>,
+    products_removed: Vec<u64>,
+}
+
+impl Batch {
+    pub fn frame(&mut self, record: FrameRecord) -> &mut Self {
+        self.frames.push(record);
+        self
+    }
+    pub fn remove_frame(&mut self, id: u64) -> &mut Self {
+        self.frames_removed.push(id);
+        self.tiles_removed.push(id);
+        self
+    }
+    pub fn tile(&mut self, frame: u64, index: u32, result: TileResult) -> &mut Self {
+        self.tiles.push((frame, index, result));
+        self
+    }
+    /// Drops the frame's tile results (its products are made).
+    pub fn clear_tiles(&mut self, frame: u64) -> &mut Self {
+        self.tiles_removed.push(frame);
+        self
+    }
+    pub fn product(&mut self, product: QueuedProduct) -> &mut Self {
+        self.products.push(product);
+        self
+    }
+    pub fn remove_product(&mut self, id: u64) -> &mut Self {
+        self.products_removed.push(id);
+        self
+    }
+}
+
+pub struct Checkpoint {
+    path: PathBuf,
+    seal: PathBuf,
+    db: sled::Db,
+    frames: sled::Tree,
+    tiles: sled::Tree,
+    queue: sled::Tree,
+    index: sled::Tree,
+    meta: sled::Tree,
+    state: FlightState,
+}
+
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoint").field("path", &self.path).field("commits", &self.state.commits).finish()
+    }
+}
+
+fn seal(bytes: &[u8]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    out.extend_from_slice(&CRC32.checksum(bytes).to_be_bytes());
+    out
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // every checkpoint type serializes (no maps with non-string keys postcard refuses)
+    seal(&postcard::to_stdvec(value).unwrap_or_default())
+}
+
+/// The value of a record, or why it cannot be trusted.
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let Some(split) = bytes.len().checked_sub(4) else {
+        return Err(format!("record of {} bytes is shorter than its CRC", bytes.len()));
+    };
+    let (body, crc) = bytes.split_at(split);
+    let stored = u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    let computed = CRC32.checksum(body);
+    if stored != computed {
+        return Err(format!("CRC-32 is {computed:#010x}, the record says {stored:#010x}"));
+    }
+    postcard::from_bytes(body).map_err(|e| format!("does not decode: {e}"))
+}
+
+impl Checkpoint {
+    /// Opens (or creates) the checkpoint in `state_dir`, checking every record and the seal.
+    /// A new checkpoint starts from `fresh`.
+    pub fn open(state_dir: &Path, fresh: FlightState) -> Result<Self, CheckpointError> {
+        let path = state_dir.join("checkpoint");
+        let seal = state_dir.join("checkpoint.seal");
+        let storage = |message: String| CheckpointError::Storage { path: path.clone(), message };
+        let corrupt = |detail: String| CheckpointError::Corrupt { path: path.clone(), detail };
+        std::fs::create_dir_all(state_dir).map_err(|e| storage(e.to_string()))?;
+        let sealed = match std::fs::read(&seal) {
+            Ok(bytes) => Some(decode::<u64>(&bytes).map_err(|e| corrupt(format!("seal file: {e}")))?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(storage(format!("seal file: {e}"))),
+        };
+        // sled may panic on some damaged files instead of returning an error
+        let opened = std::panic::catch_unwind(|| sled::Config::new().path(&path).open());
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(e)) => return Err(corrupt(format!("sled cannot open it: {e}"))),
+            Err(_) => return Err(corrupt("sled failed opening it".into())),
+        };
+        let tree = |name: &str| db.open_tree(name).map_err(|e| corrupt(format!("tree `{name}`: {e}")));
+        let (frames, tiles, queue, index, meta) =
+            (tree("frames")?, tree("tiles")?, tree("queue")?, tree("index")?, tree("meta")?);
+        for (name, t) in [("frames", &frames), ("tiles", &tiles), ("queue", &queue), ("index", &index)] {
+            for item in t.iter() {
+                let (key, value) = item.map_err(|e| corrupt(format!("tree `{name}`: {e}")))?;
+                let checked = match name {
+                    "frames" => decode::<FrameRecord>(&value).map(drop),
+                    "tiles" => decode::<TileResult>(&value).map(drop),
+                    "queue" => decode::<QueuedProduct>(&value).map(drop),
+                    _ => decode::<[u8; 17]>(&value).map(drop),
+                };
+                checked.map_err(|e| corrupt(format!("tree `{name}`, key {}: {e}", hex(&key))))?;
+            }
+        }
+        let state = match meta.get(STATE_KEY).map_err(|e| corrupt(e.to_string()))? {
+            Some(bytes) => decode::<FlightState>(&bytes).map_err(|e| corrupt(format!("flight state: {e}")))?,
+            None => fresh,
+        };
+        if let Some(sealed) = sealed
+            && state.commits < sealed
+        {
+            return Err(corrupt(format!(
+                "it holds commit {} but commit {sealed} was made durable: it lost its tail",
+                state.commits
+            )));
+        }
+        Ok(Self { path, seal, db, frames, tiles, queue, index, meta, state })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn state(&self) -> &FlightState {
+        &self.state
+    }
+
+    /// Applies `batch` and `state` (the new flight state) as one transaction.
+    pub fn commit(&mut self, batch: &Batch, mut state: FlightState) -> Result<(), CheckpointError> {
+        state.commits = self.state.commits + 1;
+        let state_bytes = encode(&state);
+        let result = (&self.frames, &self.tiles, &self.queue, &self.index, &self.meta).transaction(
+            |(frames, tiles, queue, index, meta)| {
+                for id in &batch.frames_removed {
+                    frames.remove(&id.to_be_bytes())?;
+                }
+                for record in &batch.frames {
+                    frames.insert(&record.id.to_be_bytes(), encode(record))?;
+                }
+                for (frame, tile, result) in &batch.tiles {
+                    tiles.insert(&tile_key(*frame, *tile)[..], encode(result))?;
+                }
+                for id in &batch.products_removed {
+                    if let Some(key) = index.remove(&id.to_be_bytes())?
+                        && let Ok(key) = decode::<[u8; 17]>(&key)
+                    {
+                        queue.remove(&key[..])?;
+                    }
+                }
+                for product in &batch.products {
+                    let key = product.queue_key();
+                    if let Some(old) = index.insert(&product.id.to_be_bytes(), encode(&key))?
+                        && let Ok(old) = decode::<[u8; 17]>(&old)
+                        && old != key
+                    {
+                        queue.remove(&old[..])?;
+                    }
+                    queue.insert(&key[..], encode(product))?;
+                }
+                meta.insert(STATE_KEY, state_bytes.clone())?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            },
+        );
+        result.map_err(|e: TransactionError<()>| self.storage(format!("{e:?}")))?;
+        // tile results go with their frame; not inside the transaction (a range scan), but harmless
+        // if a crash leaves them: they are dropped again at the frame's next commit
+        for frame in &batch.tiles_removed {
+            for key in self.tiles.scan_prefix(frame.to_be_bytes()).keys() {
+                let key = key.map_err(|e| self.storage(e.to_string()))?;
+                self.tiles.remove(key).map_err(|e| self.storage(e.to_string()))?;
+            }
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    /// Replaces the in-memory flight state with one that only differs in what may be lost in a
+    /// crash (model samples, peaks): it is written with the next commit.
+    pub fn remember(&mut self, state: FlightState) {
+        self.state = FlightState { commits: self.state.commits, ..state };
+    }
+
+    /// Makes everything committed durable, then seals it.
+    pub fn flush(&mut self) -> Result<(), CheckpointError> {
+        self.db.flush().map_err(|e| self.storage(e.to_string()))?;
+        let temporary = self.seal.with_extension("seal.new");
+        std::fs::write(&temporary, encode(&self.state.commits))
+            .and_then(|()| std::fs::File::open(&temporary)?.sync_all())
+            .and_then(|()| std::fs::rename(&temporary, &self.seal))
+            .map_err(|e| self.storage(format!("seal file: {e}")))
+    }
+
+    fn storage(&self, message: String) -> CheckpointError {
+        CheckpointError::Storage { path: self.path.clone(), message }
+    }
+
+    fn corrupt(&self, detail: String) -> CheckpointError {
+        CheckpointError::Corrupt { path: self.path.clone(), detail }
+    }
+
+    pub fn frame(&self, id: u64) -> Result<Option<FrameRecord>, CheckpointError> {
+        self.frames
+            .get(id.to_be_bytes())
+            .map_err(|e| self.storage(e.to_string()))?
+            .map(|v| decode(&v).map_err(|e| self.corrupt(format!("frame {id:016x}: {e}"))))
+            .transpose()
+    }
+
+    /// Every frame record, in no particular order.
+    pub fn frames(&self) -> Result<Vec<FrameRecord>, CheckpointError> {
+        self.frames
+            .iter()
+            .values()
+            .map(|v| {
+                let v = v.map_err(|e| self.storage(e.to_string()))?;
+                decode(&v).map_err(|e| self.corrupt(format!("frame record: {e}")))
+            })
+            .collect()
+    }
+
+    /// The tile results of a frame checkpointed so far, by tile index.
+    pub fn tiles(&self, frame: u64) -> Result<BTreeMap<u32, TileResult>, CheckpointError> {
+        self.tiles
+            .scan_prefix(frame.to_be_bytes())
+            .map(|item| {
+                let (key, value) = item.map_err(|e| self.storage(e.to_string()))?;
+                let index = u32::from_be_bytes([key[8], key[9], key[10], key[11]]);
+                let result = decode(&value).map_err(|e| self.corrupt(format!("tile {index} of {frame:016x}: {e}")))?;
+                Ok((index, result))
+            })
+            .collect()
+    }
+
+    pub fn product(&self, id: u64) -> Result<Option<QueuedProduct>, CheckpointError> {
+        let Some(key) = self.index.get(id.to_be_bytes()).map_err(|e| self.storage(e.to_string()))? else {
+            return Ok(None);
+        };
+        let key: [u8; 17] = decode(&key).map_err(|e| self.corrupt(format!("index of {id:016x}: {e}")))?;
+        self.queue
+            .get(key)
+            .map_err(|e| self.storage(e.to_string()))?
+            .map(|v| decode(&v).map_err(|e| self.corrupt(format!("product {id:016x}: {e}"))))
+            .transpose()
+    }
+
+    /// Queued products in queue order (priority, then age), `filter`ed, stopping after `limit`.
+    pub fn queued(
+        &self,
+        limit: usize,
+        mut filter: impl FnMut(&QueuedProduct) -> bool,
+    ) -> Result<Vec<QueuedProduct>, CheckpointError> {
+        let mut out = Vec::new();
+        for value in self.queue.iter().values() {
+            let value = value.map_err(|e| self.storage(e.to_string()))?;
+            let product: QueuedProduct = decode(&value).map_err(|e| self.corrupt(format!("queued product: {e}")))?;
+            if filter(&product) {
+                out.push(product);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn queue_bytes(&self) -> u64 {
+        self.queue.iter().values().filter_map(Result::ok).map(|v| v.len() as u64).sum()
+    }
+}
+
+fn tile_key(frame: u64, tile: u32) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..8].copy_from_slice(&frame.to_be_bytes());
+    key[8..].copy_from_slice(&tile.to_be_bytes());
+    key
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn product(id: u64, priority: u8, created_ms: i64) -> QueuedProduct {
+        QueuedProduct { id, priority, created_ms, apid: 0x20, content_crc: 1, envelope: vec![id as u8; 10], sent: None }
+    }
+
+    #[test]
+    fn queue_orders_by_priority_then_age_and_survives_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut checkpoint = Checkpoint::open(dir.path(), FlightState::new(0)).expect("open");
+        let mut batch = Batch::default();
+        batch.product(product(1, 2, 500)).product(product(2, 0, 900)).product(product(3, 2, -100));
+        let mut state = checkpoint.state().clone();
+        state.counters.products_made = 3;
+        checkpoint.commit(&batch, state).expect("commit");
+        let order: Vec<u64> = checkpoint.queued(10, |_| true).expect("queue").iter().map(|p| p.id).collect();
+        assert_eq!(order, [2, 3, 1]);
+        // a product queued again (sent) keeps one entry
+        let mut sent = product(1, 2, 500);
+        sent.sent = Some(Sent { contact: 1, at_ms: 7 });
+        let mut batch = Batch::default();
+        batch.product(sent.clone()).remove_product(2);
+        checkpoint.commit(&batch, checkpoint.state().clone()).expect("commit");
+        checkpoint.flush().expect("flush");
+        drop(checkpoint);
+        let checkpoint = Checkpoint::open(dir.path(), FlightState::new(0)).expect("reopen");
+        assert_eq!(checkpoint.queue_len(), 2);
+        assert_eq!(checkpoint.product(1).expect("read"), Some(sent));
+        assert_eq!(checkpoint.product(2).expect("read"), None);
+        assert_eq!(checkpoint.state().commits, 2);
+        assert_eq!(checkpoint.state().counters.products_made, 3);
+    }
+
+    #[test]
+    fn a_record_with_a_flipped_bit_is_refused_by_its_crc() {
+        let good = encode(&product(9, 1, 2));
+        assert!(decode::<QueuedProduct>(&good).is_ok());
+        for bit in 0..good.len() * 8 {
+            let mut bad = good.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode::<QueuedProduct>(&bad).is_err(), "bit {bit} flipped went unnoticed");
+        }
+        assert!(decode::<QueuedProduct>(&good[..3]).is_err());
+    }
+
+    #[test]
+    fn a_checkpoint_behind_its_seal_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut checkpoint = Checkpoint::open(dir.path(), FlightState::new(0)).expect("open");
+        checkpoint.commit(&Batch::default(), checkpoint.state().clone()).expect("commit");
+        checkpoint.flush().expect("flush");
+        drop(checkpoint);
+        // the seal of a later commit than the database holds: the database lost its tail
+        std::fs::write(dir.path().join("checkpoint.seal"), encode(&5u64)).expect("seal");
+        let error = Checkpoint::open(dir.path(), FlightState::new(0)).expect_err("refused");
+        assert!(error.to_string().contains("holds commit 1 but commit 5"), "{error}");
+    }
+}

@@ -1,0 +1,136 @@
+//! Executing telecommands (already authenticated and fresh: the uplink receiver refuses anything
+//! else). Every command ends in an event product that names the ground's command id, so the
+//! operator sees what ran and what was refused, and why.
+
+use kestrel_link::product::Severity;
+use kestrel_link::uplink::Telecommand;
+
+use crate::checkpoint::FrameState;
+use crate::pipeline::{Change, Pipeline, RunError};
+use crate::products::{self, FrameView};
+
+/// Parameters operators may set, with their allowed ranges.
+const PARAMETERS: &[(&str, f64, f64)] = &[
+    ("housekeeping_interval_s", 1.0, 86_400.0),
+    ("ack_timeout_s", 1.0, 86_400.0),
+    ("max_chips_per_frame", 0.0, 1000.0),
+    ("chip_size_px", 8.0, 4096.0),
+    ("throttled_tile_interval_s", 0.0, 86_400.0),
+];
+
+impl Pipeline {
+    pub(crate) fn execute(
+        &mut self,
+        id: u64,
+        command: Telecommand,
+        now: i64,
+        change: &mut Change,
+    ) -> Result<(), RunError> {
+        let outcome = self.outcome(&command, now, change)?;
+        let (severity, message) = match outcome {
+            Ok(done) => {
+                change.state.counters.commands_executed += 1;
+                (Severity::Info, format!("command {id}: {done}"))
+            }
+            Err(why) => {
+                change.state.counters.commands_refused += 1;
+                (Severity::Warning, format!("command {id} refused: {why}"))
+            }
+        };
+        change.event(now, severity, "command", message);
+        Ok(())
+    }
+
+    /// What the command did, or why it was refused.
+    fn outcome(
+        &mut self,
+        command: &Telecommand,
+        now: i64,
+        change: &mut Change,
+    ) -> Result<Result<String, String>, RunError> {
+        Ok(match command {
+            Telecommand::SetMode { mode } => {
+                change.set_mode(now, *mode, "by telecommand");
+                Ok(format!("mode set to {mode:?}"))
+            }
+            Telecommand::SetParameter { name, value } => match PARAMETERS.iter().find(|(known, _, _)| known == name) {
+                None => {
+                    let known: Vec<&str> = PARAMETERS.iter().map(|p| p.0).collect();
+                    Err(format!("no parameter `{name}` (known: {})", known.join(", ")))
+                }
+                Some((_, low, high)) if !(low..=high).contains(&value) => {
+                    Err(format!("`{name}` must be within {low} to {high}, not {value}"))
+                }
+                Some(_) => {
+                    change.state.parameters.insert(name.clone(), *value);
+                    Ok(format!("`{name}` set to {value}"))
+                }
+            },
+            Telecommand::Redownlink { product_id } => match self.checkpoint.product(*product_id)? {
+                Some(mut product) => {
+                    product.sent = None;
+                    change.batch.product(product);
+                    Ok(format!("product {product_id:016x} queued to be sent again"))
+                }
+                None => {
+                    Err(format!("product {product_id:016x} is not on board (acknowledged and pruned, or never made)"))
+                }
+            },
+            Telecommand::RequestTile { frame_id, x, y, width, height } => {
+                self.requested_tile(*frame_id, [*x, *y, *width, *height], change)?
+            }
+            Telecommand::TimeTagged { commands } => {
+                if commands.iter().any(|(_, c)| matches!(c, Telecommand::TimeTagged { .. })) {
+                    Err("a time-tagged sequence cannot hold another".to_owned())
+                } else {
+                    let id = change.state.time_tagged.len() as u64;
+                    for (at, command) in commands {
+                        change.state.time_tagged.push((*at, id, command.clone()));
+                    }
+                    change.state.time_tagged.sort_by_key(|(at, _, _)| *at);
+                    Ok(format!("{} commands stored to run at their times", commands.len()))
+                }
+            }
+        })
+    }
+
+    fn requested_tile(
+        &mut self,
+        frame_id: u64,
+        window: [u32; 4],
+        change: &mut Change,
+    ) -> Result<Result<String, String>, RunError> {
+        let Some(record) = self.checkpoint.frame(frame_id)? else {
+            return Ok(Err(format!("frame {frame_id:016x} is not on board")));
+        };
+        if !matches!(record.state, FrameState::Done { .. } | FrameState::Claimed) {
+            return Ok(Err(format!("frame {frame_id:016x} was quarantined")));
+        }
+        let Some(detector) = self.detector.as_ref() else {
+            return Ok(Err("no detector loaded to read the frame's bands".to_owned()));
+        };
+        let path = self.checkpoint.path().parent().map(|d| d.join(&record.file)).unwrap_or_default();
+        let (raster, georef) = match detector.read_frame(&path) {
+            Ok(frame) => frame,
+            Err(e) => return Ok(Err(format!("frame {frame_id:016x} cannot be read: {e}"))),
+        };
+        let ranges = detector.scaling(&raster);
+        let view = FrameView {
+            id: frame_id,
+            time_ms: record.time_ms,
+            raster: &raster,
+            georef: georef.as_ref(),
+            ranges: &ranges,
+        };
+        Ok(match products::requested_tile(&view, window) {
+            Some(product) => {
+                change.state.counters.products_made += 1;
+                change.batch.product(products::queued(&product));
+                Ok(format!("tile {window:?} of frame {frame_id:016x} queued as product {:016x}", product.id))
+            }
+            None => {
+                Err(format!("tile {window:?} lies outside frame {frame_id:016x} ({}x{})", raster.width, raster.height))
+            }
+        })
+    }
+}

@@ -1,0 +1,971 @@
+//! `flight run`: the on-board main loop. Each turn does one small unit of work — record a frame
+//! from the spool, run one tile, make a frame's products, send a batch down, take in what came up,
+//! housekeeping — and checkpoints it as one transaction before the next, so the loop can be killed
+//! at any instant and resume where it stopped.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kestrel_link::product::Severity;
+use kestrel_link::security::ReplayGuard;
+use kestrel_link::telecommand::TcReceiver;
+use kestrel_link::uplink::{self, Mode, UplinkMessage};
+use kestrel_thermal::config::LoadedThermalMission;
+use kestrel_thermal::network::ZERO_CELSIUS_K;
+use kestrel_thermal::simulate::Plant;
+use serde::Serialize;
+
+use crate::checkpoint::{Batch, Checkpoint, CheckpointError, FlightState, FrameRecord, FrameState, Sent, TileResult};
+use crate::clock::Clock;
+use crate::config::LoadedFlightMission;
+use crate::contacts::ContactPlan;
+use crate::downlink::Session;
+use crate::georef::GeoTransform;
+use crate::health::{self, Systemd, Watchdog};
+use crate::imagery::Raster;
+use crate::mission_detector::MissionDetector;
+use crate::products::{self, FrameView, Sizes};
+use crate::spool::{Arrival, Spool};
+use crate::tile::Window;
+
+/// Mission seconds between tiles in THROTTLED mode, unless set by telecommand.
+pub const THROTTLED_TILE_INTERVAL_S: f64 = 30.0;
+/// Products looked at per send.
+const SEND_BATCH: usize = 64;
+/// The plant (thermal and power model) steps at most this long at a time, mission seconds.
+const PLANT_STEP_S: f64 = 10.0;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
+    #[error("orbit prediction: {0}")]
+    Orbit(#[from] kestrel_thermal::orbit::OrbitError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// How long to run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stop {
+    /// Stop after this much mission time.
+    pub after_ms: Option<i64>,
+    /// Stop once the spool is empty, every frame processed and every product acknowledged.
+    pub when_drained: bool,
+}
+
+/// What a run did, for the operator (printed at the end of `flight run`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub mission_time_s: f64,
+    pub mode: String,
+    pub frames: u64,
+    pub frames_quarantined: u64,
+    pub tiles: u64,
+    pub tiles_screened: u64,
+    pub detections: u64,
+    pub raw_bytes_captured: u64,
+    pub cadu_bytes_downlinked: u64,
+    pub reduction_factor: f64,
+    pub products_made: u64,
+    pub products_acknowledged: u64,
+    pub products_queued: usize,
+    pub products_resent: u64,
+    pub contacts: u64,
+    pub commands_executed: u64,
+    pub commands_refused: u64,
+    pub uplink_frames_rejected: u64,
+    pub faults: u64,
+    pub starts: u64,
+    pub peak_temperatures_c: Vec<(String, f64)>,
+    pub lowest_state_of_charge: f64,
+}
+
+impl Summary {
+    /// The summary as an operator reads it.
+    pub fn to_text(&self) -> String {
+        let peaks: Vec<String> = self.peak_temperatures_c.iter().map(|(n, t)| format!("{n} {t:.1} C")).collect();
+        format!(
+            "flight run: {:.0} s of mission time, mode {}\n\
+             frames {} ({} quarantined), tiles {} ({} screened out), detections {}\n\
+             raw bytes captured {}, CADU bytes downlinked {}: reduction factor {:.1}\n\
+             products made {}, acknowledged {}, still queued {}, sent again {}\n\
+             contacts {}, commands executed {} / refused {}, uplink frames refused {}\n\
+             peak temperatures: {}\n\
+             lowest state of charge {:.1}%, faults {}, starts {}",
+            self.mission_time_s,
+            self.mode,
+            self.frames,
+            self.frames_quarantined,
+            self.tiles,
+            self.tiles_screened,
+            self.detections,
+            self.raw_bytes_captured,
+            self.cadu_bytes_downlinked,
+            self.reduction_factor,
+            self.products_made,
+            self.products_acknowledged,
+            self.products_queued,
+            self.products_resent,
+            self.contacts,
+            self.commands_executed,
+            self.commands_refused,
+            self.uplink_frames_rejected,
+            if peaks.is_empty() { "none yet".to_owned() } else { peaks.join(", ") },
+            self.lowest_state_of_charge * 100.0,
+            self.faults,
+            self.starts,
+        )
+    }
+}
+
+/// A frame being run tile by tile.
+#[derive(Debug)]
+struct FrameWork {
+    record: FrameRecord,
+    raster: Raster,
+    georef: Option<GeoTransform>,
+    ranges: Vec<(f32, f32)>,
+    windows: Vec<Window>,
+    done: BTreeMap<u32, TileResult>,
+}
+
+pub struct Pipeline {
+    pub(crate) mission: LoadedFlightMission,
+    state_dir: PathBuf,
+    pub(crate) checkpoint: Checkpoint,
+    spool: Spool,
+    pub(crate) detector: Option<MissionDetector>,
+    clock: Clock,
+    plant: Plant,
+    plant_ms: i64,
+    gpu_busy: Duration,
+    gpu_idle_w: f64,
+    gpu_active_w: f64,
+    payload: (usize, f64),
+    battery_min_soc: f64,
+    contacts: ContactPlan,
+    session: Option<Session>,
+    unreachable_contact: Option<u64>,
+    retry_at: Instant,
+    receiver: TcReceiver,
+    uplink_refused_seen: u64,
+    current: Option<FrameWork>,
+    last_tile_ms: i64,
+    started_ms: i64,
+    systemd: Systemd,
+    watchdog: Watchdog,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("checkpoint", &self.checkpoint).finish_non_exhaustive()
+    }
+}
+
+/// The current state to change and the batch of changes that go with it.
+pub(crate) struct Change {
+    pub batch: Batch,
+    pub state: FlightState,
+}
+
+impl Change {
+    /// Queues an event product (and logs it).
+    pub fn event(&mut self, now_ms: i64, severity: Severity, source: &str, message: String) {
+        match severity {
+            Severity::Info => tracing::info!(source, "{message}"),
+            Severity::Warning => tracing::warn!(source, "{message}"),
+            Severity::Error => tracing::error!(source, "{message}"),
+        }
+        if severity == Severity::Error {
+            self.state.counters.faults += 1;
+        }
+        let sequence = self.state.next_record_sequence;
+        self.state.next_record_sequence += 1;
+        self.state.counters.products_made += 1;
+        self.batch.product(products::queued(&products::event(sequence, now_ms, severity, source, message)));
+    }
+
+    pub fn set_mode(&mut self, now_ms: i64, mode: Mode, why: &str) {
+        if self.state.mode != mode {
+            let message = format!("mode {:?} -> {:?}: {why}", self.state.mode, mode);
+            self.event(now_ms, Severity::Warning, "mode", message);
+            self.state.mode = mode;
+        }
+    }
+}
+
+impl Pipeline {
+    /// Opens the checkpoint (setting a corrupt one aside and rebuilding from the frames on
+    /// board), loads the verified model, and records this start.
+    pub fn start(mission: LoadedFlightMission, thermal: LoadedThermalMission, clock: Clock) -> Result<Self, RunError> {
+        let flight = &mission.config.flight;
+        let state_dir = mission.resolve(&flight.state_dir);
+        let spool = Spool::new(mission.resolve(&flight.spool_dir), &state_dir)?;
+        let epoch_ms = mission.config.mission.epoch_ms();
+        let now_ms = clock.now_ms();
+        let mut corrupt = None;
+        let checkpoint = match Checkpoint::open(&state_dir, FlightState::new(now_ms)) {
+            Ok(checkpoint) => checkpoint,
+            Err(CheckpointError::Corrupt { path, detail }) => {
+                let aside = set_aside(&state_dir)?;
+                let frames = return_frames_to_incoming(&state_dir)?;
+                corrupt = Some(format!(
+                    "checkpoint `{}` is corrupt ({detail}); set aside as `{}`; {frames} frames on board are processed again",
+                    path.display(),
+                    aside.display()
+                ));
+                Checkpoint::open(&state_dir, FlightState::new(now_ms))?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // a simulated clock goes on from where the last run left it
+        let clock = match clock {
+            Clock::Simulated { speedup, .. } => Clock::simulated(checkpoint.state().clock_ms.max(epoch_ms), speedup),
+            Clock::Real => Clock::Real,
+        };
+        let power = &thermal.config.thermal.power;
+        let payload_name = power.payload_node.get_ref().clone();
+        let nodes = &thermal.config.thermal.nodes;
+        let payload_index = nodes.iter().position(|n| n.name == payload_name).unwrap_or(0);
+        let payload = (payload_index, nodes.get(payload_index).map_or(80.0, |n| n.max_temperature_c));
+        let mut plant = Plant::new(&thermal);
+        if let Some((temperatures, soc)) = &checkpoint.state().plant {
+            plant.temperatures_k.clone_from(temperatures);
+            plant.soc = *soc;
+        }
+        // the mission's link profile always has the key (LinkConfig::profile reads it)
+        let security =
+            mission.link.security.clone().ok_or_else(|| {
+                RunError::Other("the link section names no security key; flight run needs one".into())
+            })?;
+        let receiver = TcReceiver::resuming(
+            security,
+            u16::from(mission.link.spacecraft_id.unwrap_or(0)),
+            ReplayGuard::resume(checkpoint.state().uplink_accepted.clone()),
+        );
+        let contacts = ContactPlan::new(
+            flight.downlink.contacts,
+            thermal.clone(),
+            *mission.config.link.downlink_rate_bps.get_ref(),
+        );
+        let watchdog_timeout = Duration::from_secs_f64(*flight.health.watchdog_timeout_s.get_ref());
+        let (gpu_idle_w, gpu_active_w, battery_min_soc) =
+            (*power.gpu_idle_w.get_ref(), *power.gpu_active_w.get_ref(), *power.battery_min_soc.get_ref());
+        let mut pipeline = Self {
+            state_dir,
+            checkpoint,
+            spool,
+            detector: None,
+            clock,
+            plant,
+            plant_ms: clock.now_ms(),
+            gpu_busy: Duration::ZERO,
+            gpu_idle_w,
+            gpu_active_w,
+            payload,
+            battery_min_soc,
+            contacts,
+            session: None,
+            unreachable_contact: None,
+            retry_at: Instant::now(),
+            receiver,
+            uplink_refused_seen: 0,
+            current: None,
+            last_tile_ms: i64::MIN,
+            started_ms: clock.now_ms(),
+            systemd: Systemd::from_env(watchdog_timeout),
+            watchdog: Watchdog::start(watchdog_timeout.max(Duration::from_secs(5))),
+            mission,
+        };
+        pipeline.watchdog.pet();
+        pipeline.boot(corrupt)?;
+        pipeline.systemd.ready();
+        Ok(pipeline)
+    }
+
+    /// Records this start: restart limit, model loading, anything found wrong on the way.
+    fn boot(&mut self, corrupt: Option<String>) -> Result<(), RunError> {
+        let now = self.clock.now_ms();
+        let mut change = self.change();
+        change.state.counters.starts += 1;
+        // sequence numbers of the last run may have been used up to its reservation
+        change.state.encoder.next_arsn = change.state.encoder.next_arsn.max(change.state.arsn_reserved_until);
+        if let Some(message) = corrupt {
+            change.event(now, Severity::Error, "checkpoint", message);
+        }
+        let health = &self.mission.config.flight.health;
+        let window_ms = (*health.restart_window_s.get_ref() * 1000.0) as i64;
+        if health::too_many_restarts(&mut change.state, now, window_ms, health.max_restarts) {
+            let why = format!(
+                "{} starts within {} s (limit {})",
+                change.state.recent_starts.len(),
+                health.restart_window_s.get_ref(),
+                health.max_restarts
+            );
+            change.set_mode(now, Mode::Safe, &why);
+        }
+        match MissionDetector::load(&self.mission, None) {
+            Ok(detector) => self.detector = Some(detector),
+            Err(e) => {
+                change.event(now, Severity::Error, "detector", format!("the model does not load: {e}"));
+                change.set_mode(now, Mode::Safe, "no usable model");
+            }
+        }
+        self.commit(change)?;
+        self.remove_orphan_frames()?;
+        self.checkpoint.flush()?;
+        Ok(())
+    }
+
+    pub(crate) fn change(&self) -> Change {
+        Change { batch: Batch::default(), state: self.checkpoint.state().clone() }
+    }
+
+    pub(crate) fn commit(&mut self, mut change: Change) -> Result<(), RunError> {
+        change.state.clock_ms = self.clock.now_ms();
+        change.state.plant = Some((self.plant.temperatures_k.clone(), self.plant.soc));
+        self.checkpoint.commit(&change.batch, change.state)?;
+        Ok(())
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Runs until `stop` says so; returns what the run did.
+    pub fn run(&mut self, stop: Stop) -> Result<Summary, RunError> {
+        // draining: once every frame is processed, one last housekeeping report, then none, so
+        // that the queue can empty
+        let mut last_report_made = false;
+        loop {
+            self.watchdog.pet();
+            self.systemd.alive();
+            let now = self.clock.now_ms();
+            self.step_plant(now)?;
+            self.run_time_tagged(now)?;
+            let frames_done = stop.when_drained && self.frames_done();
+            if !last_report_made {
+                self.housekeeping(now, frames_done)?;
+                last_report_made = frames_done;
+            }
+            let linked = self.work_on_link(now)?;
+            let recorded = self.record_arrivals(now)?;
+            let worked = self.work_on_frames(now)?;
+            let drained = frames_done && last_report_made && self.checkpoint.queue_len() == 0;
+            if stop.after_ms.is_some_and(|after| now - self.started_ms >= after) || drained {
+                break;
+            }
+            if !(linked || recorded || worked) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        if let Some(session) = self.session.take() {
+            session.close();
+        }
+        let change = self.change();
+        self.commit(change)?;
+        self.checkpoint.flush()?;
+        Ok(self.summary())
+    }
+
+    /// Whether the spool is empty and every frame on board processed.
+    fn frames_done(&self) -> bool {
+        self.current.is_none()
+            && self.spool.waiting() == 0
+            && self.checkpoint.frames().is_ok_and(|f| f.iter().all(|r| r.state != FrameState::Claimed))
+    }
+
+    pub fn summary(&self) -> Summary {
+        let state = self.checkpoint.state();
+        let c = &state.counters;
+        Summary {
+            mission_time_s: (self.clock.now_ms() - self.started_ms) as f64 / 1000.0,
+            mode: format!("{:?}", state.mode).to_uppercase(),
+            frames: c.frames,
+            frames_quarantined: c.frames_quarantined,
+            tiles: c.tiles,
+            tiles_screened: c.tiles_screened,
+            detections: c.detections,
+            raw_bytes_captured: c.bytes_captured,
+            cadu_bytes_downlinked: c.cadu_bytes_downlinked,
+            reduction_factor: c.bytes_captured as f64 / c.cadu_bytes_downlinked.max(1) as f64,
+            products_made: c.products_made,
+            products_acknowledged: c.products_acknowledged,
+            products_queued: self.checkpoint.queue_len(),
+            products_resent: c.products_resent,
+            contacts: c.contacts,
+            commands_executed: c.commands_executed,
+            commands_refused: c.commands_refused,
+            uplink_frames_rejected: c.uplink_frames_rejected,
+            faults: c.faults,
+            starts: c.starts,
+            peak_temperatures_c: state.peak_temperatures_c.clone(),
+            lowest_state_of_charge: state.lowest_soc,
+        }
+    }
+
+    /// Advances the thermal and power model to `now` with the GPU as busy as it was, and moves
+    /// between NOMINAL and THROTTLED with hysteresis on the payload temperature and the battery.
+    fn step_plant(&mut self, now: i64) -> Result<(), RunError> {
+        let dt_s = (now - self.plant_ms) as f64 / 1000.0;
+        if dt_s < 1.0 {
+            return Ok(());
+        }
+        let busy = (self.gpu_busy.as_secs_f64() * self.clock.speedup() / dt_s).min(1.0);
+        let gpu_w = self.gpu_idle_w + (self.gpu_active_w - self.gpu_idle_w) * busy;
+        let mut t = self.plant_ms as f64 / 1000.0;
+        let end = now as f64 / 1000.0;
+        let mut sample = None;
+        while t < end {
+            let step = (end - t).min(PLANT_STEP_S);
+            sample = Some(self.plant.step(t, step, gpu_w)?);
+            t += step;
+        }
+        self.plant_ms = now;
+        self.gpu_busy = Duration::ZERO;
+        let Some(sample) = sample else { return Ok(()) };
+        let names: Vec<String> = self.plant.network.nodes.iter().map(|n| n.name.clone()).collect();
+        let mut change = self.change();
+        let state = &mut change.state;
+        if state.peak_temperatures_c.len() != names.len() {
+            state.peak_temperatures_c = names.iter().map(|n| (n.clone(), f64::MIN)).collect();
+        }
+        for ((_, peak), t) in state.peak_temperatures_c.iter_mut().zip(&sample.temperatures_c) {
+            *peak = peak.max(*t);
+        }
+        state.lowest_soc = state.lowest_soc.min(sample.soc);
+        let (index, limit) = self.payload;
+        let payload_c = sample.temperatures_c.get(index).copied().unwrap_or(ZERO_CELSIUS_K);
+        let mode = state.mode;
+        if mode == Mode::Nominal && (payload_c > limit - 5.0 || sample.soc < self.battery_min_soc + 0.05) {
+            let why = format!("payload {payload_c:.1} C (limit {limit}), battery {:.0}%", sample.soc * 100.0);
+            change.set_mode(now, Mode::Throttled, &why);
+        } else if mode == Mode::Throttled && payload_c < limit - 10.0 && sample.soc > self.battery_min_soc + 0.10 {
+            let why = format!("payload {payload_c:.1} C, battery {:.0}%: back within margins", sample.soc * 100.0);
+            change.set_mode(now, Mode::Nominal, &why);
+        }
+        // the state is committed with the next unit of work unless the mode changed now
+        if change.state.mode != mode {
+            self.commit(change)?;
+        } else {
+            self.checkpoint.remember(change.state);
+        }
+        Ok(())
+    }
+
+    fn run_time_tagged(&mut self, now: i64) -> Result<(), RunError> {
+        if !self.checkpoint.state().time_tagged.iter().any(|(t, _, _)| *t <= now) {
+            return Ok(());
+        }
+        let mut change = self.change();
+        let (due, later): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut change.state.time_tagged).into_iter().partition(|(t, _, _)| *t <= now);
+        change.state.time_tagged = later;
+        for (_, id, command) in due {
+            self.execute(id, command, now, &mut change)?;
+        }
+        self.commit(change)
+    }
+
+    /// Makes a housekeeping report when one is due (or `now_anyway`).
+    fn housekeeping(&mut self, now: i64, now_anyway: bool) -> Result<(), RunError> {
+        if now < self.checkpoint.state().next_housekeeping_ms && !now_anyway {
+            return Ok(());
+        }
+        let interval_ms = (self.parameter("housekeeping_interval_s") * 1000.0) as i64;
+        let values = self.telemetry();
+        let mut change = self.change();
+        let sequence = change.state.next_record_sequence;
+        change.state.next_record_sequence += 1;
+        change.state.counters.products_made += 1;
+        change.batch.product(products::queued(&products::housekeeping(sequence, now, values.clone())));
+        change.state.next_housekeeping_ms = (change.state.next_housekeeping_ms + interval_ms).max(now + 1);
+        self.commit(change)?;
+        if let Err(e) = health::write_metrics(&self.state_dir.join("metrics.prom"), &values) {
+            tracing::warn!(error = %e, "cannot write the metrics file");
+        }
+        Ok(())
+    }
+
+    /// Housekeeping values: temperatures, state of charge, mode, queue, link and fault counters.
+    fn telemetry(&self) -> Vec<(String, f64)> {
+        let state = self.checkpoint.state();
+        let c = &state.counters;
+        let mut values: Vec<(String, f64)> = self
+            .plant
+            .network
+            .nodes
+            .iter()
+            .zip(&self.plant.temperatures_k)
+            .map(|(node, k)| (format!("temperature_{}_c", node.name), k - ZERO_CELSIUS_K))
+            .collect();
+        let mode = match state.mode {
+            Mode::Nominal => 0.0,
+            Mode::Throttled => 1.0,
+            Mode::Safe => 2.0,
+        };
+        values.extend(
+            [
+                ("battery_soc", self.plant.soc),
+                ("mode", mode),
+                ("queue_depth", self.checkpoint.queue_len() as f64),
+                ("spool_waiting", self.spool.waiting() as f64),
+                ("frames", c.frames as f64),
+                ("frames_quarantined", c.frames_quarantined as f64),
+                ("tiles", c.tiles as f64),
+                ("tiles_screened", c.tiles_screened as f64),
+                ("detections", c.detections as f64),
+                ("products_made", c.products_made as f64),
+                ("products_acknowledged", c.products_acknowledged as f64),
+                ("products_resent", c.products_resent as f64),
+                ("cadu_bytes_downlinked", c.cadu_bytes_downlinked as f64),
+                ("contacts", c.contacts as f64),
+                ("uplink_frames_rejected", c.uplink_frames_rejected as f64),
+                ("commands_executed", c.commands_executed as f64),
+                ("commands_refused", c.commands_refused as f64),
+                ("faults", c.faults as f64),
+                ("starts", c.starts as f64),
+            ]
+            .map(|(name, value)| (name.to_owned(), value)),
+        );
+        values
+    }
+
+    /// A parameter operators can set by telecommand, or its value from the mission file.
+    pub(crate) fn parameter(&self, name: &str) -> f64 {
+        if let Some(value) = self.checkpoint.state().parameters.get(name) {
+            return *value;
+        }
+        let flight = &self.mission.config.flight;
+        match name {
+            "housekeeping_interval_s" => *flight.products.housekeeping_interval_s.get_ref(),
+            "ack_timeout_s" => *flight.downlink.ack_timeout_s.get_ref(),
+            "max_chips_per_frame" => f64::from(flight.products.max_chips_per_frame),
+            "chip_size_px" => f64::from(*flight.products.chip_size_px.get_ref()),
+            "throttled_tile_interval_s" => THROTTLED_TILE_INTERVAL_S,
+            _ => f64::NAN,
+        }
+    }
+
+    /// Claims and records the next frame of the spool (or one claimed before a restart).
+    fn record_arrivals(&mut self, now: i64) -> Result<bool, RunError> {
+        let Some(claimed) = self.spool.claim()? else { return Ok(false) };
+        let arrival = match self.spool.examine(&claimed) {
+            Ok(arrival) => arrival,
+            Err(e) => {
+                // unreadable even as bytes: quarantine it under its own name
+                let target = self.state_dir.join("quarantine").join(claimed.file_name().unwrap_or_default());
+                std::fs::rename(&claimed, &target).map_err(|e| RunError::Other(e.to_string()))?;
+                let mut change = self.change();
+                change.state.counters.frames_quarantined += 1;
+                change.event(now, Severity::Warning, "spool", format!("{e}; quarantined as `{}`", target.display()));
+                self.commit(change)?;
+                return Ok(true);
+            }
+        };
+        let id = arrival.frame_id();
+        match self.checkpoint.frame(id)? {
+            Some(record) if record.state == FrameState::Claimed => {
+                self.spool.settle(&arrival, &self.state_dir, &record.file)?;
+            }
+            Some(record) => {
+                self.spool.discard(&arrival)?;
+                let mut change = self.change();
+                let message = format!(
+                    "frame `{}` has the content of frame {id:016x} (`{}`), already {}: dropped",
+                    arrival.name,
+                    record.name,
+                    if matches!(record.state, FrameState::Done { .. }) { "processed" } else { "quarantined" }
+                );
+                change.event(now, Severity::Info, "spool", message);
+                self.commit(change)?;
+            }
+            None => {
+                let mut change = self.change();
+                change.batch.frame(frame_record(&arrival, &mut change.state));
+                change.state.counters.frames += 1;
+                change.state.counters.bytes_captured += arrival.bytes;
+                self.commit(change)?;
+                self.spool.settle(&arrival, &self.state_dir, &Spool::frame_file(&arrival))?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// One unit of detection work: load the next recorded frame, or run one of its tiles, or make
+    /// its products once every tile has run.
+    fn work_on_frames(&mut self, now: i64) -> Result<bool, RunError> {
+        let mode = self.checkpoint.state().mode;
+        if mode == Mode::Safe || self.detector.is_none() {
+            return Ok(false);
+        }
+        if mode == Mode::Throttled
+            && now.saturating_sub(self.last_tile_ms) < (self.parameter("throttled_tile_interval_s") * 1000.0) as i64
+        {
+            return Ok(false);
+        }
+        let Some(work) = self.current.as_mut() else { return self.load_next_frame(now) };
+        let next = (0..work.windows.len() as u32).find(|i| !work.done.contains_key(i));
+        let Some(index) = next else {
+            self.finish_frame(now)?;
+            return Ok(true);
+        };
+        let detector = self.detector.as_mut().map(MissionDetector::detector);
+        let Some(detector) = detector else { return Ok(false) };
+        let window = work.windows[index as usize];
+        let bands = detector.spec().bands.clone();
+        let started = Instant::now();
+        let result = if crate::screen::carries_nothing(&work.raster, window, &bands, &work.ranges) {
+            TileResult::Screened
+        } else {
+            match detector.detect_tile(&work.raster, &work.ranges, window) {
+                Ok(found) => TileResult::Detected(found),
+                Err(e) => {
+                    let frame = work.record.id;
+                    self.current = None;
+                    let mut change = self.change();
+                    let message = format!("frame {frame:016x}, tile {index}: {e}");
+                    change.event(now, Severity::Error, "detector", message);
+                    change.set_mode(now, Mode::Safe, "the detector failed");
+                    self.commit(change)?;
+                    return Ok(true);
+                }
+            }
+        };
+        self.gpu_busy += started.elapsed();
+        self.last_tile_ms = now;
+        let frame = work.record.id;
+        work.done.insert(index, result.clone());
+        let mut change = self.change();
+        change.state.counters.tiles += 1;
+        if result == TileResult::Screened {
+            change.state.counters.tiles_screened += 1;
+        }
+        change.batch.tile(frame, index, result);
+        self.commit(change)?;
+        Ok(true)
+    }
+
+    fn load_next_frame(&mut self, now: i64) -> Result<bool, RunError> {
+        let mut claimed: Vec<FrameRecord> =
+            self.checkpoint.frames()?.into_iter().filter(|r| r.state == FrameState::Claimed).collect();
+        claimed.sort_by_key(|r| r.sequence);
+        let Some(record) = claimed.into_iter().next() else { return Ok(false) };
+        let path = self.state_dir.join(&record.file);
+        let Some(detector) = self.detector.as_ref() else { return Ok(false) };
+        match detector.read_frame(&path) {
+            Ok((raster, georef)) => {
+                let ranges = detector.scaling(&raster);
+                let windows = detector.spec().clone();
+                let windows =
+                    crate::tile::windows(raster.width, raster.height, windows.input_size, windows.tile_overlap);
+                let done = self.checkpoint.tiles(record.id)?;
+                self.current = Some(FrameWork { record, raster, georef, ranges, windows, done });
+            }
+            Err(e) => self.quarantine(record, &e.to_string(), now)?,
+        }
+        Ok(true)
+    }
+
+    fn quarantine(&mut self, mut record: FrameRecord, reason: &str, now: i64) -> Result<(), RunError> {
+        let from = self.state_dir.join(&record.file);
+        let relative = PathBuf::from("quarantine").join(from.file_name().unwrap_or_default());
+        let mut change = self.change();
+        change.state.counters.frames_quarantined += 1;
+        let message = format!("frame `{}` ({:016x}) is not usable: {reason}; quarantined", record.name, record.id);
+        change.event(now, Severity::Warning, "ingest", message);
+        record.state = FrameState::Quarantined { reason: reason.to_owned() };
+        record.file.clone_from(&relative);
+        change.batch.frame(record);
+        self.commit(change)?;
+        if from.exists() {
+            std::fs::rename(&from, self.state_dir.join(&relative)).map_err(|e| RunError::Other(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn finish_frame(&mut self, now: i64) -> Result<(), RunError> {
+        let Some(work) = self.current.take() else { return Ok(()) };
+        let Some(detector) = self.detector.as_mut() else { return Ok(()) };
+        let candidates: Vec<_> = work
+            .done
+            .values()
+            .flat_map(|r| match r {
+                TileResult::Detected(found) => found.clone(),
+                TileResult::Screened => Vec::new(),
+            })
+            .collect();
+        let screened = work.done.values().filter(|r| **r == TileResult::Screened).count() as u32;
+        let model = detector.spec().name.clone();
+        let detections = match detector.detector().merge(candidates, work.georef.as_ref()) {
+            Ok(detections) => detections,
+            Err(e) => return self.quarantine(work.record, &e.to_string(), now),
+        };
+        let frame = FrameView {
+            id: work.record.id,
+            time_ms: work.record.time_ms,
+            raster: &work.raster,
+            georef: work.georef.as_ref(),
+            ranges: &work.ranges,
+        };
+        let sizes = Sizes {
+            chip_px: self.parameter("chip_size_px") as u32,
+            max_chips: self.parameter("max_chips_per_frame") as u32,
+            thumbnail_px: *self.mission.config.flight.products.thumbnail_max_px.get_ref(),
+        };
+        let made = products::frame_products(&frame, &model, &detections, sizes);
+        let mut change = self.change();
+        change.state.counters.detections += detections.len() as u64;
+        change.state.counters.products_made += made.len() as u64;
+        for product in &made {
+            change.batch.product(products::queued(product));
+        }
+        let mut record = work.record;
+        record.state =
+            FrameState::Done { tiles: work.windows.len() as u32, screened, detections: detections.len() as u32 };
+        change.batch.frame(record.clone()).clear_tiles(record.id);
+        let pruned = self.frames_to_prune(record.id)?;
+        for old in &pruned {
+            change.batch.remove_frame(old.id);
+        }
+        self.commit(change)?;
+        for old in pruned {
+            crate::spool::remove(&self.state_dir.join(&old.file))?;
+        }
+        Ok(())
+    }
+
+    /// Frames beyond the newest `keep_frames` processed ones (`just_done` counts among them).
+    fn frames_to_prune(&self, just_done: u64) -> Result<Vec<FrameRecord>, RunError> {
+        let mut finished: Vec<FrameRecord> = self
+            .checkpoint
+            .frames()?
+            .into_iter()
+            .filter(|r| r.id != just_done && r.state != FrameState::Claimed)
+            .collect();
+        finished.sort_by_key(|r| std::cmp::Reverse(r.sequence));
+        let keep = self.mission.config.flight.products.keep_frames.saturating_sub(1);
+        Ok(finished.into_iter().skip(keep).collect())
+    }
+
+    /// Frame files no record names: pruned just before a crash. Removed.
+    fn remove_orphan_frames(&self) -> Result<(), RunError> {
+        let named: HashSet<PathBuf> = self.checkpoint.frames()?.into_iter().map(|r| r.file).collect();
+        for entry in std::fs::read_dir(self.state_dir.join("frames")).map_err(|e| RunError::Other(e.to_string()))? {
+            let entry = entry.map_err(|e| RunError::Other(e.to_string()))?;
+            let relative = PathBuf::from("frames").join(entry.file_name());
+            if !named.contains(&relative) {
+                crate::spool::remove(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The link: open and close contacts, take in what the ground sent, send what fits.
+    fn work_on_link(&mut self, now: i64) -> Result<bool, RunError> {
+        let contact = self.contacts.current(now)?;
+        if let Some(session) = &self.session
+            && contact.is_none_or(|c| c.id != session.contact.id)
+        {
+            self.take_uplink(now)?;
+            if let Some(session) = self.session.take() {
+                session.close();
+            }
+        }
+        let Some(contact) = contact else { return Ok(false) };
+        if let Some(session) = self.session.as_mut() {
+            session.renew(contact);
+        } else {
+            if Instant::now() < self.retry_at {
+                return Ok(false);
+            }
+            let state = self.checkpoint.state();
+            let address = self.mission.config.flight.downlink.ground_address.clone();
+            match Session::open(&address, contact, &self.mission.link, state.encoder.clone(), &state.packet_counts) {
+                Ok(session) => {
+                    self.session = Some(session);
+                    let mut change = self.change();
+                    change.state.counters.contacts += u64::from(self.unreachable_contact != Some(contact.id));
+                    self.unreachable_contact = Some(contact.id);
+                    tracing::info!(
+                        contact = contact.id,
+                        budget_bytes = contact.budget_bytes,
+                        "contact: connected to the ground"
+                    );
+                    self.commit(change)?;
+                }
+                Err(e) => {
+                    self.retry_at = Instant::now() + Duration::from_millis(500);
+                    if self.unreachable_contact != Some(contact.id) {
+                        self.unreachable_contact = Some(contact.id);
+                        let mut change = self.change();
+                        change.state.counters.contacts += 1;
+                        let message = format!("contact: cannot reach the ground at {address}: {e}; retrying");
+                        change.event(now, Severity::Warning, "downlink", message);
+                        self.commit(change)?;
+                    }
+                    return Ok(false);
+                }
+            }
+        }
+        let took = self.take_uplink(now)?;
+        let sent = self.send(now)?;
+        Ok(took || sent)
+    }
+
+    /// Acknowledgements and telecommands that came up; each verified frame's effect committed
+    /// with the receiver's anti-replay state.
+    fn take_uplink(&mut self, now: i64) -> Result<bool, RunError> {
+        let Some(session) = self.session.as_mut() else { return Ok(false) };
+        let Some(bytes) = session.received() else {
+            self.session = None;
+            return Ok(false);
+        };
+        if bytes.is_empty() {
+            return Ok(false);
+        }
+        let frames = self.receiver.push(&bytes);
+        let mut change = self.change();
+        let mut acknowledged = HashSet::new();
+        for frame in frames {
+            match uplink::decode(&frame) {
+                Ok(UplinkMessage::Acknowledge { product_ids }) => {
+                    for id in product_ids {
+                        if acknowledged.insert(id) && self.checkpoint.product(id)?.is_some() {
+                            change.batch.remove_product(id);
+                            change.state.counters.products_acknowledged += 1;
+                        }
+                    }
+                }
+                Ok(UplinkMessage::Command { id, command }) => self.execute(id, command, now, &mut change)?,
+                Err(e) => {
+                    change.state.counters.uplink_frames_rejected += 1;
+                    change.event(now, Severity::Warning, "uplink", format!("authenticated frame not understood: {e}"));
+                }
+            }
+        }
+        let stats = self.receiver.stats();
+        let refused =
+            stats.authentication_failures + stats.replayed_frames + stats.unknown_spi + stats.other_spacecraft;
+        if refused > self.uplink_refused_seen {
+            let new = refused - self.uplink_refused_seen;
+            self.uplink_refused_seen = refused;
+            change.state.counters.uplink_frames_rejected += new;
+            let message = format!(
+                "uplink: {new} frames refused (totals: {} failed authentication, {} replayed, {} unknown SPI, {} other spacecraft)",
+                stats.authentication_failures, stats.replayed_frames, stats.unknown_spi, stats.other_spacecraft
+            );
+            change.event(now, Severity::Warning, "uplink", message);
+        }
+        change.state.uplink_accepted = self.receiver.replay_guard().last_accepted();
+        self.commit(change)?;
+        Ok(true)
+    }
+
+    /// Sends the queue's next products that fit the contact's budget: new ones, and those sent in
+    /// an earlier contact or longer ago than the acknowledgement timeout.
+    fn send(&mut self, now: i64) -> Result<bool, RunError> {
+        let Some(session) = self.session.as_ref() else { return Ok(false) };
+        let contact = session.contact.id;
+        let timeout_ms = (self.parameter("ack_timeout_s") * 1000.0) as i64;
+        let eligible = |sent: &Option<Sent>| match sent {
+            None => true,
+            Some(s) => s.contact != contact || now - s.at_ms >= timeout_ms,
+        };
+        let candidates = self.checkpoint.queued(SEND_BATCH, |p| eligible(&p.sent))?;
+        let mut budget = session.remaining_budget();
+        let (mut chosen, mut frames) = (Vec::new(), 0);
+        for product in candidates {
+            let (bytes, product_frames) = session.cost(&product);
+            if bytes > budget {
+                break;
+            }
+            budget -= bytes;
+            frames += product_frames;
+            chosen.push(product);
+        }
+        if chosen.is_empty() {
+            return Ok(false);
+        }
+        // durable before anything leaves: the products' sent marks and the sequence numbers used
+        let mut change = self.change();
+        let next_arsn = session.encoder_state().next_arsn;
+        if next_arsn + frames + 1 > change.state.arsn_reserved_until {
+            change.state.arsn_reserved_until = next_arsn + frames + 1 + 65_536;
+        }
+        for product in &mut chosen {
+            change.state.counters.products_resent += u64::from(product.sent.is_some());
+            product.sent = Some(Sent { contact, at_ms: now });
+            change.batch.product(product.clone());
+        }
+        self.commit(change)?;
+        self.checkpoint.flush()?;
+        let Some(session) = self.session.as_mut() else { return Ok(false) };
+        let result = session.send(&chosen);
+        let (encoder, packet_counts) = (session.encoder_state().clone(), session.packet_counts());
+        let mut change = self.change();
+        change.state.encoder = encoder;
+        change.state.packet_counts = packet_counts;
+        match result {
+            Ok(bytes) => change.state.counters.cadu_bytes_downlinked += bytes,
+            Err(e) => {
+                change.event(now, Severity::Warning, "downlink", format!("the ground connection failed: {e}"));
+                self.session = None;
+                self.retry_at = Instant::now() + Duration::from_millis(500);
+            }
+        }
+        self.commit(change)?;
+        Ok(true)
+    }
+}
+
+fn frame_record(arrival: &Arrival, state: &mut FlightState) -> FrameRecord {
+    let sequence = state.next_frame_sequence;
+    state.next_frame_sequence += 1;
+    FrameRecord {
+        id: arrival.frame_id(),
+        name: arrival.name.clone(),
+        file: Spool::frame_file(arrival),
+        sha256: arrival.sha256,
+        time_ms: arrival.time_ms,
+        bytes: arrival.bytes,
+        sequence,
+        state: FrameState::Claimed,
+    }
+}
+
+/// Moves a corrupt checkpoint (and its seal) aside under a new name; returns where it went.
+fn set_aside(state_dir: &Path) -> Result<PathBuf, RunError> {
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let aside = state_dir.join(format!("checkpoint.corrupt-{stamp}"));
+    std::fs::create_dir_all(&aside).map_err(|e| RunError::Other(e.to_string()))?;
+    for name in ["checkpoint", "checkpoint.seal"] {
+        let from = state_dir.join(name);
+        if from.exists() {
+            std::fs::rename(&from, aside.join(name))
+                .map_err(|e| RunError::Other(format!("{}: {e}", from.display())))?;
+        }
+    }
+    Ok(aside)
+}
+
+/// Puts every frame kept on board back in `incoming/` under its spool name, to be recorded again.
+fn return_frames_to_incoming(state_dir: &Path) -> Result<usize, RunError> {
+    let frames = state_dir.join("frames");
+    let incoming = state_dir.join("incoming");
+    let Ok(entries) = std::fs::read_dir(&frames) else { return Ok(0) };
+    let mut count = 0;
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // "<16 hex digits>-<spool name>"
+        let original = name.get(17..).filter(|_| name.as_bytes().get(16) == Some(&b'-')).unwrap_or(&name);
+        std::fs::create_dir_all(&incoming).map_err(|e| RunError::Other(e.to_string()))?;
+        std::fs::rename(entry.path(), incoming.join(original)).map_err(|e| RunError::Other(e.to_string()))?;
+        count += 1;
+    }
+    Ok(count)
+}

@@ -1,0 +1,327 @@
+//! `flight run`, the real binary, against the real `ground serve` over TCP: every product made
+//! arrives in the ground archive exactly once and byte-identical (content CRC), through SIGKILLs
+//! at random instants and a corrupt checkpoint; bad frames are quarantined; forged and replayed
+//! telecommands are refused and counted.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kestrel_e2e::{Ground, Scratch, binary, stderr, workspace_root};
+use kestrel_ground::archive::Archive;
+use kestrel_ground::archive::SledArchive;
+use kestrel_link::noise::Rng;
+use kestrel_link::product::Kind;
+use kestrel_link::security::SecurityAssociation;
+use kestrel_link::uplink::{Mode, Telecommand, UplinkSender};
+
+/// A scratch mission: continuous contact with the ground at `ground`, models from the repository.
+fn mission(scratch: &Scratch, ground: &str) {
+    let models = workspace_root().join("models");
+    let text = scratch
+        .reference
+        .replace("127.0.0.1:5600", "127.0.0.1:0")
+        .replace("127.0.0.1:8600", "127.0.0.1:0")
+        .replace("ground_address = \"127.0.0.1:0\"", &format!("ground_address = \"{ground}\""))
+        .replace("contacts = \"predicted\"", "contacts = \"continuous\"")
+        .replace("\"models/models.toml\"", &format!("\"{}\"", models.join("models.toml").display()))
+        .replace("\"models/model-signing.pub\"", &format!("\"{}\"", models.join("model-signing.pub").display()));
+    std::fs::write(scratch.path().join("mission.toml"), text).expect("write mission");
+}
+
+/// Starts the ground for a scratch mission and points the mission's radio at it.
+fn ground_for(scratch: &Scratch) -> Ground {
+    mission(scratch, "127.0.0.1:9");
+    let ground = Ground::start(scratch.path(), &[]);
+    mission(scratch, &ground.cadu);
+    ground
+}
+
+/// Puts frames into the spool as the camera driver does: written under a hidden name, stamped
+/// with their capture time, renamed into place.
+fn spool(scratch: &Scratch, frames: &[(&str, PathBuf)]) {
+    let spool = scratch.path().join("var/flight/spool");
+    std::fs::create_dir_all(&spool).expect("spool");
+    for (i, (name, source)) in frames.iter().enumerate() {
+        let hidden = spool.join(format!(".{name}"));
+        let capture = std::time::UNIX_EPOCH + Duration::from_secs(1_773_964_800 + 600 * i as u64);
+        if source.is_dir() {
+            std::fs::create_dir_all(&hidden).expect("frame folder");
+            for band in ["B02.tif", "B03.tif", "B11.tif"] {
+                let target = hidden.join(band);
+                std::fs::copy(source.join(band), &target).expect("band");
+                std::fs::File::options().write(true).open(&target).and_then(|f| f.set_modified(capture)).expect("time");
+            }
+        } else {
+            std::fs::copy(source, &hidden).expect("frame");
+            std::fs::File::options().write(true).open(&hidden).and_then(|f| f.set_modified(capture)).expect("time");
+        }
+        std::fs::rename(&hidden, spool.join(name)).expect("hand-off");
+    }
+}
+
+fn scenes() -> Vec<(&'static str, PathBuf)> {
+    let data = workspace_root().join("testdata");
+    vec![
+        ("casablanca", data.join("satellite/sen2ships/casablanca")),
+        ("san_francisco", data.join("satellite/sen2ships/san_francisco")),
+        ("osbs.tif", data.join("aerial/OSBS_029.tif")),
+    ]
+}
+
+fn flight(scratch: &Scratch, extra: &[&str]) -> Command {
+    let mut command = Command::new(binary("flight"));
+    command
+        .args(["--log-format", "json", "run", "--mission", "mission.toml", "--speedup", "100"])
+        .args(extra)
+        .current_dir(scratch.path());
+    command
+}
+
+/// Runs flight until everything is processed and acknowledged; returns its JSON summary.
+fn run_until_drained(scratch: &Scratch) -> serde_json::Value {
+    let summary = scratch.path().join("summary.json");
+    let output = flight(scratch, &["--until-drained", "--summary", "summary.json"])
+        .stdout(Stdio::null())
+        .output()
+        .expect("flight runs");
+    assert!(output.status.success(), "flight run failed: {}", stderr(&output));
+    serde_json::from_slice(&std::fs::read(summary).expect("summary")).expect("summary JSON")
+}
+
+/// What the ground archive holds: id -> (kind, content CRC).
+fn archive(scratch: &Scratch) -> BTreeMap<u64, (Kind, u32)> {
+    let archive = SledArchive::open(&scratch.path().join("var/ground/archive")).expect("archive");
+    let records = archive.records(None, 1_000_000).expect("records");
+    let map: BTreeMap<u64, (Kind, u32)> = records.iter().map(|r| (r.id, (r.kind, r.content_crc))).collect();
+    assert_eq!(map.len(), records.len(), "the archive lists a product twice");
+    map
+}
+
+fn frame_products(archive: &BTreeMap<u64, (Kind, u32)>) -> BTreeMap<u64, (Kind, u32)> {
+    archive
+        .iter()
+        .filter(|(_, (kind, _))| matches!(kind, Kind::Detections | Kind::Chip | Kind::Thumbnail))
+        .map(|(id, v)| (*id, *v))
+        .collect()
+}
+
+fn count(summary: &serde_json::Value, key: &str) -> u64 {
+    summary[key].as_u64().unwrap_or_else(|| panic!("summary has no `{key}`: {summary}"))
+}
+
+/// A PNG header claiming 100000 x 100000 pixels, and nothing else.
+fn huge_png() -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend(100_000u32.to_be_bytes());
+    ihdr.extend(100_000u32.to_be_bytes());
+    ihdr.extend([16, 2, 0, 0, 0]);
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&ihdr);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(13u32.to_be_bytes());
+    png.extend(ihdr);
+    png.extend(crc.to_be_bytes());
+    png
+}
+
+#[test]
+fn every_product_arrives_once_and_bad_frames_are_quarantined() {
+    let scratch = Scratch::new();
+    let ground = ground_for(&scratch);
+    let bad = scratch.path().join("bad");
+    std::fs::create_dir(&bad).expect("bad dir");
+    std::fs::write(bad.join("notes.png"), "not an image at all").expect("text");
+    let tiff = std::fs::read(workspace_root().join("testdata/aerial/OSBS_029.tif")).expect("tiff");
+    std::fs::write(bad.join("truncated.tif"), &tiff[..tiff.len() / 3]).expect("truncated");
+    std::fs::write(bad.join("huge.png"), huge_png()).expect("huge");
+    let mut frames = scenes();
+    frames.extend([
+        ("notes.png", bad.join("notes.png")),
+        ("truncated.tif", bad.join("truncated.tif")),
+        ("huge.png", bad.join("huge.png")),
+    ]);
+    spool(&scratch, &frames);
+
+    let summary = run_until_drained(&scratch);
+    assert_eq!(count(&summary, "frames"), 6, "{summary}");
+    assert_eq!(count(&summary, "frames_quarantined"), 3, "{summary}");
+    assert_eq!(count(&summary, "products_queued"), 0);
+    assert_eq!(count(&summary, "products_acknowledged"), count(&summary, "products_made"), "{summary}");
+    assert!(count(&summary, "detections") > 0);
+    assert!(summary["reduction_factor"].as_f64().expect("factor") > 1.0, "{summary}");
+    for name in ["notes.png", "truncated.tif", "huge.png"] {
+        let quarantined = std::fs::read_dir(scratch.path().join("var/flight/state/quarantine"))
+            .expect("quarantine")
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().ends_with(name));
+        assert!(quarantined, "{name} is not in quarantine");
+    }
+    drop(ground);
+    let archive = archive(&scratch);
+    assert_eq!(archive.len() as u64, count(&summary, "products_made"), "every product made is archived, once");
+    let detections = archive.values().filter(|(k, _)| *k == Kind::Detections).count();
+    assert_eq!(detections, 3, "one detections product per good frame");
+    assert!(archive.values().any(|(k, _)| *k == Kind::Housekeeping));
+    assert!(archive.values().filter(|(k, _)| *k == Kind::Event).count() >= 3, "a quarantine event per bad frame");
+}
+
+#[test]
+fn sigkill_at_random_instants_loses_nothing_and_duplicates_nothing() {
+    let kills: u32 = std::env::var("KESTREL_SIGKILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    // the same frames through a run that nobody disturbs
+    let reference = Scratch::new();
+    let reference_ground = ground_for(&reference);
+    spool(&reference, &scenes());
+    run_until_drained(&reference);
+    drop(reference_ground);
+    let expected = frame_products(&archive(&reference));
+    assert!(expected.len() > 3, "the scenes make chips as well as detections and thumbnails");
+
+    let scratch = Scratch::new();
+    let ground = ground_for(&scratch);
+    // this test is about the checkpoint; the restart limit (SAFE mode after 5 quick starts) would
+    // stop the processing it checks
+    let path = scratch.path().join("mission.toml");
+    let text = std::fs::read_to_string(&path).expect("mission");
+    std::fs::write(&path, text.replace("max_restarts = 5", "max_restarts = 1000000")).expect("mission");
+    spool(&scratch, &scenes());
+    let mut rng = Rng::new(0x5EED);
+    let started = Instant::now();
+    for _ in 0..kills {
+        let mut child = flight(&scratch, &[]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("flight");
+        std::thread::sleep(Duration::from_millis(rng.below(900)));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+    }
+    let summary = run_until_drained(&scratch);
+    drop(ground);
+    let archive = archive(&scratch);
+    assert_eq!(frame_products(&archive), expected, "frame products differ from the undisturbed run's");
+    assert_eq!(count(&summary, "products_queued"), 0);
+    assert_eq!(count(&summary, "products_acknowledged"), count(&summary, "products_made"), "{summary}");
+    assert_eq!(archive.len() as u64, count(&summary, "products_made"), "lost or extra products: {summary}");
+    eprintln!("{kills} SIGKILLs in {:.0} s; {summary}", started.elapsed().as_secs_f64());
+}
+
+/// Runs flight once more on a damaged checkpoint: it must say so, set it aside, and rebuild; the
+/// frame processed again makes the same products, which the ground already has.
+fn recovers_from(damage: impl Fn(&Path)) {
+    let scratch = Scratch::new();
+    let ground = ground_for(&scratch);
+    spool(&scratch, &scenes()[..1]);
+    run_until_drained(&scratch);
+    drop(ground);
+    let before = frame_products(&archive(&scratch));
+    let state = scratch.path().join("var/flight/state");
+    damage(&state.join("checkpoint/db"));
+
+    let ground = ground_for(&scratch);
+    let output = flight(&scratch, &["--until-drained", "--summary", "summary.json"]).output().expect("flight runs");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(log.contains("is corrupt"), "the damage went unnoticed: {log}");
+    let aside = std::fs::read_dir(&state)
+        .expect("state")
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().starts_with("checkpoint.corrupt-"));
+    assert!(aside, "the corrupt checkpoint was not kept aside");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(scratch.path().join("summary.json")).expect("summary")).expect("json");
+    assert_eq!(count(&summary, "starts"), 1, "a fresh checkpoint: {summary}");
+    assert_eq!(count(&summary, "frames"), 1, "the frame on board is processed again: {summary}");
+    assert_eq!(count(&summary, "products_queued"), 0);
+    drop(ground);
+    assert_eq!(frame_products(&archive(&scratch)), before, "the same products, stored once");
+}
+
+#[test]
+fn a_truncated_checkpoint_is_detected_and_never_used() {
+    recovers_from(|db| {
+        let length = std::fs::metadata(db).expect("db").len();
+        std::fs::File::options().write(true).open(db).and_then(|f| f.set_len(length / 2)).expect("truncate");
+    });
+}
+
+#[test]
+fn a_checkpoint_with_flipped_bits_is_detected_and_never_used() {
+    recovers_from(|db| {
+        let mut bytes = std::fs::read(db).expect("db");
+        let mut rng = Rng::new(11);
+        // flips in the part of the file that holds data (sled writes from the start)
+        let used = bytes.iter().rposition(|&b| b != 0).unwrap_or(0) + 1;
+        for _ in 0..64 {
+            let at = rng.below(used as u64) as usize;
+            bytes[at] ^= 1 << rng.below(8);
+        }
+        std::fs::write(db, bytes).expect("write");
+    });
+}
+
+#[test]
+fn telecommands_run_once_and_forged_or_replayed_ones_are_refused() {
+    let scratch = Scratch::new();
+    // the test is the ground: it takes the CADUs and sends telecommand frames up
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    mission(&scratch, &listener.local_addr().expect("address").to_string());
+    let key = [0u8; 32];
+    let good = SecurityAssociation::new(1, &key, false);
+    let mut sender = UplinkSender::new(good, 42, 1, 1);
+    let safe = sender.command(7, &Telecommand::SetMode { mode: Mode::Safe }).expect("fits");
+    let parameter = sender
+        .command(8, &Telecommand::SetParameter { name: "housekeeping_interval_s".into(), value: 5.0 })
+        .expect("fits");
+    let unknown =
+        sender.command(9, &Telecommand::SetParameter { name: "warp_drive".into(), value: 1.0 }).expect("fits");
+    let mut forger = UplinkSender::new(SecurityAssociation::new(1, &[9u8; 32], false), 42, 1, 100);
+    let forged = forger.command(10, &Telecommand::SetMode { mode: Mode::Nominal }).expect("fits");
+    let mut uplink = Vec::new();
+    for frame in [&safe, &parameter, &unknown, &forged, &safe] {
+        uplink.extend_from_slice(frame);
+    }
+    let ground = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().expect("flight connects");
+        socket.write_all(&uplink).expect("uplink");
+        socket.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+        let mut sink = vec![0u8; 1 << 16];
+        while matches!(socket.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    let output = flight(&scratch, &["--for", "10m", "--summary", "summary.json"]).output().expect("flight runs");
+    assert!(output.status.success(), "{}", stderr(&output));
+    ground.join().expect("ground thread");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(scratch.path().join("summary.json")).expect("summary")).expect("json");
+    assert_eq!(summary["mode"], "SAFE", "{summary}");
+    assert_eq!(count(&summary, "commands_executed"), 2, "{summary}");
+    assert_eq!(count(&summary, "commands_refused"), 1, "the unknown parameter: {summary}");
+    assert_eq!(count(&summary, "uplink_frames_rejected"), 2, "the forged and the replayed frame: {summary}");
+    let log = stderr(&output);
+    assert!(log.contains("no parameter `warp_drive`"), "{log}");
+
+    // the replay guard survives a restart: the same frames again are all refused
+    let listener = TcpListener::bind(scratch_address(&scratch)).expect("listen again");
+    let again = [safe, parameter].concat();
+    let ground = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().expect("flight connects");
+        socket.write_all(&again).expect("uplink");
+        socket.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+        let mut sink = vec![0u8; 1 << 16];
+        while matches!(socket.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    let output = flight(&scratch, &["--for", "10m", "--summary", "summary.json"]).output().expect("flight runs");
+    assert!(output.status.success(), "{}", stderr(&output));
+    ground.join().expect("ground thread");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(scratch.path().join("summary.json")).expect("summary")).expect("json");
+    assert_eq!(count(&summary, "commands_executed"), 2, "nothing ran twice: {summary}");
+    assert_eq!(count(&summary, "uplink_frames_rejected"), 4, "{summary}");
+}
+
+/// The ground address the scratch mission names.
+fn scratch_address(scratch: &Scratch) -> String {
+    let text = std::fs::read_to_string(scratch.path().join("mission.toml")).expect("mission");
+    let line = text.lines().find(|l| l.starts_with("ground_address")).expect("ground_address");
+    line.split('"').nth(1).expect("quoted").to_owned()
+}
