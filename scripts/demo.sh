@@ -36,6 +36,30 @@ echo "== a real Suomi-NPP capture through the ground decoder (plain CCSDS)"
 echo "== the mission plan: 3 orbits, detection running all the time (the hot case)"
 "$bin/thermal" plan --mission mission.toml --orbits 3 --plot var/demo/thermal-plan.svg
 
+echo "== the demo mission: ground station up, flight ingesting the Sentinel-2 port scenes, detecting, downlinking in predicted passes"
+rm -rf var/flight var/ground
+mkdir -p var/flight/spool var/ground
+"$bin/ground" serve --mission mission.toml > var/ground/serve.log 2>&1 &
+ground_pid=$!
+trap 'kill $ground_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 50); do grep -q "CADUs on" var/ground/serve.log && break; sleep 0.1; done
+# the camera's hand-off: each scene written under a hidden name, stamped with its capture time
+# (the mission epoch, a minute apart), then renamed into the spool
+minute=0
+for scene in casablanca busan san_francisco; do
+  mkdir -p "var/flight/spool/.$scene"
+  cp testdata/satellite/sen2ships/$scene/B*.tif "var/flight/spool/.$scene/"
+  touch -d "2026-03-20T00:0${minute}:00Z" "var/flight/spool/.$scene"/*
+  mv "var/flight/spool/.$scene" "var/flight/spool/$scene"
+  minute=$((minute + 1))
+done
+# 300x: the first pass (over Svalbard and Inuvik, 18 minutes in) comes after about 4 s
+"$bin/flight" run --mission mission.toml --speedup 300 --until-drained --summary var/demo/flight-summary.json 2> var/demo/flight.log
+kill $ground_pid 2>/dev/null || true
+wait $ground_pid 2>/dev/null || true
+trap - EXIT
+echo "ground archive left in var/ground/archive (ground serve --mission mission.toml serves it); logs in var/demo/"
+
 cat <<'MSG'
 == demo done
 What ran: the mission file was checked by flight, ground, thermal and radiation-sim; flight loaded
@@ -43,6 +67,9 @@ ONNX Runtime (the PyPI library, through ort's load-dynamic) and ran one inferenc
 test model that ships in the onnxruntime wheel; real space packets went through the link and back
 bit-exact; a real Suomi-NPP capture was decoded; the thermal/power model planned three orbits
 (plot in var/demo/thermal-plan.svg); and the vessel model (a weak first baseline, see
-models/vessels-s2.md) ran on a real Sentinel-2 scene and was scored against its labels. Not built
-yet: the flight pipeline, the console, the scheduler, fault campaigns (see the open issues).
+models/vessels-s2.md) ran on a real Sentinel-2 scene and was scored against its labels. Then the
+demo mission flew: `ground serve` took the CADUs of `flight run` (simulated clock, 300x) over TCP in
+the passes predicted from the TLE, stored every product and acknowledged it; the summary above says
+what flight did. Not built yet: the console, the thermal-aware scheduler's evaluation, fault
+campaigns (see the open issues).
 MSG
