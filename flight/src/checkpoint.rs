@@ -452,10 +452,6 @@ impl Checkpoint {
     pub fn queue_len(&self) -> usize {
         self.queue.len()
     }
-
-    pub fn queue_bytes(&self) -> u64 {
-        self.queue.iter().values().filter_map(Result::ok).map(|v| v.len() as u64).sum()
-    }
 }
 
 fn tile_key(frame: u64, tile: u32) -> [u8; 12] {

@@ -109,7 +109,7 @@ impl Pipeline {
         let Some(detector) = self.detector.as_ref() else {
             return Ok(Err("no detector loaded to read the frame's bands".to_owned()));
         };
-        let path = self.checkpoint.path().parent().map(|d| d.join(&record.file)).unwrap_or_default();
+        let path = self.state_dir.join(&record.file);
         let (raster, georef) = match detector.read_frame(&path) {
             Ok(frame) => frame,
             Err(e) => return Ok(Err(format!("frame {frame_id:016x} cannot be read: {e}"))),

@@ -55,15 +55,6 @@ impl ContactPlan {
         Ok(self.windows.iter().find(|(s, e)| *s <= now_ms && now_ms < *e).map(|&(s, e)| self.contact(s, e)))
     }
 
-    /// The next contact starting after `now_ms` (within a day).
-    pub fn next(&mut self, now_ms: i64) -> Result<Option<Contact>, OrbitError> {
-        if self.kind == Contacts::Continuous {
-            return self.current(now_ms);
-        }
-        self.predict(now_ms)?;
-        Ok(self.windows.iter().find(|(s, _)| *s > now_ms).map(|&(s, e)| self.contact(s, e)))
-    }
-
     /// Makes sure the windows cover `now_ms` to a day after it.
     fn predict(&mut self, now_ms: i64) -> Result<(), OrbitError> {
         if self.predicted_from <= now_ms && now_ms + HORIZON_MS / 2 <= self.predicted_until {

@@ -135,7 +135,7 @@ struct FrameWork {
 
 pub struct Pipeline {
     pub(crate) mission: LoadedFlightMission,
-    state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
     pub(crate) checkpoint: Checkpoint,
     spool: Spool,
     pub(crate) detector: Option<MissionDetector>,
@@ -330,10 +330,6 @@ impl Pipeline {
         change.state.plant = Some((self.plant.temperatures_k.clone(), self.plant.soc));
         self.checkpoint.commit(&change.batch, change.state)?;
         Ok(())
-    }
-
-    pub fn now_ms(&self) -> i64 {
-        self.clock.now_ms()
     }
 
     /// Runs until `stop` says so; returns what the run did.

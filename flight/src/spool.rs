@@ -137,11 +137,6 @@ impl Spool {
         std::fs::rename(&arrival.path, &target).map_err(|e| spool_error(&arrival.path, e))
     }
 
-    /// Where a frame the pipeline cannot use goes, relative to the state directory.
-    pub fn quarantine_file(arrival: &Arrival) -> PathBuf {
-        PathBuf::from("quarantine").join(format!("{:016x}-{}", arrival.frame_id(), arrival.name))
-    }
-
     /// Drops a claimed frame that is already on board (the same content arrived again).
     pub fn discard(&self, arrival: &Arrival) -> Result<(), SpoolError> {
         remove(&arrival.path)

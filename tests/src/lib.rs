@@ -128,7 +128,4 @@ impl Ground {
         };
         Self { cadu: address("CADUs on "), http: address("HTTP on "), child }
     }
-
-    /// Stops the service (so its archive can be opened).
-    pub fn stop(self) {}
 }

@@ -83,13 +83,12 @@ fn flight(scratch: &Scratch, extra: &[&str]) -> Command {
 
 /// Runs flight until everything is processed and acknowledged; returns its JSON summary.
 fn run_until_drained(scratch: &Scratch) -> serde_json::Value {
-    let summary = scratch.path().join("summary.json");
     let output = flight(scratch, &["--until-drained", "--summary", "summary.json"])
         .stdout(Stdio::null())
         .output()
         .expect("flight runs");
     assert!(output.status.success(), "flight run failed: {}", stderr(&output));
-    serde_json::from_slice(&std::fs::read(summary).expect("summary")).expect("summary JSON")
+    read_summary(scratch)
 }
 
 /// What the ground archive holds: id -> (kind, content CRC).
@@ -228,8 +227,7 @@ fn recovers_from(damage: impl Fn(&Path)) {
         .filter_map(Result::ok)
         .any(|e| e.file_name().to_string_lossy().starts_with("checkpoint.corrupt-"));
     assert!(aside, "the corrupt checkpoint was not kept aside");
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(scratch.path().join("summary.json")).expect("summary")).expect("json");
+    let summary = read_summary(&scratch);
     assert_eq!(count(&summary, "starts"), 1, "a fresh checkpoint: {summary}");
     assert_eq!(count(&summary, "frames"), 1, "the frame on board is processed again: {summary}");
     assert_eq!(count(&summary, "products_queued"), 0);
@@ -281,18 +279,7 @@ fn telecommands_run_once_and_forged_or_replayed_ones_are_refused() {
     for frame in [&safe, &parameter, &unknown, &forged, &safe] {
         uplink.extend_from_slice(frame);
     }
-    let ground = std::thread::spawn(move || {
-        let (mut socket, _) = listener.accept().expect("flight connects");
-        socket.write_all(&uplink).expect("uplink");
-        socket.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
-        let mut sink = vec![0u8; 1 << 16];
-        while matches!(socket.read(&mut sink), Ok(n) if n > 0) {}
-    });
-    let output = flight(&scratch, &["--for", "10m", "--summary", "summary.json"]).output().expect("flight runs");
-    assert!(output.status.success(), "{}", stderr(&output));
-    ground.join().expect("ground thread");
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(scratch.path().join("summary.json")).expect("summary")).expect("json");
+    let (output, summary) = fly_with_uplink(&scratch, listener, uplink);
     assert_eq!(summary["mode"], "SAFE", "{summary}");
     assert_eq!(count(&summary, "commands_executed"), 2, "{summary}");
     assert_eq!(count(&summary, "commands_refused"), 1, "the unknown parameter: {summary}");
@@ -303,20 +290,33 @@ fn telecommands_run_once_and_forged_or_replayed_ones_are_refused() {
     // the replay guard survives a restart: the same frames again are all refused
     let listener = TcpListener::bind(scratch_address(&scratch)).expect("listen again");
     let again = [safe, parameter].concat();
+    let (_, summary) = fly_with_uplink(&scratch, listener, again);
+    assert_eq!(count(&summary, "commands_executed"), 2, "nothing ran twice: {summary}");
+    assert_eq!(count(&summary, "uplink_frames_rejected"), 4, "{summary}");
+}
+
+/// Runs flight for 10 minutes of mission time against a stand-in ground on `listener` that sends
+/// `uplink` up and swallows the CADUs; returns flight's output and summary.
+fn fly_with_uplink(
+    scratch: &Scratch,
+    listener: TcpListener,
+    uplink: Vec<u8>,
+) -> (std::process::Output, serde_json::Value) {
     let ground = std::thread::spawn(move || {
         let (mut socket, _) = listener.accept().expect("flight connects");
-        socket.write_all(&again).expect("uplink");
+        socket.write_all(&uplink).expect("uplink");
         socket.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
         let mut sink = vec![0u8; 1 << 16];
         while matches!(socket.read(&mut sink), Ok(n) if n > 0) {}
     });
-    let output = flight(&scratch, &["--for", "10m", "--summary", "summary.json"]).output().expect("flight runs");
+    let output = flight(scratch, &["--for", "10m", "--summary", "summary.json"]).output().expect("flight runs");
     assert!(output.status.success(), "{}", stderr(&output));
     ground.join().expect("ground thread");
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(scratch.path().join("summary.json")).expect("summary")).expect("json");
-    assert_eq!(count(&summary, "commands_executed"), 2, "nothing ran twice: {summary}");
-    assert_eq!(count(&summary, "uplink_frames_rejected"), 4, "{summary}");
+    (output, read_summary(scratch))
+}
+
+fn read_summary(scratch: &Scratch) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(scratch.path().join("summary.json")).expect("summary")).expect("summary JSON")
 }
 
 /// The ground address the scratch mission names.
