@@ -114,6 +114,8 @@ pub struct Counters {
     pub uplink_frames_rejected: u64,
     pub faults: u64,
     pub starts: u64,
+    pub upload_segments: u64,
+    pub upload_segments_refused: u64,
 }
 
 /// Everything besides frames, tiles and the queue that a restart must resume from.
@@ -143,6 +145,22 @@ pub struct FlightState {
     pub plant: Option<(Vec<f64>, f64)>,
     pub peak_temperatures_c: Vec<(String, f64)>,
     pub lowest_soc: f64,
+    /// Uploads under way: transfer -> bytes held so far (their segments are in the `uploads` tree).
+    pub uploads: BTreeMap<u64, u64>,
+    /// The uploaded model that replaced its manifest file, if one did.
+    pub installed_model: Option<InstalledModel>,
+}
+
+/// A model file installed by telecommand, checked again at every start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstalledModel {
+    /// The manifest model whose weights it replaces.
+    pub model: String,
+    pub transfer: u64,
+    /// Relative to the state directory.
+    pub file: PathBuf,
+    pub sha256: [u8; 32],
+    pub signature: Vec<u8>,
 }
 
 impl FlightState {
@@ -165,6 +183,8 @@ impl FlightState {
             plant: None,
             peak_temperatures_c: Vec::new(),
             lowest_soc: 1.0,
+            uploads: BTreeMap::new(),
+            installed_model: None,
         }
     }
 }
@@ -178,6 +198,8 @@ pub struct Batch {
     tiles_removed: Vec<u64>,
     products: Vec<QueuedProduct>,
     products_removed: Vec<u64>,
+    segments: Vec<(u64, u64, Vec<u8>)>,
+    uploads_removed: Vec<u64>,
 }
 
 impl Batch {
@@ -207,6 +229,15 @@ impl Batch {
         self.products_removed.push(id);
         self
     }
+    pub fn upload_segment(&mut self, transfer: u64, offset: u64, bytes: Vec<u8>) -> &mut Self {
+        self.segments.push((transfer, offset, bytes));
+        self
+    }
+    /// Drops every segment of an upload (installed, or refused).
+    pub fn remove_upload(&mut self, transfer: u64) -> &mut Self {
+        self.uploads_removed.push(transfer);
+        self
+    }
 }
 
 pub struct Checkpoint {
@@ -218,6 +249,7 @@ pub struct Checkpoint {
     queue: sled::Tree,
     index: sled::Tree,
     meta: sled::Tree,
+    uploads: sled::Tree,
     state: FlightState,
 }
 
@@ -274,15 +306,18 @@ impl Checkpoint {
             Err(_) => return Err(corrupt("sled failed opening it".into())),
         };
         let tree = |name: &str| db.open_tree(name).map_err(|e| corrupt(format!("tree `{name}`: {e}")));
-        let (frames, tiles, queue, index, meta) =
-            (tree("frames")?, tree("tiles")?, tree("queue")?, tree("index")?, tree("meta")?);
-        for (name, t) in [("frames", &frames), ("tiles", &tiles), ("queue", &queue), ("index", &index)] {
+        let (frames, tiles, queue, index, meta, uploads) =
+            (tree("frames")?, tree("tiles")?, tree("queue")?, tree("index")?, tree("meta")?, tree("uploads")?);
+        let trees =
+            [("frames", &frames), ("tiles", &tiles), ("queue", &queue), ("index", &index), ("uploads", &uploads)];
+        for (name, t) in trees {
             for item in t.iter() {
                 let (key, value) = item.map_err(|e| corrupt(format!("tree `{name}`: {e}")))?;
                 let checked = match name {
                     "frames" => decode::<FrameRecord>(&value).map(drop),
                     "tiles" => decode::<TileResult>(&value).map(drop),
                     "queue" => decode::<QueuedProduct>(&value).map(drop),
+                    "uploads" => decode::<Vec<u8>>(&value).map(drop),
                     _ => decode::<[u8; 17]>(&value).map(drop),
                 };
                 checked.map_err(|e| corrupt(format!("tree `{name}`, key {}: {e}", hex(&key))))?;
@@ -300,7 +335,7 @@ impl Checkpoint {
                 state.commits
             )));
         }
-        Ok(Self { path, seal, db, frames, tiles, queue, index, meta, state })
+        Ok(Self { path, seal, db, frames, tiles, queue, index, meta, uploads, state })
     }
 
     pub fn path(&self) -> &Path {
@@ -315,8 +350,8 @@ impl Checkpoint {
     pub fn commit(&mut self, batch: &Batch, mut state: FlightState) -> Result<(), CheckpointError> {
         state.commits = self.state.commits + 1;
         let state_bytes = encode(&state);
-        let result = (&self.frames, &self.tiles, &self.queue, &self.index, &self.meta).transaction(
-            |(frames, tiles, queue, index, meta)| {
+        let result = (&self.frames, &self.tiles, &self.queue, &self.index, &self.meta, &self.uploads).transaction(
+            |(frames, tiles, queue, index, meta, uploads)| {
                 for id in &batch.frames_removed {
                     frames.remove(&id.to_be_bytes())?;
                 }
@@ -343,6 +378,9 @@ impl Checkpoint {
                     }
                     queue.insert(&key[..], encode(product))?;
                 }
+                for (transfer, offset, bytes) in &batch.segments {
+                    uploads.insert(&pair_key(*transfer, *offset)[..], encode(bytes))?;
+                }
                 meta.insert(STATE_KEY, state_bytes.clone())?;
                 Ok::<(), ConflictableTransactionError<()>>(())
             },
@@ -350,10 +388,11 @@ impl Checkpoint {
         result.map_err(|e: TransactionError<()>| self.storage(format!("{e:?}")))?;
         // tile results go with their frame; not inside the transaction (a range scan), but harmless
         // if a crash leaves them: they are dropped again at the frame's next commit
-        for frame in &batch.tiles_removed {
-            for key in self.tiles.scan_prefix(frame.to_be_bytes()).keys() {
+        let removed = batch.tiles_removed.iter().map(|f| (&self.tiles, f));
+        for (tree, prefix) in removed.chain(batch.uploads_removed.iter().map(|t| (&self.uploads, t))) {
+            for key in tree.scan_prefix(prefix.to_be_bytes()).keys() {
                 let key = key.map_err(|e| self.storage(e.to_string()))?;
-                self.tiles.remove(key).map_err(|e| self.storage(e.to_string()))?;
+                tree.remove(key).map_err(|e| self.storage(e.to_string()))?;
             }
         }
         self.state = state;
@@ -449,6 +488,19 @@ impl Checkpoint {
         Ok(out)
     }
 
+    /// The segments of an upload held so far: (offset, bytes), by offset.
+    pub fn upload(&self, transfer: u64) -> Result<Vec<(u64, Vec<u8>)>, CheckpointError> {
+        self.uploads
+            .scan_prefix(transfer.to_be_bytes())
+            .map(|item| {
+                let (key, value) = item.map_err(|e| self.storage(e.to_string()))?;
+                let offset = u64::from_be_bytes(key[8..16].try_into().unwrap_or_default());
+                let bytes = decode(&value).map_err(|e| self.corrupt(format!("upload {transfer} at {offset}: {e}")))?;
+                Ok((offset, bytes))
+            })
+            .collect()
+    }
+
     pub fn queue_len(&self) -> usize {
         self.queue.len()
     }
@@ -458,6 +510,13 @@ fn tile_key(frame: u64, tile: u32) -> [u8; 12] {
     let mut key = [0u8; 12];
     key[..8].copy_from_slice(&frame.to_be_bytes());
     key[8..].copy_from_slice(&tile.to_be_bytes());
+    key
+}
+
+fn pair_key(first: u64, second: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&first.to_be_bytes());
+    key[8..].copy_from_slice(&second.to_be_bytes());
     key
 }
 

@@ -8,6 +8,7 @@ use kestrel_link::uplink::Telecommand;
 use crate::checkpoint::FrameState;
 use crate::pipeline::{Change, Pipeline, RunError};
 use crate::products::{self, FrameView};
+use crate::upload::Install;
 
 /// Parameters operators may set, with their allowed ranges.
 const PARAMETERS: &[(&str, f64, f64)] = &[
@@ -76,6 +77,10 @@ impl Pipeline {
                     Err(format!("product {product_id:016x} is not on board (acknowledged and pruned, or never made)"))
                 }
             },
+            Telecommand::InstallModel { transfer, model, length, sha256, signature } => {
+                let install = Install { transfer: *transfer, model, length: *length, sha256, signature };
+                self.install_model(&install, change)?
+            }
             Telecommand::RequestTile { frame_id, x, y, width, height } => {
                 self.requested_tile(*frame_id, [*x, *y, *width, *height], change)?
             }

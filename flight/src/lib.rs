@@ -22,3 +22,4 @@ pub mod products;
 pub mod screen;
 pub mod spool;
 pub mod tile;
+pub mod upload;

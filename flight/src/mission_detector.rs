@@ -9,7 +9,7 @@ use crate::config::{DetectorConfig, LoadedFlightMission};
 use crate::detect::{DetectError, Detector, DetectorSpec, FrameDetection};
 use crate::georef::{GeoTransform, GeorefError};
 use crate::imagery::{ImageError, Raster};
-use crate::models::{ModelError, load_verified};
+use crate::models::{ModelError, VerifiedModel, load_verified};
 use crate::onnx_runtime::{OnnxRuntime, RuntimeError};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,14 +37,13 @@ pub struct MissionDetector {
 impl MissionDetector {
     /// The mission's detector, or the manifest's model `name` instead.
     pub fn load(mission: &LoadedFlightMission, name: Option<&str>) -> Result<Self, MissionDetectorError> {
+        let model = manifest_model(mission, name.unwrap_or(&mission.config.flight.detector.model))?;
+        Self::with_model(mission, model)
+    }
+
+    /// The detector running `model` (verified by the caller) with the mission's bands.
+    pub fn with_model(mission: &LoadedFlightMission, model: VerifiedModel) -> Result<Self, MissionDetectorError> {
         let config = mission.config.flight.detector.clone();
-        let models = load_verified(
-            &mission.resolve(config.manifest.get_ref()),
-            &mission.resolve(config.verifying_key.get_ref()),
-        )?;
-        let name = name.unwrap_or(&config.model);
-        let model =
-            models.into_iter().find(|m| m.entry.name == name).ok_or_else(|| ModelError::Unknown(name.to_owned()))?;
         let channels = model.entry.input_channels;
         for (found, key) in
             [(config.band_files.len(), "flight.detector.band_files"), (config.bands.len(), "flight.detector.bands")]
@@ -117,6 +116,14 @@ impl MissionDetector {
     pub fn detector(&mut self) -> &mut Detector {
         &mut self.detector
     }
+}
+
+/// Model `name` of the mission's manifest, its file's hash and signature verified.
+pub fn manifest_model(mission: &LoadedFlightMission, name: &str) -> Result<VerifiedModel, ModelError> {
+    let config = &mission.config.flight.detector;
+    let models =
+        load_verified(&mission.resolve(config.manifest.get_ref()), &mission.resolve(config.verifying_key.get_ref()))?;
+    models.into_iter().find(|m| m.entry.name == name).ok_or_else(|| ModelError::Unknown(name.to_owned()))
 }
 
 /// The georeferencing of a TIFF; none for other files.

@@ -61,7 +61,8 @@ pub enum ModelError {
     Io { path: PathBuf, message: String },
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Hex of a digest or signature, as the manifest writes them.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -108,10 +109,15 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?.write_all(text.as_bytes())
 }
 
+/// The ed25519 signature of `digest` (a model file's SHA-256) with the signing key in `secret`.
+pub fn sign_digest(secret: &Path, digest: &[u8; 32]) -> Result<[u8; 64], ModelError> {
+    let key = SigningKey::from_bytes(&read_key::<32>(secret, "signing key")?);
+    Ok(key.sign(digest).to_bytes())
+}
+
 /// Signs model `name` of the manifest with the signing key in `secret`: writes the file's SHA-256
 /// and the signature into the manifest, keeping its comments and layout.
 pub fn sign(manifest: &Path, name: &str, secret: &Path) -> Result<(String, String), ModelError> {
-    let key = SigningKey::from_bytes(&read_key::<32>(secret, "signing key")?);
     let io = |e: String| ModelError::Io { path: manifest.to_path_buf(), message: e };
     let text = std::fs::read_to_string(manifest).map_err(|e| io(e.to_string()))?;
     let mut document: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| io(e.to_string()))?;
@@ -122,17 +128,31 @@ pub fn sign(manifest: &Path, name: &str, secret: &Path) -> Result<(String, Strin
         .ok_or_else(|| ModelError::Unknown(name.to_owned()))?;
     let file = model.get("file").and_then(|f| f.as_str()).ok_or_else(|| io(format!("model `{name}` has no file")))?;
     let digest = file_sha256(&manifest.parent().unwrap_or(Path::new(".")).join(file))?;
-    let signature = hex(&key.sign(&digest).to_bytes());
+    let signature = hex(&sign_digest(secret, &digest)?);
     model["sha256"] = toml_edit::value(hex(&digest));
     model["signature"] = toml_edit::value(signature.clone());
     std::fs::write(manifest, document.to_string()).map_err(|e| io(e.to_string()))?;
     Ok((hex(&digest), signature))
 }
 
+fn verifying_key(path: &Path) -> Result<VerifyingKey, ModelError> {
+    VerifyingKey::from_bytes(&read_key::<32>(path, "verifying key")?)
+        .map_err(|e| ModelError::Key { path: path.to_path_buf(), message: e.to_string() })
+}
+
+/// Checks that `signature` signs `digest` under the verifying key in `verifying_key`; the reason
+/// if it does not.
+pub fn check_signature(verifying_key_file: &Path, digest: &[u8; 32], signature: &[u8]) -> Result<(), ModelError> {
+    let key = verifying_key(verifying_key_file)?;
+    let refused = |message: &str| ModelError::Key { path: verifying_key_file.to_path_buf(), message: message.into() };
+    let signature: [u8; 64] = signature.try_into().map_err(|_| refused("a signature is 64 bytes"))?;
+    key.verify(digest, &Signature::from_bytes(&signature))
+        .map_err(|_| refused("the signature does not verify with this verifying key"))
+}
+
 /// Loads the manifest and verifies every model's hash and signature with the verifying key.
-pub fn load_verified(manifest: &Path, verifying_key: &Path) -> Result<Vec<VerifiedModel>, ModelError> {
-    let key = VerifyingKey::from_bytes(&read_key::<32>(verifying_key, "verifying key")?)
-        .map_err(|e| ModelError::Key { path: verifying_key.to_path_buf(), message: e.to_string() })?;
+pub fn load_verified(manifest: &Path, verifying_key_file: &Path) -> Result<Vec<VerifiedModel>, ModelError> {
+    let key = verifying_key(verifying_key_file)?;
     let file = MissionFile::read(manifest)?;
     let parsed: ManifestFile = file.parse_document()?;
     let mut verified = Vec::new();

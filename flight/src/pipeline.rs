@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use kestrel_link::product::Severity;
 use kestrel_link::security::ReplayGuard;
 use kestrel_link::telecommand::TcReceiver;
-use kestrel_link::uplink::{self, Mode, UplinkMessage};
+use kestrel_link::uplink::{self, Mode, Telecommand, UplinkMessage};
 use kestrel_thermal::config::LoadedThermalMission;
 use kestrel_thermal::network::ZERO_CELSIUS_K;
 use kestrel_thermal::simulate::Plant;
@@ -62,6 +62,7 @@ pub struct Stop {
 pub struct Summary {
     pub mission_time_s: f64,
     pub mode: String,
+    pub model: String,
     pub frames: u64,
     pub frames_quarantined: u64,
     pub tiles: u64,
@@ -89,7 +90,7 @@ impl Summary {
     pub fn to_text(&self) -> String {
         let peaks: Vec<String> = self.peak_temperatures_c.iter().map(|(n, t)| format!("{n} {t:.1} C")).collect();
         format!(
-            "flight run: {:.0} s of mission time, mode {}\n\
+            "flight run: {:.0} s of mission time, mode {}, running {}\n\
              frames {} ({} quarantined), tiles {} ({} screened out), detections {}\n\
              raw bytes captured {}, CADU bytes downlinked {}: reduction factor {:.1}\n\
              products made {}, acknowledged {}, still queued {}, sent again {}\n\
@@ -98,6 +99,7 @@ impl Summary {
              lowest state of charge {:.1}%, faults {}, starts {}",
             self.mission_time_s,
             self.mode,
+            self.model,
             self.frames,
             self.frames_quarantined,
             self.tiles,
@@ -308,7 +310,7 @@ impl Pipeline {
             );
             change.set_mode(now, Mode::Safe, &why);
         }
-        match MissionDetector::load(&self.mission, None) {
+        match self.load_detector(now, &mut change) {
             Ok(detector) => self.detector = Some(detector),
             Err(e) => {
                 change.event(now, Severity::Error, "detector", format!("the model does not load: {e}"));
@@ -381,6 +383,7 @@ impl Pipeline {
         Summary {
             mission_time_s: (self.clock.now_ms() - self.started_ms) as f64 / 1000.0,
             mode: format!("{:?}", state.mode).to_uppercase(),
+            model: self.running_model(),
             frames: c.frames,
             frames_quarantined: c.frames_quarantined,
             tiles: c.tiles,
@@ -523,6 +526,8 @@ impl Pipeline {
                 ("uplink_frames_rejected", c.uplink_frames_rejected as f64),
                 ("commands_executed", c.commands_executed as f64),
                 ("commands_refused", c.commands_refused as f64),
+                ("upload_segments", c.upload_segments as f64),
+                ("upload_segments_refused", c.upload_segments_refused as f64),
                 ("faults", c.faults as f64),
                 ("starts", c.starts as f64),
             ]
@@ -827,7 +832,10 @@ impl Pipeline {
         let frames = self.receiver.push(&bytes);
         let mut change = self.change();
         let mut acknowledged = HashSet::new();
+        let mut segments_refused = Vec::new();
         for frame in frames {
+            let accepted = change.state.uplink_accepted.entry(frame.vcid).or_default();
+            *accepted = (*accepted).max(frame.arsn);
             match uplink::decode(&frame) {
                 Ok(UplinkMessage::Acknowledge { product_ids }) => {
                     for id in product_ids {
@@ -837,12 +845,26 @@ impl Pipeline {
                         }
                     }
                 }
-                Ok(UplinkMessage::Command { id, command }) => self.execute(id, command, now, &mut change)?,
+                Ok(UplinkMessage::Command { id, command }) => {
+                    if matches!(command, Telecommand::InstallModel { .. }) {
+                        // the segments that came up with it must be in the checkpoint it reads
+                        self.commit(change)?;
+                        change = self.change();
+                    }
+                    self.execute(id, command, now, &mut change)?;
+                }
+                Ok(UplinkMessage::UploadSegment { transfer, offset, bytes }) => {
+                    segments_refused.extend(self.take_segment(transfer, offset, bytes, &mut change));
+                }
                 Err(e) => {
                     change.state.counters.uplink_frames_rejected += 1;
                     change.event(now, Severity::Warning, "uplink", format!("authenticated frame not understood: {e}"));
                 }
             }
+        }
+        if let Some(first) = segments_refused.first() {
+            let message = format!("{} upload segments refused; the first: {first}", segments_refused.len());
+            change.event(now, Severity::Warning, "upload", message);
         }
         let stats = self.receiver.stats();
         let refused =
@@ -857,7 +879,6 @@ impl Pipeline {
             );
             change.event(now, Severity::Warning, "uplink", message);
         }
-        change.state.uplink_accepted = self.receiver.replay_guard().last_accepted();
         self.commit(change)?;
         Ok(true)
     }

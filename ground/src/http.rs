@@ -5,11 +5,12 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use kestrel_link::product::{Body, Product};
 use serde::Deserialize;
 
@@ -21,6 +22,8 @@ use kestrel_link::uplink::Telecommand;
 pub const MAX_PAGE: usize = 10_000;
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
+/// Largest model file an upload request may carry.
+pub const MAX_MODEL_BODY: usize = 8 << 20;
 
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
@@ -32,6 +35,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/detections", get(detections))
         .route("/api/detections.geojson", get(detections_geojson))
         .route("/api/commands", get(audit_trail).post(command))
+        .route("/api/models/{name}", post(upload_model).layer(DefaultBodyLimit::max(MAX_MODEL_BODY)))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(service)
@@ -67,6 +71,10 @@ async fn command(
 ) -> Response {
     let Some(operator) = operator(&service, &headers) else { return unauthorized() };
     let sent = tokio::task::block_in_place(|| service.send_command(&operator, &request.command));
+    command_response(sent)
+}
+
+fn command_response(sent: Result<(u64, usize), CommandError>) -> Response {
     match sent {
         Ok((id, 0)) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -79,6 +87,41 @@ async fn command(
         Err(CommandError::TooLarge) => error(StatusCode::PAYLOAD_TOO_LARGE, CommandError::TooLarge.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct UploadQuery {
+    /// Hex ed25519 signature of the file's SHA-256 (`flight sign-model` writes it in the manifest).
+    signature: String,
+}
+
+/// `POST /api/models/{name}?signature=HEX` with the ONNX file as the body: uploads it to the
+/// spacecraft as the new weights of manifest model `name`.
+async fn upload_model(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(query): Query<UploadQuery>,
+    file: Bytes,
+) -> Response {
+    let Some(operator) = operator(&service, &headers) else { return unauthorized() };
+    let valid_name =
+        !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+    if !valid_name {
+        return error(StatusCode::BAD_REQUEST, format!("`{name}` is not a model name (letters, digits, - and _)"));
+    }
+    let signature = query.signature.trim();
+    let bytes: Option<Vec<u8>> = (signature.len() == 128 && signature.is_ascii())
+        .then(|| (0..64).map(|i| u8::from_str_radix(&signature[2 * i..2 * i + 2], 16).ok()).collect())
+        .flatten();
+    let Some(signature) = bytes else {
+        return error(StatusCode::BAD_REQUEST, "`signature` must be 128 hexadecimal digits (64 bytes)");
+    };
+    if file.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "the request body (the model file) is empty");
+    }
+    let sent = tokio::task::block_in_place(|| service.upload_model(&operator, &name, &file, signature));
+    command_response(sent)
 }
 
 async fn audit_trail(State(service): State<Arc<Service>>, headers: HeaderMap, Query(page): Query<Page>) -> Response {

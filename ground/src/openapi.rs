@@ -11,6 +11,7 @@ pub const PATHS: &[(&str, &[&str])] = &[
     ("/api/detections", &["get"]),
     ("/api/detections.geojson", &["get"]),
     ("/api/commands", &["get", "post"]),
+    ("/api/models/{name}", &["post"]),
     ("/api/openapi.json", &["get"]),
     ("/metrics", &["get"]),
 ];
@@ -51,6 +52,15 @@ pub fn document() -> Value {
                     "parameters": [ { "name": "X-Operator", "in": "header", "schema": { "type": "string" }, "description": "who sends it, for the audit trail" } ],
                     "requestBody": { "content": { "application/json": { "example": { "command": { "SetMode": { "mode": "Safe" } } } } } },
                     "responses": { "202": { "description": "sent" }, "401": { "description": "no or wrong operator token" }, "413": { "description": "body over 64 KiB, or command over one frame" }, "503": { "description": "no station connected" } } } },
+            "/api/models/{name}": { "post": {
+                "summary": "upload an ONNX file as the new weights of manifest model `name`: segments then an InstallModel command, under one audit id; the spacecraft verifies the hash and signature and keeps the running model until the new one loads",
+                "security": operator,
+                "parameters": [
+                    { "name": "name", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "signature", "in": "query", "required": true, "schema": { "type": "string" }, "description": "hex ed25519 signature of the file's SHA-256 (as `flight sign-model` writes it)" },
+                    { "name": "X-Operator", "in": "header", "schema": { "type": "string" } } ],
+                "requestBody": { "content": { "application/octet-stream": {} } },
+                "responses": { "202": { "description": "sent" }, "400": { "description": "bad name or signature, or an empty file" }, "401": { "description": "no or wrong operator token" }, "413": { "description": "file over 8 MiB" }, "503": { "description": "no station connected" } } } },
             "/api/openapi.json": { "get": { "summary": "this document", "responses": { "200": { "description": "OpenAPI 3.1" } } } },
             "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "text exposition format" } } } }
         }

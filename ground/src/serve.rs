@@ -11,8 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kestrel_link::decoder::DecodeStats;
 use kestrel_link::profile::LinkProfile;
 use kestrel_link::security::SecurityAssociation;
-use kestrel_link::uplink::{Telecommand, UplinkSender};
+use kestrel_link::uplink::{Telecommand, UPLOAD_SEGMENT_LEN, UplinkSender};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -112,6 +113,46 @@ impl Service {
     /// station; returns its audit id and how many stations took it.
     pub fn send_command(&self, operator: &str, command: &Telecommand) -> Result<(u64, usize), CommandError> {
         let text = serde_json::to_string(command).unwrap_or_default();
+        self.uplink_audited(operator, text, 1, |sender, id| sender.command(id, command))
+    }
+
+    /// Uploads `file` as the new weights of model `model` (signed by the operator's model-signing
+    /// key: `signature` over its SHA-256): its segments, then the `InstallModel` command, all
+    /// under one audit id, which is also the transfer's.
+    pub fn upload_model(
+        &self,
+        operator: &str,
+        model: &str,
+        file: &[u8],
+        signature: Vec<u8>,
+    ) -> Result<(u64, usize), CommandError> {
+        let sha256: [u8; 32] = Sha256::digest(file).into();
+        let hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
+        let text = serde_json::json!({ "UploadModel": { "model": model, "length": file.len(), "sha256": hex } });
+        let frames = file.len().div_ceil(UPLOAD_SEGMENT_LEN) as u64 + 1;
+        self.uplink_audited(operator, text.to_string(), frames, |sender, transfer| {
+            let install = Telecommand::InstallModel {
+                transfer,
+                model: model.to_owned(),
+                length: file.len() as u64,
+                sha256,
+                signature,
+            };
+            let mut frames = sender.upload(transfer, file);
+            frames.extend(sender.command(transfer, &install)?);
+            Some(frames)
+        })
+    }
+
+    /// Audits `text`, builds its TC frames (at most `frames` of them) under the audit id, and
+    /// sends them up through every connected station.
+    fn uplink_audited(
+        &self,
+        operator: &str,
+        text: String,
+        frames: u64,
+        build: impl FnOnce(&mut UplinkSender, u64) -> Option<Vec<u8>>,
+    ) -> Result<(u64, usize), CommandError> {
         let entry = |outcome: String| AuditEntry {
             id: 0,
             unix_ms: now_unix_ms(),
@@ -120,15 +161,12 @@ impl Service {
             outcome,
         };
         let id = self.archive.audit(&entry("submitted".into()))?;
-        let frame = {
-            let mut uplink = self.reserved_uplink(1)?;
-            uplink.sender.command(id, command)
-        };
-        let Some(frame) = frame else {
+        let bytes = build(&mut self.reserved_uplink(frames)?.sender, id);
+        let Some(bytes) = bytes else {
             self.archive.audit(&entry(format!("command {id}: refused, too large for one frame")))?;
             return Err(CommandError::TooLarge);
         };
-        let stations = self.commands.send(Arc::new(frame)).unwrap_or(0);
+        let stations = self.commands.send(Arc::new(bytes)).unwrap_or(0);
         let outcome = match stations {
             0 => format!("command {id}: no station connected, not sent"),
             n => format!("command {id}: sent through {n} station(s)"),

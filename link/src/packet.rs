@@ -26,6 +26,7 @@ pub enum Apid {
     Thumbnail = 0x022,
     Telecommand = 0x040,
     Acknowledgement = 0x041,
+    UploadSegment = 0x042,
 }
 
 impl Apid {

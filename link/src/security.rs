@@ -171,11 +171,6 @@ impl ReplayGuard {
         Self { last: last.into_iter().collect() }
     }
 
-    /// The last accepted ARSN per virtual channel, to persist.
-    pub fn last_accepted(&self) -> std::collections::BTreeMap<u8, u64> {
-        self.last.iter().map(|(&vcid, &arsn)| (vcid, arsn)).collect()
-    }
-
     /// Accepts `arsn` on `vcid` only if it is above the last one accepted there.
     pub fn accept(&mut self, vcid: u8, arsn: u64) -> Result<(), SecurityError> {
         match self.last.get(&vcid) {

@@ -89,10 +89,6 @@ impl TcReceiver {
         Self { security, spacecraft_id, replay, buffer: Vec::new(), stats: UplinkStats::default() }
     }
 
-    pub fn replay_guard(&self) -> &ReplayGuard {
-        &self.replay
-    }
-
     pub fn stats(&self) -> &UplinkStats {
         &self.stats
     }

@@ -17,7 +17,12 @@ pub enum UplinkMessage {
     Acknowledge { product_ids: Vec<u64> },
     /// An operator's command; `id` is the ground's audit-trail id, echoed in the flight's event.
     Command { id: u64, command: Telecommand },
+    /// `bytes` of file transfer `transfer` at `offset`; a later `InstallModel` names the transfer.
+    UploadSegment { transfer: u64, offset: u64, bytes: Vec<u8> },
 }
+
+/// File bytes one upload segment carries (with its header and postcard fields, it fits one frame).
+pub const UPLOAD_SEGMENT_LEN: usize = telecommand::MAX_DATA_LEN - packet::HEADER_LEN - 24;
 
 /// Operating modes of the flight software.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +58,15 @@ pub enum Telecommand {
     TimeTagged {
         commands: Vec<(i64, Telecommand)>,
     },
+    /// Replace the weights of manifest model `model` with the file uploaded as `transfer`:
+    /// `length` bytes whose SHA-256 is `sha256`, signed (ed25519 over the digest) by `signature`.
+    InstallModel {
+        transfer: u64,
+        model: String,
+        length: u64,
+        sha256: [u8; 32],
+        signature: Vec<u8>,
+    },
 }
 
 impl UplinkMessage {
@@ -60,6 +74,7 @@ impl UplinkMessage {
         match self {
             Self::Acknowledge { .. } => Apid::Acknowledgement,
             Self::Command { .. } => Apid::Telecommand,
+            Self::UploadSegment { .. } => Apid::UploadSegment,
         }
     }
 }
@@ -116,6 +131,16 @@ impl UplinkSender {
         fits.then(|| self.frame(&message))
     }
 
+    /// TC frames (back to back) carrying `file` as segments of upload `transfer`.
+    pub fn upload(&mut self, transfer: u64, file: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, chunk) in file.chunks(UPLOAD_SEGMENT_LEN).enumerate() {
+            let offset = (i * UPLOAD_SEGMENT_LEN) as u64;
+            out.extend(self.frame(&UplinkMessage::UploadSegment { transfer, offset, bytes: chunk.to_vec() }));
+        }
+        out
+    }
+
     fn frame(&mut self, message: &UplinkMessage) -> Vec<u8> {
         // every message of this schema serializes
         let payload = postcard::to_stdvec(message).unwrap_or_default();
@@ -146,7 +171,8 @@ pub fn decode(frame: &TcFrame) -> Result<UplinkMessage, UplinkError> {
     if header.packet_len > frame.data.len() {
         return Err(UplinkError::Truncated { declared: header.packet_len, available: frame.data.len() });
     }
-    if header.apid != Apid::Acknowledgement.value() && header.apid != Apid::Telecommand.value() {
+    let uplink_apids = [Apid::Acknowledgement, Apid::Telecommand, Apid::UploadSegment];
+    if !uplink_apids.iter().any(|apid| apid.value() == header.apid) {
         return Err(UplinkError::Apid(header.apid));
     }
     postcard::from_bytes(&frame.data[packet::HEADER_LEN..header.packet_len])
@@ -190,5 +216,26 @@ mod tests {
         assert_eq!(decode(&frames[0]), Ok(UplinkMessage::Command { id: 3, command: sequence }));
         let huge = Telecommand::SetParameter { name: "x".repeat(2000), value: 1.0 };
         assert!(sender.command(4, &huge).is_none());
+    }
+
+    #[test]
+    fn an_upload_travels_as_segments_that_each_fill_one_frame() {
+        let sa = SecurityAssociation::new(1, &[4; 32], false);
+        let mut sender = UplinkSender::new(sa.clone(), 42, 1, 1);
+        let file: Vec<u8> = (0..3 * UPLOAD_SEGMENT_LEN + 5).map(|i| (i * 7) as u8).collect();
+        let stream = sender.upload(u64::MAX, &file);
+        assert_eq!(sender.next_arsn(), 5, "four segments, four frames");
+        let frames = TcReceiver::new(sa, 42).push(&stream);
+        assert_eq!(frames.len(), 4);
+        assert!(frames.iter().all(|f| f.data.len() <= telecommand::MAX_DATA_LEN));
+        let mut joined = Vec::new();
+        for frame in &frames {
+            let Ok(UplinkMessage::UploadSegment { transfer: u64::MAX, offset, bytes }) = decode(frame) else {
+                panic!("a segment of the transfer")
+            };
+            assert_eq!(offset, joined.len() as u64);
+            joined.extend(bytes);
+        }
+        assert_eq!(joined, file);
     }
 }

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kestrel_e2e::{Ground, Scratch, binary, stderr, workspace_root};
+use kestrel_flight::models as flight_models;
 use kestrel_ground::archive::Archive;
 use kestrel_ground::archive::SledArchive;
 use kestrel_link::noise::Rng;
@@ -293,6 +294,96 @@ fn telecommands_run_once_and_forged_or_replayed_ones_are_refused() {
     let (_, summary) = fly_with_uplink(&scratch, listener, again);
     assert_eq!(count(&summary, "commands_executed"), 2, "nothing ran twice: {summary}");
     assert_eq!(count(&summary, "uplink_frames_rejected"), 4, "{summary}");
+}
+
+/// Gives a scratch mission its own copy of the model manifest, signed with a key pair made for
+/// the test; returns the signing key's path.
+fn own_signing_key(scratch: &Scratch) -> PathBuf {
+    let models = scratch.path().join("models");
+    std::fs::create_dir_all(&models).expect("models folder");
+    for file in ["models.toml", "vessels-s2.onnx", "vessels-s2.md"] {
+        std::fs::copy(workspace_root().join("models").join(file), models.join(file)).expect("copy model");
+    }
+    let secret = scratch.path().join("test-signing.key");
+    let public = flight_models::generate_key_pair(&secret).expect("key pair");
+    std::fs::write(models.join("model-signing.pub"), public).expect("verifying key");
+    flight_models::sign(&models.join("models.toml"), "vessels-s2", &secret).expect("sign");
+    let path = scratch.path().join("mission.toml");
+    let repository_models = workspace_root().join("models");
+    let text =
+        std::fs::read_to_string(&path).expect("mission").replace(&repository_models.display().to_string(), "models");
+    std::fs::write(&path, text).expect("mission");
+    secret
+}
+
+/// TC frames uploading the first `sent` bytes of `file` as transfer `transfer`, and the command
+/// to install the whole file, signed with `secret`.
+fn upload(sender: &mut UplinkSender, transfer: u64, file: &[u8], sent: usize, secret: &Path) -> Vec<u8> {
+    let digest: [u8; 32] = {
+        let temporary = tempfile::NamedTempFile::new().expect("temporary");
+        std::fs::write(temporary.path(), file).expect("write");
+        flight_models::file_sha256(temporary.path()).expect("digest")
+    };
+    let signature = flight_models::sign_digest(secret, &digest).expect("signature").to_vec();
+    let install = Telecommand::InstallModel {
+        transfer,
+        model: "vessels-s2".into(),
+        length: file.len() as u64,
+        sha256: digest,
+        signature,
+    };
+    let mut frames = sender.upload(transfer, &file[..sent]);
+    frames.extend(sender.command(transfer, &install).expect("fits"));
+    frames
+}
+
+#[test]
+fn an_uploaded_model_replaces_the_running_one_only_once_verified_and_loaded() {
+    let scratch = Scratch::new();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    mission(&scratch, &listener.local_addr().expect("address").to_string());
+    let secret = own_signing_key(&scratch);
+    let someone_else = scratch.path().join("other-signing.key");
+    flight_models::generate_key_pair(&someone_else).expect("other key pair");
+    let weights = std::fs::read(workspace_root().join("models/vessels-s2.onnx")).expect("model");
+    // the same network with a new doc_string (ModelProto field 6; the last one read wins): a
+    // different file that loads
+    let mut retrained = weights.clone();
+    retrained.extend([0x32, 7]);
+    retrained.extend(b"upload2");
+    let mut sender = UplinkSender::new(SecurityAssociation::new(1, &[0u8; 32], false), 42, 1, 1);
+    let garbage = b"not an ONNX model, but signed";
+    let mut uplink = upload(&mut sender, 11, garbage, garbage.len(), &secret);
+    uplink.extend(upload(&mut sender, 12, &retrained, retrained.len(), &someone_else));
+    uplink.extend(upload(&mut sender, 13, &retrained, retrained.len() / 2, &secret));
+    uplink.extend(upload(&mut sender, 14, &retrained, retrained.len(), &secret));
+    let (output, summary) = fly_with_uplink(&scratch, listener, uplink);
+    let log = stderr(&output);
+    assert!(log.contains("model from upload 11 refused: it does not load"), "{log}");
+    assert!(log.contains("model from upload 12 refused: ") && log.contains("signature does not verify"), "{log}");
+    assert!(log.contains("upload 13 is incomplete: bytes"), "{log}");
+    assert_eq!(count(&summary, "commands_refused"), 3, "{summary}");
+    assert_eq!(count(&summary, "commands_executed"), 1, "{summary}");
+    assert_eq!(summary["model"], "model `vessels-s2` from upload 14", "{summary}");
+    assert_eq!(summary["mode"], "NOMINAL", "a refused upload leaves the running model: {summary}");
+
+    // the installed model is verified again and runs after a restart
+    spool(&scratch, &scenes()[..1]);
+    let listener = TcpListener::bind(scratch_address(&scratch)).expect("listen again");
+    let (_, summary) = fly_with_uplink(&scratch, listener, Vec::new());
+    assert_eq!(summary["model"], "model `vessels-s2` from upload 14", "{summary}");
+    assert!(count(&summary, "detections") > 0, "{summary}");
+
+    // a damaged installed file is caught at the next start; the manifest's model takes over
+    let installed = std::fs::read_dir(scratch.path().join("var/flight/state/models")).expect("models").next();
+    let installed = installed.expect("an installed file").expect("entry").path();
+    let mut bytes = std::fs::read(&installed).expect("read");
+    bytes[100] ^= 0x10;
+    std::fs::write(&installed, bytes).expect("damage");
+    let listener = TcpListener::bind(scratch_address(&scratch)).expect("listen again");
+    let (output, summary) = fly_with_uplink(&scratch, listener, Vec::new());
+    assert!(stderr(&output).contains("the model installed from upload 14 cannot be used"), "{}", stderr(&output));
+    assert_eq!(summary["model"], "the manifest's model `vessels-s2`", "{summary}");
 }
 
 /// Runs flight for 10 minutes of mission time against a stand-in ground on `listener` that sends

@@ -378,6 +378,77 @@ fn request(http: &str, method: &str, path: &str, headers: &[(&str, &str)], body:
     (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
 }
 
+/// `count` station connections, once the service lists them.
+fn connected_stations(ground: &Ground, count: usize) -> Vec<TcpStream> {
+    let mut stations: Vec<TcpStream> = (0..count).map(|_| TcpStream::connect(&ground.cadu).expect("station")).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while get(&ground.http, "/api/stats").1["stations"].as_array().map_or(0, Vec::len) < count {
+        // a station appears in the statistics after its first read; send it something
+        for s in &mut stations {
+            let _ = s.write_all(&[0x55; 16]);
+        }
+        assert!(std::time::Instant::now() < deadline, "stations never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stations
+}
+
+#[test]
+fn a_model_upload_goes_up_as_segments_then_its_install_command_under_one_audit_id() {
+    let (scratch, profile) = scratch_mission();
+    let security = profile.security.clone().expect("security");
+    let token = std::fs::read_to_string(scratch.path().join("keys/operator.token")).expect("token");
+    let bearer = format!("Bearer {}", token.trim());
+    let ground = start_ground(&scratch);
+    let file: String = (0..5000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let signature = "ab".repeat(64);
+    let path = format!("/api/models/vessels-s2?signature={signature}");
+    assert_eq!(request(&ground.http, "POST", &path, &[], &file).0, 401, "no token");
+    let headers = [("Authorization", bearer.as_str())];
+    let (status, reply) = request(&ground.http, "POST", "/api/models/vessels-s2?signature=abc", &headers, &file);
+    assert_eq!(status, 400, "a short signature: {reply}");
+    let (status, _) =
+        request(&ground.http, "POST", &format!("/api/models/..%2Fx?signature={signature}"), &headers, &file);
+    assert_eq!(status, 400, "a name that is not a model name");
+
+    let mut station = connected_stations(&ground, 1).remove(0);
+    let (status, reply) = request(&ground.http, "POST", &path, &headers, &file);
+    assert_eq!(status, 202, "{reply}");
+    let id = reply["id"].as_u64().expect("audit id");
+    station.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut receiver = TcReceiver::new(security, 42);
+    let mut buffer = [0u8; 4096];
+    let (mut received, mut install) = (Vec::new(), None);
+    while install.is_none() {
+        let n = station.read(&mut buffer).expect("frames arrive");
+        for frame in receiver.push(&buffer[..n]) {
+            match uplink::decode(&frame).expect("decodes") {
+                UplinkMessage::UploadSegment { transfer, offset, bytes } => {
+                    assert_eq!((transfer, offset), (id, received.len() as u64));
+                    received.extend(bytes);
+                }
+                UplinkMessage::Command { id: command_id, command } => install = Some((command_id, command)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert_eq!(received, file.as_bytes());
+    let Some((command_id, uplink::Telecommand::InstallModel { transfer, model, length, sha256, signature: sent })) =
+        install
+    else {
+        panic!("an InstallModel command follows the segments")
+    };
+    assert_eq!((command_id, transfer, model.as_str(), length), (id, id, "vessels-s2", 5000));
+    assert_eq!(sent, vec![0xab; 64]);
+    let digest = kestrel_flight::models::hex(&sha256);
+    let (_, trail) = request(&ground.http, "GET", "/api/commands", &headers, "");
+    assert!(
+        trail.as_array().expect("entries").iter().any(|e| e["id"] == id
+            && e["command"].as_str().is_some_and(|c| c.contains("UploadModel") && c.contains(&digest))),
+        "{trail}"
+    );
+}
+
 #[test]
 fn commands_need_the_operator_token_are_audited_and_go_up_every_station() {
     let (scratch, profile) = scratch_mission();
@@ -399,16 +470,7 @@ fn commands_need_the_operator_token_are_audited_and_go_up_every_station() {
     assert_eq!(status, 503, "no station to send it through: {reply}");
 
     // two stations connected: both relay the same frame
-    let mut stations: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&ground.cadu).expect("station")).collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while get(&ground.http, "/api/stats").1["stations"].as_array().map_or(0, Vec::len) < 2 {
-        // a station appears in the statistics after its first read; send it something
-        for s in &mut stations {
-            let _ = s.write_all(&[0x55; 16]);
-        }
-        assert!(std::time::Instant::now() < deadline, "stations never appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut stations = connected_stations(&ground, 2);
     let headers = [("Authorization", bearer.as_str()), ("X-Operator", "alice")];
     let (status, reply) = request(&ground.http, "POST", "/api/commands", &headers, command);
     assert_eq!(status, 202, "{reply}");
