@@ -75,6 +75,8 @@ pub struct QueuedProduct {
     pub apid: u16,
     pub content_crc: u32,
     pub envelope: Vec<u8>,
+    /// Kept in a tree of its own, so that marking a product sent does not rewrite its envelope.
+    #[serde(skip)]
     pub sent: Option<Sent>,
 }
 
@@ -198,6 +200,7 @@ pub struct Batch {
     tiles_removed: Vec<u64>,
     products: Vec<QueuedProduct>,
     products_removed: Vec<u64>,
+    sent: Vec<(u64, Sent)>,
     segments: Vec<(u64, u64, Vec<u8>)>,
     uploads_removed: Vec<u64>,
 }
@@ -229,6 +232,11 @@ impl Batch {
         self.products_removed.push(id);
         self
     }
+    /// Marks a queued product sent (it stays queued until acknowledged).
+    pub fn sent(&mut self, id: u64, sent: Sent) -> &mut Self {
+        self.sent.push((id, sent));
+        self
+    }
     pub fn upload_segment(&mut self, transfer: u64, offset: u64, bytes: Vec<u8>) -> &mut Self {
         self.segments.push((transfer, offset, bytes));
         self
@@ -240,7 +248,20 @@ impl Batch {
     }
 }
 
+/// Whether commits survive a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The sled file in the state directory, flushed and sealed (flight).
+    Durable,
+    /// A temporary sled database that is never flushed and is gone at exit: the same pipeline
+    /// without crash safety, for the checkpoint-overhead benchmark only.
+    Volatile,
+}
+
 pub struct Checkpoint {
+    durability: Durability,
+    /// Time spent committing and flushing.
+    busy: std::time::Duration,
     path: PathBuf,
     seal: PathBuf,
     db: sled::Db,
@@ -249,6 +270,7 @@ pub struct Checkpoint {
     queue: sled::Tree,
     index: sled::Tree,
     meta: sled::Tree,
+    sent: sled::Tree,
     uploads: sled::Tree,
     state: FlightState,
 }
@@ -287,29 +309,42 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 impl Checkpoint {
     /// Opens (or creates) the checkpoint in `state_dir`, checking every record and the seal.
     /// A new checkpoint starts from `fresh`.
-    pub fn open(state_dir: &Path, fresh: FlightState) -> Result<Self, CheckpointError> {
+    pub fn open(state_dir: &Path, fresh: FlightState, durability: Durability) -> Result<Self, CheckpointError> {
         let path = state_dir.join("checkpoint");
         let seal = state_dir.join("checkpoint.seal");
         let storage = |message: String| CheckpointError::Storage { path: path.clone(), message };
         let corrupt = |detail: String| CheckpointError::Corrupt { path: path.clone(), detail };
         std::fs::create_dir_all(state_dir).map_err(|e| storage(e.to_string()))?;
-        let sealed = match std::fs::read(&seal) {
+        let sealed = match std::fs::read(&seal).and_then(|bytes| match durability {
+            Durability::Durable => Ok(bytes),
+            Durability::Volatile => Err(std::io::ErrorKind::NotFound.into()),
+        }) {
             Ok(bytes) => Some(decode::<u64>(&bytes).map_err(|e| corrupt(format!("seal file: {e}")))?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(storage(format!("seal file: {e}"))),
         };
         // sled may panic on some damaged files instead of returning an error
-        let opened = std::panic::catch_unwind(|| sled::Config::new().path(&path).open());
+        let opened = std::panic::catch_unwind(|| match durability {
+            Durability::Durable => sled::Config::new().path(&path).open(),
+            Durability::Volatile => sled::Config::new().temporary(true).flush_every_ms(None).open(),
+        });
         let db = match opened {
             Ok(Ok(db)) => db,
             Ok(Err(e)) => return Err(corrupt(format!("sled cannot open it: {e}"))),
             Err(_) => return Err(corrupt("sled failed opening it".into())),
         };
         let tree = |name: &str| db.open_tree(name).map_err(|e| corrupt(format!("tree `{name}`: {e}")));
-        let (frames, tiles, queue, index, meta, uploads) =
-            (tree("frames")?, tree("tiles")?, tree("queue")?, tree("index")?, tree("meta")?, tree("uploads")?);
-        let trees =
-            [("frames", &frames), ("tiles", &tiles), ("queue", &queue), ("index", &index), ("uploads", &uploads)];
+        let (frames, tiles, queue, index, meta) =
+            (tree("frames")?, tree("tiles")?, tree("queue")?, tree("index")?, tree("meta")?);
+        let (sent, uploads) = (tree("sent")?, tree("uploads")?);
+        let trees = [
+            ("frames", &frames),
+            ("tiles", &tiles),
+            ("queue", &queue),
+            ("index", &index),
+            ("sent", &sent),
+            ("uploads", &uploads),
+        ];
         for (name, t) in trees {
             for item in t.iter() {
                 let (key, value) = item.map_err(|e| corrupt(format!("tree `{name}`: {e}")))?;
@@ -317,6 +352,7 @@ impl Checkpoint {
                     "frames" => decode::<FrameRecord>(&value).map(drop),
                     "tiles" => decode::<TileResult>(&value).map(drop),
                     "queue" => decode::<QueuedProduct>(&value).map(drop),
+                    "sent" => decode::<Sent>(&value).map(drop),
                     "uploads" => decode::<Vec<u8>>(&value).map(drop),
                     _ => decode::<[u8; 17]>(&value).map(drop),
                 };
@@ -335,7 +371,21 @@ impl Checkpoint {
                 state.commits
             )));
         }
-        Ok(Self { path, seal, db, frames, tiles, queue, index, meta, uploads, state })
+        Ok(Self {
+            durability,
+            busy: std::time::Duration::ZERO,
+            path,
+            seal,
+            db,
+            frames,
+            tiles,
+            queue,
+            index,
+            meta,
+            sent,
+            uploads,
+            state,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -347,44 +397,58 @@ impl Checkpoint {
     }
 
     /// Applies `batch` and `state` (the new flight state) as one transaction.
-    pub fn commit(&mut self, batch: &Batch, mut state: FlightState) -> Result<(), CheckpointError> {
+    pub fn commit(&mut self, batch: &Batch, state: FlightState) -> Result<(), CheckpointError> {
+        let started = std::time::Instant::now();
+        let result = self.apply(batch, state);
+        self.busy += started.elapsed();
+        result
+    }
+
+    fn apply(&mut self, batch: &Batch, mut state: FlightState) -> Result<(), CheckpointError> {
         state.commits = self.state.commits + 1;
         let state_bytes = encode(&state);
-        let result = (&self.frames, &self.tiles, &self.queue, &self.index, &self.meta, &self.uploads).transaction(
-            |(frames, tiles, queue, index, meta, uploads)| {
-                for id in &batch.frames_removed {
-                    frames.remove(&id.to_be_bytes())?;
+        let trees = (&self.frames, &self.tiles, &self.queue, &self.index, &self.meta, &self.sent, &self.uploads);
+        let result = trees.transaction(|(frames, tiles, queue, index, meta, sent, uploads)| {
+            for id in &batch.frames_removed {
+                frames.remove(&id.to_be_bytes())?;
+            }
+            for record in &batch.frames {
+                frames.insert(&record.id.to_be_bytes(), encode(record))?;
+            }
+            for (frame, tile, result) in &batch.tiles {
+                tiles.insert(&tile_key(*frame, *tile)[..], encode(result))?;
+            }
+            for id in &batch.products_removed {
+                sent.remove(&id.to_be_bytes())?;
+                if let Some(key) = index.remove(&id.to_be_bytes())?
+                    && let Ok(key) = decode::<[u8; 17]>(&key)
+                {
+                    queue.remove(&key[..])?;
                 }
-                for record in &batch.frames {
-                    frames.insert(&record.id.to_be_bytes(), encode(record))?;
+            }
+            for product in &batch.products {
+                let key = product.queue_key();
+                if let Some(old) = index.insert(&product.id.to_be_bytes(), encode(&key))?
+                    && let Ok(old) = decode::<[u8; 17]>(&old)
+                    && old != key
+                {
+                    queue.remove(&old[..])?;
                 }
-                for (frame, tile, result) in &batch.tiles {
-                    tiles.insert(&tile_key(*frame, *tile)[..], encode(result))?;
-                }
-                for id in &batch.products_removed {
-                    if let Some(key) = index.remove(&id.to_be_bytes())?
-                        && let Ok(key) = decode::<[u8; 17]>(&key)
-                    {
-                        queue.remove(&key[..])?;
-                    }
-                }
-                for product in &batch.products {
-                    let key = product.queue_key();
-                    if let Some(old) = index.insert(&product.id.to_be_bytes(), encode(&key))?
-                        && let Ok(old) = decode::<[u8; 17]>(&old)
-                        && old != key
-                    {
-                        queue.remove(&old[..])?;
-                    }
-                    queue.insert(&key[..], encode(product))?;
-                }
-                for (transfer, offset, bytes) in &batch.segments {
-                    uploads.insert(&pair_key(*transfer, *offset)[..], encode(bytes))?;
-                }
-                meta.insert(STATE_KEY, state_bytes.clone())?;
-                Ok::<(), ConflictableTransactionError<()>>(())
-            },
-        );
+                queue.insert(&key[..], encode(product))?;
+                match &product.sent {
+                    Some(mark) => sent.insert(&product.id.to_be_bytes(), encode(mark))?,
+                    None => sent.remove(&product.id.to_be_bytes())?,
+                };
+            }
+            for (id, mark) in &batch.sent {
+                sent.insert(&id.to_be_bytes(), encode(mark))?;
+            }
+            for (transfer, offset, bytes) in &batch.segments {
+                uploads.insert(&pair_key(*transfer, *offset)[..], encode(bytes))?;
+            }
+            meta.insert(STATE_KEY, state_bytes.clone())?;
+            Ok::<(), ConflictableTransactionError<()>>(())
+        });
         result.map_err(|e: TransactionError<()>| self.storage(format!("{e:?}")))?;
         // tile results go with their frame; not inside the transaction (a range scan), but harmless
         // if a crash leaves them: they are dropped again at the frame's next commit
@@ -407,6 +471,21 @@ impl Checkpoint {
 
     /// Makes everything committed durable, then seals it.
     pub fn flush(&mut self) -> Result<(), CheckpointError> {
+        if self.durability == Durability::Volatile {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let result = self.flush_and_seal();
+        self.busy += started.elapsed();
+        result
+    }
+
+    /// Time spent in commits and flushes since opening.
+    pub fn busy(&self) -> std::time::Duration {
+        self.busy
+    }
+
+    fn flush_and_seal(&mut self) -> Result<(), CheckpointError> {
         self.db.flush().map_err(|e| self.storage(e.to_string()))?;
         let temporary = self.seal.with_extension("seal.new");
         std::fs::write(&temporary, encode(&self.state.commits))
@@ -461,11 +540,9 @@ impl Checkpoint {
             return Ok(None);
         };
         let key: [u8; 17] = decode(&key).map_err(|e| self.corrupt(format!("index of {id:016x}: {e}")))?;
-        self.queue
-            .get(key)
-            .map_err(|e| self.storage(e.to_string()))?
-            .map(|v| decode(&v).map_err(|e| self.corrupt(format!("product {id:016x}: {e}"))))
-            .transpose()
+        let Some(value) = self.queue.get(key).map_err(|e| self.storage(e.to_string()))? else { return Ok(None) };
+        let product = decode(&value).map_err(|e| self.corrupt(format!("product {id:016x}: {e}")))?;
+        Ok(Some(self.with_sent_mark(product)?))
     }
 
     /// Queued products in queue order (priority, then age), `filter`ed, stopping after `limit`.
@@ -478,6 +555,7 @@ impl Checkpoint {
         for value in self.queue.iter().values() {
             let value = value.map_err(|e| self.storage(e.to_string()))?;
             let product: QueuedProduct = decode(&value).map_err(|e| self.corrupt(format!("queued product: {e}")))?;
+            let product = self.with_sent_mark(product)?;
             if filter(&product) {
                 out.push(product);
                 if out.len() >= limit {
@@ -499,6 +577,14 @@ impl Checkpoint {
                 Ok((offset, bytes))
             })
             .collect()
+    }
+
+    fn with_sent_mark(&self, mut product: QueuedProduct) -> Result<QueuedProduct, CheckpointError> {
+        let mark = self.sent.get(product.id.to_be_bytes()).map_err(|e| self.storage(e.to_string()))?;
+        product.sent = mark
+            .map(|v| decode(&v).map_err(|e| self.corrupt(format!("sent mark of {:016x}: {e}", product.id))))
+            .transpose()?;
+        Ok(product)
     }
 
     pub fn queue_len(&self) -> usize {
@@ -535,7 +621,7 @@ mod tests {
     #[test]
     fn queue_orders_by_priority_then_age_and_survives_reopening() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut checkpoint = Checkpoint::open(dir.path(), FlightState::new(0)).expect("open");
+        let mut checkpoint = Checkpoint::open(dir.path(), FlightState::new(0), Durability::Durable).expect("open");
         let mut batch = Batch::default();
         batch.product(product(1, 2, 500)).product(product(2, 0, 900)).product(product(3, 2, -100));
         let mut state = checkpoint.state().clone();
@@ -551,12 +637,25 @@ mod tests {
         checkpoint.commit(&batch, checkpoint.state().clone()).expect("commit");
         checkpoint.flush().expect("flush");
         drop(checkpoint);
-        let checkpoint = Checkpoint::open(dir.path(), FlightState::new(0)).expect("reopen");
+        let checkpoint = Checkpoint::open(dir.path(), FlightState::new(0), Durability::Durable).expect("reopen");
         assert_eq!(checkpoint.queue_len(), 2);
         assert_eq!(checkpoint.product(1).expect("read"), Some(sent));
         assert_eq!(checkpoint.product(2).expect("read"), None);
         assert_eq!(checkpoint.state().commits, 2);
         assert_eq!(checkpoint.state().counters.products_made, 3);
+
+        // a sent mark alone leaves the product's record as it was, and goes with the product
+        let mut checkpoint = checkpoint;
+        let mark = Sent { contact: 2, at_ms: 9 };
+        checkpoint.commit(Batch::default().sent(3, mark), checkpoint.state().clone()).expect("commit");
+        assert_eq!(
+            checkpoint.product(3).expect("read"),
+            Some(QueuedProduct { sent: Some(mark), ..product(3, 2, -100) })
+        );
+        checkpoint.commit(Batch::default().remove_product(3), checkpoint.state().clone()).expect("commit");
+        assert_eq!(checkpoint.product(3).expect("read"), None);
+        let mark_left = checkpoint.sent.contains_key(3u64.to_be_bytes()).expect("read");
+        assert!(!mark_left, "the sent mark went with the product");
     }
 
     #[test]
@@ -574,13 +673,13 @@ mod tests {
     #[test]
     fn a_checkpoint_behind_its_seal_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut checkpoint = Checkpoint::open(dir.path(), FlightState::new(0)).expect("open");
+        let mut checkpoint = Checkpoint::open(dir.path(), FlightState::new(0), Durability::Durable).expect("open");
         checkpoint.commit(&Batch::default(), checkpoint.state().clone()).expect("commit");
         checkpoint.flush().expect("flush");
         drop(checkpoint);
         // the seal of a later commit than the database holds: the database lost its tail
         std::fs::write(dir.path().join("checkpoint.seal"), encode(&5u64)).expect("seal");
-        let error = Checkpoint::open(dir.path(), FlightState::new(0)).expect_err("refused");
+        let error = Checkpoint::open(dir.path(), FlightState::new(0), Durability::Durable).expect_err("refused");
         assert!(error.to_string().contains("holds commit 1 but commit 5"), "{error}");
     }
 }

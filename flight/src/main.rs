@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use kestrel_flight::checkpoint::Durability;
 use kestrel_flight::clock::Clock;
 use kestrel_flight::config::LoadedFlightMission;
 use kestrel_flight::mission_detector::MissionDetector;
@@ -46,6 +47,10 @@ enum Command {
         /// Also write the run summary as JSON.
         #[arg(long, value_name = "FILE")]
         summary: Option<PathBuf>,
+        /// Benchmarks only: keep the checkpoint in a temporary database that is never flushed
+        /// (a crash loses everything), to measure what checkpointing costs.
+        #[arg(long, hide = true)]
+        volatile_checkpoint: bool,
     },
     /// Wrap a file of space packets into a CADU stream as the mission's link section says.
     Frame {
@@ -140,8 +145,10 @@ fn main() -> ExitCode {
                     output.display()
                 )
             }),
-        Command::Run { mission, speedup, duration_ms, until_drained, summary } => {
-            run(&mission, speedup, Stop { after_ms: duration_ms, when_drained: until_drained }, summary.as_deref())
+        Command::Run { mission, speedup, duration_ms, until_drained, summary, volatile_checkpoint } => {
+            let stop = Stop { after_ms: duration_ms, when_drained: until_drained };
+            let durability = if volatile_checkpoint { Durability::Volatile } else { Durability::Durable };
+            run(&mission, speedup, stop, durability, summary.as_deref())
         }
         Command::Detect { mission, model, geojson, inputs } => {
             detect(&mission, model.as_deref(), geojson.as_deref(), &inputs)
@@ -163,7 +170,13 @@ fn main() -> ExitCode {
     cli::finish("flight", result)
 }
 
-fn run(mission: &Path, speedup: Option<f64>, stop: Stop, summary_file: Option<&Path>) -> anyhow::Result<()> {
+fn run(
+    mission: &Path,
+    speedup: Option<f64>,
+    stop: Stop,
+    durability: Durability,
+    summary_file: Option<&Path>,
+) -> anyhow::Result<()> {
     let loaded = LoadedFlightMission::load(mission)?;
     let thermal = LoadedThermalMission::load(mission)?;
     let clock = match speedup {
@@ -173,7 +186,10 @@ fn run(mission: &Path, speedup: Option<f64>, stop: Stop, summary_file: Option<&P
         Some(factor) => anyhow::bail!("--speedup must be a positive factor, not {factor}"),
         None => Clock::Real,
     };
-    let mut pipeline = Pipeline::start(loaded, thermal, clock)?;
+    if durability == Durability::Volatile {
+        tracing::warn!("the checkpoint is volatile: this run is not crash-safe (benchmarks only)");
+    }
+    let mut pipeline = Pipeline::start(loaded, thermal, clock, durability)?;
     let summary = pipeline.run(stop)?;
     println!("{}", summary.to_text());
     if let Some(path) = summary_file {

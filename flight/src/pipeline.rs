@@ -16,7 +16,9 @@ use kestrel_thermal::network::ZERO_CELSIUS_K;
 use kestrel_thermal::simulate::Plant;
 use serde::Serialize;
 
-use crate::checkpoint::{Batch, Checkpoint, CheckpointError, FlightState, FrameRecord, FrameState, Sent, TileResult};
+use crate::checkpoint::{
+    Batch, Checkpoint, CheckpointError, Durability, FlightState, FrameRecord, FrameState, Sent, TileResult,
+};
 use crate::clock::Clock;
 use crate::config::LoadedFlightMission;
 use crate::contacts::ContactPlan;
@@ -33,6 +35,8 @@ use crate::tile::Window;
 pub const THROTTLED_TILE_INTERVAL_S: f64 = 30.0;
 /// Products looked at per send.
 const SEND_BATCH: usize = 64;
+/// Downlink sequence numbers reserved (durably) at a time, so that a flush is seldom needed.
+const ARSN_BLOCK: u64 = 65_536;
 /// The plant (thermal and power model) steps at most this long at a time, mission seconds.
 const PLANT_STEP_S: f64 = 10.0;
 
@@ -81,6 +85,8 @@ pub struct Summary {
     pub uplink_frames_rejected: u64,
     pub faults: u64,
     pub starts: u64,
+    /// Wall-clock seconds this run spent committing and flushing the checkpoint.
+    pub checkpoint_s: f64,
     pub peak_temperatures_c: Vec<(String, f64)>,
     pub lowest_state_of_charge: f64,
 }
@@ -203,14 +209,19 @@ impl Change {
 impl Pipeline {
     /// Opens the checkpoint (setting a corrupt one aside and rebuilding from the frames on
     /// board), loads the verified model, and records this start.
-    pub fn start(mission: LoadedFlightMission, thermal: LoadedThermalMission, clock: Clock) -> Result<Self, RunError> {
+    pub fn start(
+        mission: LoadedFlightMission,
+        thermal: LoadedThermalMission,
+        clock: Clock,
+        durability: Durability,
+    ) -> Result<Self, RunError> {
         let flight = &mission.config.flight;
         let state_dir = mission.resolve(&flight.state_dir);
         let spool = Spool::new(mission.resolve(&flight.spool_dir), &state_dir)?;
         let epoch_ms = mission.config.mission.epoch_ms();
         let now_ms = clock.now_ms();
         let mut corrupt = None;
-        let checkpoint = match Checkpoint::open(&state_dir, FlightState::new(now_ms)) {
+        let checkpoint = match Checkpoint::open(&state_dir, FlightState::new(now_ms), durability) {
             Ok(checkpoint) => checkpoint,
             Err(CheckpointError::Corrupt { path, detail }) => {
                 let aside = set_aside(&state_dir)?;
@@ -220,7 +231,7 @@ impl Pipeline {
                     path.display(),
                     aside.display()
                 ));
-                Checkpoint::open(&state_dir, FlightState::new(now_ms))?
+                Checkpoint::open(&state_dir, FlightState::new(now_ms), durability)?
             }
             Err(e) => return Err(e.into()),
         };
@@ -402,6 +413,7 @@ impl Pipeline {
             uplink_frames_rejected: c.uplink_frames_rejected,
             faults: c.faults,
             starts: c.starts,
+            checkpoint_s: self.checkpoint.busy().as_secs_f64(),
             peak_temperatures_c: state.peak_temperatures_c.clone(),
             lowest_state_of_charge: state.lowest_soc,
         }
@@ -734,6 +746,13 @@ impl Pipeline {
             change.batch.remove_frame(old.id);
         }
         self.commit(change)?;
+        tracing::info!(
+            frame = format_args!("{:016x}", record.id),
+            tiles = work.windows.len(),
+            detections = detections.len(),
+            products = made.len(),
+            "frame done"
+        );
         for old in pruned {
             crate::spool::remove(&self.state_dir.join(&old.file))?;
         }
@@ -833,6 +852,7 @@ impl Pipeline {
         let mut change = self.change();
         let mut acknowledged = HashSet::new();
         let mut segments_refused = Vec::new();
+        let mut commanded = false;
         for frame in frames {
             let accepted = change.state.uplink_accepted.entry(frame.vcid).or_default();
             *accepted = (*accepted).max(frame.arsn);
@@ -846,6 +866,7 @@ impl Pipeline {
                     }
                 }
                 Ok(UplinkMessage::Command { id, command }) => {
+                    commanded = true;
                     if matches!(command, Telecommand::InstallModel { .. }) {
                         // the segments that came up with it must be in the checkpoint it reads
                         self.commit(change)?;
@@ -854,6 +875,7 @@ impl Pipeline {
                     self.execute(id, command, now, &mut change)?;
                 }
                 Ok(UplinkMessage::UploadSegment { transfer, offset, bytes }) => {
+                    commanded = true;
                     segments_refused.extend(self.take_segment(transfer, offset, bytes, &mut change));
                 }
                 Err(e) => {
@@ -880,6 +902,11 @@ impl Pipeline {
             change.event(now, Severity::Warning, "uplink", message);
         }
         self.commit(change)?;
+        // a command must not run again after a crash, nor a segment be lost once taken;
+        // acknowledgements need no flush (a product acknowledged twice is pruned once)
+        if commanded {
+            self.checkpoint.flush()?;
+        }
         Ok(true)
     }
 
@@ -908,19 +935,23 @@ impl Pipeline {
         if chosen.is_empty() {
             return Ok(false);
         }
-        // durable before anything leaves: the products' sent marks and the sequence numbers used
         let mut change = self.change();
         let next_arsn = session.encoder_state().next_arsn;
-        if next_arsn + frames + 1 > change.state.arsn_reserved_until {
-            change.state.arsn_reserved_until = next_arsn + frames + 1 + 65_536;
+        let reserve = next_arsn + frames + 1 > change.state.arsn_reserved_until;
+        if reserve {
+            change.state.arsn_reserved_until = next_arsn + frames + 1 + ARSN_BLOCK;
         }
-        for product in &mut chosen {
+        for product in &chosen {
             change.state.counters.products_resent += u64::from(product.sent.is_some());
-            product.sent = Some(Sent { contact, at_ms: now });
-            change.batch.product(product.clone());
+            change.batch.sent(product.id, Sent { contact, at_ms: now });
         }
         self.commit(change)?;
-        self.checkpoint.flush()?;
+        // a sequence number must never be used twice under one key: a new reservation is durable
+        // before any frame uses it. Sent marks need not be: lost in a crash, the products go
+        // again and the ground keeps one copy.
+        if reserve {
+            self.checkpoint.flush()?;
+        }
         let Some(session) = self.session.as_mut() else { return Ok(false) };
         let result = session.send(&chosen);
         let (encoder, packet_counts) = (session.encoder_state().clone(), session.packet_counts());

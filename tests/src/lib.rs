@@ -77,6 +77,21 @@ impl Scratch {
         self.dir.path()
     }
 
+    /// Writes a flight mission: continuous contact with the ground at `ground`, the models of the
+    /// repository.
+    pub fn flight_mission(&self, ground: &str) {
+        let models = workspace_root().join("models");
+        let text = self
+            .reference
+            .replace("127.0.0.1:5600", "127.0.0.1:0")
+            .replace("127.0.0.1:8600", "127.0.0.1:0")
+            .replace("ground_address = \"127.0.0.1:0\"", &format!("ground_address = \"{ground}\""))
+            .replace("contacts = \"predicted\"", "contacts = \"continuous\"")
+            .replace("\"models/models.toml\"", &format!("\"{}\"", models.join("models.toml").display()))
+            .replace("\"models/model-signing.pub\"", &format!("\"{}\"", models.join("model-signing.pub").display()));
+        std::fs::write(self.path().join("mission.toml"), text).expect("write mission");
+    }
+
     /// Line (1-based) of the first occurrence of `needle` in the broken file.
     pub fn line_of(&self, needle: &str) -> usize {
         let text = std::fs::read_to_string(self.path().join("mission.toml")).expect("read");
@@ -107,6 +122,14 @@ impl Drop for Ground {
 }
 
 impl Ground {
+    /// Starts the ground for a scratch flight mission and points the mission's radio at it.
+    pub fn for_flight(scratch: &Scratch) -> Self {
+        scratch.flight_mission("127.0.0.1:9");
+        let ground = Self::start(scratch.path(), &[]);
+        scratch.flight_mission(&ground.cadu);
+        ground
+    }
+
     /// Starts `ground serve --mission mission.toml` (plus `extra`) in `dir`, and waits for the
     /// line that says where it listens.
     pub fn start(dir: &Path, extra: &[&str]) -> Self {

@@ -19,28 +19,6 @@ use kestrel_link::product::Kind;
 use kestrel_link::security::SecurityAssociation;
 use kestrel_link::uplink::{Mode, Telecommand, UplinkSender};
 
-/// A scratch mission: continuous contact with the ground at `ground`, models from the repository.
-fn mission(scratch: &Scratch, ground: &str) {
-    let models = workspace_root().join("models");
-    let text = scratch
-        .reference
-        .replace("127.0.0.1:5600", "127.0.0.1:0")
-        .replace("127.0.0.1:8600", "127.0.0.1:0")
-        .replace("ground_address = \"127.0.0.1:0\"", &format!("ground_address = \"{ground}\""))
-        .replace("contacts = \"predicted\"", "contacts = \"continuous\"")
-        .replace("\"models/models.toml\"", &format!("\"{}\"", models.join("models.toml").display()))
-        .replace("\"models/model-signing.pub\"", &format!("\"{}\"", models.join("model-signing.pub").display()));
-    std::fs::write(scratch.path().join("mission.toml"), text).expect("write mission");
-}
-
-/// Starts the ground for a scratch mission and points the mission's radio at it.
-fn ground_for(scratch: &Scratch) -> Ground {
-    mission(scratch, "127.0.0.1:9");
-    let ground = Ground::start(scratch.path(), &[]);
-    mission(scratch, &ground.cadu);
-    ground
-}
-
 /// Puts frames into the spool as the camera driver does: written under a hidden name, stamped
 /// with their capture time, renamed into place.
 fn spool(scratch: &Scratch, frames: &[(&str, PathBuf)]) {
@@ -130,7 +108,7 @@ fn huge_png() -> Vec<u8> {
 #[test]
 fn every_product_arrives_once_and_bad_frames_are_quarantined() {
     let scratch = Scratch::new();
-    let ground = ground_for(&scratch);
+    let ground = Ground::for_flight(&scratch);
     let bad = scratch.path().join("bad");
     std::fs::create_dir(&bad).expect("bad dir");
     std::fs::write(bad.join("notes.png"), "not an image at all").expect("text");
@@ -173,7 +151,7 @@ fn sigkill_at_random_instants_loses_nothing_and_duplicates_nothing() {
     let kills: u32 = std::env::var("KESTREL_SIGKILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     // the same frames through a run that nobody disturbs
     let reference = Scratch::new();
-    let reference_ground = ground_for(&reference);
+    let reference_ground = Ground::for_flight(&reference);
     spool(&reference, &scenes());
     run_until_drained(&reference);
     drop(reference_ground);
@@ -181,7 +159,7 @@ fn sigkill_at_random_instants_loses_nothing_and_duplicates_nothing() {
     assert!(expected.len() > 3, "the scenes make chips as well as detections and thumbnails");
 
     let scratch = Scratch::new();
-    let ground = ground_for(&scratch);
+    let ground = Ground::for_flight(&scratch);
     // this test is about the checkpoint; the restart limit (SAFE mode after 5 quick starts) would
     // stop the processing it checks
     let path = scratch.path().join("mission.toml");
@@ -210,7 +188,7 @@ fn sigkill_at_random_instants_loses_nothing_and_duplicates_nothing() {
 /// frame processed again makes the same products, which the ground already has.
 fn recovers_from(damage: impl Fn(&Path)) {
     let scratch = Scratch::new();
-    let ground = ground_for(&scratch);
+    let ground = Ground::for_flight(&scratch);
     spool(&scratch, &scenes()[..1]);
     run_until_drained(&scratch);
     drop(ground);
@@ -218,7 +196,7 @@ fn recovers_from(damage: impl Fn(&Path)) {
     let state = scratch.path().join("var/flight/state");
     damage(&state.join("checkpoint/db"));
 
-    let ground = ground_for(&scratch);
+    let ground = Ground::for_flight(&scratch);
     let output = flight(&scratch, &["--until-drained", "--summary", "summary.json"]).output().expect("flight runs");
     assert!(output.status.success(), "{}", stderr(&output));
     let log = stderr(&output);
@@ -264,7 +242,7 @@ fn telecommands_run_once_and_forged_or_replayed_ones_are_refused() {
     let scratch = Scratch::new();
     // the test is the ground: it takes the CADUs and sends telecommand frames up
     let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
-    mission(&scratch, &listener.local_addr().expect("address").to_string());
+    scratch.flight_mission(&listener.local_addr().expect("address").to_string());
     let key = [0u8; 32];
     let good = SecurityAssociation::new(1, &key, false);
     let mut sender = UplinkSender::new(good, 42, 1, 1);
@@ -341,7 +319,7 @@ fn upload(sender: &mut UplinkSender, transfer: u64, file: &[u8], sent: usize, se
 fn an_uploaded_model_replaces_the_running_one_only_once_verified_and_loaded() {
     let scratch = Scratch::new();
     let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
-    mission(&scratch, &listener.local_addr().expect("address").to_string());
+    scratch.flight_mission(&listener.local_addr().expect("address").to_string());
     let secret = own_signing_key(&scratch);
     let someone_else = scratch.path().join("other-signing.key");
     flight_models::generate_key_pair(&someone_else).expect("other key pair");
