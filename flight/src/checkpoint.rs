@@ -315,13 +315,9 @@ impl Checkpoint {
         let storage = |message: String| CheckpointError::Storage { path: path.clone(), message };
         let corrupt = |detail: String| CheckpointError::Corrupt { path: path.clone(), detail };
         std::fs::create_dir_all(state_dir).map_err(|e| storage(e.to_string()))?;
-        let sealed = match std::fs::read(&seal).and_then(|bytes| match durability {
-            Durability::Durable => Ok(bytes),
-            Durability::Volatile => Err(std::io::ErrorKind::NotFound.into()),
-        }) {
-            Ok(bytes) => Some(decode::<u64>(&bytes).map_err(|e| corrupt(format!("seal file: {e}")))?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(storage(format!("seal file: {e}"))),
+        let sealed = match durability {
+            Durability::Durable => read_beside::<u64>(&seal)?,
+            Durability::Volatile => None,
         };
         // sled may panic on some damaged files instead of returning an error
         let opened = std::panic::catch_unwind(|| match durability {
@@ -487,11 +483,7 @@ impl Checkpoint {
 
     fn flush_and_seal(&mut self) -> Result<(), CheckpointError> {
         self.db.flush().map_err(|e| self.storage(e.to_string()))?;
-        let temporary = self.seal.with_extension("seal.new");
-        std::fs::write(&temporary, encode(&self.state.commits))
-            .and_then(|()| std::fs::File::open(&temporary)?.sync_all())
-            .and_then(|()| std::fs::rename(&temporary, &self.seal))
-            .map_err(|e| self.storage(format!("seal file: {e}")))
+        write_beside(&self.seal, &self.state.commits)
     }
 
     fn storage(&self, message: String) -> CheckpointError {
@@ -589,6 +581,27 @@ impl Checkpoint {
 
     pub fn queue_len(&self) -> usize {
         self.queue.len()
+    }
+}
+
+/// Writes a small record, CRC-sealed, to a file of its own beside the database (replacing it
+/// atomically and durably): for what must outlive the database, like its seal.
+pub fn write_beside<T: Serialize>(path: &Path, value: &T) -> Result<(), CheckpointError> {
+    let temporary = path.with_extension("new");
+    std::fs::write(&temporary, encode(value))
+        .and_then(|()| std::fs::File::open(&temporary)?.sync_all())
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .map_err(|e| CheckpointError::Storage { path: path.to_path_buf(), message: e.to_string() })
+}
+
+/// A record `write_beside` wrote; `None` if there is none; an error if it does not verify.
+pub fn read_beside<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, CheckpointError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            decode(&bytes).map(Some).map_err(|detail| CheckpointError::Corrupt { path: path.to_path_buf(), detail })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CheckpointError::Storage { path: path.to_path_buf(), message: e.to_string() }),
     }
 }
 

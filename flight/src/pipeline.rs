@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::checkpoint::{
     Batch, Checkpoint, CheckpointError, Durability, FlightState, FrameRecord, FrameState, Sent, TileResult,
+    read_beside, write_beside,
 };
 use crate::clock::Clock;
 use crate::config::LoadedFlightMission;
@@ -35,6 +36,8 @@ use crate::tile::Window;
 pub const THROTTLED_TILE_INTERVAL_S: f64 = 30.0;
 /// Products looked at per send.
 const SEND_BATCH: usize = 64;
+/// The file beside the checkpoint that keeps the last accepted uplink sequence numbers.
+const UPLINK_GUARD: &str = "uplink.guard";
 /// Downlink sequence numbers reserved (durably) at a time, so that a flush is seldom needed.
 const ARSN_BLOCK: u64 = 65_536;
 /// The plant (thermal and power model) steps at most this long at a time, mission seconds.
@@ -255,10 +258,23 @@ impl Pipeline {
             mission.link.security.clone().ok_or_else(|| {
                 RunError::Other("the link section names no security key; flight run needs one".into())
             })?;
+        // the anti-replay state also lives beside the checkpoint, so that a rebuilt checkpoint
+        // does not run old command frames again
+        let mut uplink_accepted = checkpoint.state().uplink_accepted.clone();
+        let mut guard_trouble = None;
+        match read_beside::<BTreeMap<u8, u64>>(&state_dir.join(UPLINK_GUARD)) {
+            Ok(guard) => {
+                for (vcid, arsn) in guard.unwrap_or_default() {
+                    let accepted = uplink_accepted.entry(vcid).or_default();
+                    *accepted = (*accepted).max(arsn);
+                }
+            }
+            Err(e) => guard_trouble = Some(format!("{e}; the checkpoint's anti-replay state is used")),
+        }
         let receiver = TcReceiver::resuming(
             security,
             u16::from(mission.link.spacecraft_id.unwrap_or(0)),
-            ReplayGuard::resume(checkpoint.state().uplink_accepted.clone()),
+            ReplayGuard::resume(uplink_accepted.clone()),
         );
         let contacts = ContactPlan::new(
             flight.downlink.contacts,
@@ -295,19 +311,20 @@ impl Pipeline {
             mission,
         };
         pipeline.watchdog.pet();
-        pipeline.boot(corrupt)?;
+        pipeline.boot(corrupt.into_iter().chain(guard_trouble).collect(), uplink_accepted)?;
         pipeline.systemd.ready();
         Ok(pipeline)
     }
 
     /// Records this start: restart limit, model loading, anything found wrong on the way.
-    fn boot(&mut self, corrupt: Option<String>) -> Result<(), RunError> {
+    fn boot(&mut self, troubles: Vec<String>, uplink_accepted: BTreeMap<u8, u64>) -> Result<(), RunError> {
         let now = self.clock.now_ms();
         let mut change = self.change();
         change.state.counters.starts += 1;
+        change.state.uplink_accepted = uplink_accepted;
         // sequence numbers of the last run may have been used up to its reservation
         change.state.encoder.next_arsn = change.state.encoder.next_arsn.max(change.state.arsn_reserved_until);
-        if let Some(message) = corrupt {
+        for message in troubles {
             change.event(now, Severity::Error, "checkpoint", message);
         }
         let health = &self.mission.config.flight.health;
@@ -906,6 +923,7 @@ impl Pipeline {
         // acknowledgements need no flush (a product acknowledged twice is pruned once)
         if commanded {
             self.checkpoint.flush()?;
+            write_beside(&self.state_dir.join(UPLINK_GUARD), &self.checkpoint.state().uplink_accepted)?;
         }
         Ok(true)
     }

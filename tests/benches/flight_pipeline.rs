@@ -181,7 +181,7 @@ fn restart_latencies(restarts: usize) -> Vec<Duration> {
     let path = scratch.path().join("mission.toml");
     let text = std::fs::read_to_string(&path).expect("mission");
     std::fs::write(&path, text.replace("max_restarts = 5", "max_restarts = 1000000")).expect("mission");
-    spool(&scratch, &mut FrameSource::new(ONE_TILE), 50 + restarts * 10);
+    spool(&scratch, &mut FrameSource::new(ONE_TILE), 100 + restarts * 100);
     let mut rng = Rng::new(0xB0075);
     let (mut child, mut lines) = flight_with_log(&scratch);
     first_frame_done(&lines, Instant::now());

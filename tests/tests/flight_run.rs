@@ -168,11 +168,14 @@ fn sigkill_at_random_instants_loses_nothing_and_duplicates_nothing() {
     spool(&scratch, &scenes());
     let mut rng = Rng::new(0x5EED);
     let started = Instant::now();
-    for _ in 0..kills {
+    for kill in 1..=kills {
         let mut child = flight(&scratch, &[]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("flight");
         std::thread::sleep(Duration::from_millis(rng.below(900)));
         child.kill().expect("SIGKILL");
         child.wait().expect("reaped");
+        if kill % 1000 == 0 {
+            eprintln!("{kill} SIGKILLs, {:.0} s", started.elapsed().as_secs_f64());
+        }
     }
     let summary = run_until_drained(&scratch);
     drop(ground);
@@ -269,9 +272,20 @@ fn telecommands_run_once_and_forged_or_replayed_ones_are_refused() {
     // the replay guard survives a restart: the same frames again are all refused
     let listener = TcpListener::bind(scratch_address(&scratch)).expect("listen again");
     let again = [safe, parameter].concat();
-    let (_, summary) = fly_with_uplink(&scratch, listener, again);
+    let (_, summary) = fly_with_uplink(&scratch, listener, again.clone());
     assert_eq!(count(&summary, "commands_executed"), 2, "nothing ran twice: {summary}");
     assert_eq!(count(&summary, "uplink_frames_rejected"), 4, "{summary}");
+
+    // nor does a checkpoint rebuilt after damage forget them: the guard beside it remembers
+    let db = scratch.path().join("var/flight/state/checkpoint/db");
+    std::fs::write(&db, b"not a sled database").expect("damage");
+    let listener = TcpListener::bind(scratch_address(&scratch)).expect("listen again");
+    let (output, summary) = fly_with_uplink(&scratch, listener, again);
+    assert!(stderr(&output).contains("is corrupt"), "{}", stderr(&output));
+    assert_eq!(count(&summary, "starts"), 1, "a rebuilt checkpoint: {summary}");
+    assert_eq!(count(&summary, "commands_executed"), 0, "{summary}");
+    assert_eq!(count(&summary, "uplink_frames_rejected"), 2, "{summary}");
+    assert_eq!(summary["mode"], "NOMINAL", "the replayed SetMode Safe did not run: {summary}");
 }
 
 /// Gives a scratch mission its own copy of the model manifest, signed with a key pair made for
