@@ -228,7 +228,7 @@ impl Pipeline {
             Ok(checkpoint) => checkpoint,
             Err(CheckpointError::Corrupt { path, detail }) => {
                 let aside = set_aside(&state_dir)?;
-                let frames = return_frames_to_incoming(&state_dir)?;
+                let frames = return_frames_to_incoming(&state_dir, &HashSet::new())?;
                 corrupt = Some(format!(
                     "checkpoint `{}` is corrupt ({detail}); set aside as `{}`; {frames} frames on board are processed again",
                     path.display(),
@@ -345,8 +345,15 @@ impl Pipeline {
                 change.set_mode(now, Mode::Safe, "no usable model");
             }
         }
+        // a frame settled on board whose record did not become durable before a crash (or was
+        // in a tail the checkpoint lost) goes back to be recorded again, never away
+        let recorded: HashSet<PathBuf> = self.checkpoint.frames()?.into_iter().map(|r| r.file).collect();
+        let returned = return_frames_to_incoming(&self.state_dir, &recorded)?;
+        if returned > 0 {
+            let message = format!("{returned} frames on board had no durable record; they are recorded again");
+            change.event(now, Severity::Warning, "checkpoint", message);
+        }
         self.commit(change)?;
-        self.remove_orphan_frames()?;
         self.checkpoint.flush()?;
         Ok(())
     }
@@ -790,18 +797,6 @@ impl Pipeline {
     }
 
     /// Frame files no record names: pruned just before a crash. Removed.
-    fn remove_orphan_frames(&self) -> Result<(), RunError> {
-        let named: HashSet<PathBuf> = self.checkpoint.frames()?.into_iter().map(|r| r.file).collect();
-        for entry in std::fs::read_dir(self.state_dir.join("frames")).map_err(|e| RunError::Other(e.to_string()))? {
-            let entry = entry.map_err(|e| RunError::Other(e.to_string()))?;
-            let relative = PathBuf::from("frames").join(entry.file_name());
-            if !named.contains(&relative) {
-                crate::spool::remove(&entry.path())?;
-            }
-        }
-        Ok(())
-    }
-
     /// The link: open and close contacts, take in what the ground sent, send what fits.
     fn work_on_link(&mut self, now: i64) -> Result<bool, RunError> {
         let contact = self.contacts.current(now)?;
@@ -1019,13 +1014,17 @@ fn set_aside(state_dir: &Path) -> Result<PathBuf, RunError> {
     Ok(aside)
 }
 
-/// Puts every frame kept on board back in `incoming/` under its spool name, to be recorded again.
-fn return_frames_to_incoming(state_dir: &Path) -> Result<usize, RunError> {
+/// Puts every frame kept on board that has no record among `recorded` back in `incoming/` under its
+/// spool name, to be recorded again.
+fn return_frames_to_incoming(state_dir: &Path, recorded: &HashSet<PathBuf>) -> Result<usize, RunError> {
     let frames = state_dir.join("frames");
     let incoming = state_dir.join("incoming");
     let Ok(entries) = std::fs::read_dir(&frames) else { return Ok(0) };
     let mut count = 0;
     for entry in entries.filter_map(Result::ok) {
+        if recorded.contains(&PathBuf::from("frames").join(entry.file_name())) {
+            continue;
+        }
         let name = entry.file_name().to_string_lossy().into_owned();
         // "<16 hex digits>-<spool name>"
         let original = name.get(17..).filter(|_| name.as_bytes().get(16) == Some(&b'-')).unwrap_or(&name);
