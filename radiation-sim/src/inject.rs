@@ -109,6 +109,17 @@ mod tests {
     #[test]
     fn a_seu_flips_exactly_one_bit_of_a_live_process() {
         let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("sleep");
+        // until the dynamic loader is done, the mappings still change
+        let maps = || std::fs::read_to_string(format!("/proc/{}/maps", child.id())).expect("maps");
+        let mut previous = maps();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let now = maps();
+            if now == previous {
+                break;
+            }
+            previous = now;
+        }
         let regions = writable_regions(child.id()).expect("maps");
         assert!(!regions.is_empty(), "a process has writable memory");
         assert!(regions.iter().all(|r| r.end > r.start && !r.name.starts_with("[v")));

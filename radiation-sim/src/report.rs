@@ -62,6 +62,8 @@ pub struct Invariants {
     pub duplicated: usize,
     /// In the archive with content the reference does not have: silent data corruption.
     pub corrupt_accepted: usize,
+    /// Which: "<id in hex> <kind>".
+    pub corrupt_products: Vec<String>,
     /// Whether the final run processed everything and emptied its queue.
     pub drained: bool,
     /// Products the ground refused (content CRC, envelope): corruption detected, not accepted.
@@ -83,13 +85,13 @@ impl Invariants {
         for value in expected.values() {
             *content.entry(value).or_default() += 1;
         }
-        let (mut duplicated, mut corrupt_accepted) = (0, 0);
+        let mut duplicated = 0;
+        let mut corrupt_products = Vec::new();
         for (id, value) in archived {
             match expected.get(id) {
                 Some(reference) if reference == value => {}
-                Some(_) => corrupt_accepted += 1,
                 None if content.contains_key(value) => duplicated += 1,
-                None => corrupt_accepted += 1,
+                _ => corrupt_products.push(format!("{id:016x} {}", value.0)),
             }
         }
         Self {
@@ -97,7 +99,8 @@ impl Invariants {
             products_archived: archived.len(),
             lost,
             duplicated,
-            corrupt_accepted,
+            corrupt_accepted: corrupt_products.len(),
+            corrupt_products,
             drained,
             ground_rejected,
             ground_conflicts,
@@ -114,7 +117,8 @@ impl Invariants {
             broken.push(format!("products duplicated: {}", self.duplicated));
         }
         if self.corrupt_accepted > 0 {
-            broken.push(format!("corrupt products accepted: {}", self.corrupt_accepted));
+            let which = self.corrupt_products.join(", ");
+            broken.push(format!("corrupt products accepted: {} ({which})", self.corrupt_accepted));
         }
         if !self.drained {
             broken.push("the pipeline did not drain after the faults (hang)".into());
