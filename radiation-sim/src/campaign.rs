@@ -10,7 +10,7 @@ use kestrel_link::noise::Rng;
 
 use crate::inject;
 use crate::plan::{Fault, Plan};
-use crate::proxy::Proxy;
+use crate::proxy::{LinkFault, Proxy};
 use crate::report::{Injection, Invariants, Outcome, Report};
 use crate::stations::{GroundStation, MissionCopy, binary, spool_frame};
 use crate::supervisor::{Happening, SIGCONT, SIGKILL, SIGSTOP, Supervisor};
@@ -30,6 +30,7 @@ enum Shot {
     CheckpointTruncate,
     MemorySeu,
     LinkBer(f64, f64),
+    Link(&'static str, LinkFault),
 }
 
 impl Shot {
@@ -42,6 +43,7 @@ impl Shot {
             Self::CheckpointTruncate => "checkpoint_truncate",
             Self::MemorySeu => "memory_seu",
             Self::LinkBer(..) => "link_ber",
+            Self::Link(kind, _) => kind,
         }
     }
 }
@@ -60,6 +62,25 @@ fn shots(plan: &Plan, rng: &mut Rng) -> Vec<Shot> {
             Fault::CheckpointTruncate { .. } => shots.extend(std::iter::repeat_n(Shot::CheckpointTruncate, count)),
             Fault::MemorySeu { .. } => shots.extend(std::iter::repeat_n(Shot::MemorySeu, count)),
             Fault::LinkBer { ber, seconds } => shots.extend(ber.iter().map(|b| Shot::LinkBer(*b, *seconds))),
+            Fault::LinkBurst { bytes, .. } => {
+                shots.extend(std::iter::repeat_n(
+                    Shot::Link(fault.name(), LinkFault::Burst { bytes: *bytes as usize }),
+                    count,
+                ));
+            }
+            Fault::LinkDrop { bytes, .. } => {
+                shots.extend(std::iter::repeat_n(
+                    Shot::Link(fault.name(), LinkFault::Drop { bytes: *bytes as usize }),
+                    count,
+                ));
+            }
+            Fault::LinkDuplicate { bytes, .. } => {
+                let duplicate = LinkFault::Duplicate { bytes: *bytes as usize };
+                shots.extend(std::iter::repeat_n(Shot::Link(fault.name(), duplicate), count));
+            }
+            Fault::LinkSlip { bits, .. } => {
+                shots.extend(std::iter::repeat_n(Shot::Link(fault.name(), LinkFault::Slip { bits: *bits }), count));
+            }
         }
     }
     // Fisher-Yates, seeded: the order of the faults is part of the campaign's reproducibility
@@ -234,8 +255,21 @@ fn inject_one(run: &Run, flight: &Supervisor, plan: &Plan, shot: &Shot, rng: &mu
             }
             None => Err("no link proxy"),
         },
+        Shot::Link(_, fault) => match &run.proxy {
+            Some(proxy) => {
+                proxy.state.inject(*fault);
+                Ok(format!("{fault:?}"))
+            }
+            None => Err("no link proxy"),
+        },
     };
     std::thread::sleep(interval);
+    let detail = match (shot, detail) {
+        (Shot::Link(..), Ok(_)) if run.proxy.as_ref().is_some_and(|p| p.state.cancel_pending() > 0) => {
+            Err("no downlink bytes passed to carry it")
+        }
+        (_, detail) => detail,
+    };
     let (detail, outcome) = match detail {
         Ok(detail) => {
             let outcome = classify(shot, flight, at, &detail);
@@ -286,7 +320,7 @@ fn classify(shot: &Shot, flight: &Supervisor, at: Instant, detail: &str) -> Outc
         Shot::MemorySeu if log.iter().any(|l| l.contains("\"ERROR\"")) => Outcome::DetectedCorrected,
         Shot::MemorySeu => Outcome::Masked,
         Shot::LinkBer(..) if detail.contains(": 0 bits flipped") => Outcome::Masked,
-        Shot::LinkBer(..) => Outcome::DetectedCorrected,
+        Shot::LinkBer(..) | Shot::Link(..) => Outcome::DetectedCorrected,
     }
 }
 

@@ -50,6 +50,14 @@ pub enum Fault {
     MemorySeu { count: u32 },
     /// Random bit errors on the downlink at each of these bit error rates, `seconds` each.
     LinkBer { ber: Vec<f64>, seconds: f64 },
+    /// `bytes` consecutive downlink bytes overwritten (an error burst).
+    LinkBurst { count: u32, bytes: u32 },
+    /// `bytes` downlink bytes lost.
+    LinkDrop { count: u32, bytes: u32 },
+    /// `bytes` downlink bytes sent twice.
+    LinkDuplicate { count: u32, bytes: u32 },
+    /// `bits` downlink bits lost (a bit slip): what follows arrives shifted.
+    LinkSlip { count: u32, bits: u32 },
 }
 
 impl Fault {
@@ -62,6 +70,10 @@ impl Fault {
             Self::CheckpointTruncate { .. } => "checkpoint_truncate",
             Self::MemorySeu { .. } => "memory_seu",
             Self::LinkBer { .. } => "link_ber",
+            Self::LinkBurst { .. } => "link_burst",
+            Self::LinkDrop { .. } => "link_drop",
+            Self::LinkDuplicate { .. } => "link_duplicate",
+            Self::LinkSlip { .. } => "link_slip",
         }
     }
 
@@ -73,7 +85,11 @@ impl Fault {
             | Self::PowerCycle { count, .. }
             | Self::CheckpointBitflip { count, .. }
             | Self::CheckpointTruncate { count }
-            | Self::MemorySeu { count } => *count,
+            | Self::MemorySeu { count }
+            | Self::LinkBurst { count, .. }
+            | Self::LinkDrop { count, .. }
+            | Self::LinkDuplicate { count, .. }
+            | Self::LinkSlip { count, .. } => *count,
             Self::LinkBer { ber, .. } => ber.len() as u32,
         }
     }
@@ -89,7 +105,12 @@ impl Fault {
             Self::PowerCycle { off_s, .. } if !(off_s.is_finite() && *off_s >= 0.0) => {
                 Some(("off_s", format!("must be zero or more seconds, not {off_s}")))
             }
-            Self::CheckpointBitflip { bits: 0, .. } => Some(("bits", "must be at least 1".into())),
+            Self::CheckpointBitflip { bits: 0, .. } | Self::LinkSlip { bits: 0, .. } => {
+                Some(("bits", "must be at least 1".into()))
+            }
+            Self::LinkBurst { bytes: 0, .. }
+            | Self::LinkDrop { bytes: 0, .. }
+            | Self::LinkDuplicate { bytes: 0, .. } => Some(("bytes", "must be at least 1".into())),
             Self::LinkBer { ber, .. } if ber.iter().any(|b| !(*b > 0.0 && *b < 0.5)) => {
                 Some(("ber", "each bit error rate must be above 0 and below 0.5".into()))
             }

@@ -1,7 +1,7 @@
 //! `radiation-sim campaign`, the real binary, driving the real `flight` and `ground`: the small
 //! plan of the suite (kills, a hang past the watchdog, power cycles, checkpoint bit flips and
-//! truncation, a short BER sweep) ends with every invariant held, and bad plans are refused with
-//! the line and key.
+//! truncation, a short BER sweep, a burst, dropped and duplicated bytes, a bit slip) ends with
+//! every invariant held, and bad plans are refused with the line and key.
 
 use kestrel_e2e::{Scratch, binary, stderr, stdout, workspace_root};
 
@@ -32,6 +32,11 @@ fn the_smoke_campaign_holds_every_invariant_and_classifies_every_fault() {
     for kind in ["sigkill", "hang", "power_cycle", "checkpoint_bitflip", "checkpoint_truncate", "link_ber"] {
         let counts = outcomes.get(kind).and_then(|c| c.as_object()).unwrap_or_else(|| panic!("no {kind}: {json}"));
         assert!(!counts.contains_key("unrecovered") && !counts.contains_key("not_injected"), "{kind}: {counts:?}");
+    }
+    // a one-off link fault needs downlink bytes to ride on; one that found none is not injected
+    for kind in ["link_burst", "link_drop", "link_duplicate", "link_slip"] {
+        let counts = outcomes.get(kind).and_then(|c| c.as_object()).unwrap_or_else(|| panic!("no {kind}: {json}"));
+        assert!(!counts.contains_key("unrecovered"), "{kind}: {counts:?}");
     }
     assert_eq!(outcomes["sigkill"]["detected_recovered"], 4, "each kill restarted from the checkpoint");
     assert_eq!(outcomes["hang"]["detected_recovered"], 1, "a 5 s hang outlasts the 3 s watchdog");
