@@ -118,6 +118,8 @@ pub struct Counters {
     pub starts: u64,
     pub upload_segments: u64,
     pub upload_segments_refused: u64,
+    /// Frames whose image changed in memory between loading and making products.
+    pub upsets_detected: u64,
 }
 
 /// Everything besides frames, tiles and the queue that a restart must resume from.

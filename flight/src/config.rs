@@ -75,6 +75,14 @@ pub struct HealthConfig {
     /// More starts than this within `restart_window_s` puts the spacecraft in SAFE mode.
     pub max_restarts: u32,
     pub restart_window_s: Spanned<f64>,
+    /// Check each frame's image buffer against its CRC before making products (an upset in
+    /// between is caught, and the frame read again); off only to measure what it catches.
+    #[serde(default = "checks_on")]
+    pub check_upsets: bool,
+}
+
+fn checks_on() -> bool {
+    true
 }
 
 /// Which model the mission runs, and how a frame's bands feed it.

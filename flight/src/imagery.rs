@@ -153,6 +153,31 @@ impl Raster {
     }
 
     /// Sample `index` of the band-interleaved buffer, widened to u16.
+    /// CRC-32 of the samples: taken when a frame is loaded and checked before its products are
+    /// made, so that an upset in the image buffer in between is caught.
+    pub fn crc32(&self) -> u32 {
+        let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+        let mut digest = crc.digest();
+        match &self.samples {
+            Samples::U8(v) => digest.update(v),
+            Samples::U16(v) => {
+                for chunk in v.chunks(4096) {
+                    let bytes: Vec<u8> = chunk.iter().flat_map(|s| s.to_le_bytes()).collect();
+                    digest.update(&bytes);
+                }
+            }
+        }
+        digest.finalize()
+    }
+
+    /// Where the samples are in memory: (address, bytes), for the fault injector's map.
+    pub fn memory(&self) -> (usize, usize) {
+        match &self.samples {
+            Samples::U8(v) => (v.as_ptr() as usize, v.len()),
+            Samples::U16(v) => (v.as_ptr() as usize, v.len() * 2),
+        }
+    }
+
     pub fn sample(&self, index: usize) -> u16 {
         match &self.samples {
             Samples::U8(v) => u16::from(v[index]),

@@ -9,6 +9,7 @@ pub mod contacts;
 pub mod detect;
 pub mod downlink;
 pub mod evaluate;
+pub mod fault_map;
 pub mod frame_file;
 pub mod georef;
 pub mod health;

@@ -138,6 +138,8 @@ impl Summary {
 struct FrameWork {
     record: FrameRecord,
     raster: Raster,
+    /// The raster's CRC-32 when it was read from its file.
+    raster_crc: u32,
     georef: Option<GeoTransform>,
     ranges: Vec<(f32, f32)>,
     windows: Vec<Window>,
@@ -564,6 +566,7 @@ impl Pipeline {
                 ("commands_refused", c.commands_refused as f64),
                 ("upload_segments", c.upload_segments as f64),
                 ("upload_segments_refused", c.upload_segments_refused as f64),
+                ("upsets_detected", c.upsets_detected as f64),
                 ("faults", c.faults as f64),
                 ("starts", c.starts as f64),
             ]
@@ -701,7 +704,9 @@ impl Pipeline {
                 let windows =
                     crate::tile::windows(raster.width, raster.height, windows.input_size, windows.tile_overlap);
                 let done = self.checkpoint.tiles(record.id)?;
-                self.current = Some(FrameWork { record, raster, georef, ranges, windows, done });
+                let raster_crc = raster.crc32();
+                crate::fault_map::publish(&self.state_dir, &[("image", raster.memory())]);
+                self.current = Some(FrameWork { record, raster, raster_crc, georef, ranges, windows, done });
             }
             Err(e) => self.quarantine(record, &e.to_string(), now)?,
         }
@@ -727,6 +732,21 @@ impl Pipeline {
 
     fn finish_frame(&mut self, now: i64) -> Result<(), RunError> {
         let Some(work) = self.current.take() else { return Ok(()) };
+        crate::fault_map::clear(&self.state_dir);
+        if self.mission.config.flight.health.check_upsets && work.raster.crc32() != work.raster_crc {
+            // an upset in the image buffer: its tiles may have run on wrong pixels, and its
+            // products would carry them; start the frame again from its file
+            let mut change = self.change();
+            change.state.counters.upsets_detected += 1;
+            change.batch.clear_tiles(work.record.id);
+            let message = format!(
+                "frame {:016x}: its image changed in memory since it was read (an upset); read again and run again",
+                work.record.id
+            );
+            change.event(now, Severity::Warning, "upset", message);
+            self.commit(change)?;
+            return Ok(());
+        }
         let Some(detector) = self.detector.as_mut() else { return Ok(()) };
         let candidates: Vec<_> = work
             .done

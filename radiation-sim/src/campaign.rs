@@ -29,6 +29,7 @@ enum Shot {
     CheckpointBitflip(u32),
     CheckpointTruncate,
     MemorySeu,
+    ImageSeu(u32),
     LinkBer(f64, f64),
     Link(&'static str, LinkFault),
 }
@@ -42,6 +43,7 @@ impl Shot {
             Self::CheckpointBitflip(_) => "checkpoint_bitflip",
             Self::CheckpointTruncate => "checkpoint_truncate",
             Self::MemorySeu => "memory_seu",
+            Self::ImageSeu(_) => "image_seu",
             Self::LinkBer(..) => "link_ber",
             Self::Link(kind, _) => kind,
         }
@@ -61,6 +63,7 @@ fn shots(plan: &Plan, rng: &mut Rng) -> Vec<Shot> {
             }
             Fault::CheckpointTruncate { .. } => shots.extend(std::iter::repeat_n(Shot::CheckpointTruncate, count)),
             Fault::MemorySeu { .. } => shots.extend(std::iter::repeat_n(Shot::MemorySeu, count)),
+            Fault::ImageSeu { bits, .. } => shots.extend(std::iter::repeat_n(Shot::ImageSeu(*bits), count)),
             Fault::LinkBer { ber, seconds } => shots.extend(ber.iter().map(|b| Shot::LinkBer(*b, *seconds))),
             Fault::LinkBurst { bytes, .. } => {
                 shots.extend(std::iter::repeat_n(
@@ -99,7 +102,7 @@ struct Run {
 
 impl Run {
     fn start(mission: &Path, work: &Path, name: &str, plan: &Plan, proxy_seed: Option<u64>) -> Result<Self, String> {
-        let mut copy = MissionCopy::new(mission, work, name, plan.watchdog_timeout_s)?;
+        let mut copy = MissionCopy::new(mission, work, name, plan)?;
         let ground = GroundStation::start(&copy.path)?;
         let proxy = match proxy_seed {
             Some(seed) => {
@@ -198,7 +201,7 @@ pub fn run(mission: &Path, plan: &Plan, seed: u64, work: &Path) -> Result<Report
     if invariants.corrupt_accepted > 0 {
         // a bit flip that showed nothing at the time may be the one that corrupted a product
         for injection in &mut injections {
-            if injection.kind == "memory_seu" && injection.outcome == Outcome::Masked {
+            if injection.kind.ends_with("_seu") && injection.outcome == Outcome::Masked {
                 injection.outcome = Outcome::MaskedOrSilent;
             }
         }
@@ -244,6 +247,7 @@ fn inject_one(run: &Run, flight: &Supervisor, plan: &Plan, shot: &Shot, rng: &mu
             }),
             None => Err("no process"),
         },
+        Shot::ImageSeu(bits) => aimed_at_image(run, flight, *bits, rng),
         Shot::LinkBer(ber, seconds) => match &run.proxy {
             Some(proxy) => {
                 let before = proxy.state.bits_flipped.load(std::sync::atomic::Ordering::Relaxed);
@@ -278,6 +282,24 @@ fn inject_one(run: &Run, flight: &Supervisor, plan: &Plan, shot: &Shot, rng: &mu
         Err(why) => (why.to_owned(), Outcome::NotInjected),
     };
     Injection { kind: shot.kind().to_owned(), at_s: at.duration_since(t0).as_secs_f64(), detail, outcome }
+}
+
+/// Waits (a few seconds at most) for flight to have a frame's image in memory, and upsets it.
+fn aimed_at_image(run: &Run, flight: &Supervisor, bits: u32, rng: &mut Rng) -> Result<String, &'static str> {
+    let map = run.mission.state_dir().join("fault-map");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Some(pid) = flight.pid()
+            && map.exists()
+        {
+            match inject::targeted_seu(pid, &map, "image", bits, rng) {
+                Ok(done) => return Ok(done),
+                Err(e) => tracing::debug!("image upset not injected yet: {e}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Err("no frame image in memory")
 }
 
 fn send_cont_if_same(flight: &Supervisor, pid: u32) {
@@ -316,9 +338,13 @@ fn classify(shot: &Shot, flight: &Supervisor, at: Instant, detail: &str) -> Outc
         Shot::Hang(_) => Outcome::Masked,
         Shot::CheckpointBitflip(_) | Shot::CheckpointTruncate if detected_corrupt => recovered_or_not(restarted),
         Shot::CheckpointBitflip(_) | Shot::CheckpointTruncate => Outcome::Masked,
-        Shot::MemorySeu if crashed || watchdog => recovered_or_not(restarted),
-        Shot::MemorySeu if log.iter().any(|l| l.contains("\"ERROR\"")) => Outcome::DetectedCorrected,
-        Shot::MemorySeu => Outcome::Masked,
+        Shot::MemorySeu | Shot::ImageSeu(_) if crashed || watchdog => recovered_or_not(restarted),
+        Shot::MemorySeu | Shot::ImageSeu(_)
+            if log.iter().any(|l| l.contains("\"ERROR\"") || l.contains("changed in memory")) =>
+        {
+            Outcome::DetectedCorrected
+        }
+        Shot::MemorySeu | Shot::ImageSeu(_) => Outcome::Masked,
         Shot::LinkBer(..) if detail.contains(": 0 bits flipped") => Outcome::Masked,
         Shot::LinkBer(..) | Shot::Link(..) => Outcome::DetectedCorrected,
     }

@@ -69,6 +69,40 @@ pub fn memory_seu(pid: u32, rng: &mut Rng) -> Result<String, String> {
     Ok(format!("bit {bit} at {address:#x} in {}", region.name))
 }
 
+/// Flips the top bit of `bits` random bytes of the region `name` that flight's fault map
+/// (`KESTREL_FAULT_MAP`) names, if the live process still has it; says where.
+pub fn targeted_seu(pid: u32, map: &Path, name: &str, bits: u32, rng: &mut Rng) -> Result<String, String> {
+    let text = std::fs::read_to_string(map).map_err(|e| format!("no fault map: {e}"))?;
+    let (address, bytes) = text
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let region = fields.next()?;
+            let address = u64::from_str_radix(fields.next()?.trim_start_matches("0x"), 16).ok()?;
+            let bytes: u64 = fields.next()?.parse().ok()?;
+            (region == name).then_some((address, bytes))
+        })
+        .next()
+        .ok_or_else(|| format!("the fault map names no `{name}`"))?;
+    let inside = writable_regions(pid)?.iter().any(|r| r.start <= address && address + bytes <= r.end);
+    if !inside || bytes == 0 {
+        return Err(format!("`{name}` at {address:#x} is not in process {pid}'s memory (a stale map)"));
+    }
+    let path = format!("/proc/{pid}/mem");
+    let mut memory = std::fs::File::options().read(true).write(true).open(&path).map_err(|e| format!("{path}: {e}"))?;
+    for _ in 0..bits {
+        let at = address + rng.below(bytes);
+        let mut byte = [0u8; 1];
+        memory
+            .seek(SeekFrom::Start(at))
+            .and_then(|_| memory.read_exact(&mut byte))
+            .and_then(|()| memory.seek(SeekFrom::Start(at)))
+            .and_then(|_| memory.write_all(&[byte[0] ^ 0x80]))
+            .map_err(|e| format!("{path} at {at:#x}: {e}"))?;
+    }
+    Ok(format!("{bits} top bits flipped in `{name}` ({bytes} bytes at {address:#x})"))
+}
+
 /// Flips `bits` random bits of `file`; says how many bytes it has.
 pub fn flip_file_bits(file: &Path, bits: u32, rng: &mut Rng) -> Result<String, String> {
     let mut bytes = std::fs::read(file).map_err(|e| format!("`{}`: {e}", file.display()))?;

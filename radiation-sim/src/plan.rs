@@ -18,7 +18,14 @@ struct PlanFile {
     watchdog_timeout_s: Spanned<f64>,
     #[serde(default = "default_interval")]
     interval_s: Spanned<f64>,
+    /// Flight's upset checks (`[flight.health] check_upsets`): off to measure what they catch.
+    #[serde(default = "checks_on")]
+    check_upsets: bool,
     faults: Vec<Spanned<Fault>>,
+}
+
+fn checks_on() -> bool {
+    true
 }
 
 fn default_speedup() -> Spanned<f64> {
@@ -48,6 +55,9 @@ pub enum Fault {
     /// A single-event upset: one bit flipped at a random address of the running process's
     /// writable memory (through /proc/PID/mem).
     MemorySeu { count: u32 },
+    /// Upsets aimed at the image of the frame being processed: the top bit of `bits` random
+    /// bytes flipped (flight's fault map says where the image is).
+    ImageSeu { count: u32, bits: u32 },
     /// Random bit errors on the downlink at each of these bit error rates, `seconds` each.
     LinkBer { ber: Vec<f64>, seconds: f64 },
     /// `bytes` consecutive downlink bytes overwritten (an error burst).
@@ -69,6 +79,7 @@ impl Fault {
             Self::CheckpointBitflip { .. } => "checkpoint_bitflip",
             Self::CheckpointTruncate { .. } => "checkpoint_truncate",
             Self::MemorySeu { .. } => "memory_seu",
+            Self::ImageSeu { .. } => "image_seu",
             Self::LinkBer { .. } => "link_ber",
             Self::LinkBurst { .. } => "link_burst",
             Self::LinkDrop { .. } => "link_drop",
@@ -86,6 +97,7 @@ impl Fault {
             | Self::CheckpointBitflip { count, .. }
             | Self::CheckpointTruncate { count }
             | Self::MemorySeu { count }
+            | Self::ImageSeu { count, .. }
             | Self::LinkBurst { count, .. }
             | Self::LinkDrop { count, .. }
             | Self::LinkDuplicate { count, .. }
@@ -105,9 +117,9 @@ impl Fault {
             Self::PowerCycle { off_s, .. } if !(off_s.is_finite() && *off_s >= 0.0) => {
                 Some(("off_s", format!("must be zero or more seconds, not {off_s}")))
             }
-            Self::CheckpointBitflip { bits: 0, .. } | Self::LinkSlip { bits: 0, .. } => {
-                Some(("bits", "must be at least 1".into()))
-            }
+            Self::CheckpointBitflip { bits: 0, .. }
+            | Self::LinkSlip { bits: 0, .. }
+            | Self::ImageSeu { bits: 0, .. } => Some(("bits", "must be at least 1".into())),
             Self::LinkBurst { bytes: 0, .. }
             | Self::LinkDrop { bytes: 0, .. }
             | Self::LinkDuplicate { bytes: 0, .. } => Some(("bytes", "must be at least 1".into())),
@@ -131,6 +143,7 @@ pub struct Plan {
     pub speedup: f64,
     pub watchdog_timeout_s: f64,
     pub interval_s: f64,
+    pub check_upsets: bool,
     pub faults: Vec<Fault>,
 }
 
@@ -169,7 +182,15 @@ impl Plan {
             }
             faults.push(fault.get_ref().clone());
         }
-        Ok(Self { path: path.to_path_buf(), frames, speedup, watchdog_timeout_s, interval_s, faults })
+        Ok(Self {
+            path: path.to_path_buf(),
+            frames,
+            speedup,
+            watchdog_timeout_s,
+            interval_s,
+            check_upsets: parsed.check_upsets,
+            faults,
+        })
     }
 }
 

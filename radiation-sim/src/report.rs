@@ -117,7 +117,10 @@ impl Invariants {
             broken.push(format!("products duplicated: {}", self.duplicated));
         }
         if self.corrupt_accepted > 0 {
-            let which = self.corrupt_products.join(", ");
+            let mut which = self.corrupt_products.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+            if self.corrupt_accepted > 3 {
+                which.push_str(&format!(" and {} more", self.corrupt_accepted - 3));
+            }
             broken.push(format!("corrupt products accepted: {} ({which})", self.corrupt_accepted));
         }
         if !self.drained {

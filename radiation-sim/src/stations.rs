@@ -32,14 +32,15 @@ pub struct MissionCopy {
 impl MissionCopy {
     /// The mission with this run's state, spool and archive under `work`, listening on free ports,
     /// in continuous contact, with the watchdog and restart limit a campaign needs.
-    pub fn new(mission: &Path, work: &Path, run: &str, watchdog_timeout_s: f64) -> Result<Self, String> {
+    pub fn new(mission: &Path, work: &Path, run: &str, plan: &crate::plan::Plan) -> Result<Self, String> {
         let text = std::fs::read_to_string(mission).map_err(|e| format!("`{}`: {e}", mission.display()))?;
         let mut document: DocumentMut = text.parse().map_err(|e| format!("`{}`: {e}", mission.display()))?;
         let dir = |name: &str| work.join(run).join(name).display().to_string();
         document["flight"]["spool_dir"] = value(dir("flight/spool"));
         document["flight"]["state_dir"] = value(dir("flight/state"));
         document["flight"]["downlink"]["contacts"] = value("continuous");
-        document["flight"]["health"]["watchdog_timeout_s"] = value(watchdog_timeout_s);
+        document["flight"]["health"]["watchdog_timeout_s"] = value(plan.watchdog_timeout_s);
+        document["flight"]["health"]["check_upsets"] = value(plan.check_upsets);
         // the campaign restarts flight far more often than a mission would
         document["flight"]["health"]["max_restarts"] = value(1_000_000);
         document["ground"]["cadu_listen"] = value("127.0.0.1:0");

@@ -194,6 +194,8 @@ impl Context {
             .args(&self.args)
             .current_dir(&self.dir)
             .env("NOTIFY_SOCKET", &self.socket_path)
+            // where flight's critical buffers are, for the upsets aimed at them
+            .env("KESTREL_FAULT_MAP", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

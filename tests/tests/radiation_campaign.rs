@@ -45,6 +45,39 @@ fn the_smoke_campaign_holds_every_invariant_and_classifies_every_fault() {
     assert!(std::fs::read_to_string(report.with_extension("txt")).expect("table").contains("invariants: all held"));
 }
 
+/// Runs `plan` (the repository's, with `edit` applied) and returns radiation-sim's output.
+fn campaign(plan: &str, edit: (&str, &str)) -> (std::process::Output, serde_json::Value) {
+    let scratch = Scratch::new();
+    let source = workspace_root().join("radiation-sim/plans").join(plan);
+    let text = std::fs::read_to_string(&source).expect("plan").replace(edit.0, edit.1);
+    let text = text.replace("../../testdata", &workspace_root().join("testdata").display().to_string());
+    std::fs::write(scratch.path().join(plan), text).expect("plan");
+    let output = std::process::Command::new(binary("radiation-sim"))
+        .args(["campaign", "--mission"])
+        .arg(workspace_root().join("mission.toml"))
+        .args(["--plan", plan, "--seed", "5", "--report", "report.json"])
+        .current_dir(scratch.path())
+        .output()
+        .expect("radiation-sim runs");
+    let report = std::fs::read(scratch.path().join("report.json")).expect("report");
+    (output, serde_json::from_slice(&report).expect("JSON"))
+}
+
+#[test]
+fn upsets_in_the_image_are_caught_by_the_check_and_fail_the_campaign_without_it() {
+    let (output, report) = campaign("image-upsets.toml", ("", ""));
+    assert!(output.status.success(), "{}\n{}", stdout(&output), stderr(&output));
+    assert_eq!(report["outcomes"]["image_seu"]["detected_corrected"], 3, "{report}");
+    assert_eq!(report["invariants"]["corrupt_accepted"], 0);
+
+    let (output, report) = campaign("image-upsets.toml", ("check_upsets = true", "check_upsets = false"));
+    assert!(!output.status.success(), "a campaign with an invariant broken fails: {}", stdout(&output));
+    let message = stderr(&output);
+    assert!(message.contains("invariants broken: corrupt products accepted:"), "{message}");
+    assert!(report["invariants"]["corrupt_accepted"].as_u64().unwrap_or(0) > 0, "{report}");
+    assert_eq!(report["broken"].as_array().map(Vec::len), Some(1), "only that invariant: {report}");
+}
+
 #[test]
 fn a_bad_plan_is_refused_with_its_line_and_key() {
     let scratch = Scratch::new();
