@@ -908,7 +908,7 @@ impl Pipeline {
                 }
                 Ok(UplinkMessage::UploadSegment { transfer, offset, bytes }) => {
                     commanded = true;
-                    segments_refused.extend(self.take_segment(transfer, offset, bytes, &mut change));
+                    segments_refused.extend(self.take_segment(transfer, offset, bytes, now, &mut change));
                 }
                 Err(e) => {
                     change.state.counters.uplink_frames_rejected += 1;

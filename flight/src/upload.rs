@@ -18,7 +18,7 @@ use crate::pipeline::{Change, Pipeline, RunError};
 
 /// Largest file an upload may carry (models are at most 5 MB).
 pub const MAX_UPLOAD_LEN: u64 = 8 << 20;
-/// Uploads that may be under way at once; a segment of one more is refused.
+/// Uploads that may be under way at once; a segment of one more drops the oldest.
 pub const MAX_UPLOADS: usize = 2;
 
 const MODELS_DIR: &str = "models";
@@ -33,32 +33,32 @@ pub(crate) struct Install<'a> {
 }
 
 impl Pipeline {
-    /// Keeps one segment of an upload; the reason if it is refused.
+    /// Keeps one segment of an upload; the reason if it is refused. A segment of a new upload
+    /// when `MAX_UPLOADS` are under way drops the oldest of them (an upload the ground gave up on
+    /// must not block the next), with an event.
     pub(crate) fn take_segment(
         &self,
         transfer: u64,
         offset: u64,
         bytes: Vec<u8>,
+        now: i64,
         change: &mut Change,
     ) -> Option<String> {
         let end = offset.saturating_add(bytes.len() as u64);
-        let uploads = &mut change.state.uploads;
-        let refusal = if end > MAX_UPLOAD_LEN {
-            Some(format!("segment at byte {offset} of upload {transfer} ends past the {MAX_UPLOAD_LEN}-byte limit"))
-        } else if !uploads.contains_key(&transfer) && uploads.len() >= MAX_UPLOADS {
-            let pending: Vec<String> = uploads.keys().map(u64::to_string).collect();
-            Some(format!(
-                "upload {transfer} refused: uploads {} are under way (at most {MAX_UPLOADS}); install or replace them first",
-                pending.join(", ")
-            ))
-        } else {
-            None
-        };
-        if refusal.is_some() {
+        if end > MAX_UPLOAD_LEN {
             change.state.counters.upload_segments_refused += 1;
-            return refusal;
+            return Some(format!(
+                "segment at byte {offset} of upload {transfer} ends past the {MAX_UPLOAD_LEN}-byte limit"
+            ));
         }
-        *uploads.entry(transfer).or_default() += bytes.len() as u64;
+        if !change.state.uploads.contains_key(&transfer) && change.state.uploads.len() >= MAX_UPLOADS {
+            let oldest = change.state.uploads.keys().next().copied().unwrap_or_default();
+            change.state.uploads.remove(&oldest);
+            change.batch.remove_upload(oldest);
+            let message = format!("upload {oldest} dropped unfinished to make room for upload {transfer}");
+            change.event(now, Severity::Warning, "upload", message);
+        }
+        *change.state.uploads.entry(transfer).or_default() += bytes.len() as u64;
         change.state.counters.upload_segments += 1;
         change.batch.upload_segment(transfer, offset, bytes);
         None

@@ -349,12 +349,16 @@ fn an_uploaded_model_replaces_the_running_one_only_once_verified_and_loaded() {
     uplink.extend(upload(&mut sender, 12, &retrained, retrained.len(), &someone_else));
     uplink.extend(upload(&mut sender, 13, &retrained, retrained.len() / 2, &secret));
     uplink.extend(upload(&mut sender, 14, &retrained, retrained.len(), &secret));
+    // two more unfinished uploads: the second of them makes room by dropping the oldest (13)
+    uplink.extend(upload(&mut sender, 15, &retrained, 1000, &secret));
+    uplink.extend(upload(&mut sender, 16, &retrained, 1000, &secret));
     let (output, summary) = fly_with_uplink(&scratch, listener, uplink);
     let log = stderr(&output);
     assert!(log.contains("model from upload 11 refused: it does not load"), "{log}");
     assert!(log.contains("model from upload 12 refused: ") && log.contains("signature does not verify"), "{log}");
     assert!(log.contains("upload 13 is incomplete: bytes"), "{log}");
-    assert_eq!(count(&summary, "commands_refused"), 3, "{summary}");
+    assert!(log.contains("upload 13 dropped unfinished to make room for upload 16"), "{log}");
+    assert_eq!(count(&summary, "commands_refused"), 5, "{summary}");
     assert_eq!(count(&summary, "commands_executed"), 1, "{summary}");
     assert_eq!(summary["model"], "model `vessels-s2` from upload 14", "{summary}");
     assert_eq!(summary["mode"], "NOMINAL", "a refused upload leaves the running model: {summary}");
