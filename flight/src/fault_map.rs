@@ -1,8 +1,8 @@
-//! A test hook for the fault injector (`radiation-sim`): with `KESTREL_FAULT_MAP` set in the
-//! environment, flight writes where its critical buffers are (`<state_dir>/fault-map`, one
-//! `NAME ADDRESS BYTES` line each) so that upsets can be aimed at them. Without the variable it
-//! writes nothing; addresses are no secret worth more than that on a spacecraft, but nothing
-//! needs them outside a campaign.
+//! Test hooks for the fault injector (`radiation-sim`), live only with `KESTREL_FAULT_MAP` set in
+//! the environment: flight writes where its critical buffers are (`<state_dir>/fault-map`, one
+//! `NAME ADDRESS BYTES` line each) so that upsets can be aimed at them, and its simulated plant
+//! takes thermal and power excursions from `<state_dir>/plant-faults`. Without the variable it
+//! does neither: nothing outside a campaign needs them.
 
 use std::path::Path;
 
@@ -27,4 +27,41 @@ pub fn clear(state_dir: &Path) {
     if std::env::var_os(ENABLE).is_some() {
         let _ = std::fs::remove_file(state_dir.join(FILE));
     }
+}
+
+const PLANT_FAULTS: &str = "plant-faults";
+
+/// A thermal or power excursion the fault injector asks the simulated plant to suffer once.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlantFault {
+    /// Node `name` suddenly `kelvin` hotter (a hot radiator, a heater stuck on).
+    Heat { node: String, kelvin: f64 },
+    /// The battery loses this fraction of its charge (a dead cell).
+    Discharge { fraction: f64 },
+}
+
+/// The excursions the injector left in `<state_dir>/plant-faults` (`heat NODE KELVIN` or
+/// `discharge FRACTION` lines), taken once; none without `KESTREL_FAULT_MAP`.
+pub fn take_plant_faults(state_dir: &Path) -> Vec<PlantFault> {
+    if std::env::var_os(ENABLE).is_none() {
+        return Vec::new();
+    }
+    let path = state_dir.join(PLANT_FAULTS);
+    let Ok(text) = std::fs::read_to_string(&path) else { return Vec::new() };
+    let _ = std::fs::remove_file(&path);
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields.as_slice() {
+                ["heat", node, kelvin] => {
+                    Some(PlantFault::Heat { node: (*node).to_owned(), kelvin: kelvin.parse().ok()? })
+                }
+                ["discharge", fraction] => Some(PlantFault::Discharge { fraction: fraction.parse().ok()? }),
+                _ => {
+                    tracing::warn!("plant fault `{line}` not understood");
+                    None
+                }
+            }
+        })
+        .collect()
 }

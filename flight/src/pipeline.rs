@@ -24,6 +24,7 @@ use crate::clock::Clock;
 use crate::config::LoadedFlightMission;
 use crate::contacts::ContactPlan;
 use crate::downlink::Session;
+use crate::fault_map::PlantFault;
 use crate::georef::GeoTransform;
 use crate::health::{self, Systemd, Watchdog};
 use crate::imagery::Raster;
@@ -451,6 +452,17 @@ impl Pipeline {
         let dt_s = (now - self.plant_ms) as f64 / 1000.0;
         if dt_s < 1.0 {
             return Ok(());
+        }
+        for fault in crate::fault_map::take_plant_faults(&self.state_dir) {
+            tracing::warn!(?fault, "plant excursion injected");
+            match fault {
+                PlantFault::Heat { node, kelvin } => {
+                    if let Some(i) = self.plant.network.index(&node) {
+                        self.plant.temperatures_k[i] += kelvin;
+                    }
+                }
+                PlantFault::Discharge { fraction } => self.plant.soc = (self.plant.soc - fraction).max(0.0),
+            }
         }
         let busy = (self.gpu_busy.as_secs_f64() * self.clock.speedup() / dt_s).min(1.0);
         let gpu_w = self.gpu_idle_w + (self.gpu_active_w - self.gpu_idle_w) * busy;

@@ -32,6 +32,8 @@ enum Shot {
     ImageSeu(u32),
     LinkBer(f64, f64),
     Link(&'static str, LinkFault),
+    /// A line for flight's simulated plant (`heat NODE KELVIN`, `discharge FRACTION`).
+    Plant(&'static str, String),
 }
 
 impl Shot {
@@ -45,7 +47,7 @@ impl Shot {
             Self::MemorySeu => "memory_seu",
             Self::ImageSeu(_) => "image_seu",
             Self::LinkBer(..) => "link_ber",
-            Self::Link(kind, _) => kind,
+            Self::Link(kind, _) | Self::Plant(kind, _) => kind,
         }
     }
 }
@@ -80,6 +82,12 @@ fn shots(plan: &Plan, rng: &mut Rng) -> Vec<Shot> {
             Fault::LinkDuplicate { bytes, .. } => {
                 let duplicate = LinkFault::Duplicate { bytes: *bytes as usize };
                 shots.extend(std::iter::repeat_n(Shot::Link(fault.name(), duplicate), count));
+            }
+            Fault::Heat { node, kelvin, .. } => {
+                shots.extend(std::iter::repeat_n(Shot::Plant(fault.name(), format!("heat {node} {kelvin}")), count));
+            }
+            Fault::DeadCell { fraction, .. } => {
+                shots.extend(std::iter::repeat_n(Shot::Plant(fault.name(), format!("discharge {fraction}")), count));
             }
             Fault::LinkSlip { bits, .. } => {
                 shots.extend(std::iter::repeat_n(Shot::Link(fault.name(), LinkFault::Slip { bits: *bits }), count));
@@ -259,6 +267,13 @@ fn inject_one(run: &Run, flight: &Supervisor, plan: &Plan, shot: &Shot, rng: &mu
             }
             None => Err("no link proxy"),
         },
+        Shot::Plant(_, line) => {
+            let path = run.mission.state_dir().join("plant-faults");
+            std::fs::write(&path, format!("{line}\n")).map(|()| line.clone()).map_err(|e| {
+                tracing::warn!("plant fault not injected: {e}");
+                "cannot write the plant faults file"
+            })
+        }
         Shot::Link(_, fault) => match &run.proxy {
             Some(proxy) => {
                 proxy.state.inject(*fault);
@@ -347,6 +362,9 @@ fn classify(shot: &Shot, flight: &Supervisor, at: Instant, detail: &str) -> Outc
         Shot::MemorySeu | Shot::ImageSeu(_) => Outcome::Masked,
         Shot::LinkBer(..) if detail.contains(": 0 bits flipped") => Outcome::Masked,
         Shot::LinkBer(..) | Shot::Link(..) => Outcome::DetectedCorrected,
+        // the scheduler's answer to an excursion: a mode change (THROTTLED, or SAFE)
+        Shot::Plant(..) if log.iter().any(|l| l.contains("mode Nominal -> ")) => Outcome::DetectedCorrected,
+        Shot::Plant(..) => Outcome::Masked,
     }
 }
 

@@ -68,6 +68,10 @@ pub enum Fault {
     LinkDuplicate { count: u32, bytes: u32 },
     /// `bits` downlink bits lost (a bit slip): what follows arrives shifted.
     LinkSlip { count: u32, bits: u32 },
+    /// A thermal excursion: node `node` of the simulated plant suddenly `kelvin` hotter.
+    Heat { count: u32, node: String, kelvin: f64 },
+    /// A dead battery cell: the battery loses `fraction` of its charge at once.
+    DeadCell { count: u32, fraction: f64 },
 }
 
 impl Fault {
@@ -85,6 +89,8 @@ impl Fault {
             Self::LinkDrop { .. } => "link_drop",
             Self::LinkDuplicate { .. } => "link_duplicate",
             Self::LinkSlip { .. } => "link_slip",
+            Self::Heat { .. } => "heat",
+            Self::DeadCell { .. } => "dead_cell",
         }
     }
 
@@ -101,7 +107,9 @@ impl Fault {
             | Self::LinkBurst { count, .. }
             | Self::LinkDrop { count, .. }
             | Self::LinkDuplicate { count, .. }
-            | Self::LinkSlip { count, .. } => *count,
+            | Self::LinkSlip { count, .. }
+            | Self::Heat { count, .. }
+            | Self::DeadCell { count, .. } => *count,
             Self::LinkBer { ber, .. } => ber.len() as u32,
         }
     }
@@ -125,6 +133,12 @@ impl Fault {
             | Self::LinkDuplicate { bytes: 0, .. } => Some(("bytes", "must be at least 1".into())),
             Self::LinkBer { ber, .. } if ber.iter().any(|b| !(*b > 0.0 && *b < 0.5)) => {
                 Some(("ber", "each bit error rate must be above 0 and below 0.5".into()))
+            }
+            Self::Heat { kelvin, .. } if !(kelvin.is_finite() && *kelvin != 0.0) => {
+                Some(("kelvin", format!("must be a temperature step other than zero, not {kelvin}")))
+            }
+            Self::DeadCell { fraction, .. } if !(*fraction > 0.0 && *fraction <= 1.0) => {
+                Some(("fraction", format!("must be above 0 and at most 1, not {fraction}")))
             }
             Self::LinkBer { seconds, .. } if !(seconds.is_finite() && *seconds > 0.0) => {
                 Some(("seconds", format!("must be a positive number of seconds, not {seconds}")))

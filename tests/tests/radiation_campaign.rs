@@ -1,7 +1,9 @@
 //! `radiation-sim campaign`, the real binary, driving the real `flight` and `ground`: the small
 //! plan of the suite (kills, a hang past the watchdog, power cycles, checkpoint bit flips and
-//! truncation, a short BER sweep, a burst, dropped and duplicated bytes, a bit slip) ends with
-//! every invariant held, and bad plans are refused with the line and key.
+//! truncation, a short BER sweep, a burst, dropped and duplicated bytes, a bit slip, a hot
+//! payload, a dead battery cell) ends with every invariant held; upsets aimed at the image are
+//! caught by flight's check, and fail the campaign without it; bad plans are refused with the line
+//! and key.
 
 use kestrel_e2e::{Scratch, binary, stderr, stdout, workspace_root};
 
@@ -29,7 +31,8 @@ fn the_smoke_campaign_holds_every_invariant_and_classifies_every_fault() {
     assert_eq!(invariants["drained"], true);
     // every fault was injected and ended detected-and-recovered or masked, never unrecovered
     let outcomes = json["outcomes"].as_object().expect("outcomes");
-    for kind in ["sigkill", "hang", "power_cycle", "checkpoint_bitflip", "checkpoint_truncate", "link_ber"] {
+    let kinds = ["sigkill", "hang", "power_cycle", "checkpoint_bitflip", "checkpoint_truncate", "link_ber", "heat"];
+    for kind in kinds.into_iter().chain(["dead_cell"]) {
         let counts = outcomes.get(kind).and_then(|c| c.as_object()).unwrap_or_else(|| panic!("no {kind}: {json}"));
         assert!(!counts.contains_key("unrecovered") && !counts.contains_key("not_injected"), "{kind}: {counts:?}");
     }
