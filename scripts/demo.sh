@@ -70,6 +70,7 @@ bit-exact; a real Suomi-NPP capture was decoded; the thermal/power model planned
 models/vessels-s2.md) ran on a real Sentinel-2 scene and was scored against its labels. Then the
 demo mission flew: `ground serve` took the CADUs of `flight run` (simulated clock, 300x) over TCP in
 the passes predicted from the TLE, stored every product and acknowledged it; the summary above says
-what flight did. Not built yet: the console, the thermal-aware scheduler's evaluation, fault
-campaigns (see the open issues).
+what flight did. Fault campaigns against these binaries: `radiation-sim campaign` (see
+docs/reliability.md). Not built yet: the console, the thermal-aware scheduler's evaluation (see the
+open issues).
 MSG
