@@ -164,6 +164,23 @@ pub enum DetectError {
     Georef(#[from] crate::georef::GeorefError),
 }
 
+/// How far a canary output may move between two runs of the same weights (threads may sum in
+/// another order); an upset in a weight moves it far more.
+pub const CANARY_TOLERANCE: f32 = 1e-4;
+
+/// The largest difference between two canary outputs, relative to the values' size; infinite if
+/// their lengths differ.
+pub fn canary_difference(reference: &[f32], now: &[f32]) -> f32 {
+    if reference.len() != now.len() {
+        return f32::INFINITY;
+    }
+    reference
+        .iter()
+        .zip(now)
+        .map(|(a, b)| if a.is_nan() != b.is_nan() { f32::INFINITY } else { (a - b).abs() / (1.0 + a.abs()) })
+        .fold(0.0, f32::max)
+}
+
 /// A detector: a session built once, run tile by tile over frames of any size.
 #[derive(Debug)]
 pub struct Detector {
@@ -231,6 +248,23 @@ impl Detector {
             }
         }
         Ok(candidates)
+    }
+
+    /// The model's raw output for a fixed input: taken when the model loads and again now and
+    /// then, it shows whether the weights in ONNX Runtime's memory are still the ones loaded
+    /// (an upset there changes it; the same weights give the same numbers).
+    pub fn canary(&mut self) -> Result<Vec<f32>, DetectError> {
+        let spec = &self.spec;
+        let run_error = |message: String| DetectError::Run { model: spec.name.clone(), message };
+        let side = spec.input_size as usize;
+        // a fixed pattern with structure at every scale, so that every filter sees something
+        let tensor = ndarray::Array4::from_shape_fn((1, spec.bands.len(), side, side), |(_, c, y, x)| {
+            (((x * 7 + y * 13 + c * 29) % 97) as f32 / 97.0 + ((x / 8 + y / 8) % 2) as f32) / 2.0
+        });
+        let input = ort::value::Tensor::from_array(tensor).map_err(|e| run_error(e.to_string()))?;
+        let outputs = self.session.run(ort::inputs![input]).map_err(|e| run_error(e.to_string()))?;
+        let (_, data) = outputs[0].try_extract_tensor::<f32>().map_err(|e| run_error(e.to_string()))?;
+        Ok(data.to_vec())
     }
 
     /// Merges the tiles' candidates (what straddles tiles once) and places them on the Earth.

@@ -23,6 +23,7 @@ use crate::checkpoint::{
 use crate::clock::Clock;
 use crate::config::LoadedFlightMission;
 use crate::contacts::ContactPlan;
+use crate::detect::{CANARY_TOLERANCE, canary_difference};
 use crate::downlink::Session;
 use crate::fault_map::PlantFault;
 use crate::georef::GeoTransform;
@@ -37,6 +38,8 @@ use crate::tile::Window;
 pub const THROTTLED_TILE_INTERVAL_S: f64 = 30.0;
 /// Products looked at per send.
 const SEND_BATCH: usize = 64;
+/// Tiles between two checks of the model's canary (a check is one more inference).
+const CANARY_EVERY_TILES: u32 = 32;
 /// The file beside the checkpoint that keeps the last accepted uplink sequence numbers.
 const UPLINK_GUARD: &str = "uplink.guard";
 /// Downlink sequence numbers reserved (durably) at a time, so that a flush is seldom needed.
@@ -153,6 +156,9 @@ pub struct Pipeline {
     pub(crate) checkpoint: Checkpoint,
     spool: Spool,
     pub(crate) detector: Option<MissionDetector>,
+    /// The detector's canary output when it loaded, and the tiles run since it was last checked.
+    pub(crate) canary: Option<Vec<f32>>,
+    tiles_since_canary: u32,
     clock: Clock,
     plant: Plant,
     plant_ms: i64,
@@ -292,6 +298,8 @@ impl Pipeline {
             checkpoint,
             spool,
             detector: None,
+            canary: None,
+            tiles_since_canary: 0,
             clock,
             plant,
             plant_ms: clock.now_ms(),
@@ -341,13 +349,7 @@ impl Pipeline {
             );
             change.set_mode(now, Mode::Safe, &why);
         }
-        match self.load_detector(now, &mut change) {
-            Ok(detector) => self.detector = Some(detector),
-            Err(e) => {
-                change.event(now, Severity::Error, "detector", format!("the model does not load: {e}"));
-                change.set_mode(now, Mode::Safe, "no usable model");
-            }
-        }
+        self.reload_detector(now, &mut change);
         // a frame settled on board whose record did not become durable before a crash (or was
         // in a tail the checkpoint lost) goes back to be recorded again, never away
         let recorded: HashSet<PathBuf> = self.checkpoint.frames()?.into_iter().map(|r| r.file).collect();
@@ -359,6 +361,54 @@ impl Pipeline {
         self.commit(change)?;
         self.checkpoint.flush()?;
         Ok(())
+    }
+
+    /// Loads the detector (the installed model, or the manifest's), verified from its file, and
+    /// takes its canary; SAFE mode if there is none to load.
+    fn reload_detector(&mut self, now: i64, change: &mut Change) {
+        let loaded = self.load_detector(now, change).and_then(|mut detector| {
+            let canary = detector.detector().canary().map_err(|e| e.to_string())?;
+            Ok((detector, canary))
+        });
+        match loaded {
+            Ok((detector, canary)) => {
+                self.detector = Some(detector);
+                self.canary = Some(canary);
+                self.tiles_since_canary = 0;
+            }
+            Err(e) => {
+                self.detector = None;
+                change.event(now, Severity::Error, "detector", format!("the model does not load: {e}"));
+                change.set_mode(now, Mode::Safe, "no usable model");
+            }
+        }
+    }
+
+    /// Whether the model in memory still answers its canary as when it loaded (checked when
+    /// `CANARY_EVERY_TILES` tiles have run since the last check); if not, it is reloaded from its
+    /// verified file and `false` says that the frame must run again.
+    fn canary_holds(&mut self, now: i64) -> Result<bool, RunError> {
+        if self.tiles_since_canary < CANARY_EVERY_TILES {
+            return Ok(true);
+        }
+        self.tiles_since_canary = 0;
+        let (Some(detector), Some(reference)) = (self.detector.as_mut(), self.canary.as_ref()) else { return Ok(true) };
+        let difference = match detector.detector().canary() {
+            Ok(output) => canary_difference(reference, &output),
+            Err(_) => f32::INFINITY,
+        };
+        if difference <= CANARY_TOLERANCE {
+            return Ok(true);
+        }
+        let mut change = self.change();
+        change.state.counters.upsets_detected += 1;
+        let message = format!(
+            "the model's canary output moved by {difference:e} since it loaded (an upset in its weights); reloaded from its verified file"
+        );
+        change.event(now, Severity::Error, "upset", message);
+        self.reload_detector(now, &mut change);
+        self.commit(change)?;
+        Ok(false)
     }
 
     pub(crate) fn change(&self) -> Change {
@@ -690,6 +740,7 @@ impl Pipeline {
         };
         self.gpu_busy += started.elapsed();
         self.last_tile_ms = now;
+        self.tiles_since_canary += 1;
         let frame = work.record.id;
         work.done.insert(index, result.clone());
         let mut change = self.change();
@@ -745,7 +796,14 @@ impl Pipeline {
     fn finish_frame(&mut self, now: i64) -> Result<(), RunError> {
         let Some(work) = self.current.take() else { return Ok(()) };
         crate::fault_map::clear(&self.state_dir);
-        if self.mission.config.flight.health.check_upsets && work.raster.crc32() != work.raster_crc {
+        let checks = self.mission.config.flight.health.check_upsets;
+        if checks && !self.canary_holds(now)? {
+            let mut change = self.change();
+            change.batch.clear_tiles(work.record.id);
+            self.commit(change)?;
+            return Ok(());
+        }
+        if checks && work.raster.crc32() != work.raster_crc {
             // an upset in the image buffer: its tiles may have run on wrong pixels, and its
             // products would carry them; start the frame again from its file
             let mut change = self.change();

@@ -107,6 +107,17 @@ impl Pipeline {
                 return Ok(Err(format!("model from upload {transfer} refused: {why}; {running} keeps running")));
             }
         };
+        let mut detector = detector;
+        match detector.detector().canary() {
+            Ok(canary) => self.canary = Some(canary),
+            Err(e) => {
+                std::fs::remove_file(&path).ok();
+                let running = self.running_model();
+                return Ok(Err(format!(
+                    "model from upload {transfer} refused: it does not run: {e}; {running} keeps running"
+                )));
+            }
+        }
         self.detector = Some(detector);
         if let Some(old) = change.state.installed_model.replace(installed.clone())
             && old.file != installed.file
