@@ -289,14 +289,14 @@ fn inject_one(run: &Run, flight: &Supervisor, plan: &Plan, shot: &Shot, rng: &mu
         }
         (_, detail) => detail,
     };
-    let (detail, outcome) = match detail {
+    let (detail, outcome, evidence) = match detail {
         Ok(detail) => {
-            let outcome = classify(shot, flight, at, &detail);
-            (detail, outcome)
+            let (outcome, evidence) = classify(shot, flight, at, &detail);
+            (detail, outcome, evidence)
         }
-        Err(why) => (why.to_owned(), Outcome::NotInjected),
+        Err(why) => (why.to_owned(), Outcome::NotInjected, None),
     };
-    Injection { kind: shot.kind().to_owned(), at_s: at.duration_since(t0).as_secs_f64(), detail, outcome }
+    Injection { kind: shot.kind().to_owned(), at_s: at.duration_since(t0).as_secs_f64(), detail, outcome, evidence }
 }
 
 /// Waits (a few seconds at most) for flight to have a frame's image in memory, and upsets it.
@@ -338,34 +338,49 @@ fn checkpoint_surgery(
     })
 }
 
-/// What the fault led to, from what the supervisor and the flight log saw after it.
-fn classify(shot: &Shot, flight: &Supervisor, at: Instant, detail: &str) -> Outcome {
+/// What the fault led to, from what the supervisor and the flight log saw after it, and the log
+/// message that showed it, if one did.
+fn classify(shot: &Shot, flight: &Supervisor, at: Instant, detail: &str) -> (Outcome, Option<String>) {
     let after: Vec<Happening> = flight.happenings().into_iter().filter(|(t, _)| *t >= at).map(|(_, h)| h).collect();
     let restarted = after.iter().any(|h| matches!(h, Happening::Started { .. }));
-    let crashed = after.iter().any(|h| matches!(h, Happening::Exited { expected: false, .. }));
+    let crashed = after.iter().find(|h| matches!(h, Happening::Exited { expected: false, .. }));
     let watchdog = after.contains(&Happening::WatchdogKill);
     let log = flight.log_since(at);
-    let detected_corrupt = log.iter().any(|l| l.contains("is corrupt"));
+    let said = |needles: &[&str]| first_message(&log, needles);
     let recovered_or_not = |recovered: bool| if recovered { Outcome::DetectedRecovered } else { Outcome::Unrecovered };
     match shot {
-        Shot::Sigkill | Shot::PowerCycle(_) => recovered_or_not(restarted),
-        Shot::Hang(_) if watchdog => recovered_or_not(restarted),
-        Shot::Hang(_) => Outcome::Masked,
-        Shot::CheckpointBitflip(_) | Shot::CheckpointTruncate if detected_corrupt => recovered_or_not(restarted),
-        Shot::CheckpointBitflip(_) | Shot::CheckpointTruncate => Outcome::Masked,
-        Shot::MemorySeu | Shot::ImageSeu(_) if crashed || watchdog => recovered_or_not(restarted),
-        Shot::MemorySeu | Shot::ImageSeu(_)
-            if log.iter().any(|l| l.contains("\"ERROR\"") || l.contains("changed in memory")) =>
-        {
-            Outcome::DetectedCorrected
+        Shot::Sigkill | Shot::PowerCycle(_) => (recovered_or_not(restarted), None),
+        Shot::Hang(_) if watchdog => (recovered_or_not(restarted), Some("the watchdog killed it".into())),
+        Shot::Hang(_) => (Outcome::Masked, None),
+        Shot::CheckpointBitflip(_) | Shot::CheckpointTruncate => match said(&["is corrupt"]) {
+            Some(message) => (recovered_or_not(restarted), Some(message)),
+            None => (Outcome::Masked, None),
+        },
+        Shot::MemorySeu | Shot::ImageSeu(_) if crashed.is_some() || watchdog => {
+            let how = crashed.map_or("the watchdog killed it".to_owned(), |exit| format!("{exit:?}"));
+            (recovered_or_not(restarted), Some(how))
         }
-        Shot::MemorySeu | Shot::ImageSeu(_) => Outcome::Masked,
-        Shot::LinkBer(..) if detail.contains(": 0 bits flipped") => Outcome::Masked,
-        Shot::LinkBer(..) | Shot::Link(..) => Outcome::DetectedCorrected,
+        Shot::MemorySeu | Shot::ImageSeu(_) => match said(&["\"ERROR\"", "changed in memory", "canary output moved"]) {
+            Some(message) => (Outcome::DetectedCorrected, Some(message)),
+            None => (Outcome::Masked, None),
+        },
+        Shot::LinkBer(..) if detail.contains(": 0 bits flipped") => (Outcome::Masked, None),
+        Shot::LinkBer(..) | Shot::Link(..) => (Outcome::DetectedCorrected, None),
         // the scheduler's answer to an excursion: a mode change (THROTTLED, or SAFE)
-        Shot::Plant(..) if log.iter().any(|l| l.contains("mode Nominal -> ")) => Outcome::DetectedCorrected,
-        Shot::Plant(..) => Outcome::Masked,
+        Shot::Plant(..) => match said(&["mode Nominal -> "]) {
+            Some(message) => (Outcome::DetectedCorrected, Some(message)),
+            None => (Outcome::Masked, None),
+        },
     }
+}
+
+/// The message of the first log line that holds one of `needles` (flight logs JSON lines).
+fn first_message(log: &[String], needles: &[&str]) -> Option<String> {
+    let line = log.iter().find(|l| needles.iter().any(|n| l.contains(n)))?;
+    let message = serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_owned));
+    Some(message.unwrap_or_else(|| line.clone()))
 }
 
 /// Where a campaign keeps its runs: `work` if given, else a folder under the system's temporary

@@ -49,6 +49,9 @@ pub struct Injection {
     pub at_s: f64,
     pub detail: String,
     pub outcome: Outcome,
+    /// What showed the outcome: the flight log's message, the exit, the watchdog.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
 }
 
 /// The ground archive against the undisturbed reference run, frame products only.
