@@ -377,9 +377,8 @@ fn classify(shot: &Shot, flight: &Supervisor, at: Instant, detail: &str) -> (Out
 /// The message of the first log line that holds one of `needles` (flight logs JSON lines).
 fn first_message(log: &[String], needles: &[&str]) -> Option<String> {
     let line = log.iter().find(|l| needles.iter().any(|n| l.contains(n)))?;
-    let message = serde_json::from_str::<serde_json::Value>(line)
-        .ok()
-        .and_then(|v| v["message"].as_str().map(str::to_owned));
+    let message =
+        serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v["message"].as_str().map(str::to_owned));
     Some(message.unwrap_or_else(|| line.clone()))
 }
 
