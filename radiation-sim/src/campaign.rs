@@ -226,7 +226,10 @@ fn inject_one(run: &Run, flight: &Supervisor, plan: &Plan, shot: &Shot, rng: &mu
     while flight.pid().is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    std::thread::sleep(Duration::from_millis(rng.below((interval.as_millis() as u64 / 2).max(1))));
+    // a random instant, except for upsets aimed at a frame's image: those wait for their target
+    if !matches!(shot, Shot::ImageSeu(_)) {
+        std::thread::sleep(Duration::from_millis(rng.below((interval.as_millis() as u64 / 2).max(1))));
+    }
     let at = Instant::now();
     let detail = match shot {
         Shot::Sigkill => flight.signal(SIGKILL, true).map(|pid| format!("SIGKILL to {pid}")).ok_or("no process"),
