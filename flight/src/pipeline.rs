@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use kestrel_link::packet::Apid;
 use kestrel_link::product::Severity;
 use kestrel_link::security::ReplayGuard;
 use kestrel_link::telecommand::TcReceiver;
@@ -1049,10 +1050,14 @@ impl Pipeline {
             change.batch.sent(product.id, Sent { contact, at_ms: now });
         }
         self.commit(change)?;
-        // a sequence number must never be used twice under one key: a new reservation is durable
-        // before any frame uses it. Sent marks need not be: lost in a crash, the products go
-        // again and the ground keeps one copy.
-        if reserve {
+        // durable before anything leaves: a new sequence-number reservation (a number must never
+        // be used twice under one key), and the making of any event or housekeeping product (made
+        // again after a crash, it would differ, and the ground would hold both). Frame products
+        // are made again identically, and sent marks lost in a crash only mean a resend: the
+        // ground keeps one copy.
+        let remade_differently =
+            chosen.iter().any(|p| p.apid == Apid::Event.value() || p.apid == Apid::Housekeeping.value());
+        if reserve || remade_differently {
             self.checkpoint.flush()?;
         }
         let Some(session) = self.session.as_mut() else { return Ok(false) };
