@@ -5,23 +5,44 @@
 //! caught by flight's check, and fail the campaign without it; bad plans are refused with the line
 //! and key.
 
+use std::path::Path;
+use std::process::Output;
+
 use kestrel_e2e::{Scratch, binary, stderr, stdout, workspace_root};
+
+/// Writes the repository's plan `name` into `dir`, with `edit` applied and its frames found.
+fn copy_plan(dir: &Path, name: &str, edit: (&str, &str)) {
+    let text = std::fs::read_to_string(workspace_root().join("radiation-sim/plans").join(name)).expect("plan");
+    let text = text.replace(edit.0, edit.1);
+    let text = text.replace("../../testdata", &workspace_root().join("testdata").display().to_string());
+    std::fs::write(dir.join(name), text).expect("plan");
+}
+
+/// `radiation-sim campaign` on `plan` in `dir`, with `seed`; the report goes to `dir/report.json`.
+fn radiation_sim(dir: &Path, plan: &str, seed: u64) -> Output {
+    std::process::Command::new(binary("radiation-sim"))
+        .args(["campaign", "--mission"])
+        .arg(workspace_root().join("mission.toml"))
+        .args(["--plan", plan, "--seed", &seed.to_string(), "--report", "report.json"])
+        .current_dir(dir)
+        .output()
+        .expect("radiation-sim runs")
+}
+
+/// Runs the repository's `plan` with `edit` applied; its output and report.
+fn campaign(plan: &str, edit: (&str, &str), seed: u64) -> (Scratch, Output, serde_json::Value) {
+    let scratch = Scratch::new();
+    copy_plan(scratch.path(), plan, edit);
+    let output = radiation_sim(scratch.path(), plan, seed);
+    let report = std::fs::read(scratch.path().join("report.json")).expect("report");
+    let json = serde_json::from_slice(&report).expect("JSON");
+    (scratch, output, json)
+}
 
 #[test]
 fn the_smoke_campaign_holds_every_invariant_and_classifies_every_fault() {
-    let scratch = Scratch::new();
-    let report = scratch.path().join("report.json");
-    let output = std::process::Command::new(binary("radiation-sim"))
-        .args(["campaign", "--mission"])
-        .arg(workspace_root().join("mission.toml"))
-        .arg("--plan")
-        .arg(workspace_root().join("radiation-sim/plans/smoke.toml"))
-        .args(["--seed", "7", "--report"])
-        .arg(&report)
-        .output()
-        .expect("radiation-sim runs");
+    let (scratch, output, json) = campaign("smoke.toml", ("", ""), 7);
     assert!(output.status.success(), "{}\n{}", stdout(&output), stderr(&output));
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON");
     let invariants = &json["invariants"];
     assert!(invariants["products_expected"].as_u64().unwrap_or(0) > 3, "{invariants}");
     assert_eq!(invariants["products_archived"], invariants["products_expected"], "{invariants}");
@@ -45,35 +66,18 @@ fn the_smoke_campaign_holds_every_invariant_and_classifies_every_fault() {
     assert_eq!(outcomes["hang"]["detected_recovered"], 1, "a 5 s hang outlasts the 3 s watchdog");
     let starts = json["flight_starts"].as_u64().expect("starts");
     assert!(starts >= 1 + 4 + 1 + 2 + 2, "a start after every kill, hang, power cycle and surgery: {starts}");
-    assert!(std::fs::read_to_string(report.with_extension("txt")).expect("table").contains("invariants: all held"));
-}
-
-/// Runs `plan` (the repository's, with `edit` applied) and returns radiation-sim's output.
-fn campaign(plan: &str, edit: (&str, &str)) -> (std::process::Output, serde_json::Value) {
-    let scratch = Scratch::new();
-    let source = workspace_root().join("radiation-sim/plans").join(plan);
-    let text = std::fs::read_to_string(&source).expect("plan").replace(edit.0, edit.1);
-    let text = text.replace("../../testdata", &workspace_root().join("testdata").display().to_string());
-    std::fs::write(scratch.path().join(plan), text).expect("plan");
-    let output = std::process::Command::new(binary("radiation-sim"))
-        .args(["campaign", "--mission"])
-        .arg(workspace_root().join("mission.toml"))
-        .args(["--plan", plan, "--seed", "5", "--report", "report.json"])
-        .current_dir(scratch.path())
-        .output()
-        .expect("radiation-sim runs");
-    let report = std::fs::read(scratch.path().join("report.json")).expect("report");
-    (output, serde_json::from_slice(&report).expect("JSON"))
+    let table = std::fs::read_to_string(scratch.path().join("report.txt")).expect("table");
+    assert!(table.contains("invariants: all held"), "{table}");
 }
 
 #[test]
 fn upsets_in_the_image_are_caught_by_the_check_and_fail_the_campaign_without_it() {
-    let (output, report) = campaign("image-upsets.toml", ("", ""));
+    let (_scratch, output, report) = campaign("image-upsets.toml", ("", ""), 5);
     assert!(output.status.success(), "{}\n{}", stdout(&output), stderr(&output));
     assert_eq!(report["outcomes"]["image_seu"]["detected_corrected"], 3, "{report}");
     assert_eq!(report["invariants"]["corrupt_accepted"], 0);
 
-    let (output, report) = campaign("image-upsets.toml", ("check_upsets = true", "check_upsets = false"));
+    let (_scratch, output, report) = campaign("image-upsets.toml", ("check_upsets = true", "check_upsets = false"), 5);
     assert!(!output.status.success(), "a campaign with an invariant broken fails: {}", stdout(&output));
     let message = stderr(&output);
     assert!(message.contains("invariants broken: corrupt products accepted:"), "{message}");
@@ -84,33 +88,15 @@ fn upsets_in_the_image_are_caught_by_the_check_and_fail_the_campaign_without_it(
 #[test]
 fn a_bad_plan_is_refused_with_its_line_and_key() {
     let scratch = Scratch::new();
-    let plan = scratch.path().join("plan.toml");
-    std::fs::write(&plan, "frames = []\nspeedup = 100.0\nfaults = []\n").expect("plan");
-    let output = std::process::Command::new(binary("radiation-sim"))
-        .args(["campaign", "--mission"])
-        .arg(workspace_root().join("mission.toml"))
-        .arg("--plan")
-        .arg(&plan)
-        .args(["--report", "report.json"])
-        .current_dir(scratch.path())
-        .output()
-        .expect("radiation-sim runs");
+    std::fs::write(scratch.path().join("plan.toml"), "frames = []\nspeedup = 100.0\nfaults = []\n").expect("plan");
+    let output = radiation_sim(scratch.path(), "plan.toml", 1);
     assert!(!output.status.success());
     let message = stderr(&output);
     assert!(message.contains("plan.toml: key `frames`: a campaign needs at least one frame"), "{message}");
-    let mut lines = std::fs::read_to_string(workspace_root().join("radiation-sim/plans/smoke.toml")).expect("plan");
-    lines = lines.replace("off_s = 0.5", "off_s = -2.0");
-    std::fs::write(&plan, lines.replace("../../testdata", &workspace_root().join("testdata").display().to_string()))
-        .expect("plan");
-    let output = std::process::Command::new(binary("radiation-sim"))
-        .args(["campaign", "--mission"])
-        .arg(workspace_root().join("mission.toml"))
-        .arg("--plan")
-        .arg(&plan)
-        .args(["--report", "report.json"])
-        .current_dir(scratch.path())
-        .output()
-        .expect("radiation-sim runs");
+
+    copy_plan(scratch.path(), "smoke.toml", ("off_s = 0.5", "off_s = -2.0"));
+    let output = radiation_sim(scratch.path(), "smoke.toml", 1);
+    assert!(!output.status.success());
     let message = stderr(&output);
     assert!(message.contains("key `faults[2].off_s`: must be zero or more seconds, not -2"), "{message}");
 }
