@@ -387,8 +387,9 @@ impl Pipeline {
 
     /// Whether the model in memory still answers its canary as when it loaded (checked when
     /// `CANARY_EVERY_TILES` tiles have run since the last check); if not, it is reloaded from its
-    /// verified file and `false` says that the frame must run again.
-    fn canary_holds(&mut self, now: i64) -> Result<bool, RunError> {
+    /// verified file, the tile results of `frame` are dropped, and `false` says that it must run
+    /// again.
+    fn canary_holds(&mut self, now: i64, frame: u64) -> Result<bool, RunError> {
         if self.tiles_since_canary < CANARY_EVERY_TILES {
             return Ok(true);
         }
@@ -403,6 +404,7 @@ impl Pipeline {
         }
         let mut change = self.change();
         change.state.counters.upsets_detected += 1;
+        change.batch.clear_tiles(frame);
         let message = format!(
             "the model's canary output moved by {difference:e} since it loaded (an upset in its weights); reloaded from its verified file"
         );
@@ -798,10 +800,7 @@ impl Pipeline {
         let Some(work) = self.current.take() else { return Ok(()) };
         crate::fault_map::clear(&self.state_dir);
         let checks = self.mission.config.flight.health.check_upsets;
-        if checks && !self.canary_holds(now)? {
-            let mut change = self.change();
-            change.batch.clear_tiles(work.record.id);
-            self.commit(change)?;
+        if checks && !self.canary_holds(now, work.record.id)? {
             return Ok(());
         }
         if checks && work.raster.crc32() != work.raster_crc {
