@@ -27,6 +27,25 @@ pub struct FlightConfig {
     pub products: ProductsConfig,
     pub downlink: DownlinkConfig,
     pub health: HealthConfig,
+    pub schedule: ScheduleConfig,
+}
+
+/// How the scheduler keeps the spacecraft within its thermal and power limits (`schedule`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// The GPU's duty is decided for this long at a time, seconds.
+    pub slot_s: Spanned<f64>,
+    /// Kept between every forecast temperature and its limit, kelvin.
+    pub margin_c: Spanned<f64>,
+    /// Kept above the battery's minimum state of charge, as a fraction of capacity.
+    pub margin_soc: Spanned<f64>,
+    /// After each slot the plant is forecast idle this long, so that heat still on its way to a
+    /// slow node (the battery) is seen before it arrives, seconds.
+    pub lookahead_s: Spanned<f64>,
+    /// A frame's tiles are due by the first pass that begins at least this long after capture
+    /// (time to make and queue its products), seconds.
+    pub deadline_lead_s: Spanned<f64>,
 }
 
 /// What the pipeline makes of each frame, and how often it reports on itself.
@@ -165,6 +184,8 @@ impl LoadedFlightMission {
             (&flight.downlink.ack_timeout_s, "flight.downlink.ack_timeout_s"),
             (&flight.health.watchdog_timeout_s, "flight.health.watchdog_timeout_s"),
             (&flight.health.restart_window_s, "flight.health.restart_window_s"),
+            (&flight.schedule.slot_s, "flight.schedule.slot_s"),
+            (&flight.schedule.lookahead_s, "flight.schedule.lookahead_s"),
         ] {
             let v = *value.get_ref();
             if !(v.is_finite() && v > 0.0) {
@@ -173,6 +194,17 @@ impl LoadedFlightMission {
                     key,
                     format!("must be a positive number of seconds, found {v}"),
                 ));
+            }
+        }
+        for (value, key, range) in [
+            (&flight.schedule.margin_c, "flight.schedule.margin_c", 0.0..=50.0),
+            (&flight.schedule.margin_soc, "flight.schedule.margin_soc", 0.0..=0.5),
+            (&flight.schedule.deadline_lead_s, "flight.schedule.deadline_lead_s", 0.0..=86_400.0),
+        ] {
+            let v = *value.get_ref();
+            if !range.contains(&v) {
+                let message = format!("must be within {} to {}, found {v}", range.start(), range.end());
+                return Err(file.error_at(value.span(), key, message));
             }
         }
         for (value, key) in [

@@ -1,7 +1,10 @@
 //! Helpers for end-to-end tests: find the workspace's real binaries and run them.
 //!
 //! The binaries are built by `cargo build --workspace --bins` (scripts/test.sh does it first); a
-//! test that cannot find one fails and says how to build it.
+//! test that cannot find one fails and says how to build it. `scheduler_day` is the scheduler's
+//! one-day evaluation, shared by its test and its benchmark.
+
+pub mod scheduler_day;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

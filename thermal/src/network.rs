@@ -103,24 +103,40 @@ impl Network {
         self.nodes.iter().position(|n| n.name == name)
     }
 
+    /// Sunlight, albedo and Earth infrared absorbed by node `i`'s outside surface, W.
+    pub fn absorbed_w(&self, i: usize, exposure: Exposure) -> f64 {
+        let Some(s) = &self.nodes[i].surface else { return 0.0 };
+        let solar = s.absorptivity * self.solar_flux_w_m2 * s.area_m2 * s.sun_view * exposure.illumination;
+        let albedo =
+            s.absorptivity * self.solar_flux_w_m2 * self.albedo * s.area_m2 * s.earth_view * exposure.albedo_factor;
+        let infrared = s.emissivity * self.earth_ir_w_m2 * s.area_m2 * s.earth_view;
+        solar + albedo + infrared
+    }
+
+    /// Net heat node `i`'s outside surface radiates to space at `t_k` kelvin, W.
+    pub fn radiated_w(&self, i: usize, t_k: f64) -> f64 {
+        self.nodes[i]
+            .surface
+            .as_ref()
+            .map_or(0.0, |s| s.emissivity * SIGMA * s.area_m2 * (t_k.powi(4) - self.space_temperature_k.powi(4)))
+    }
+
+    /// d(radiated_w)/dT at `t_k`, W/K: what a linearised model of the network needs.
+    pub fn radiated_slope_w_k(&self, i: usize, t_k: f64) -> f64 {
+        self.nodes[i].surface.as_ref().map_or(0.0, |s| 4.0 * s.emissivity * SIGMA * s.area_m2 * t_k.powi(3))
+    }
+
     /// Net heat into each node (W) at temperatures `t_k`, and the boundary flows (W).
     fn rates(&self, t_k: &[f64], exposure: Exposure, dissipation_w: &[f64], net: &mut [f64]) -> EnergyFlow {
         let mut flow = EnergyFlow::default();
         for (i, node) in self.nodes.iter().enumerate() {
             let mut q = dissipation_w[i];
             flow.dissipated_j += dissipation_w[i];
-            if let Some(s) = &node.surface {
-                let solar = s.absorptivity * self.solar_flux_w_m2 * s.area_m2 * s.sun_view * exposure.illumination;
-                let albedo = s.absorptivity
-                    * self.solar_flux_w_m2
-                    * self.albedo
-                    * s.area_m2
-                    * s.earth_view
-                    * exposure.albedo_factor;
-                let infrared = s.emissivity * self.earth_ir_w_m2 * s.area_m2 * s.earth_view;
-                let radiated = s.emissivity * SIGMA * s.area_m2 * (t_k[i].powi(4) - self.space_temperature_k.powi(4));
-                q += solar + albedo + infrared - radiated;
-                flow.absorbed_j += solar + albedo + infrared;
+            if node.surface.is_some() {
+                let absorbed = self.absorbed_w(i, exposure);
+                let radiated = self.radiated_w(i, t_k[i]);
+                q += absorbed - radiated;
+                flow.absorbed_j += absorbed;
                 flow.radiated_j += radiated;
             }
             net[i] = q;

@@ -9,9 +9,9 @@ use crate::config::PowerConfig;
 pub struct PowerModel {
     array_w_full_sun: f64,
     capacity_j: f64,
-    max_charge_w: f64,
-    max_discharge_w: f64,
-    charge_efficiency: f64,
+    pub max_charge_w: f64,
+    pub max_discharge_w: f64,
+    pub charge_efficiency: f64,
     pub bus_load_w: f64,
     pub gpu_idle_w: f64,
     pub gpu_active_w: f64,

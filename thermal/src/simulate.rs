@@ -19,6 +19,14 @@ pub struct Sample {
     pub power: PowerStep,
 }
 
+/// Which thermal node each load heats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadNodes {
+    pub bus: usize,
+    pub payload: usize,
+    pub battery: usize,
+}
+
 /// The whole spacecraft model.
 #[derive(Debug, Clone)]
 pub struct Plant {
@@ -62,6 +70,12 @@ impl Plant {
     /// Advances the plant by `dt` seconds from `t` with the GPU drawing `gpu_w`.
     pub fn step(&mut self, t: f64, dt: f64, gpu_w: f64) -> Result<Sample, OrbitError> {
         let exposure = self.exposure(t)?;
+        Ok(self.step_exposed(t, dt, exposure, gpu_w))
+    }
+
+    /// [`Plant::step`] with the exposure already known: forecasts that try several loads along
+    /// the same stretch of orbit compute the orbit once.
+    pub fn step_exposed(&mut self, t: f64, dt: f64, exposure: Exposure, gpu_w: f64) -> Sample {
         let load_w = self.power.bus_load_w + gpu_w;
         let power = self.power.step(&mut self.soc, dt, exposure.illumination, load_w);
         // what the loads could not draw is not dissipated either
@@ -71,12 +85,17 @@ impl Plant {
         dissipation[self.payload_node] += gpu_w * served;
         dissipation[self.battery_node] += power.battery_heat_w;
         self.energy += self.network.step(&mut self.temperatures_k, dt, exposure, &dissipation);
-        Ok(Sample {
+        Sample {
             unix: t + dt,
             temperatures_c: self.temperatures_k.iter().map(|k| k - ZERO_CELSIUS_K).collect(),
             soc: self.soc,
             illumination: exposure.illumination,
             power,
-        })
+        }
+    }
+
+    /// Indices of the nodes the bus, the GPU and the battery heat.
+    pub fn load_nodes(&self) -> LoadNodes {
+        LoadNodes { bus: self.bus_node, payload: self.payload_node, battery: self.battery_node }
     }
 }
