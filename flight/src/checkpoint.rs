@@ -104,6 +104,8 @@ pub struct Counters {
     pub frames_quarantined: u64,
     pub tiles: u64,
     pub tiles_screened: u64,
+    /// Tiles that got the screen only because their frame's deadline came first.
+    pub tiles_late: u64,
     pub detections: u64,
     pub bytes_captured: u64,
     pub products_made: u64,

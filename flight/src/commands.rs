@@ -16,7 +16,7 @@ const PARAMETERS: &[(&str, f64, f64)] = &[
     ("ack_timeout_s", 1.0, 86_400.0),
     ("max_chips_per_frame", 0.0, 1000.0),
     ("chip_size_px", 8.0, 4096.0),
-    ("throttled_tile_interval_s", 0.0, 86_400.0),
+    ("max_duty", 0.0, 1.0),
 ];
 
 impl Pipeline {

@@ -46,6 +46,18 @@ pub struct ScheduleConfig {
     /// A frame's tiles are due by the first pass that begins at least this long after capture
     /// (time to make and queue its products), seconds.
     pub deadline_lead_s: Spanned<f64>,
+    /// What a tile still waiting at its frame's deadline gets.
+    pub late_tiles: LateTiles,
+}
+
+/// What a tile still waiting for detection at its frame's deadline gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LateTiles {
+    /// Detection still, when the GPU has time; its products go down a pass later.
+    Detect,
+    /// The cheap screen only (counted, thumbnailed): the GPU's time goes to fresher frames.
+    Screen,
 }
 
 /// What the pipeline makes of each frame, and how often it reports on itself.

@@ -55,6 +55,15 @@ impl ContactPlan {
         Ok(self.windows.iter().find(|(s, e)| *s <= now_ms && now_ms < *e).map(|&(s, e)| self.contact(s, e)))
     }
 
+    /// When the first contact that begins at or after `t_ms` begins; none for a continuous contact.
+    pub fn next_start_after(&mut self, t_ms: i64) -> Result<Option<i64>, OrbitError> {
+        if self.kind == Contacts::Continuous {
+            return Ok(None);
+        }
+        self.predict(t_ms)?;
+        Ok(self.windows.iter().map(|w| w.0).find(|&start| start >= t_ms))
+    }
+
     /// Makes sure the windows cover `now_ms` to a day after it.
     fn predict(&mut self, now_ms: i64) -> Result<(), OrbitError> {
         if self.predicted_from <= now_ms && now_ms + HORIZON_MS / 2 <= self.predicted_until {

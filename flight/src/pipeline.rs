@@ -32,11 +32,10 @@ use crate::health::{self, Systemd, Watchdog};
 use crate::imagery::Raster;
 use crate::mission_detector::MissionDetector;
 use crate::products::{self, FrameView, Sizes};
+use crate::schedule::{self, Decision, GpuBudget, Scheduler};
 use crate::spool::{Arrival, Spool};
 use crate::tile::Window;
 
-/// Mission seconds between tiles in THROTTLED mode, unless set by telecommand.
-pub const THROTTLED_TILE_INTERVAL_S: f64 = 30.0;
 /// Products looked at per send.
 const SEND_BATCH: usize = 64;
 /// Tiles between two checks of the model's canary (a check is one more inference).
@@ -79,6 +78,8 @@ pub struct Summary {
     pub frames_quarantined: u64,
     pub tiles: u64,
     pub tiles_screened: u64,
+    /// Tiles that got the screen only: their frame's deadline came first (`late_tiles = "screen"`).
+    pub tiles_late: u64,
     pub detections: u64,
     pub raw_bytes_captured: u64,
     pub cadu_bytes_downlinked: u64,
@@ -105,7 +106,7 @@ impl Summary {
         let peaks: Vec<String> = self.peak_temperatures_c.iter().map(|(n, t)| format!("{n} {t:.1} C")).collect();
         format!(
             "flight run: {:.0} s of mission time, mode {}, running {}\n\
-             frames {} ({} quarantined), tiles {} ({} screened out), detections {}\n\
+             frames {} ({} quarantined), tiles {} ({} screened out, {} late: screen only), detections {}\n\
              raw bytes captured {}, CADU bytes downlinked {}: reduction factor {:.1}\n\
              products made {}, acknowledged {}, still queued {}, sent again {}\n\
              contacts {}, commands executed {} / refused {}, uplink frames refused {}\n\
@@ -118,6 +119,7 @@ impl Summary {
             self.frames_quarantined,
             self.tiles,
             self.tiles_screened,
+            self.tiles_late,
             self.detections,
             self.raw_bytes_captured,
             self.cadu_bytes_downlinked,
@@ -149,6 +151,8 @@ struct FrameWork {
     ranges: Vec<(f32, f32)>,
     windows: Vec<Window>,
     done: BTreeMap<u32, TileResult>,
+    /// Its tiles are due by then (the first pass far enough after its capture), mission ms.
+    deadline_ms: Option<i64>,
 }
 
 pub struct Pipeline {
@@ -175,7 +179,8 @@ pub struct Pipeline {
     receiver: TcReceiver,
     uplink_refused_seen: u64,
     current: Option<FrameWork>,
-    last_tile_ms: i64,
+    scheduler: Scheduler,
+    budget: GpuBudget,
     started_ms: i64,
     systemd: Systemd,
     watchdog: Watchdog,
@@ -316,7 +321,8 @@ impl Pipeline {
             receiver,
             uplink_refused_seen: 0,
             current: None,
-            last_tile_ms: i64::MIN,
+            scheduler: Scheduler::new(&thermal.config.thermal, &flight.schedule),
+            budget: GpuBudget::new(*flight.schedule.slot_s.get_ref()),
             started_ms: clock.now_ms(),
             systemd: Systemd::from_env(watchdog_timeout),
             watchdog: Watchdog::start(watchdog_timeout.max(Duration::from_secs(5))),
@@ -435,6 +441,7 @@ impl Pipeline {
             self.systemd.alive();
             let now = self.clock.now_ms();
             self.step_plant(now)?;
+            self.schedule_slot(now)?;
             self.run_time_tagged(now)?;
             let frames_done = stop.when_drained && self.frames_done();
             if !last_report_made {
@@ -479,6 +486,7 @@ impl Pipeline {
             frames_quarantined: c.frames_quarantined,
             tiles: c.tiles,
             tiles_screened: c.tiles_screened,
+            tiles_late: c.tiles_late,
             detections: c.detections,
             raw_bytes_captured: c.bytes_captured,
             cadu_bytes_downlinked: c.cadu_bytes_downlinked,
@@ -540,21 +548,36 @@ impl Pipeline {
             *peak = peak.max(*t);
         }
         state.lowest_soc = state.lowest_soc.min(sample.soc);
-        let (index, limit) = self.payload;
-        let payload_c = sample.temperatures_c.get(index).copied().unwrap_or(ZERO_CELSIUS_K);
-        let mode = state.mode;
-        if mode == Mode::Nominal && (payload_c > limit - 5.0 || sample.soc < self.battery_min_soc + 0.05) {
-            let why = format!("payload {payload_c:.1} C (limit {limit}), battery {:.0}%", sample.soc * 100.0);
-            change.set_mode(now, Mode::Throttled, &why);
-        } else if mode == Mode::Throttled && payload_c < limit - 10.0 && sample.soc > self.battery_min_soc + 0.10 {
-            let why = format!("payload {payload_c:.1} C, battery {:.0}%: back within margins", sample.soc * 100.0);
-            change.set_mode(now, Mode::Nominal, &why);
+        // the state is committed with the next unit of work
+        self.checkpoint.remember(change.state);
+        Ok(())
+    }
+
+    /// At each slot: the GPU duty the scheduler allows (capped by the operators' `max_duty`),
+    /// and NOMINAL or THROTTLED from it, with hysteresis and an event when the mode changes.
+    fn schedule_slot(&mut self, now: i64) -> Result<(), RunError> {
+        if !self.budget.slot_due(now) {
+            return Ok(());
         }
-        // the state is committed with the next unit of work unless the mode changed now
-        if change.state.mode != mode {
+        let plant = &self.plant;
+        let overrun_s = self.budget.last_tile_s();
+        let forecast = self.scheduler.safe_duty(plant, now as f64 / 1000.0, overrun_s, &|t| plant.exposure(t))?;
+        let duty = forecast.min(self.parameter("max_duty"));
+        self.budget.begin_slot(now, duty);
+        let (index, limit) = self.payload;
+        let payload_c = plant.temperatures_k.get(index).map_or(0.0, |k| k - ZERO_CELSIUS_K);
+        let mode = self.checkpoint.state().mode;
+        let wanted = schedule::mode_for(mode, duty, (payload_c, limit), (plant.soc, self.battery_min_soc));
+        if wanted != mode {
+            let why = format!(
+                "GPU duty {:.0} % (the forecast allows {:.0} %), payload {payload_c:.1} C (limit {limit}), battery {:.0} %",
+                duty * 100.0,
+                forecast * 100.0,
+                plant.soc * 100.0
+            );
+            let mut change = self.change();
+            change.set_mode(now, wanted, &why);
             self.commit(change)?;
-        } else {
-            self.checkpoint.remember(change.state);
         }
         Ok(())
     }
@@ -614,12 +637,14 @@ impl Pipeline {
             [
                 ("battery_soc", self.plant.soc),
                 ("mode", mode),
+                ("gpu_duty", self.budget.duty()),
                 ("queue_depth", self.checkpoint.queue_len() as f64),
                 ("spool_waiting", self.spool.waiting() as f64),
                 ("frames", c.frames as f64),
                 ("frames_quarantined", c.frames_quarantined as f64),
                 ("tiles", c.tiles as f64),
                 ("tiles_screened", c.tiles_screened as f64),
+                ("tiles_late", c.tiles_late as f64),
                 ("detections", c.detections as f64),
                 ("products_made", c.products_made as f64),
                 ("products_acknowledged", c.products_acknowledged as f64),
@@ -651,7 +676,7 @@ impl Pipeline {
             "ack_timeout_s" => *flight.downlink.ack_timeout_s.get_ref(),
             "max_chips_per_frame" => f64::from(flight.products.max_chips_per_frame),
             "chip_size_px" => f64::from(*flight.products.chip_size_px.get_ref()),
-            "throttled_tile_interval_s" => THROTTLED_TILE_INTERVAL_S,
+            "max_duty" => 1.0,
             _ => f64::NAN,
         }
     }
@@ -708,23 +733,27 @@ impl Pipeline {
         if mode == Mode::Safe || self.detector.is_none() {
             return Ok(false);
         }
-        if mode == Mode::Throttled
-            && now.saturating_sub(self.last_tile_ms) < (self.parameter("throttled_tile_interval_s") * 1000.0) as i64
-        {
-            return Ok(false);
-        }
-        let Some(work) = self.current.as_mut() else { return self.load_next_frame(now) };
+        let Some(work) = self.current.as_ref() else { return self.load_next_frame(now) };
         let next = (0..work.windows.len() as u32).find(|i| !work.done.contains_key(i));
         let Some(index) = next else {
             self.finish_frame(now)?;
             return Ok(true);
         };
+        let late = work.deadline_ms.is_some_and(|deadline| now >= deadline);
+        let late_tiles = self.mission.config.flight.schedule.late_tiles;
+        let decision = schedule::decide(mode, late, late_tiles, self.budget.allows(now));
+        if decision == Decision::Defer {
+            return Ok(false);
+        }
+        let Some(work) = self.current.as_mut() else { return Ok(false) };
         let detector = self.detector.as_mut().map(MissionDetector::detector);
         let Some(detector) = detector else { return Ok(false) };
         let window = work.windows[index as usize];
         let bands = detector.spec().bands.clone();
         let started = Instant::now();
-        let result = if crate::screen::carries_nothing(&work.raster, window, &bands, &work.ranges) {
+        let result = if decision == Decision::ScreenOnly
+            || crate::screen::carries_nothing(&work.raster, window, &bands, &work.ranges)
+        {
             TileResult::Screened
         } else {
             match detector.detect_tile(&work.raster, &work.ranges, window) {
@@ -742,13 +771,17 @@ impl Pipeline {
             }
         };
         self.gpu_busy += started.elapsed();
-        self.last_tile_ms = now;
+        if decision == Decision::Run {
+            self.budget.spend(started.elapsed().as_secs_f64() * self.clock.speedup());
+        }
         self.tiles_since_canary += 1;
         let frame = work.record.id;
         work.done.insert(index, result.clone());
         let mut change = self.change();
         change.state.counters.tiles += 1;
-        if result == TileResult::Screened {
+        if decision == Decision::ScreenOnly {
+            change.state.counters.tiles_late += 1;
+        } else if result == TileResult::Screened {
             change.state.counters.tiles_screened += 1;
         }
         change.batch.tile(frame, index, result);
@@ -772,7 +805,16 @@ impl Pipeline {
                 let done = self.checkpoint.tiles(record.id)?;
                 let raster_crc = raster.crc32();
                 crate::fault_map::publish(&self.state_dir, &[("image", raster.memory())]);
-                self.current = Some(FrameWork { record, raster, raster_crc, georef, ranges, windows, done });
+                // a file's time is the capture's on a real clock; on a simulated one it is of
+                // another time base, and the frame counts as captured when it is taken up
+                let captured_ms = match self.clock {
+                    Clock::Real => record.time_ms.min(now),
+                    Clock::Simulated { .. } => now,
+                };
+                let lead_ms = (self.mission.config.flight.schedule.deadline_lead_s.get_ref() * 1000.0) as i64;
+                let deadline_ms = self.contacts.next_start_after(captured_ms.saturating_add(lead_ms))?;
+                self.current =
+                    Some(FrameWork { record, raster, raster_crc, georef, ranges, windows, done, deadline_ms });
             }
             Err(e) => self.quarantine(record, &e.to_string(), now)?,
         }

@@ -11,12 +11,13 @@
 //! greedy that is optimal (the feasible sets form a matroid); docs/scheduler.md measures the
 //! whole against the offline optimum.
 
+use kestrel_link::uplink::Mode;
 use kestrel_thermal::config::ThermalConfig;
 use kestrel_thermal::network::Exposure;
 use kestrel_thermal::orbit::OrbitError;
 use kestrel_thermal::simulate::{Plant, Sample};
 
-use crate::config::ScheduleConfig;
+use crate::config::{LateTiles, ScheduleConfig};
 
 /// Step of the forecasts: the plant's own integration step, seconds.
 pub const STEP_S: f64 = 10.0;
@@ -67,18 +68,18 @@ pub struct Waiting {
     pub tiles: f64,
 }
 
-/// What one waiting tile gets now.
+/// What one waiting tile gets now. There is no "drop": a tile is the only copy of its pixels, so
+/// one whose time has passed still gets the screen (or, with `late_tiles = "detect"`, detection
+/// when the GPU is free), and in SAFE mode tiles wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Detection runs on it in this slot.
+    /// Detection runs on it now.
     Run,
-    /// It waits: kept for later in the slot order, or not kept yet but still before its deadline.
+    /// It waits for GPU time: the slot's budget is spent, or the spacecraft is in SAFE mode.
     Defer,
     /// Its deadline came without detection: the cheap screen runs so that the frame is still
-    /// counted and thumbnailed for the pass.
+    /// counted and thumbnailed for the pass, and the GPU's time goes to fresher frames.
     ScreenOnly,
-    /// Nothing runs on it: the spacecraft is in SAFE mode and the GPU stays off.
-    Drop,
 }
 
 /// The scheduler of one mission.
@@ -168,9 +169,10 @@ impl Scheduler {
         Ok(low)
     }
 
-    /// The highest GPU duty (0 to 1) for the slot that begins at `t`.
-    pub fn safe_duty(&self, plant: &Plant, t: f64, exposure: &ExposureAt) -> Result<f64, OrbitError> {
-        self.highest_duty(plant, t, (self.slot_s, self.lookahead_s), DUTY_BISECTIONS, exposure)
+    /// The highest GPU duty (0 to 1) for the slot that begins at `t`, when a tile that starts
+    /// in it may run on for `overrun_s` past its end.
+    pub fn safe_duty(&self, plant: &Plant, t: f64, overrun_s: f64, exposure: &ExposureAt) -> Result<f64, OrbitError> {
+        self.highest_duty(plant, t, (self.slot_s + overrun_s, self.lookahead_s), DUTY_BISECTIONS, exposure)
     }
 
     /// The GPU time the plant allows from `t` to `until`, riding the limits:
@@ -251,15 +253,111 @@ pub fn spend(waiting: &[Waiting], kept: &[f64], budget: f64) -> Vec<f64> {
     run
 }
 
-/// What a tile gets, from the mode, its deadline and whether this slot's budget runs it.
-pub fn decide(safe_mode: bool, deadline_passed: bool, runs_now: bool) -> Decision {
-    match (safe_mode, deadline_passed, runs_now) {
-        (true, _, _) => Decision::Drop,
-        (false, true, _) => Decision::ScreenOnly,
-        (false, false, true) => Decision::Run,
-        (false, false, false) => Decision::Defer,
+/// What a tile gets, from the mode, its deadline, what to do with late tiles, and whether the
+/// GPU budget has time for it now.
+pub fn decide(mode: Mode, late: bool, late_tiles: LateTiles, budget_allows: bool) -> Decision {
+    match (mode, late && late_tiles == LateTiles::Screen, budget_allows) {
+        (Mode::Safe, _, _) => Decision::Defer,
+        (_, true, _) => Decision::ScreenOnly,
+        (_, false, true) => Decision::Run,
+        (_, false, false) => Decision::Defer,
     }
 }
+
+/// The GPU time flight may spend, as a token bucket: credit accrues at the slot's duty (mission
+/// seconds of GPU per mission second) up to a small burst, and each tile spends what it took. A
+/// tile starts when the credit covers the last tile's time (or the bucket is full: a tile longer
+/// than the burst, on an accelerated clock, then puts it in debt), so the duty holds on average
+/// whatever the clock's rate, and no slot runs more than its duty.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GpuBudget {
+    duty: f64,
+    slot_s: f64,
+    slot_started_ms: Option<i64>,
+    credit_s: f64,
+    updated_ms: i64,
+    last_tile_s: f64,
+}
+
+/// The burst the bucket holds, as a share of a slot at the duty.
+const BURST_OF_SLOT: f64 = 0.1;
+
+impl GpuBudget {
+    pub fn new(slot_s: f64) -> Self {
+        Self { duty: 1.0, slot_s, slot_started_ms: None, credit_s: 0.0, updated_ms: 0, last_tile_s: 0.0 }
+    }
+
+    pub fn duty(&self) -> f64 {
+        self.duty
+    }
+
+    fn burst_s(&self) -> f64 {
+        self.duty * self.slot_s * BURST_OF_SLOT
+    }
+
+    /// Whether a new slot is due at `now_ms`: the first call, or a slot after the last began.
+    pub fn slot_due(&self, now_ms: i64) -> bool {
+        self.slot_started_ms.is_none_or(|start| (now_ms - start) as f64 >= self.slot_s * 1000.0)
+    }
+
+    /// Begins a slot at `now_ms` with the GPU allowed `duty`.
+    pub fn begin_slot(&mut self, now_ms: i64, duty: f64) {
+        self.accrue(now_ms);
+        let first = self.slot_started_ms.is_none();
+        self.duty = duty;
+        self.credit_s = if first { self.burst_s() } else { self.credit_s.min(self.burst_s()) };
+        self.slot_started_ms = Some(now_ms);
+    }
+
+    fn accrue(&mut self, now_ms: i64) {
+        if self.slot_started_ms.is_some() {
+            let earned = self.duty * (now_ms - self.updated_ms).max(0) as f64 / 1000.0;
+            self.credit_s = (self.credit_s + earned).min(self.burst_s());
+        }
+        self.updated_ms = now_ms;
+    }
+
+    /// The mission time the last tile took, seconds: how far one may run past its slot.
+    pub fn last_tile_s(&self) -> f64 {
+        self.last_tile_s
+    }
+
+    /// Whether a tile may start at `now_ms` (never once the slot is over and the next one not
+    /// yet decided).
+    pub fn allows(&mut self, now_ms: i64) -> bool {
+        self.accrue(now_ms);
+        if self.slot_due(now_ms) {
+            return false;
+        }
+        self.duty >= 1.0
+            || (self.duty > 0.0 && self.credit_s > 0.0 && self.credit_s >= self.last_tile_s.min(self.burst_s()))
+    }
+
+    /// Records a tile that kept the GPU busy `mission_s` seconds of mission time.
+    pub fn spend(&mut self, mission_s: f64) {
+        self.credit_s -= mission_s;
+        self.last_tile_s = mission_s;
+    }
+}
+
+/// The mode the scheduler's duty asks for, with hysteresis: THROTTLED as soon as the duty is
+/// limited; NOMINAL again only when full duty is allowed with the margins back (the payload
+/// `RECOVERY_K` under its limit, the battery `RECOVERY_SOC` over its minimum). SAFE is left alone:
+/// only a command or a restart leaves it.
+pub fn mode_for(current: Mode, duty: f64, payload: (f64, f64), soc: (f64, f64)) -> Mode {
+    let ((payload_c, payload_limit_c), (soc, min_soc)) = (payload, soc);
+    match current {
+        Mode::Nominal if duty < 1.0 => Mode::Throttled,
+        Mode::Throttled if duty >= 1.0 && payload_c < payload_limit_c - RECOVERY_K && soc > min_soc + RECOVERY_SOC => {
+            Mode::Nominal
+        }
+        mode => mode,
+    }
+}
+
+/// Margins that must be back before THROTTLED ends.
+pub const RECOVERY_K: f64 = 10.0;
+pub const RECOVERY_SOC: f64 = 0.10;
 
 #[cfg(test)]
 mod tests {
@@ -298,9 +396,52 @@ mod tests {
 
     #[test]
     fn decisions_follow_mode_deadline_and_budget() {
-        assert_eq!(decide(true, false, true), Decision::Drop);
-        assert_eq!(decide(false, true, true), Decision::ScreenOnly);
-        assert_eq!(decide(false, false, true), Decision::Run);
-        assert_eq!(decide(false, false, false), Decision::Defer);
+        use LateTiles::{Detect, Screen};
+        assert_eq!(decide(Mode::Safe, true, Screen, true), Decision::Defer);
+        assert_eq!(decide(Mode::Nominal, true, Screen, false), Decision::ScreenOnly);
+        assert_eq!(decide(Mode::Throttled, true, Detect, true), Decision::Run);
+        assert_eq!(decide(Mode::Nominal, false, Screen, true), Decision::Run);
+        assert_eq!(decide(Mode::Throttled, false, Screen, false), Decision::Defer);
+    }
+
+    /// Runs tiles of `tile_ms` whenever the budget allows, for `span_ms`: the share of the time
+    /// the GPU was busy.
+    fn busy_share(duty: f64, tile_ms: i64, span_ms: i64) -> f64 {
+        let mut budget = GpuBudget::new(60.0);
+        let (mut now, mut busy) = (0, 0);
+        while now < span_ms {
+            if budget.slot_due(now) {
+                budget.begin_slot(now, duty);
+            }
+            if budget.allows(now) {
+                budget.spend(tile_ms as f64 / 1000.0);
+                now += tile_ms;
+                busy += tile_ms;
+            } else {
+                now += 100;
+            }
+        }
+        busy as f64 / span_ms as f64
+    }
+
+    #[test]
+    fn the_budget_holds_the_duty_for_short_and_for_long_tiles() {
+        for duty in [0.0, 0.25, 0.5, 1.0] {
+            for tile_ms in [500, 5_000, 200_000] {
+                let share = busy_share(duty, tile_ms, 24 * 3_600_000);
+                assert!((share - duty).abs() < 0.02, "duty {duty}, tiles of {tile_ms} ms: busy {share}");
+            }
+        }
+    }
+
+    #[test]
+    fn throttled_lasts_until_the_margins_are_back() {
+        let soc = (0.8, 0.3);
+        assert_eq!(mode_for(Mode::Nominal, 0.6, (79.0, 80.0), soc), Mode::Throttled);
+        assert_eq!(mode_for(Mode::Throttled, 1.0, (75.0, 80.0), soc), Mode::Throttled, "only 5 K under");
+        assert_eq!(mode_for(Mode::Throttled, 1.0, (69.0, 80.0), soc), Mode::Nominal);
+        assert_eq!(mode_for(Mode::Throttled, 1.0, (69.0, 80.0), (0.35, 0.3)), Mode::Throttled, "battery low");
+        assert_eq!(mode_for(Mode::Safe, 1.0, (20.0, 80.0), soc), Mode::Safe);
+        assert_eq!(mode_for(Mode::Nominal, 1.0, (79.0, 80.0), soc), Mode::Nominal);
     }
 }

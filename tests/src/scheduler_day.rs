@@ -275,7 +275,7 @@ impl Day {
                     run
                 }
                 Policy::Scheduler => {
-                    let duty = self.scheduler.safe_duty(&plant, t, &exposure)?;
+                    let duty = self.scheduler.safe_duty(&plant, t, 0.0, &exposure)?;
                     let latest = self.frames[waiting.clone()].iter().map(|f| f.deadline).fold(t, f64::max);
                     // the capacity forecast is refreshed every quarter of an hour, and sooner when
                     // a deadline lies beyond it

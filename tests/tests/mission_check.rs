@@ -102,6 +102,19 @@ fn an_out_of_range_value_is_named() {
         "{message}"
     );
 
+    scratch.mission_with("margin_c = 1.0", "margin_c = -1.0");
+    let line = scratch.line_of("margin_c = -1.0");
+    let message = check_fails("flight", &scratch);
+    assert!(
+        message.contains(&format!(
+            "mission.toml:{line}:12: key `flight.schedule.margin_c`: must be within 0 to 50, found -1"
+        )),
+        "{message}"
+    );
+    scratch.mission_with("late_tiles = \"detect\"", "late_tiles = \"never\"");
+    let message = check_fails("flight", &scratch);
+    assert!(message.contains("key `flight.schedule.late_tiles`"), "{message}");
+
     scratch.mission_with("latitude_deg = 68.3195", "latitude_deg = 168.3195");
     let line = scratch.line_of("168.3195");
     let message = check_fails("thermal", &scratch);
