@@ -71,6 +71,8 @@ models/vessels-s2.md) ran on a real Sentinel-2 scene and was scored against its 
 demo mission flew: `ground serve` took the CADUs of `flight run` (simulated clock, 300x) over TCP in
 the passes predicted from the TLE, stored every product and acknowledged it; the summary above says
 what flight did. Fault campaigns against these binaries: `radiation-sim campaign` (see
-docs/reliability.md). Not built yet: the console, the thermal-aware scheduler's evaluation (see the
-open issues).
+docs/reliability.md). Flight's GPU duty came from its thermal and power-aware scheduler; its
+one-day evaluation against greedy, a fixed duty cycle and the offline optimum is
+`cargo bench -p kestrel-e2e --bench scheduler_day` (docs/scheduler.md). Not built yet: the
+console (see the open issues).
 MSG
