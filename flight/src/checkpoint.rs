@@ -277,6 +277,9 @@ pub struct Checkpoint {
     sent: sled::Tree,
     uploads: sled::Tree,
     state: FlightState,
+    /// CRC-32 of `state` as last committed or remembered: an upset in it between commits is
+    /// caught before it can be committed.
+    state_crc: u32,
 }
 
 impl std::fmt::Debug for Checkpoint {
@@ -289,6 +292,11 @@ fn seal(bytes: &[u8]) -> Vec<u8> {
     let mut out = bytes.to_vec();
     out.extend_from_slice(&CRC32.checksum(bytes).to_be_bytes());
     out
+}
+
+/// CRC-32 of a value's encoding: what the in-memory flight state is checked against.
+fn crc_of<T: Serialize>(value: &T) -> u32 {
+    CRC32.checksum(&postcard::to_stdvec(value).unwrap_or_default())
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -384,6 +392,7 @@ impl Checkpoint {
             meta,
             sent,
             uploads,
+            state_crc: crc_of(&state),
             state,
         })
     }
@@ -405,6 +414,7 @@ impl Checkpoint {
     }
 
     fn apply(&mut self, batch: &Batch, mut state: FlightState) -> Result<(), CheckpointError> {
+        self.check_state()?;
         state.commits = self.state.commits + 1;
         let state_bytes = encode(&state);
         let trees = (&self.frames, &self.tiles, &self.queue, &self.index, &self.meta, &self.sent, &self.uploads);
@@ -459,14 +469,41 @@ impl Checkpoint {
                 tree.remove(key).map_err(|e| self.storage(e.to_string()))?;
             }
         }
+        // the sealed encoding ends with the state's CRC-32
+        self.state_crc = state_bytes.len().checked_sub(4).map_or(0, |at| {
+            u32::from_be_bytes([state_bytes[at], state_bytes[at + 1], state_bytes[at + 2], state_bytes[at + 3]])
+        });
         self.state = state;
         Ok(())
     }
 
+    /// Whether the in-memory flight state is still what was last committed or remembered. A
+    /// change in between is an upset (every legitimate change goes through `commit` or
+    /// `remember`); the state the next commit was built from cannot be trusted, so nothing is
+    /// committed and the caller restarts from the checkpoint on disk.
+    pub fn check_state(&self) -> Result<(), CheckpointError> {
+        let found = crc_of(&self.state);
+        if found == self.state_crc {
+            return Ok(());
+        }
+        Err(self.corrupt(format!(
+            "the flight state in memory changed since it was committed (CRC-32 {found:#010x}, expected {:#010x}): an upset",
+            self.state_crc
+        )))
+    }
+
+    /// Where the in-memory flight state is, and how long (the fault injector aims at it).
+    pub fn state_region(&self) -> (usize, usize) {
+        (std::ptr::from_ref(&self.state) as usize, size_of::<FlightState>())
+    }
+
     /// Replaces the in-memory flight state with one that only differs in what may be lost in a
     /// crash (model samples, peaks): it is written with the next commit.
-    pub fn remember(&mut self, state: FlightState) {
+    pub fn remember(&mut self, state: FlightState) -> Result<(), CheckpointError> {
+        self.check_state()?;
         self.state = FlightState { commits: self.state.commits, ..state };
+        self.state_crc = crc_of(&self.state);
+        Ok(())
     }
 
     /// Makes everything committed durable, then seals it.
@@ -685,6 +722,25 @@ mod tests {
             assert!(decode::<QueuedProduct>(&bad).is_err(), "bit {bit} flipped went unnoticed");
         }
         assert!(decode::<QueuedProduct>(&good[..3]).is_err());
+    }
+
+    #[test]
+    fn an_upset_in_the_state_in_memory_is_never_committed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut checkpoint = Checkpoint::open(dir.path(), FlightState::new(0), Durability::Durable).expect("open");
+        let mut state = checkpoint.state().clone();
+        state.counters.frames = 3;
+        checkpoint.commit(&Batch::default(), state).expect("commit");
+        checkpoint.check_state().expect("intact");
+        // a bit flipped in memory, as an SEU would
+        checkpoint.state.counters.frames ^= 1 << 40;
+        let next = checkpoint.state().clone();
+        let error = checkpoint.commit(&Batch::default(), next.clone()).expect_err("an upset");
+        assert!(error.to_string().contains("changed since it was committed"), "{error}");
+        assert!(checkpoint.remember(next).is_err(), "nor remembered");
+        drop(checkpoint);
+        let reopened = Checkpoint::open(dir.path(), FlightState::new(0), Durability::Durable).expect("reopen");
+        assert_eq!(reopened.state().counters.frames, 3, "what is on disk is what was committed");
     }
 
     #[test]

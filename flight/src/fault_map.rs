@@ -22,13 +22,6 @@ pub fn publish(state_dir: &Path, regions: &[(&str, (usize, usize))]) {
     }
 }
 
-/// The buffers are gone: nothing to aim at.
-pub fn clear(state_dir: &Path) {
-    if std::env::var_os(ENABLE).is_some() {
-        let _ = std::fs::remove_file(state_dir.join(FILE));
-    }
-}
-
 const PLANT_FAULTS: &str = "plant-faults";
 
 /// A thermal or power excursion the fault injector asks the simulated plant to suffer once.

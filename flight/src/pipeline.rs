@@ -431,8 +431,20 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Names the buffers an upset can be aimed at (campaigns only, see `fault_map`): the flight
+    /// state always, the image of the frame in process when there is one.
+    fn publish_fault_map(&self) {
+        let mut regions = vec![("state", self.checkpoint.state_region())];
+        if let Some(work) = &self.current {
+            regions.push(("image", work.raster.memory()));
+        }
+        crate::fault_map::publish(&self.state_dir, &regions);
+    }
+
     /// Runs until `stop` says so; returns what the run did.
     pub fn run(&mut self, stop: Stop) -> Result<Summary, RunError> {
+        // here the pipeline is where it stays: the state's address is final
+        self.publish_fault_map();
         // draining: once every frame is processed, one last housekeeping report, then none, so
         // that the queue can empty
         let mut last_report_made = false;
@@ -549,7 +561,7 @@ impl Pipeline {
         }
         state.lowest_soc = state.lowest_soc.min(sample.soc);
         // the state is committed with the next unit of work
-        self.checkpoint.remember(change.state);
+        self.checkpoint.remember(change.state)?;
         Ok(())
     }
 
@@ -804,7 +816,6 @@ impl Pipeline {
                     crate::tile::windows(raster.width, raster.height, windows.input_size, windows.tile_overlap);
                 let done = self.checkpoint.tiles(record.id)?;
                 let raster_crc = raster.crc32();
-                crate::fault_map::publish(&self.state_dir, &[("image", raster.memory())]);
                 // a file's time is the capture's on a real clock; on a simulated one it is of
                 // another time base, and the frame counts as captured when it is taken up
                 let captured_ms = match self.clock {
@@ -815,6 +826,7 @@ impl Pipeline {
                 let deadline_ms = self.contacts.next_start_after(captured_ms.saturating_add(lead_ms))?;
                 self.current =
                     Some(FrameWork { record, raster, raster_crc, georef, ranges, windows, done, deadline_ms });
+                self.publish_fault_map();
             }
             Err(e) => self.quarantine(record, &e.to_string(), now)?,
         }
@@ -840,7 +852,7 @@ impl Pipeline {
 
     fn finish_frame(&mut self, now: i64) -> Result<(), RunError> {
         let Some(work) = self.current.take() else { return Ok(()) };
-        crate::fault_map::clear(&self.state_dir);
+        self.publish_fault_map();
         let checks = self.mission.config.flight.health.check_upsets;
         if checks && !self.canary_holds(now, work.record.id)? {
             return Ok(());
@@ -859,16 +871,28 @@ impl Pipeline {
             self.commit(change)?;
             return Ok(());
         }
+        // the tile results as committed (each record CRC-checked) are what the products are made
+        // from; the copy in memory differing from them is an upset, counted and reported
+        let done = if checks { self.checkpoint.tiles(work.record.id)? } else { work.done.clone() };
+        if done != work.done {
+            let mut change = self.change();
+            change.state.counters.upsets_detected += 1;
+            let message = format!(
+                "frame {:016x}: its tile results changed in memory since they were committed (an upset); the committed ones are used",
+                work.record.id
+            );
+            change.event(now, Severity::Warning, "upset", message);
+            self.commit(change)?;
+        }
         let Some(detector) = self.detector.as_mut() else { return Ok(()) };
-        let candidates: Vec<_> = work
-            .done
+        let candidates: Vec<_> = done
             .values()
             .flat_map(|r| match r {
                 TileResult::Detected(found) => found.clone(),
                 TileResult::Screened => Vec::new(),
             })
             .collect();
-        let screened = work.done.values().filter(|r| **r == TileResult::Screened).count() as u32;
+        let screened = done.values().filter(|r| **r == TileResult::Screened).count() as u32;
         let model = detector.spec().name.clone();
         let detections = match detector.detector().merge(candidates, work.georef.as_ref()) {
             Ok(detections) => detections,

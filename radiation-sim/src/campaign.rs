@@ -29,7 +29,8 @@ enum Shot {
     CheckpointBitflip(u32),
     CheckpointTruncate,
     MemorySeu,
-    ImageSeu(u32),
+    /// Upsets aimed at a region flight's fault map names ("image", "state"), `bits` of them.
+    AimedSeu(&'static str, u32),
     LinkBer(f64, f64),
     Link(&'static str, LinkFault),
     /// A line for flight's simulated plant (`heat NODE KELVIN`, `discharge FRACTION`).
@@ -45,7 +46,8 @@ impl Shot {
             Self::CheckpointBitflip(_) => "checkpoint_bitflip",
             Self::CheckpointTruncate => "checkpoint_truncate",
             Self::MemorySeu => "memory_seu",
-            Self::ImageSeu(_) => "image_seu",
+            Self::AimedSeu("image", _) => "image_seu",
+            Self::AimedSeu(_, _) => "state_seu",
             Self::LinkBer(..) => "link_ber",
             Self::Link(kind, _) | Self::Plant(kind, _) => kind,
         }
@@ -65,7 +67,8 @@ fn shots(plan: &Plan, rng: &mut Rng) -> Vec<Shot> {
             }
             Fault::CheckpointTruncate { .. } => shots.extend(std::iter::repeat_n(Shot::CheckpointTruncate, count)),
             Fault::MemorySeu { .. } => shots.extend(std::iter::repeat_n(Shot::MemorySeu, count)),
-            Fault::ImageSeu { bits, .. } => shots.extend(std::iter::repeat_n(Shot::ImageSeu(*bits), count)),
+            Fault::ImageSeu { bits, .. } => shots.extend(std::iter::repeat_n(Shot::AimedSeu("image", *bits), count)),
+            Fault::StateSeu { bits, .. } => shots.extend(std::iter::repeat_n(Shot::AimedSeu("state", *bits), count)),
             Fault::LinkBer { ber, seconds } => shots.extend(ber.iter().map(|b| Shot::LinkBer(*b, *seconds))),
             Fault::LinkBurst { bytes, .. } => {
                 shots.extend(std::iter::repeat_n(
@@ -226,8 +229,8 @@ fn inject_one(run: &Run, flight: &Supervisor, plan: &Plan, shot: &Shot, rng: &mu
     while flight.pid().is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    // a random instant, except for upsets aimed at a frame's image: those wait for their target
-    if !matches!(shot, Shot::ImageSeu(_)) {
+    // a random instant, except for aimed upsets: those wait for their target
+    if !matches!(shot, Shot::AimedSeu(..)) {
         std::thread::sleep(Duration::from_millis(rng.below((interval.as_millis() as u64 / 2).max(1))));
     }
     let at = Instant::now();
@@ -258,7 +261,7 @@ fn inject_one(run: &Run, flight: &Supervisor, plan: &Plan, shot: &Shot, rng: &mu
             }),
             None => Err("no process"),
         },
-        Shot::ImageSeu(bits) => aimed_at_image(run, flight, *bits, rng),
+        Shot::AimedSeu(region, bits) => aimed_at(run, flight, region, *bits, rng),
         Shot::LinkBer(ber, seconds) => match &run.proxy {
             Some(proxy) => {
                 let before = proxy.state.bits_flipped.load(std::sync::atomic::Ordering::Relaxed);
@@ -302,22 +305,23 @@ fn inject_one(run: &Run, flight: &Supervisor, plan: &Plan, shot: &Shot, rng: &mu
     Injection { kind: shot.kind().to_owned(), at_s: at.duration_since(t0).as_secs_f64(), detail, outcome, evidence }
 }
 
-/// Waits (a few seconds at most) for flight to have a frame's image in memory, and upsets it.
-fn aimed_at_image(run: &Run, flight: &Supervisor, bits: u32, rng: &mut Rng) -> Result<String, &'static str> {
+/// Waits (a few seconds at most) for flight to name `region` in its fault map (a frame's image is
+/// there only while one is in process), and upsets it.
+fn aimed_at(run: &Run, flight: &Supervisor, region: &str, bits: u32, rng: &mut Rng) -> Result<String, &'static str> {
     let map = run.mission.state_dir().join("fault-map");
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if let Some(pid) = flight.pid()
             && map.exists()
         {
-            match inject::targeted_seu(pid, &map, "image", bits, rng) {
+            match inject::targeted_seu(pid, &map, region, bits, rng) {
                 Ok(done) => return Ok(done),
-                Err(e) => tracing::debug!("image upset not injected yet: {e}"),
+                Err(e) => tracing::debug!("{region} upset not injected yet: {e}"),
             }
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    Err("no frame image in memory")
+    Err("the region is not in memory")
 }
 
 fn send_cont_if_same(flight: &Supervisor, pid: u32) {
@@ -359,14 +363,18 @@ fn classify(shot: &Shot, flight: &Supervisor, at: Instant, detail: &str) -> (Out
             Some(message) => (recovered_or_not(restarted), Some(message)),
             None => (Outcome::Masked, None),
         },
-        Shot::MemorySeu | Shot::ImageSeu(_) if crashed.is_some() || watchdog => {
-            let how = crashed.map_or("the watchdog killed it".to_owned(), |exit| format!("{exit:?}"));
+        Shot::MemorySeu | Shot::AimedSeu(..) if crashed.is_some() || watchdog => {
+            // flight's own reason when it stopped itself (its state check), else how it ended
+            let how = said(&["changed since it was committed"])
+                .unwrap_or_else(|| crashed.map_or("the watchdog killed it".to_owned(), |exit| format!("{exit:?}")));
             (recovered_or_not(restarted), Some(how))
         }
-        Shot::MemorySeu | Shot::ImageSeu(_) => match said(&["\"ERROR\"", "changed in memory", "canary output moved"]) {
-            Some(message) => (Outcome::DetectedCorrected, Some(message)),
-            None => (Outcome::Masked, None),
-        },
+        Shot::MemorySeu | Shot::AimedSeu(..) => {
+            match said(&["\"ERROR\"", "changed in memory", "canary output moved"]) {
+                Some(message) => (Outcome::DetectedCorrected, Some(message)),
+                None => (Outcome::Masked, None),
+            }
+        }
         Shot::LinkBer(..) if detail.contains(": 0 bits flipped") => (Outcome::Masked, None),
         Shot::LinkBer(..) | Shot::Link(..) => (Outcome::DetectedCorrected, None),
         // the scheduler's answer to an excursion: a mode change (THROTTLED, or SAFE)

@@ -2,7 +2,8 @@
 //! plan of the suite (kills, a hang past the watchdog, power cycles, checkpoint bit flips and
 //! truncation, a short BER sweep, a burst, dropped and duplicated bytes, a bit slip, a hot
 //! payload, a dead battery cell) ends with every invariant held; upsets aimed at the image are
-//! caught by flight's check, and fail the campaign without it; bad plans are refused with the line
+//! caught by flight's check, and fail the campaign without it; upsets aimed at flight's state in memory
+//! stop it before a commit and it recovers from disk; bad plans are refused with the line
 //! and key.
 
 use std::path::Path;
@@ -99,4 +100,16 @@ fn a_bad_plan_is_refused_with_its_line_and_key() {
     assert!(!output.status.success());
     let message = stderr(&output);
     assert!(message.contains("key `faults[2].off_s`: must be zero or more seconds, not -2"), "{message}");
+}
+
+#[test]
+fn upsets_in_the_flight_state_stop_flight_before_a_commit_and_it_recovers_from_disk() {
+    let (_scratch, output, report) = campaign("state-upsets.toml", ("", ""), 4);
+    assert!(output.status.success(), "{}\n{}", stdout(&output), stderr(&output));
+    for key in ["lost", "duplicated", "corrupt_accepted"] {
+        assert_eq!(report["invariants"][key], 0, "{key}: {report}");
+    }
+    let counts = report["outcomes"]["state_seu"].as_object().expect("state_seu outcomes");
+    assert!(!counts.contains_key("unrecovered") && !counts.contains_key("not_injected"), "{counts:?}");
+    assert!(counts.get("detected_recovered").and_then(serde_json::Value::as_u64).unwrap_or(0) >= 1, "{counts:?}");
 }
