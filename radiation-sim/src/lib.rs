@@ -5,6 +5,7 @@ pub mod campaign;
 pub mod config;
 pub mod inject;
 pub mod plan;
+pub mod plot;
 pub mod proxy;
 pub mod report;
 pub mod stations;

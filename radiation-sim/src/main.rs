@@ -38,7 +38,7 @@ enum Command {
         plan: PathBuf,
         #[arg(long, value_name = "N", default_value_t = 1)]
         seed: u64,
-        /// The report, as JSON; the table goes beside it (`.txt`) and to stdout.
+        /// The report, as JSON; the table goes beside it (`.txt`) and to stdout, the plot beside it (`.svg`).
         #[arg(long, value_name = "OUT")]
         report: PathBuf,
         /// Where the runs keep their state and archives (default: a new temporary folder,
@@ -76,6 +76,7 @@ fn campaign(mission: &Path, plan: &Path, seed: u64, out: &Path, work: Option<Pat
     };
     write(out, &serde_json::to_vec_pretty(&report)?)?;
     write(&out.with_extension("txt"), text.as_bytes())?;
+    kestrel_radiation_sim::plot::write_svg(&report, &out.with_extension("svg")).map_err(|e| anyhow::anyhow!(e))?;
     anyhow::ensure!(report.passed(), "invariants broken: {}", report.broken.join("; "));
     Ok(())
 }

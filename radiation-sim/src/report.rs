@@ -30,7 +30,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn label(self) -> &'static str {
+    /// Every outcome, in the report's column order.
+    pub const ALL: [Self; 6] = [
+        Self::Masked,
+        Self::DetectedCorrected,
+        Self::DetectedRecovered,
+        Self::MaskedOrSilent,
+        Self::Unrecovered,
+        Self::NotInjected,
+    ];
+
+    pub fn label(self) -> &'static str {
         match self {
             Self::Masked => "masked",
             Self::DetectedCorrected => "detected, corrected",
@@ -180,14 +190,7 @@ impl Report {
 
     /// The report as an operator reads it.
     pub fn to_text(&self) -> String {
-        let columns = [
-            Outcome::Masked,
-            Outcome::DetectedCorrected,
-            Outcome::DetectedRecovered,
-            Outcome::MaskedOrSilent,
-            Outcome::Unrecovered,
-            Outcome::NotInjected,
-        ];
+        let columns = Outcome::ALL;
         let mut text = format!(
             "radiation-sim campaign: plan {}, seed {}, {} frames, {:.0} s, {} flight starts\n\n",
             self.plan, self.seed, self.frames, self.seconds, self.flight_starts

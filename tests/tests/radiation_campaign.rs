@@ -69,6 +69,11 @@ fn the_smoke_campaign_holds_every_invariant_and_classifies_every_fault() {
     assert!(starts >= 1 + 4 + 1 + 2 + 2, "a start after every kill, hang, power cycle and surgery: {starts}");
     let table = std::fs::read_to_string(scratch.path().join("report.txt")).expect("table");
     assert!(table.contains("invariants: all held"), "{table}");
+    let plot = std::fs::read_to_string(scratch.path().join("report.svg")).expect("plot");
+    assert!(plot.starts_with("<svg") && plot.contains("outcomes per fault kind"), "not the plot");
+    for kind in kinds {
+        assert!(plot.contains(&format!(">\n{kind}\n<")), "the plot has no row for {kind}");
+    }
 }
 
 #[test]
