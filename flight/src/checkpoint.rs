@@ -294,8 +294,9 @@ fn seal(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// CRC-32 of a value's encoding: what the in-memory flight state is checked against.
-fn crc_of<T: Serialize>(value: &T) -> u32 {
+/// CRC-32 of a value's encoding: what the in-memory flight state (and a frame's detections while
+/// its products are made) is checked against.
+pub(crate) fn crc_of<T: Serialize>(value: &T) -> u32 {
     CRC32.checksum(&postcard::to_stdvec(value).unwrap_or_default())
 }
 

@@ -142,7 +142,7 @@ pub struct DetectorSpec {
 }
 
 /// A detection in a frame, with where it is on the Earth when the frame is georeferenced.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FrameDetection {
     pub class_id: usize,
     pub class_name: String,

@@ -898,6 +898,8 @@ impl Pipeline {
             Ok(detections) => detections,
             Err(e) => return self.quarantine(work.record, &e.to_string(), now),
         };
+        // the detections carry a CRC from here until their products are encoded (and carry their own)
+        let detections_crc = crate::checkpoint::crc_of(&detections);
         let frame = FrameView {
             id: work.record.id,
             time_ms: work.record.time_ms,
@@ -911,11 +913,24 @@ impl Pipeline {
             thumbnail_px: *self.mission.config.flight.products.thumbnail_max_px.get_ref(),
         };
         let made = products::frame_products(&frame, &model, &detections, sizes);
+        let queued: Vec<_> = made.iter().map(products::queued).collect();
+        if checks && crate::checkpoint::crc_of(&detections) != detections_crc {
+            // an upset while the products were made: none of them is kept; the frame's committed
+            // tile results make them again at its next turn
+            let mut change = self.change();
+            change.state.counters.upsets_detected += 1;
+            let message = format!(
+                "frame {:016x}: its detections changed in memory while its products were made (an upset); made again",
+                work.record.id
+            );
+            change.event(now, Severity::Warning, "upset", message);
+            return self.commit(change);
+        }
         let mut change = self.change();
         change.state.counters.detections += detections.len() as u64;
         change.state.counters.products_made += made.len() as u64;
-        for product in &made {
-            change.batch.product(products::queued(product));
+        for product in queued {
+            change.batch.product(product);
         }
         let mut record = work.record;
         record.state =
