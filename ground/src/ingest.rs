@@ -106,9 +106,10 @@ impl StationIngest {
                 Stored::Inserted => self.stats.products_stored += 1,
                 Stored::Duplicate => self.stats.duplicates += 1,
                 Stored::Conflict => {
+                    // acknowledged all the same: flight would send it again for ever, and the
+                    // link budget with it; the newcomer is kept aside for the operator
                     self.stats.conflicts += 1;
-                    tracing::error!(station = %self.station, id = product.id, "a different product arrived under a stored id; the stored one is kept");
-                    continue;
+                    tracing::error!(station = %self.station, id = product.id, "a different product arrived under a stored id; the stored one is kept, the newcomer set aside among the conflicts");
                 }
             }
             safe.push(product.id);

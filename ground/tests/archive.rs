@@ -52,7 +52,7 @@ fn detections(id: u64, time: i64, n: usize) -> Product {
 }
 
 #[test]
-fn a_product_is_stored_once_and_a_conflict_never_overwrites() {
+fn a_product_is_stored_once_and_a_conflict_never_overwrites_but_is_kept_aside() {
     both(|archive, _| {
         let product = detections(7, 1_000, 3);
         let bytes = product.encode().bytes;
@@ -60,7 +60,10 @@ fn a_product_is_stored_once_and_a_conflict_never_overwrites() {
         assert_eq!(archive.store(&product, &bytes, "b", 2).expect("store"), Stored::Duplicate);
         let other = detections(7, 2_000, 1);
         assert_eq!(archive.store(&other, &other.encode().bytes, "b", 3).expect("store"), Stored::Conflict);
+        assert_eq!(archive.store(&other, &other.encode().bytes, "a", 4).expect("store"), Stored::Conflict);
         assert_eq!((archive.product_count().expect("count"), archive.detection_count().expect("count")), (1, 3));
+        // the newcomer is kept aside, once, for an operator to tell which of the two is corrupt
+        assert_eq!(archive.conflicts().expect("conflicts"), vec![(7, other.encode().bytes)]);
         assert_eq!(archive.product_bytes(7).expect("get"), Some(bytes));
         assert_eq!(archive.product_bytes(8).expect("get"), None);
         let records = archive.records(None, 10).expect("records");

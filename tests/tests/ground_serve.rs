@@ -208,6 +208,13 @@ fn corrupt_products_and_frames_are_refused_and_counted() {
     let (status, _) = get(&ground.http, "/api/products/7");
     assert_eq!(status, 404, "and never stored");
 
+    // a different product under a stored id (one of the two is corrupt): the stored one is kept,
+    // the newcomer acknowledged all the same (or flight would send it for ever) and set aside
+    let mut twin = products(1..2);
+    twin[0].created_ms += 1;
+    let acked = station(&ground.cadu, &stream(&profile, &envelopes(&twin)), 8192, Duration::ZERO, security.clone());
+    assert_eq!(acked, vec![1], "a conflict is acknowledged");
+
     // frames under another key, and a replayed frame on a station's stream
     let mut stranger = profile.clone();
     stranger.security = Some(SecurityAssociation::new(1, &[0x77; 32], false));
@@ -218,13 +225,14 @@ fn corrupt_products_and_frames_are_refused_and_counted() {
     replayed.extend(first_cadu);
     assert_eq!(station(&ground.cadu, &replayed, 8192, Duration::ZERO, security), vec![30]);
 
-    let stats = settled_stats(&ground.http, 3);
+    let stats = settled_stats(&ground.http, 4);
     let stations = stats["stations"].as_array().expect("stations");
     let link = |field: &str| stations.iter().map(|s| s["link"][field].as_u64().unwrap_or(0)).sum::<u64>();
     let ingest = |field: &str| stations.iter().map(|s| s["ingest"][field].as_u64().unwrap_or(0)).sum::<u64>();
     assert!(link("authentication_failures") >= 3, "{stats:#}");
     assert_eq!(link("replayed_frames"), 1, "{stats:#}");
     assert_eq!(ingest("products_rejected"), 1, "{stats:#}");
+    assert_eq!(ingest("conflicts"), 1, "{stats:#}");
     assert_eq!(stats["archive"]["products"], 4);
 
     let (status, metrics) = {

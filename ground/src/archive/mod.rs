@@ -22,7 +22,9 @@ pub enum Stored {
     Inserted,
     /// Already there, byte for byte.
     Duplicate,
-    /// Already there with other content under the same id: kept as it was, and reported.
+    /// Already there with other content under the same id: the stored one is kept as it was,
+    /// the newcomer kept aside among the conflicts (one of the two is corrupt, and an operator
+    /// needs both to tell which), and reported.
     Conflict,
 }
 
@@ -140,6 +142,14 @@ pub trait Archive: Send + Sync + Debug {
     fn audit(&self, entry: &AuditEntry) -> Result<u64, ArchiveError>;
     /// The latest `limit` audit entries, newest first.
     fn audit_trail(&self, limit: usize) -> Result<Vec<AuditEntry>, ArchiveError>;
+    /// The envelopes that arrived under an id already stored with other content: (id, envelope),
+    /// each distinct content once.
+    fn conflicts(&self) -> Result<Vec<(u64, Vec<u8>)>, ArchiveError>;
+}
+
+/// CRC-32 of a whole envelope: what tells conflicting arrivals under one id apart.
+fn envelope_crc(bytes: &[u8]) -> u32 {
+    crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(bytes)
 }
 
 /// Opens the archive `store` names: a `postgres://` URL, or a folder for `sled`.

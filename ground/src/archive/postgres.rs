@@ -43,6 +43,14 @@ CREATE TABLE IF NOT EXISTS detections (
 );
 CREATE INDEX IF NOT EXISTS detections_by_time ON detections (frame_time_ms, product_id, idx);
 CREATE TABLE IF NOT EXISTS uplink (id INTEGER PRIMARY KEY, next_arsn BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS conflicts (
+    id BIGINT NOT NULL,
+    envelope_crc BIGINT NOT NULL,
+    envelope BYTEA NOT NULL,
+    station TEXT NOT NULL,
+    received_unix_ms BIGINT NOT NULL,
+    PRIMARY KEY (id, envelope_crc)
+);
 CREATE TABLE IF NOT EXISTS audit (
     id BIGSERIAL PRIMARY KEY,
     unix_ms BIGINT NOT NULL,
@@ -184,7 +192,22 @@ impl Archive for PostgresArchive {
                 if inserted.is_empty() {
                     let row = tx.query_one("SELECT envelope FROM products WHERE id = $1", &[&to_sql(record.id)]).map_err(storage)?;
                     let existing: Vec<u8> = row.get(0);
-                    outcomes.push(if &existing == bytes { Stored::Duplicate } else { Stored::Conflict });
+                    if &existing == bytes {
+                        outcomes.push(Stored::Duplicate);
+                    } else {
+                        tx.execute(
+                            "INSERT INTO conflicts VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                            &[
+                                &to_sql(record.id),
+                                &i64::from(super::envelope_crc(bytes)),
+                                bytes,
+                                &record.station,
+                                &record.received_unix_ms,
+                            ],
+                        )
+                        .map_err(storage)?;
+                        outcomes.push(Stored::Conflict);
+                    }
                     continue;
                 }
                 for (i, d) in detections.iter().enumerate() {
@@ -322,6 +345,14 @@ impl Archive for PostgresArchive {
                 )
                 .map_err(storage)?;
             Ok(row.get::<_, i64>(0) as u64)
+        })
+    }
+
+    fn conflicts(&self) -> Result<Vec<(u64, Vec<u8>)>, ArchiveError> {
+        self.call(|client| {
+            let rows =
+                client.query("SELECT id, envelope FROM conflicts ORDER BY id, envelope_crc", &[]).map_err(storage)?;
+            Ok(rows.iter().map(|row| (from_sql(row.get(0)), row.get(1))).collect())
         })
     }
 

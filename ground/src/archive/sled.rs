@@ -22,6 +22,8 @@ pub struct SledArchive {
     detections: sled::Tree,
     meta: sled::Tree,
     audit: sled::Tree,
+    /// Envelopes that came under a stored id with other content, keyed by id and their CRC-32.
+    conflicts: sled::Tree,
 }
 
 /// Detections are keyed by frame time (sign bit flipped so that keys sort as times), product and index.
@@ -58,6 +60,7 @@ impl SledArchive {
             detections: db.open_tree("detections").map_err(open_error)?,
             meta: db.open_tree("meta").map_err(open_error)?,
             audit: db.open_tree("audit").map_err(open_error)?,
+            conflicts: db.open_tree("conflicts").map_err(open_error)?,
             db,
         })
     }
@@ -79,9 +82,17 @@ impl SledArchive {
             .enumerate()
             .map(|(i, d)| (detection_key(d.frame_time_ms, product.id, i as u32), encode(d)))
             .collect();
-        let outcome = (&self.products, &self.records, &self.detections).transaction(|(products, records, index)| {
+        let crc = super::envelope_crc(bytes);
+        let mut conflict_key = key.to_vec();
+        conflict_key.extend(crc.to_be_bytes());
+        let trees = (&self.products, &self.records, &self.detections, &self.conflicts);
+        let outcome = trees.transaction(|(products, records, index, conflicts)| {
             if let Some(existing) = products.get(key)? {
-                return Ok(if existing.as_ref() == bytes { Stored::Duplicate } else { Stored::Conflict });
+                if existing.as_ref() == bytes {
+                    return Ok(Stored::Duplicate);
+                }
+                conflicts.insert(conflict_key.as_slice(), bytes)?;
+                return Ok(Stored::Conflict);
             }
             products.insert(&key, bytes)?;
             records.insert(&key, record_bytes.as_slice())?;
@@ -109,7 +120,7 @@ impl Archive for SledArchive {
             outcomes.push(self.insert(product, bytes, station, received_unix_ms)?);
         }
         // one flush makes the whole batch durable
-        if outcomes.contains(&Stored::Inserted) {
+        if outcomes.iter().any(|o| matches!(o, Stored::Inserted | Stored::Conflict)) {
             self.db.flush().map_err(storage)?;
         }
         Ok(outcomes)
@@ -172,6 +183,17 @@ impl Archive for SledArchive {
         self.audit.insert(id.to_be_bytes(), encode(&AuditEntry { id, ..entry.clone() })).map_err(storage)?;
         self.audit.flush().map_err(storage)?;
         Ok(id)
+    }
+
+    fn conflicts(&self) -> Result<Vec<(u64, Vec<u8>)>, ArchiveError> {
+        self.conflicts
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry.map_err(storage)?;
+                let id = key.get(..8).and_then(|k| k.try_into().ok()).map(u64::from_be_bytes).unwrap_or_default();
+                Ok((id, value.to_vec()))
+            })
+            .collect()
     }
 
     fn audit_trail(&self, limit: usize) -> Result<Vec<AuditEntry>, ArchiveError> {
