@@ -1,5 +1,5 @@
 //! The thermal and power-aware scheduler: how hard the GPU may work in the next slot, and what
-//! each waiting tile gets — run now, defer, the cheap screen only, or drop. It forecasts the plant
+//! each waiting tile gets — run now, defer, or the cheap screen only. It forecasts the plant
 //! (`kestrel_thermal::simulate::Plant`) forward from the present, so that an eclipse, the Sun on
 //! the radiator or heat still travelling to the battery is seen before it arrives.
 //!
