@@ -32,7 +32,7 @@ use crate::health::{self, Systemd, Watchdog};
 use crate::imagery::Raster;
 use crate::mission_detector::MissionDetector;
 use crate::products::{self, FrameView, Sizes};
-use crate::schedule::{self, Decision, GpuBudget, Scheduler};
+use crate::schedule::{self, Decision, ExposureTable, GpuBudget, Scheduler};
 use crate::spool::{Arrival, Spool};
 use crate::tile::Window;
 
@@ -572,8 +572,10 @@ impl Pipeline {
             return Ok(());
         }
         let plant = &self.plant;
-        let overrun_s = self.budget.last_tile_s();
-        let forecast = self.scheduler.safe_duty(plant, now as f64 / 1000.0, overrun_s, &|t| plant.exposure(t))?;
+        let (t, overrun_s) = (now as f64 / 1000.0, self.budget.last_tile_s());
+        let span = self.scheduler.slot_s + overrun_s + self.scheduler.lookahead_s;
+        let orbit = ExposureTable::along(plant, t, span)?;
+        let forecast = self.scheduler.safe_duty(plant, t, overrun_s, &|t| Ok(orbit.at(t)))?;
         let duty = forecast.min(self.parameter("max_duty"));
         self.budget.begin_slot(now, duty);
         let (index, limit) = self.payload;
@@ -850,6 +852,18 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Counts an upset caught in frame `frame`'s data and sends an event saying `what` happened;
+    /// `run_again` also drops its tile results, so that the frame is run again from its file.
+    fn report_upset(&mut self, now: i64, frame: u64, what: &str, run_again: bool) -> Result<(), RunError> {
+        let mut change = self.change();
+        change.state.counters.upsets_detected += 1;
+        if run_again {
+            change.batch.clear_tiles(frame);
+        }
+        change.event(now, Severity::Warning, "upset", format!("frame {frame:016x}: {what}"));
+        self.commit(change)
+    }
+
     fn finish_frame(&mut self, now: i64) -> Result<(), RunError> {
         let Some(work) = self.current.take() else { return Ok(()) };
         self.publish_fault_map();
@@ -860,29 +874,16 @@ impl Pipeline {
         if checks && work.raster.crc32() != work.raster_crc {
             // an upset in the image buffer: its tiles may have run on wrong pixels, and its
             // products would carry them; start the frame again from its file
-            let mut change = self.change();
-            change.state.counters.upsets_detected += 1;
-            change.batch.clear_tiles(work.record.id);
-            let message = format!(
-                "frame {:016x}: its image changed in memory since it was read (an upset); read again and run again",
-                work.record.id
-            );
-            change.event(now, Severity::Warning, "upset", message);
-            self.commit(change)?;
-            return Ok(());
+            let what = "its image changed in memory since it was read (an upset); read again and run again";
+            return self.report_upset(now, work.record.id, what, true);
         }
         // the tile results as committed (each record CRC-checked) are what the products are made
         // from; the copy in memory differing from them is an upset, counted and reported
         let done = if checks { self.checkpoint.tiles(work.record.id)? } else { work.done.clone() };
         if done != work.done {
-            let mut change = self.change();
-            change.state.counters.upsets_detected += 1;
-            let message = format!(
-                "frame {:016x}: its tile results changed in memory since they were committed (an upset); the committed ones are used",
-                work.record.id
-            );
-            change.event(now, Severity::Warning, "upset", message);
-            self.commit(change)?;
+            let what =
+                "its tile results changed in memory since they were committed (an upset); the committed ones are used";
+            self.report_upset(now, work.record.id, what, false)?;
         }
         let Some(detector) = self.detector.as_mut() else { return Ok(()) };
         let candidates: Vec<_> = done
@@ -917,14 +918,8 @@ impl Pipeline {
         if checks && crate::checkpoint::crc_of(&detections) != detections_crc {
             // an upset while the products were made: none of them is kept; the frame's committed
             // tile results make them again at its next turn
-            let mut change = self.change();
-            change.state.counters.upsets_detected += 1;
-            let message = format!(
-                "frame {:016x}: its detections changed in memory while its products were made (an upset); made again",
-                work.record.id
-            );
-            change.event(now, Severity::Warning, "upset", message);
-            return self.commit(change);
+            let what = "its detections changed in memory while its products were made (an upset); made again";
+            return self.report_upset(now, work.record.id, what, false);
         }
         let mut change = self.change();
         change.state.counters.detections += detections.len() as u64;

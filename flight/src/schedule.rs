@@ -29,6 +29,30 @@ pub const CAPACITY_SLOTS: usize = 5;
 /// Where the spacecraft is lit, and how, at a given instant (the orbit, or a table of it).
 pub type ExposureAt<'a> = dyn Fn(f64) -> Result<Exposure, OrbitError> + 'a;
 
+/// The orbit's exposure sampled every [`STEP_S`] from a start: a forecast tries several loads
+/// along the same stretch of orbit, and the orbit (SGP4, the Sun) is computed once for all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExposureTable {
+    start: f64,
+    samples: Vec<Exposure>,
+}
+
+impl ExposureTable {
+    /// The exposures of `plant`'s orbit from `start` for `span` seconds.
+    pub fn along(plant: &Plant, start: f64, span: f64) -> Result<Self, OrbitError> {
+        let samples = (0..=(span / STEP_S).ceil() as usize)
+            .map(|k| plant.exposure(start + k as f64 * STEP_S))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { start, samples })
+    }
+
+    /// The exposure at `t`: the nearest sample (the last one past the table's end).
+    pub fn at(&self, t: f64) -> Exposure {
+        let k = ((t - self.start) / STEP_S).round().max(0.0) as usize;
+        self.samples[k.min(self.samples.len() - 1)]
+    }
+}
+
 /// The limits the scheduler holds the plant within, margins already taken off.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {

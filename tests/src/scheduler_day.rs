@@ -15,7 +15,7 @@ use std::path::Path;
 
 use clarabel::algebra::CscMatrix;
 use clarabel::solver::{DefaultSettingsBuilder, DefaultSolver, IPSolver, NonnegativeConeT, SolverStatus, ZeroConeT};
-use kestrel_flight::schedule::{self, Limits, Scheduler, Waiting};
+use kestrel_flight::schedule::{self, ExposureTable, Limits, Scheduler, Waiting};
 use kestrel_thermal::config::LoadedThermalMission;
 use kestrel_thermal::events;
 use kestrel_thermal::network::{Exposure, ZERO_CELSIUS_K};
@@ -68,7 +68,7 @@ pub struct Day {
     pub frames: Vec<Frame>,
     pub passes: Vec<(f64, f64)>,
     pub eclipses: Vec<(f64, f64)>,
-    exposures: Vec<Exposure>,
+    orbit: ExposureTable,
     plant: Plant,
     scheduler: Scheduler,
     truth: Limits,
@@ -151,9 +151,7 @@ impl Day {
         let slots = ((end - start) / slot_s).floor() as usize;
         // the forecasts look past the day's end
         let table_end = end + 12.0 * 3600.0;
-        let exposures = (0..=((table_end - start) / STEP_S) as usize)
-            .map(|k| plant.exposure(start + k as f64 * STEP_S))
-            .collect::<Result<Vec<_>, _>>()?;
+        let orbit = ExposureTable::along(&plant, start, table_end - start)?;
         let mut passes = Vec::new();
         for station in &mission.config.thermal.ground_stations {
             passes.extend(
@@ -163,7 +161,7 @@ impl Day {
         passes.sort_by(|a, b| a.0.total_cmp(&b.0));
         let transitions = events::eclipses(&plant.orbit, start, end)?;
         let mut eclipses = Vec::new();
-        let mut entry = (exposures[0].illumination < 0.5).then_some(start);
+        let mut entry = (orbit.at(start).illumination < 0.5).then_some(start);
         for transition in transitions {
             match (transition.sunlit, entry) {
                 (true, Some(e)) => {
@@ -201,7 +199,7 @@ impl Day {
             t += workload.frame_every_s;
         }
         let truth = Limits::of(&mission.config.thermal, 0.0, 0.0);
-        Ok(Self { start, slot_s, slots, workload, frames, passes, eclipses, exposures, plant, scheduler, truth })
+        Ok(Self { start, slot_s, slots, workload, frames, passes, eclipses, orbit, plant, scheduler, truth })
     }
 
     pub fn end(&self) -> f64 {
@@ -209,8 +207,7 @@ impl Day {
     }
 
     fn exposure(&self, t: f64) -> Result<Exposure, OrbitError> {
-        let k = ((t - self.start) / STEP_S).round() as usize;
-        Ok(self.exposures[k.min(self.exposures.len() - 1)])
+        Ok(self.orbit.at(t))
     }
 
     /// Value the day offers: every tile run by its deadline.
