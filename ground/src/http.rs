@@ -201,6 +201,7 @@ struct DetectionParams {
     to_ms: Option<i64>,
     class: Option<String>,
     bbox: Option<String>,
+    offset: Option<usize>,
     limit: Option<usize>,
 }
 
@@ -227,6 +228,7 @@ impl DetectionParams {
             to_ms: self.to_ms.unwrap_or(all.to_ms),
             class: self.class,
             bbox,
+            offset: self.offset.unwrap_or(0),
             limit: self.limit.unwrap_or(all.limit).min(MAX_PAGE),
         })
     }

@@ -105,6 +105,7 @@ fn main() -> ExitCode {
                 to_ms: to_ms.unwrap_or(all.to_ms),
                 class,
                 bbox: bbox.map(|b| [b[0], b[1], b[2], b[3]]),
+                offset: 0,
                 limit,
             };
             export(&mission, store.as_deref(), &geojson, &query)

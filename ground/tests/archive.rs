@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use kestrel_ground::archive::{Archive, DetectionQuery, PostgresArchive, SledArchive, Stored};
-use kestrel_link::product::{Body, Detection, Detections, Event, Product, Severity};
+use kestrel_ground::archive::{Archive, DetectionQuery, PostgresArchive, SledArchive, Stored, TimelineQuery};
+use kestrel_link::product::{Body, Chip, Detection, Detections, Event, Kind, Product, Severity};
 
 fn postgres_url() -> String {
     std::env::var("KESTREL_TEST_POSTGRES")
@@ -162,4 +162,86 @@ fn the_audit_trail_keeps_every_entry_newest_first() {
         );
         assert_eq!(archive.audit_trail(1).expect("trail").len(), 1);
     });
+}
+
+fn event(id: u64, time_ms: i64) -> Product {
+    let body = Body::Event(Event { time_ms, severity: Severity::Info, source: "s".into(), message: format!("{id}") });
+    Product { id, created_ms: time_ms, body }
+}
+
+fn chip(id: u64, frame_id: u64, detection_index: u32) -> Product {
+    let body = Body::Chip(Chip { frame_id, detection_index, origin: [0, 0], size: [1, 1], png: vec![id as u8] });
+    Product { id, created_ms: 0, body }
+}
+
+fn store(archive: &dyn Archive, products: &[Product]) {
+    for p in products {
+        archive.store(p, &p.encode().bytes, "a", 0).expect("store");
+    }
+}
+
+#[test]
+fn detections_page_by_offset_and_count_in_grid_cells() {
+    both(|archive, _| {
+        store(archive.as_ref(), &[detections(1, 1_000, 3), detections(2, 2_000, 2)]);
+        let page = |offset| DetectionQuery { offset, limit: 2, ..DetectionQuery::default() };
+        let keys =
+            |q| archive.detections(&q).expect("query").iter().map(|d| (d.product_id, d.index)).collect::<Vec<_>>();
+        assert_eq!(keys(page(0)), vec![(1, 0), (1, 1)]);
+        assert_eq!(keys(page(2)), vec![(1, 2), (2, 0)]);
+        assert_eq!(keys(page(4)), vec![(2, 1)]);
+        // every detection sits at 33.6, -7.6: one cell of five, whatever the page
+        let cells = archive.detection_cells(&page(4), 1.0).expect("cells");
+        assert_eq!(cells.len(), 1);
+        assert_eq!(cells[0].count, 5);
+        assert!((cells[0].latitude - 33.6).abs() < 1e-9 && (cells[0].longitude + 7.6).abs() < 1e-9);
+        let later = DetectionQuery { from_ms: 1_500, ..DetectionQuery::default() };
+        assert_eq!(archive.detection_cells(&later, 1.0).expect("cells")[0].count, 2);
+    });
+}
+
+#[test]
+fn a_timeline_lists_one_kind_by_creation_time_either_way_and_a_chip_is_found_by_its_detection() {
+    both(|archive, _| {
+        store(archive.as_ref(), &[event(10, 300), event(11, 100), event(12, 200), detections(13, 150, 1)]);
+        store(archive.as_ref(), &[chip(20, 13, 0), chip(21, 13, 1)]);
+        let query = TimelineQuery { kind: Kind::Event, from_ms: 0, to_ms: 300, limit: 10, newest_first: false };
+        let ids = |q: TimelineQuery| {
+            archive
+                .timeline(&q)
+                .expect("timeline")
+                .iter()
+                .map(|b| Product::decode(b).expect("decode").id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(query), vec![11, 12]);
+        assert_eq!(ids(TimelineQuery { to_ms: i64::MAX, newest_first: true, limit: 2, ..query }), vec![10, 12]);
+        assert_eq!(ids(TimelineQuery { kind: Kind::Detections, ..query }), vec![13]);
+        let found = archive.chip(13, 1).expect("chip").map(|b| Product::decode(&b).expect("decode").id);
+        assert_eq!(found, Some(21));
+        assert_eq!(archive.chip(13, 2).expect("chip"), None);
+    });
+}
+
+#[test]
+fn a_sled_archive_from_before_the_indexes_is_reindexed_from_its_products_when_opened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let archive = SledArchive::open(dir.path()).expect("archive");
+        store(&archive, &[event(1, 5), detections(2, 7, 2), chip(3, 2, 1)]);
+    }
+    {
+        // as an archive of the first layout: no schema mark, no timeline or chip trees
+        let db = sled::open(dir.path()).expect("sled");
+        db.open_tree("meta").expect("meta").remove("schema").expect("remove");
+        for tree in ["timeline", "chips"] {
+            db.drop_tree(tree).expect("drop");
+        }
+        db.flush().expect("flush");
+    }
+    let archive = SledArchive::open(dir.path()).expect("archive");
+    assert_eq!(archive.detection_count().expect("count"), 2);
+    let query = TimelineQuery { kind: Kind::Event, from_ms: 0, to_ms: 10, limit: 10, newest_first: false };
+    assert_eq!(archive.timeline(&query).expect("timeline").len(), 1);
+    assert!(archive.chip(2, 1).expect("chip").is_some());
 }

@@ -55,6 +55,8 @@ pub struct ProductRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DetectionRecord {
     pub product_id: u64,
+    /// Its place in its product (a chip of it carries the same index).
+    pub index: u32,
     pub frame_id: u64,
     pub frame_time_ms: i64,
     pub model: String,
@@ -86,13 +88,52 @@ pub struct DetectionQuery {
     pub class: Option<String>,
     /// Only inside this box: west, south, east, north (degrees).
     pub bbox: Option<[f64; 4]>,
+    /// Matches to pass over before the first returned (paging).
+    pub offset: usize,
     pub limit: usize,
 }
 
 impl Default for DetectionQuery {
     fn default() -> Self {
-        Self { from_ms: i64::MIN, to_ms: i64::MAX, class: None, bbox: None, limit: 1000 }
+        Self { from_ms: i64::MIN, to_ms: i64::MAX, class: None, bbox: None, offset: 0, limit: 1000 }
     }
+}
+
+/// Detections gathered in one cell of a latitude/longitude grid: how the console shows many at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectionCell {
+    /// Mean position of the cell's detections.
+    pub latitude: f64,
+    pub longitude: f64,
+    pub count: u64,
+}
+
+/// Which products of one kind a timeline query wants, by creation time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimelineQuery {
+    pub kind: Kind,
+    /// Creation times in [from_ms, to_ms).
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub limit: usize,
+    /// The latest first (the console's event log and live plots want the latest).
+    pub newest_first: bool,
+}
+
+/// Sums detections into cells of `cell_deg` degrees (for backends without a grouping query).
+fn cells_of<'a>(detections: impl Iterator<Item = &'a DetectionRecord>, cell_deg: f64) -> Vec<DetectionCell> {
+    let mut cells: std::collections::BTreeMap<(i64, i64), (f64, f64, u64)> = std::collections::BTreeMap::new();
+    for d in detections {
+        let key = ((d.latitude / cell_deg).floor() as i64, (d.longitude / cell_deg).floor() as i64);
+        let cell = cells.entry(key).or_default();
+        cell.0 += d.latitude;
+        cell.1 += d.longitude;
+        cell.2 += 1;
+    }
+    cells
+        .into_values()
+        .map(|(lat, lon, count)| DetectionCell { latitude: lat / count as f64, longitude: lon / count as f64, count })
+        .collect()
 }
 
 impl DetectionQuery {
@@ -134,6 +175,13 @@ pub trait Archive: Send + Sync + Debug {
     fn records(&self, after: Option<u64>, limit: usize) -> Result<Vec<ProductRecord>, ArchiveError>;
     /// Detections that match `query`, in frame-time order.
     fn detections(&self, query: &DetectionQuery) -> Result<Vec<DetectionRecord>, ArchiveError>;
+    /// Detections that match `query` (its offset and limit aside), counted in cells of
+    /// `cell_deg` degrees.
+    fn detection_cells(&self, query: &DetectionQuery, cell_deg: f64) -> Result<Vec<DetectionCell>, ArchiveError>;
+    /// The stored envelopes of the products a timeline query wants.
+    fn timeline(&self, query: &TimelineQuery) -> Result<Vec<Vec<u8>>, ArchiveError>;
+    /// The stored envelope of the chip of detection `index` of frame `frame_id`.
+    fn chip(&self, frame_id: u64, index: u32) -> Result<Option<Vec<u8>>, ArchiveError>;
     /// Reserves `count` anti-replay sequence numbers for the uplink and returns the first. Durable
     /// before it returns, and shared by every ground process on the archive, so no number is ever
     /// used twice (that would reuse an AES-GCM IV).
@@ -187,8 +235,10 @@ fn detection_records(product: &Product) -> Vec<DetectionRecord> {
         Body::Detections(set) => set
             .detections
             .iter()
-            .map(|d| DetectionRecord {
+            .enumerate()
+            .map(|(index, d)| DetectionRecord {
                 product_id: product.id,
+                index: index as u32,
                 frame_id: set.frame_id,
                 frame_time_ms: set.frame_time_ms,
                 model: set.model.clone(),

@@ -9,12 +9,13 @@
 use std::sync::Mutex;
 use std::sync::mpsc::{Sender, channel};
 
-use kestrel_link::product::{Kind, Product};
+use kestrel_link::product::{Body, Kind, Product};
+use postgres::types::ToSql;
 use postgres::{Client, NoTls};
 
 use super::{
-    Archive, ArchiveError, AuditEntry, DetectionQuery, DetectionRecord, ProductRecord, Stored, detection_records,
-    record,
+    Archive, ArchiveError, AuditEntry, DetectionCell, DetectionQuery, DetectionRecord, ProductRecord, Stored,
+    TimelineQuery, detection_records, record,
 };
 
 const SCHEMA: &str = "
@@ -42,6 +43,13 @@ CREATE TABLE IF NOT EXISTS detections (
     PRIMARY KEY (product_id, idx)
 );
 CREATE INDEX IF NOT EXISTS detections_by_time ON detections (frame_time_ms, product_id, idx);
+CREATE INDEX IF NOT EXISTS products_by_kind_time ON products (kind, created_ms, id);
+CREATE TABLE IF NOT EXISTS chips (
+    frame_id BIGINT NOT NULL,
+    detection_index INTEGER NOT NULL,
+    product_id BIGINT NOT NULL REFERENCES products (id),
+    PRIMARY KEY (frame_id, detection_index)
+);
 CREATE TABLE IF NOT EXISTS uplink (id INTEGER PRIMARY KEY, next_arsn BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS conflicts (
     id BIGINT NOT NULL,
@@ -59,6 +67,17 @@ CREATE TABLE IF NOT EXISTS audit (
     outcome TEXT NOT NULL
 );
 ";
+
+/// The filters of a detection query, over parameters $1 to $7 (see `filter_params`).
+const DETECTION_FILTER: &str = "frame_time_ms >= $1 AND frame_time_ms < $2 AND ($3::TEXT IS NULL OR class_name = $3)
+     AND latitude BETWEEN $4 AND $5 AND longitude BETWEEN $6 AND $7";
+
+fn filter_params(query: &DetectionQuery) -> Vec<&(dyn ToSql + Sync)> {
+    let [west, south, east, north] = query.bbox.as_ref().unwrap_or(&WHOLE_EARTH);
+    vec![&query.from_ms, &query.to_ms, &query.class, south, north, west, east]
+}
+
+const WHOLE_EARTH: [f64; 4] = [-180.0, -90.0, 180.0, 90.0];
 
 type Job = Box<dyn FnOnce(&mut Client) + Send>;
 
@@ -165,14 +184,23 @@ impl Archive for PostgresArchive {
         let batch = arrivals
             .iter()
             .map(|&(product, bytes)| {
-                Ok((record(product, bytes, station, received_unix_ms)?, detection_records(product), bytes.to_vec()))
+                let chip = match &product.body {
+                    Body::Chip(chip) => Some((to_sql(chip.frame_id), chip.detection_index as i32)),
+                    _ => None,
+                };
+                Ok((
+                    record(product, bytes, station, received_unix_ms)?,
+                    detection_records(product),
+                    chip,
+                    bytes.to_vec(),
+                ))
             })
             .collect::<Result<Vec<_>, ArchiveError>>()?;
         // one transaction for the batch: one commit (one WAL flush) makes it all durable
         self.call(move |client| {
             let mut tx = client.transaction().map_err(storage)?;
             let mut outcomes = Vec::with_capacity(batch.len());
-            for (record, detections, bytes) in &batch {
+            for (record, detections, chip, bytes) in &batch {
                 let inserted = tx
                     .query(
                         "INSERT INTO products (id, kind, created_ms, content_crc, size, station, received_unix_ms, envelope)
@@ -210,12 +238,19 @@ impl Archive for PostgresArchive {
                     }
                     continue;
                 }
-                for (i, d) in detections.iter().enumerate() {
+                if let Some((frame_id, index)) = chip {
+                    tx.execute(
+                        "INSERT INTO chips VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                        &[frame_id, index, &to_sql(record.id)],
+                    )
+                    .map_err(storage)?;
+                }
+                for d in detections {
                     tx.execute(
                         "INSERT INTO detections VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                         &[
                             &to_sql(d.product_id),
-                            &(i as i32),
+                            &(d.index as i32),
                             &to_sql(d.frame_id),
                             &d.frame_time_ms,
                             &d.model,
@@ -293,31 +328,80 @@ impl Archive for PostgresArchive {
     fn detections(&self, query: &DetectionQuery) -> Result<Vec<DetectionRecord>, ArchiveError> {
         let query = query.clone();
         self.call(move |client| {
-            let [west, south, east, north] = query.bbox.unwrap_or([-180.0, -90.0, 180.0, 90.0]);
-            let rows = client
-                .query(
-                    "SELECT product_id, frame_id, frame_time_ms, model, class_name, score, x_min, y_min, x_max, y_max, latitude, longitude
-                     FROM detections WHERE frame_time_ms >= $1 AND frame_time_ms < $2
-                       AND ($3::TEXT IS NULL OR class_name = $3)
-                       AND latitude BETWEEN $4 AND $5 AND longitude BETWEEN $6 AND $7
-                     ORDER BY frame_time_ms, product_id, idx LIMIT $8",
-                    &[&query.from_ms, &query.to_ms, &query.class, &south, &north, &west, &east, &(query.limit as i64)],
-                )
-                .map_err(storage)?;
+            let sql = format!(
+                "SELECT product_id, idx, frame_id, frame_time_ms, model, class_name, score, x_min, y_min, x_max, y_max,
+                        latitude, longitude
+                 FROM detections WHERE {DETECTION_FILTER}
+                 ORDER BY frame_time_ms, product_id, idx OFFSET $8 LIMIT $9"
+            );
+            let (offset, limit) = (query.offset as i64, query.limit as i64);
+            let mut params = filter_params(&query);
+            params.extend([&offset as &(dyn ToSql + Sync), &limit]);
+            let rows = client.query(&sql, &params).map_err(storage)?;
             Ok(rows
                 .iter()
                 .map(|row| DetectionRecord {
                     product_id: from_sql(row.get(0)),
-                    frame_id: from_sql(row.get(1)),
-                    frame_time_ms: row.get(2),
-                    model: row.get(3),
-                    class_name: row.get(4),
-                    score: row.get(5),
-                    pixel_box: [row.get(6), row.get(7), row.get(8), row.get(9)],
-                    latitude: row.get(10),
-                    longitude: row.get(11),
+                    index: row.get::<_, i32>(1) as u32,
+                    frame_id: from_sql(row.get(2)),
+                    frame_time_ms: row.get(3),
+                    model: row.get(4),
+                    class_name: row.get(5),
+                    score: row.get(6),
+                    pixel_box: [row.get(7), row.get(8), row.get(9), row.get(10)],
+                    latitude: row.get(11),
+                    longitude: row.get(12),
                 })
                 .collect())
+        })
+    }
+
+    fn detection_cells(&self, query: &DetectionQuery, cell_deg: f64) -> Result<Vec<DetectionCell>, ArchiveError> {
+        let query = query.clone();
+        self.call(move |client| {
+            let sql = format!(
+                "SELECT avg(latitude), avg(longitude), count(*) FROM detections WHERE {DETECTION_FILTER}
+                 GROUP BY floor(latitude / $8), floor(longitude / $8)"
+            );
+            let mut params = filter_params(&query);
+            params.push(&cell_deg);
+            let rows = client.query(&sql, &params).map_err(storage)?;
+            Ok(rows
+                .iter()
+                .map(|row| DetectionCell {
+                    latitude: row.get(0),
+                    longitude: row.get(1),
+                    count: row.get::<_, i64>(2) as u64,
+                })
+                .collect())
+        })
+    }
+
+    fn timeline(&self, query: &TimelineQuery) -> Result<Vec<Vec<u8>>, ArchiveError> {
+        let query = *query;
+        self.call(move |client| {
+            let order = if query.newest_first { "DESC" } else { "ASC" };
+            let sql = format!(
+                "SELECT envelope FROM products WHERE kind = $1 AND created_ms >= $2 AND created_ms < $3
+                 ORDER BY created_ms {order}, id {order} LIMIT $4"
+            );
+            let rows = client
+                .query(&sql, &[&(query.kind as i16), &query.from_ms, &query.to_ms, &(query.limit as i64)])
+                .map_err(storage)?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+    }
+
+    fn chip(&self, frame_id: u64, index: u32) -> Result<Option<Vec<u8>>, ArchiveError> {
+        self.call(move |client| {
+            Ok(client
+                .query_opt(
+                    "SELECT p.envelope FROM chips c JOIN products p ON p.id = c.product_id
+                     WHERE c.frame_id = $1 AND c.detection_index = $2",
+                    &[&to_sql(frame_id), &(index as i32)],
+                )
+                .map_err(storage)?
+                .map(|row| row.get(0)))
         })
     }
 
