@@ -6,6 +6,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 scripts/setup.sh
+scripts/setup-browser.sh
 KESTREL_TEST_POSTGRES=$(scripts/setup-postgres.sh)
 export KESTREL_TEST_POSTGRES
 cargo build --workspace --bins --locked

@@ -1,4 +1,5 @@
-//! The view of the mission file that the ground station reads: `[mission]`, `[link]`, `[ground]`.
+//! The view of the mission file that the ground station reads: `[mission]`, `[link]`, `[ground]`,
+//! and from `[thermal]` the TLE and the ground stations (for the console's track and passes).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -6,7 +7,10 @@ use std::path::{Path, PathBuf};
 use kestrel_link::config::LinkConfig;
 use kestrel_link::mission::{MissionError, MissionFile, MissionInfo};
 use kestrel_link::profile::LinkProfile;
+use kestrel_thermal::config::LoadedThermalMission;
 use serde::Deserialize;
+
+use crate::predict::Predictions;
 use toml::Spanned;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +40,7 @@ pub struct LoadedGroundMission {
     pub config: GroundMission,
     /// The `[link]` section made ready to use, key loaded.
     pub link: LinkProfile,
+    pub predictions: Predictions,
 }
 
 impl LoadedGroundMission {
@@ -44,6 +49,7 @@ impl LoadedGroundMission {
         let config: GroundMission = file.parse()?;
         let link = config.link.profile(&file)?;
         file.existing_file("ground.operator_token_file", &config.ground.operator_token_file)?;
-        Ok(Self { file, config, link })
+        let predictions = Predictions::new(&LoadedThermalMission::load(file.path())?);
+        Ok(Self { file, config, link, predictions })
     }
 }

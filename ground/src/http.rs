@@ -1,5 +1,6 @@
-//! The HTTP JSON API (and, later, the console): archive contents, station and link statistics,
-//! Prometheus metrics.
+//! The HTTP JSON API: archive contents (products, detections and their grid cells, chips, frames,
+//! events, telemetry), predictions (passes, ground track), station and link statistics, commands,
+//! Prometheus metrics; and the console's files.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -11,10 +12,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use kestrel_link::product::{Body, Product};
+use kestrel_link::product::{Body, Chip, Kind, Product, Thumbnail};
 use serde::Deserialize;
 
-use crate::archive::DetectionQuery;
+use crate::archive::{DetectionQuery, TimelineQuery};
+use crate::predict::MAX_WINDOW_MS;
 use crate::serve::{CommandError, Service};
 use kestrel_link::uplink::Telecommand;
 
@@ -34,9 +36,18 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .route("/api/detections", get(detections))
         .route("/api/detections.geojson", get(detections_geojson))
+        .route("/api/detections/cells", get(detection_cells))
+        .route("/api/chips/{frame_id}/{index}", get(chip))
+        .route("/api/frames", get(frames))
+        .route("/api/events", get(events))
+        .route("/api/telemetry", get(telemetry))
+        .route("/api/passes", get(passes))
+        .route("/api/track", get(track))
+        .route("/api/sites", get(sites))
         .route("/api/commands", get(audit_trail).post(command))
         .route("/api/models/{name}", post(upload_model).layer(DefaultBodyLimit::max(MAX_MODEL_BODY)))
         .route("/metrics", get(metrics))
+        .merge(crate::console::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(service)
 }
@@ -134,6 +145,15 @@ async fn audit_trail(State(service): State<Arc<Service>>, headers: HeaderMap, Qu
     }
 }
 
+/// A refusal: what `error` makes, before it is made (small enough to return in a `Result`).
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
@@ -181,17 +201,193 @@ async fn product(State(service): State<Arc<Service>>, Path(id): Path<u64>) -> Re
 }
 
 async fn product_image(State(service): State<Arc<Service>>, Path(id): Path<u64>) -> Response {
-    let bytes = match service.archive.product_bytes(id) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no product {id}")),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
-    match Product::decode(&bytes).map(|p| p.body) {
-        Ok(Body::Chip(chip)) => ([(header::CONTENT_TYPE, "image/png")], chip.png).into_response(),
-        Ok(Body::Thumbnail(thumbnail)) => ([(header::CONTENT_TYPE, "image/png")], thumbnail.png).into_response(),
-        Ok(_) => error(StatusCode::NOT_FOUND, format!("product {id} is not an image")),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("stored product {id} no longer verifies: {e}")),
+    match service.archive.product_bytes(id) {
+        Ok(Some(bytes)) => png_response(&bytes, &format!("product {id}")),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no product {id}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// The PNG a stored chip or thumbnail envelope carries.
+fn png_response(envelope: &[u8], what: &str) -> Response {
+    match Product::decode(envelope).map(|p| p.body) {
+        Ok(Body::Chip(Chip { png, .. }) | Body::Thumbnail(Thumbnail { png, .. })) => {
+            ([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "max-age=86400, immutable")], png)
+                .into_response()
+        }
+        Ok(_) => error(StatusCode::NOT_FOUND, format!("{what} is not an image")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("stored {what} no longer verifies: {e}")),
+    }
+}
+
+async fn chip(State(service): State<Arc<Service>>, Path((frame_id, index)): Path<(u64, u32)>) -> Response {
+    match service.archive.chip(frame_id, index) {
+        Ok(Some(bytes)) => png_response(&bytes, &format!("the chip of detection {index} of frame {frame_id}")),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no chip of detection {index} of frame {frame_id}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// A time window and a page size: `from_ms`, `to_ms`, `limit`.
+#[derive(Debug, Deserialize)]
+struct Window {
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// The products of `kind` in a window, the latest first, decoded (each verified again).
+fn latest(service: &Service, kind: Kind, window: &Window) -> Result<Vec<Product>, ApiError> {
+    let query = TimelineQuery {
+        kind,
+        from_ms: window.from_ms.unwrap_or(i64::MIN),
+        to_ms: window.to_ms.unwrap_or(i64::MAX),
+        limit: window.limit.unwrap_or(100).min(MAX_PAGE),
+        newest_first: true,
+    };
+    let envelopes =
+        service.archive.timeline(&query).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    envelopes
+        .iter()
+        .map(|bytes| {
+            Product::decode(bytes).map_err(|e| {
+                ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("a stored {kind:?} product no longer verifies: {e}"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// `GET /api/frames`: the frames whose thumbnails arrived, latest first, with their footprints.
+async fn frames(State(service): State<Arc<Service>>, Query(window): Query<Window>) -> Response {
+    match latest(&service, Kind::Thumbnail, &window) {
+        Ok(products) => Json(
+            products
+                .iter()
+                .filter_map(|p| match &p.body {
+                    Body::Thumbnail(t) => Some(serde_json::json!({
+                        "product_id": p.id, "frame_id": t.frame_id, "frame_time_ms": t.frame_time_ms,
+                        "footprint": t.footprint,
+                    })),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// `GET /api/events`: events from the spacecraft, latest first.
+async fn events(State(service): State<Arc<Service>>, Query(window): Query<Window>) -> Response {
+    match latest(&service, Kind::Event, &window) {
+        Ok(products) => Json(
+            products
+                .iter()
+                .filter_map(|p| match &p.body {
+                    Body::Event(e) => Some(serde_json::json!({
+                        "product_id": p.id, "time_ms": e.time_ms, "severity": e.severity,
+                        "source": e.source, "message": e.message,
+                    })),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// `GET /api/telemetry`: the latest housekeeping samples, in time order (ready to plot).
+async fn telemetry(State(service): State<Arc<Service>>, Query(window): Query<Window>) -> Response {
+    match latest(&service, Kind::Housekeeping, &window) {
+        Ok(products) => Json(
+            products
+                .iter()
+                .rev()
+                .filter_map(|p| match &p.body {
+                    Body::Housekeeping(h) => Some(serde_json::json!({
+                        "time_ms": h.time_ms,
+                        "values": h.values.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+                    })),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// A prediction window; without one, `before_ms` ahead of the spacecraft's latest housekeeping
+/// time (or the wall clock when there is none) to `after_ms` past it.
+fn prediction_window(
+    service: &Service,
+    window: &Window,
+    before_ms: i64,
+    after_ms: i64,
+) -> Result<(i64, i64), ApiError> {
+    let now = service.spacecraft_time_ms();
+    let from = window.from_ms.unwrap_or(now - before_ms);
+    let to = window.to_ms.unwrap_or(now + after_ms);
+    if to <= from || to - from > MAX_WINDOW_MS {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("the window must be positive and at most {} days long", MAX_WINDOW_MS / 86_400_000),
+        ));
+    }
+    Ok((from, to))
+}
+
+/// `GET /api/passes`: predicted passes over every station (default: the next 24 hours).
+async fn passes(State(service): State<Arc<Service>>, Query(window): Query<Window>) -> Response {
+    let Some(predictions) = &service.predictions else { return no_predictions() };
+    let (from, to) = match prediction_window(&service, &window, 3_600_000, 86_400_000) {
+        Ok(w) => w,
+        Err(refusal) => return refusal.into_response(),
+    };
+    match tokio::task::block_in_place(|| predictions.passes(from, to)) {
+        Ok(passes) => Json(passes).into_response(),
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TrackStep {
+    step_ms: Option<i64>,
+}
+
+/// `GET /api/track`: the predicted ground track (default: half an orbit back, one ahead).
+async fn track(
+    State(service): State<Arc<Service>>,
+    Query(window): Query<Window>,
+    Query(step): Query<TrackStep>,
+) -> Response {
+    let Some(predictions) = &service.predictions else { return no_predictions() };
+    let period = predictions.period_ms();
+    let (from, to) = match prediction_window(&service, &window, period / 2, period) {
+        Ok(w) => w,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let step = step.step_ms.unwrap_or(30_000).max((to - from) / MAX_PAGE as i64).max(1);
+    match predictions.ground_track(from, to, step) {
+        Ok(track) => Json(track).into_response(),
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    }
+}
+
+/// `GET /api/sites`: the ground stations where the mission file puts them.
+async fn sites(State(service): State<Arc<Service>>) -> Response {
+    match &service.predictions {
+        Some(predictions) => Json(predictions.sites()).into_response(),
+        None => no_predictions(),
+    }
+}
+
+fn no_predictions() -> Response {
+    error(StatusCode::NOT_FOUND, "the mission file has no [thermal] section (TLE and ground stations) to predict from")
 }
 
 /// The detection filters of a request: `from_ms`, `to_ms`, `class`, `bbox=west,south,east,north`, `limit`.
@@ -241,6 +437,30 @@ async fn detections(State(service): State<Arc<Service>>, Query(params): Query<De
     };
     match service.archive.detections(&query) {
         Ok(found) => Json(found).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CellSize {
+    cell_deg: f64,
+}
+
+/// `GET /api/detections/cells`: matching detections counted in a grid of `cell_deg` degrees.
+async fn detection_cells(
+    State(service): State<Arc<Service>>,
+    Query(filters): Query<DetectionParams>,
+    Query(cell): Query<CellSize>,
+) -> Response {
+    if !(0.001..=90.0).contains(&cell.cell_deg) {
+        return error(StatusCode::BAD_REQUEST, format!("cell_deg must be within 0.001 to 90, found {}", cell.cell_deg));
+    }
+    let query = match filters.query() {
+        Ok(query) => query,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    match service.archive.detection_cells(&query, cell.cell_deg) {
+        Ok(cells) => Json(cells).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

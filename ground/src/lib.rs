@@ -3,9 +3,11 @@
 
 pub mod archive;
 pub mod config;
+pub mod console;
 pub mod decode_file;
 pub mod geojson;
 pub mod http;
 pub mod ingest;
 pub mod openapi;
+pub mod predict;
 pub mod serve;

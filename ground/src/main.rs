@@ -142,7 +142,8 @@ fn serve(mission: &Path, store: Option<&str>) -> anyhow::Result<()> {
     if token.len() < 16 {
         anyhow::bail!("the operator token in `{}` is shorter than 16 characters", token_file.display());
     }
-    let service = Arc::new(Service::new(loaded.link.clone(), Arc::from(open_archive(&loaded, store)?), token)?);
+    let service = Service::new(loaded.link.clone(), Arc::from(open_archive(&loaded, store)?), token)?;
+    let service = Arc::new(service.with_predictions(loaded.predictions.clone()));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let stations = serve::bind(ground.cadu_listen).await?;

@@ -10,6 +10,14 @@ pub const PATHS: &[(&str, &[&str])] = &[
     ("/api/products/{id}/image", &["get"]),
     ("/api/detections", &["get"]),
     ("/api/detections.geojson", &["get"]),
+    ("/api/detections/cells", &["get"]),
+    ("/api/chips/{frame_id}/{index}", &["get"]),
+    ("/api/frames", &["get"]),
+    ("/api/events", &["get"]),
+    ("/api/telemetry", &["get"]),
+    ("/api/passes", &["get"]),
+    ("/api/track", &["get"]),
+    ("/api/sites", &["get"]),
     ("/api/commands", &["get", "post"]),
     ("/api/models/{name}", &["post"]),
     ("/api/openapi.json", &["get"]),
@@ -22,7 +30,16 @@ fn detection_filters() -> Value {
         { "name": "to_ms", "in": "query", "schema": { "type": "integer" }, "description": "frame time to (exclusive)" },
         { "name": "class", "in": "query", "schema": { "type": "string" } },
         { "name": "bbox", "in": "query", "schema": { "type": "string" }, "description": "west,south,east,north in degrees" },
+        { "name": "offset", "in": "query", "schema": { "type": "integer" }, "description": "matches to skip (paging)" },
         { "name": "limit", "in": "query", "schema": { "type": "integer", "maximum": crate::http::MAX_PAGE } }
+    ])
+}
+
+fn window(what: &str) -> Value {
+    json!([
+        { "name": "from_ms", "in": "query", "schema": { "type": "integer" }, "description": format!("{what} from (inclusive), ms since the Unix epoch") },
+        { "name": "to_ms", "in": "query", "schema": { "type": "integer" }, "description": format!("{what} to (exclusive)") },
+        { "name": "limit", "in": "query", "schema": { "type": "integer", "maximum": crate::http::MAX_PAGE, "default": 100 } }
     ])
 }
 
@@ -44,6 +61,27 @@ pub fn document() -> Value {
             "/api/products/{id}/image": { "get": { "summary": "the PNG of a chip or thumbnail product", "parameters": id, "responses": { "200": { "description": "image/png" }, "404": { "description": "no such image product" } } } },
             "/api/detections": { "get": { "summary": "detections in frame-time order", "parameters": detection_filters(), "responses": { "200": { "description": "detections" }, "400": { "description": "bad filter" } } } },
             "/api/detections.geojson": { "get": { "summary": "detections as a GeoJSON FeatureCollection", "parameters": detection_filters(), "responses": { "200": { "description": "application/geo+json" } } } },
+            "/api/detections/cells": { "get": {
+                "summary": "matching detections counted in a latitude/longitude grid (the console's clusters): mean position and count per cell",
+                "parameters": detection_filters().as_array().into_iter().flatten().cloned()
+                    .chain([json!({ "name": "cell_deg", "in": "query", "required": true, "schema": { "type": "number", "minimum": 0.001, "maximum": 90 } })])
+                    .collect::<Vec<_>>(),
+                "responses": { "200": { "description": "cells" }, "400": { "description": "bad filter or cell size" } } } },
+            "/api/chips/{frame_id}/{index}": { "get": {
+                "summary": "the PNG chip of detection `index` of frame `frame_id` (flight sends chips of a frame's best detections only)",
+                "parameters": [ { "name": "frame_id", "in": "path", "required": true, "schema": { "type": "integer", "format": "uint64" } }, { "name": "index", "in": "path", "required": true, "schema": { "type": "integer" } } ],
+                "responses": { "200": { "description": "image/png" }, "404": { "description": "no chip of that detection arrived" } } } },
+            "/api/frames": { "get": { "summary": "frames whose thumbnails arrived, latest first, with footprints (lat, lon corners); the thumbnail is /api/products/{product_id}/image", "parameters": window("frame time"), "responses": { "200": { "description": "frames" } } } },
+            "/api/events": { "get": { "summary": "events from the spacecraft, latest first", "parameters": window("event time"), "responses": { "200": { "description": "events" } } } },
+            "/api/telemetry": { "get": { "summary": "the latest housekeeping samples in time order: time and named values", "parameters": window("sample time"), "responses": { "200": { "description": "samples" } } } },
+            "/api/passes": { "get": { "summary": "passes over the mission's ground stations predicted from its TLE (default: from an hour before the spacecraft's latest housekeeping time to a day after)", "parameters": window("AOS"), "responses": { "200": { "description": "passes" }, "400": { "description": "an empty window or one over 7 days" }, "404": { "description": "the mission file has no orbit" } } } },
+            "/api/track": { "get": {
+                "summary": "the predicted ground track (default: half an orbit before the spacecraft's latest housekeeping time to one after)",
+                "parameters": window("track time").as_array().into_iter().flatten().cloned()
+                    .chain([json!({ "name": "step_ms", "in": "query", "schema": { "type": "integer", "default": 30000 } })])
+                    .collect::<Vec<_>>(),
+                "responses": { "200": { "description": "points: time, latitude, longitude" }, "400": { "description": "an empty window or one over 7 days" }, "404": { "description": "the mission file has no orbit" } } } },
+            "/api/sites": { "get": { "summary": "the ground stations of the mission file", "responses": { "200": { "description": "name, latitude, longitude" } } } },
             "/api/commands": {
                 "get": { "summary": "the audit trail of operator commands, newest first", "security": operator, "responses": { "200": { "description": "entries" }, "401": { "description": "no or wrong operator token" } } },
                 "post": {

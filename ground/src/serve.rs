@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kestrel_link::decoder::DecodeStats;
+use kestrel_link::product::{Kind, Product};
 use kestrel_link::profile::LinkProfile;
 use kestrel_link::security::SecurityAssociation;
 use kestrel_link::uplink::{Telecommand, UPLOAD_SEGMENT_LEN, UplinkSender};
@@ -17,8 +18,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::archive::{Archive, ArchiveError, AuditEntry};
+use crate::archive::{Archive, ArchiveError, AuditEntry, TimelineQuery};
 use crate::ingest::{IngestStats, StationIngest};
+use crate::predict::Predictions;
 
 /// Uplink sequence numbers reserved (durably) at a time.
 const ARSN_BLOCK: u64 = 1024;
@@ -58,6 +60,8 @@ pub struct Service {
     /// Command frames for every connected station (the spacecraft runs a frame once, however
     /// many stations relay it: its anti-replay check drops the copies).
     commands: tokio::sync::broadcast::Sender<Arc<Vec<u8>>>,
+    /// The spacecraft's track and passes, when the mission file has its orbit.
+    pub predictions: Option<Predictions>,
 }
 
 /// Why a command was not sent.
@@ -100,7 +104,28 @@ impl Service {
             stations: Mutex::new(BTreeMap::new()),
             operator_token,
             commands: tokio::sync::broadcast::channel(64).0,
+            predictions: None,
         })
+    }
+
+    pub fn with_predictions(self, predictions: Predictions) -> Self {
+        Self { predictions: Some(predictions), ..self }
+    }
+
+    /// The spacecraft's time as the latest housekeeping tells it (its clock may be simulated and
+    /// run fast), or the wall clock before any has arrived.
+    pub fn spacecraft_time_ms(&self) -> i64 {
+        let latest = TimelineQuery {
+            kind: Kind::Housekeeping,
+            from_ms: i64::MIN,
+            to_ms: i64::MAX,
+            limit: 1,
+            newest_first: true,
+        };
+        let stamp = self.archive.timeline(&latest).ok().and_then(|found| {
+            found.first().and_then(|bytes| Product::decode(bytes).ok()).map(|product| product.created_ms)
+        });
+        stamp.unwrap_or_else(now_unix_ms)
     }
 
     /// Whether `presented` is the operator token (compared in constant time).

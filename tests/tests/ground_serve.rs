@@ -6,16 +6,15 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
+mod station;
+
 use kestrel_e2e::{Ground, Scratch};
-use kestrel_ground::config::LoadedGroundMission;
-use kestrel_link::encoder::{CaduEncoder, EncoderState};
 use kestrel_link::noise::Rng;
-use kestrel_link::packet::SequenceCounters;
 use kestrel_link::product::{Body, Chip, Event, Product, Severity};
-use kestrel_link::profile::{LinkProfile, virtual_channel};
 use kestrel_link::security::SecurityAssociation;
 use kestrel_link::telecommand::TcReceiver;
 use kestrel_link::uplink::{self, UplinkMessage};
+use station::{connected_stations, envelopes, get, request, scratch_mission, settled_stats, stream};
 
 fn start_ground(scratch: &Scratch) -> Ground {
     Ground::start(scratch.path(), &[])
@@ -23,14 +22,6 @@ fn start_ground(scratch: &Scratch) -> Ground {
 
 fn start_ground_with(scratch: &Scratch, extra: &[&str]) -> Ground {
     Ground::start(scratch.path(), extra)
-}
-
-fn scratch_mission() -> (Scratch, LinkProfile) {
-    let scratch = Scratch::new();
-    let text = scratch.reference.replace("127.0.0.1:5600", "127.0.0.1:0").replace("127.0.0.1:8600", "127.0.0.1:0");
-    std::fs::write(scratch.path().join("mission.toml"), text).expect("write mission");
-    let profile = LoadedGroundMission::load(&scratch.path().join("mission.toml")).expect("mission").link;
-    (scratch, profile)
 }
 
 /// The same id always makes the same product.
@@ -59,25 +50,6 @@ fn products(ids: std::ops::Range<u64>) -> Vec<Product> {
     .collect()
 }
 
-/// The CADU stream carrying products, their envelopes as given (so a test can corrupt one).
-fn stream(profile: &LinkProfile, envelopes: &[(u16, Vec<u8>)]) -> Vec<u8> {
-    let mut encoder = CaduEncoder::new(profile.clone(), EncoderState::default());
-    let mut counters = SequenceCounters::default();
-    let mut out = Vec::new();
-    for (apid, envelope) in envelopes {
-        let mut packets = Vec::new();
-        counters.segment(*apid, envelope, 4096, &mut packets);
-        encoder.push_packets(virtual_channel(*apid), &packets);
-        encoder.emit_full_frames(&mut out);
-    }
-    encoder.flush(&mut out);
-    out
-}
-
-fn envelopes(products: &[Product]) -> Vec<(u16, Vec<u8>)> {
-    products.iter().map(|p| (p.body.kind().apid().value(), p.encode().bytes)).collect()
-}
-
 /// Sends `bytes` as a station, in `chunk`-byte writes, and returns the ids acknowledged to it.
 fn station(address: &str, bytes: &[u8], chunk: usize, pause: Duration, security: SecurityAssociation) -> Vec<u64> {
     let mut socket = TcpStream::connect(address).expect("connect");
@@ -98,32 +70,6 @@ fn station(address: &str, bytes: &[u8], chunk: usize, pause: Duration, security:
     }
     assert_eq!(receiver.stats().authentication_failures, 0);
     acked
-}
-
-/// The service's statistics once `stations` connections have all been served to their end (a
-/// station's socket closing on our side does not mean the service has read everything yet).
-fn settled_stats(http: &str, stations: usize) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, stats) = get(http, "/api/stats");
-        assert_eq!(status, 200);
-        let list = stats["stations"].as_array().cloned().unwrap_or_default();
-        if list.len() >= stations && list.iter().all(|s| s["connected"] == false) {
-            return stats;
-        }
-        assert!(std::time::Instant::now() < deadline, "stations never finished: {stats:#}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn get(http: &str, path: &str) -> (u16, serde_json::Value) {
-    let mut socket = TcpStream::connect(http).expect("connect http");
-    write!(socket, "GET {path} HTTP/1.1\r\nHost: kestrel\r\nConnection: close\r\n\r\n").expect("request");
-    let mut response = String::new();
-    socket.read_to_string(&mut response).expect("response");
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("null");
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
 }
 
 #[test]
@@ -365,42 +311,6 @@ fn detections_export_as_geojson_over_http_and_from_the_archive() {
     assert_eq!(exported["features"].as_array().map(Vec::len), Some(2));
 }
 
-/// An HTTP request with headers and a body; returns the status and the body as JSON.
-fn request(http: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, serde_json::Value) {
-    let mut socket = TcpStream::connect(http).expect("connect http");
-    let mut text = format!(
-        "{method} {path} HTTP/1.1\r\nHost: kestrel\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        text.push_str(&format!("{name}: {value}\r\n"));
-    }
-    text.push_str("\r\n");
-    socket.write_all(text.as_bytes()).expect("request");
-    socket.write_all(body.as_bytes()).expect("body");
-    let mut bytes = Vec::new();
-    let _ = socket.read_to_end(&mut bytes);
-    let response = String::from_utf8_lossy(&bytes);
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("null");
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
-}
-
-/// `count` station connections, once the service lists them.
-fn connected_stations(ground: &Ground, count: usize) -> Vec<TcpStream> {
-    let mut stations: Vec<TcpStream> = (0..count).map(|_| TcpStream::connect(&ground.cadu).expect("station")).collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while get(&ground.http, "/api/stats").1["stations"].as_array().map_or(0, Vec::len) < count {
-        // a station appears in the statistics after its first read; send it something
-        for s in &mut stations {
-            let _ = s.write_all(&[0x55; 16]);
-        }
-        assert!(std::time::Instant::now() < deadline, "stations never appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    stations
-}
-
 #[test]
 fn a_model_upload_goes_up_as_segments_then_its_install_command_under_one_audit_id() {
     let (scratch, profile) = scratch_mission();
@@ -535,7 +445,7 @@ fn the_openapi_document_lists_every_path_the_service_answers_and_images_come_bac
         for method in *methods {
             assert!(document["paths"][path][method].is_object(), "{method} {path} is not documented");
         }
-        let concrete = path.replace("{id}", "3");
+        let concrete = path.replace("{id}", "3").replace("{frame_id}", "3").replace("{index}", "0");
         let (status, _) = request(&ground.http, "GET", &concrete, &[], "");
         assert_ne!(status, 404, "GET {concrete} is documented but not served");
     }
@@ -552,4 +462,41 @@ fn the_openapi_document_lists_every_path_the_service_answers_and_images_come_bac
     assert_eq!(&response[split..], sent.png.as_slice(), "the chip's bytes, unchanged");
     let (status, _) = get(&ground.http, "/api/products/999/image");
     assert_eq!(status, 404);
+}
+
+#[test]
+fn the_console_is_served_and_its_queries_refuse_bad_parameters() {
+    let (scratch, _) = scratch_mission();
+    let ground = start_ground(&scratch);
+    let page = |path: &str| {
+        let mut socket = TcpStream::connect(&ground.http).expect("connect");
+        write!(socket, "GET {path} HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n").expect("request");
+        let mut response = String::new();
+        socket.read_to_string(&mut response).expect("response");
+        response
+    };
+    let index = page("/");
+    assert!(index.starts_with("HTTP/1.1 200") && index.contains("/console/console.js"), "{index}");
+    assert!(page("/console/console.js").contains("kestrelConsole"));
+    assert!(page("/console/land-50m.json").contains("\"Topology\""), "the coastline is bundled");
+    for trick in ["/console/..%2F..%2Fmission.toml", "/console/../mission.toml", "/console/mission.toml"] {
+        assert!(page(trick).starts_with("HTTP/1.1 404"), "{trick}");
+    }
+    for bad in [
+        "/api/detections/cells?cell_deg=0",
+        "/api/detections/cells?cell_deg=1&bbox=1,2,3",
+        "/api/passes?from_ms=10&to_ms=5",
+        "/api/track?from_ms=0&to_ms=999999999999",
+    ] {
+        let (status, body) = get(&ground.http, bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{bad} says why");
+    }
+    let (status, passes) = get(&ground.http, "/api/passes?from_ms=1773964800000&to_ms=1774051200000");
+    assert_eq!(status, 200);
+    let names: std::collections::BTreeSet<_> =
+        passes.as_array().expect("passes").iter().filter_map(|p| p["station"].as_str()).collect();
+    assert_eq!(names.into_iter().collect::<Vec<_>>(), ["Inuvik", "Svalbard"], "a day over both stations");
+    let (_, track) = get(&ground.http, "/api/track?from_ms=1773964800000&to_ms=1773971000000&step_ms=60000");
+    assert_eq!(track.as_array().map(Vec::len), Some(104), "a point a minute, both ends included");
 }

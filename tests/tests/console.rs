@@ -1,0 +1,193 @@
+//! The operator console in a real browser: the real `ground serve` takes, over a station's TCP
+//! socket, an archive of 100,000 detections (1,000 frames at five ports, with chips, thumbnails,
+//! housekeeping and events); then Playwright drives Debian's headless Chromium through the console
+//! (tests/console/drive.mjs): the map clusters every detection, a chip opens from the gallery and
+//! from the map, and a command goes up the station's socket, where this test reads it back.
+//!
+//! Needs /usr/bin/chromium (Debian's `chromium`) and `npm ci --prefix tests/console`; scripts/test.sh
+//! and .ci/run see to both. Screenshots go to KESTREL_SCREENSHOTS when set (docs/ has them).
+
+#[allow(dead_code)] // shared with ground_serve.rs, which uses the rest
+mod station;
+
+use std::io::{Cursor, Read, Write};
+use std::time::Duration;
+
+use kestrel_e2e::{Ground, workspace_root};
+use kestrel_link::noise::Rng;
+use kestrel_link::product::{Body, Chip, Detection, Detections, Event, Housekeeping, Product, Severity, Thumbnail};
+use kestrel_link::telecommand::TcReceiver;
+use kestrel_link::uplink::{self, Mode, Telecommand, UplinkMessage};
+use station::{connected_stations, envelopes, get, scratch_mission, stream};
+
+const FRAMES: u64 = 1_000;
+const DETECTIONS_PER_FRAME: usize = 100;
+/// The newest frames carry a chip for every detection (the gallery's first page); the others for
+/// their best two, as flight sends them.
+const FULLY_CHIPPED_FRAMES: u64 = 10;
+/// 2026-03-20T00:00:00Z, the reference mission's epoch.
+const START_MS: i64 = 1_773_964_800_000;
+const FRAME_INTERVAL_MS: i64 = 10_000;
+const PORTS: [(f64, f64); 5] = [(33.60, -7.61), (35.10, 129.04), (37.80, -122.40), (51.95, 4.05), (1.26, 103.82)];
+
+fn uniform(rng: &mut Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn png(side: u32, seed: u64) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(side, side, |x, y| {
+        let d = (x as i64 - side as i64 / 2).pow(2) + (y as i64 - side as i64 / 2).pow(2);
+        let sea = [20, 40 + (seed % 40) as u8, 90];
+        if d < (side as i64 / 6).pow(2) { image::Rgb([230, 230, 220]) } else { image::Rgb(sea) }
+    });
+    let mut bytes = Cursor::new(Vec::new());
+    image.write_to(&mut bytes, image::ImageFormat::Png).expect("encode PNG");
+    bytes.into_inner()
+}
+
+/// The archive the console is shown: per frame its detections, chips and thumbnail; housekeeping
+/// every minute; events, one a warning.
+fn mission_products() -> Vec<Product> {
+    let mut rng = Rng::new(2026);
+    let mut products = Vec::new();
+    let mut next_id = 1u64 << 62; // ids past 2^53, as flight's hashes are: JavaScript must keep them exact
+    let mut id = || {
+        next_id += 1;
+        next_id
+    };
+    for frame in 0..FRAMES {
+        let time = START_MS + frame as i64 * FRAME_INTERVAL_MS;
+        let (port_lat, port_lon) = PORTS[frame as usize % PORTS.len()];
+        let (south, west) = (port_lat + uniform(&mut rng) - 0.5, port_lon + uniform(&mut rng) - 0.5);
+        let side = 0.1;
+        let frame_id = (1u64 << 60) + frame;
+        let detections: Vec<Detection> = (0..DETECTIONS_PER_FRAME)
+            .map(|_| {
+                let (u, v) = (uniform(&mut rng), uniform(&mut rng));
+                Detection {
+                    class_id: 0,
+                    class_name: "vessel".into(),
+                    score: 0.5 + 0.5 * uniform(&mut rng) as f32,
+                    pixel_box: [
+                        (u * 990.0) as f32,
+                        (v * 990.0) as f32,
+                        (u * 990.0 + 10.0) as f32,
+                        (v * 990.0 + 10.0) as f32,
+                    ],
+                    latitude: south + side * (1.0 - v),
+                    longitude: west + side * u,
+                }
+            })
+            .collect();
+        let chips = if frame >= FRAMES - FULLY_CHIPPED_FRAMES { DETECTIONS_PER_FRAME } else { 2 };
+        for index in 0..chips as u32 {
+            let body = Body::Chip(Chip {
+                frame_id,
+                detection_index: index,
+                origin: [0, 0],
+                size: [32, 32],
+                png: png(32, frame),
+            });
+            products.push(Product { id: id(), created_ms: time, body });
+        }
+        let footprint = [[south + side, west], [south + side, west + side], [south, west + side], [south, west]];
+        let thumbnail = Thumbnail { frame_id, frame_time_ms: time, footprint, png: png(16, frame) };
+        products.push(Product { id: id(), created_ms: time, body: Body::Thumbnail(thumbnail) });
+        let set = Detections { frame_id, frame_time_ms: time, model: "vessels-s2".into(), detections };
+        products.push(Product { id: id(), created_ms: time, body: Body::Detections(set) });
+    }
+    let end = START_MS + FRAMES as i64 * FRAME_INTERVAL_MS;
+    for (i, time) in (START_MS..end).step_by(60_000).enumerate() {
+        let phase = i as f64 / 10.0;
+        let values = vec![
+            ("temperature_payload_c".to_owned(), 30.0 + 10.0 * phase.sin()),
+            ("temperature_battery_c".to_owned(), 18.0 + 2.0 * phase.cos()),
+            ("battery_soc".to_owned(), 0.7 + 0.2 * phase.sin()),
+            ("gpu_duty".to_owned(), 0.75),
+            ("queue_depth".to_owned(), (i % 40) as f64),
+            ("spool_waiting".to_owned(), 0.0),
+            ("mode".to_owned(), 1.0),
+        ];
+        products.push(Product {
+            id: id(),
+            created_ms: time,
+            body: Body::Housekeeping(Housekeeping { time_ms: time, values }),
+        });
+    }
+    for (i, time) in (START_MS..end).step_by(600_000).enumerate() {
+        let (severity, message) = if i == 3 {
+            (Severity::Warning, "NOMINAL -> THROTTLED: payload forecast over its limit".to_owned())
+        } else {
+            (Severity::Info, format!("contact {i} ended"))
+        };
+        let body = Body::Event(Event { time_ms: time, severity, source: "schedule".into(), message });
+        products.push(Product { id: id(), created_ms: time, body });
+    }
+    products
+}
+
+#[test]
+fn an_operator_sees_every_detection_opens_a_chip_and_sends_a_command_in_chromium() {
+    let driver = workspace_root().join("tests/console");
+    assert!(
+        driver.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: run `npm ci --prefix tests/console` (scripts/test.sh does)"
+    );
+    let chromium = std::env::var("KESTREL_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} is missing: install Debian's `chromium` package (.ci/run does), or set KESTREL_CHROMIUM"
+    );
+
+    let (scratch, profile) = scratch_mission();
+    let ground = Ground::start(scratch.path(), &[]);
+    let products = mission_products();
+    let detections = FRAMES as usize * DETECTIONS_PER_FRAME;
+    let mut station = connected_stations(&ground, 1).remove(0);
+    station.write_all(&stream(&profile, &envelopes(&products))).expect("the station sends the archive");
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while get(&ground.http, "/api/stats").1["archive"]["detections"] != detections {
+        assert!(std::time::Instant::now() < deadline, "the archive never held every detection");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // what the ground sent so far (acknowledgements) is not what this test is after
+    station.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+    let mut buffer = vec![0u8; 1 << 16];
+    while station.read(&mut buffer).is_ok_and(|n| n > 0) {}
+
+    let token = std::fs::read_to_string(scratch.path().join("keys/operator.token")).expect("token");
+    let shots = std::env::var("KESTREL_SCREENSHOTS").map_or_else(|_| scratch.path().join("shots"), Into::into);
+    std::fs::create_dir_all(&shots).expect("screenshot folder");
+    let output = std::process::Command::new("node")
+        .arg(driver.join("drive.mjs"))
+        .current_dir(&driver)
+        .env("KESTREL_CONSOLE_URL", format!("http://{}/", ground.http))
+        .env("KESTREL_OPERATOR_TOKEN", token.trim())
+        .env("KESTREL_EXPECT_DETECTIONS", detections.to_string())
+        .env("KESTREL_SCREENSHOTS", &shots)
+        .env("KESTREL_CHROMIUM", &chromium)
+        .output()
+        .expect("node runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the console check failed:\n{stderr}\n{stdout}");
+    println!("console: {stdout}");
+    for name in ["console-overview", "console-chip", "console-map-zoomed", "console-commands"] {
+        assert!(shots.join(format!("{name}.png")).is_file(), "screenshot {name}");
+    }
+
+    // the command the browser sent is on the station's socket, authenticated, as the operator chose it
+    let security = profile.security.clone().expect("security");
+    let mut receiver = TcReceiver::new(security, 42);
+    station.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let command = 'found: loop {
+        let n = station.read(&mut buffer).expect("the command frame arrives");
+        assert!(n > 0, "the station's socket closed before the command came");
+        for frame in receiver.push(&buffer[..n]) {
+            if let UplinkMessage::Command { command, .. } = uplink::decode(&frame).expect("an uplink message") {
+                break 'found command;
+            }
+        }
+    };
+    assert_eq!(command, Telecommand::SetMode { mode: Mode::Safe });
+    assert_eq!(receiver.stats().authentication_failures, 0);
+}

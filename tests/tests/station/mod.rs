@@ -1,0 +1,97 @@
+//! What the ground station's end-to-end tests share: a scratch mission, CADU streams carrying
+//! products, station connections, and HTTP requests to the service.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use kestrel_e2e::{Ground, Scratch};
+use kestrel_ground::config::LoadedGroundMission;
+use kestrel_link::encoder::{CaduEncoder, EncoderState};
+use kestrel_link::packet::SequenceCounters;
+use kestrel_link::product::Product;
+use kestrel_link::profile::{LinkProfile, virtual_channel};
+
+pub fn scratch_mission() -> (Scratch, LinkProfile) {
+    let scratch = Scratch::new();
+    let text = scratch.reference.replace("127.0.0.1:5600", "127.0.0.1:0").replace("127.0.0.1:8600", "127.0.0.1:0");
+    std::fs::write(scratch.path().join("mission.toml"), text).expect("write mission");
+    let profile = LoadedGroundMission::load(&scratch.path().join("mission.toml")).expect("mission").link;
+    (scratch, profile)
+}
+
+/// The CADU stream carrying products, their envelopes as given (so a test can corrupt one).
+pub fn stream(profile: &LinkProfile, envelopes: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let mut encoder = CaduEncoder::new(profile.clone(), EncoderState::default());
+    let mut counters = SequenceCounters::default();
+    let mut out = Vec::new();
+    for (apid, envelope) in envelopes {
+        let mut packets = Vec::new();
+        counters.segment(*apid, envelope, 4096, &mut packets);
+        encoder.push_packets(virtual_channel(*apid), &packets);
+        encoder.emit_full_frames(&mut out);
+    }
+    encoder.flush(&mut out);
+    out
+}
+
+pub fn envelopes(products: &[Product]) -> Vec<(u16, Vec<u8>)> {
+    products.iter().map(|p| (p.body.kind().apid().value(), p.encode().bytes)).collect()
+}
+
+/// The service's statistics once `stations` connections have all been served to their end (a
+/// station's socket closing on our side does not mean the service has read everything yet).
+pub fn settled_stats(http: &str, stations: usize) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, stats) = get(http, "/api/stats");
+        assert_eq!(status, 200);
+        let list = stats["stations"].as_array().cloned().unwrap_or_default();
+        if list.len() >= stations && list.iter().all(|s| s["connected"] == false) {
+            return stats;
+        }
+        assert!(std::time::Instant::now() < deadline, "stations never finished: {stats:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An HTTP GET; returns the status and the body as JSON.
+pub fn get(http: &str, path: &str) -> (u16, serde_json::Value) {
+    request(http, "GET", path, &[], "")
+}
+
+/// An HTTP request with headers and a body; returns the status and the body as JSON.
+pub fn request(http: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, serde_json::Value) {
+    let mut socket = TcpStream::connect(http).expect("connect http");
+    let mut text = format!(
+        "{method} {path} HTTP/1.1\r\nHost: kestrel\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    text.push_str("\r\n");
+    socket.write_all(text.as_bytes()).expect("request");
+    socket.write_all(body.as_bytes()).expect("body");
+    let mut bytes = Vec::new();
+    let _ = socket.read_to_end(&mut bytes);
+    let response = String::from_utf8_lossy(&bytes);
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("null");
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+/// `count` station connections, once the service lists them.
+pub fn connected_stations(ground: &Ground, count: usize) -> Vec<TcpStream> {
+    let mut stations: Vec<TcpStream> = (0..count).map(|_| TcpStream::connect(&ground.cadu).expect("station")).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while get(&ground.http, "/api/stats").1["stations"].as_array().map_or(0, Vec::len) < count {
+        // a station appears in the statistics after its first read; send it something
+        for s in &mut stations {
+            let _ = s.write_all(&[0x55; 16]);
+        }
+        assert!(std::time::Instant::now() < deadline, "stations never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stations
+}
