@@ -58,7 +58,8 @@ done
 kill $ground_pid 2>/dev/null || true
 wait $ground_pid 2>/dev/null || true
 trap - EXIT
-echo "ground archive left in var/ground/archive (ground serve --mission mission.toml serves it); logs in var/demo/"
+echo "ground archive left in var/ground/archive; logs in var/demo/"
+echo "the operator console: $bin/ground serve --mission mission.toml, then open http://127.0.0.1:8600/"
 
 cat <<'MSG'
 == demo done
@@ -73,6 +74,6 @@ the passes predicted from the TLE, stored every product and acknowledged it; the
 what flight did. Fault campaigns against these binaries: `radiation-sim campaign` (see
 docs/reliability.md). Flight's GPU duty came from its thermal and power-aware scheduler; its
 one-day evaluation against greedy, a fixed duty cycle and the offline optimum is
-`cargo bench -p kestrel-e2e --bench scheduler_day` (docs/scheduler.md). Not built yet: the
-console (see the open issues).
+`cargo bench -p kestrel-e2e --bench scheduler_day` (docs/scheduler.md). The operator console
+(docs/console.md) shows the demo's archive: run the ground as printed above.
 MSG

@@ -104,6 +104,9 @@ fn ingest(name: &str, archive: Arc<dyn Archive>, stream: &[u8], products: usize)
     );
 }
 
+/// Queries of each kind the latency benchmark makes.
+const QUERIES: u64 = 300;
+
 fn api_latency() {
     let dir = tempfile::tempdir().expect("tempdir");
     let archive: Arc<dyn Archive> = Arc::new(SledArchive::open(dir.path()).expect("sled"));
@@ -124,31 +127,42 @@ fn api_latency() {
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
     let address = listener.local_addr().expect("address");
     runtime.spawn(async move { axum::serve(listener, kestrel_ground::http::router(service)).await });
-    let mut latencies = Vec::new();
-    for q in 0..1000u64 {
-        let from = (1_000_000 + (q * 37) % 5000) as i64 * 1000;
-        let path = format!("/api/detections?from_ms={from}&to_ms={}&limit=100&class=vessel", from + 5_000);
-        let started = Instant::now();
-        let mut socket = std::net::TcpStream::connect(address).expect("connect");
-        write!(socket, "GET {path} HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n").expect("request");
-        let mut response = Vec::new();
-        socket.read_to_end(&mut response).expect("response");
-        latencies.push(started.elapsed());
-        assert!(
-            response.starts_with(b"HTTP/1.1 200"),
-            "{}",
-            String::from_utf8_lossy(&response[..64.min(response.len())])
+    let queries: [(&str, &dyn Fn(u64) -> String); 3] = [
+        ("100 detections by time window and class", &|q| {
+            let from = (1_000_000 + (q * 37) % 5000) as i64 * 1000;
+            format!("/api/detections?from_ms={from}&to_ms={}&limit=100&class=vessel", from + 5_000)
+        }),
+        ("detections in a small box (the zoomed-in map)", &|q| {
+            let lon = -7.0 - (q % 100) as f64 / 100.0;
+            format!("/api/detections?bbox={},33.0,{},33.1&limit=500", lon - 0.005, lon + 0.005)
+        }),
+        ("all of them in 4-degree cells (the world map)", &|_| "/api/detections/cells?cell_deg=4".to_owned()),
+    ];
+    for (what, path) in queries {
+        let mut latencies = Vec::new();
+        for q in 0..QUERIES {
+            let started = Instant::now();
+            let mut socket = std::net::TcpStream::connect(address).expect("connect");
+            write!(socket, "GET {} HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n", path(q)).expect("request");
+            let mut response = Vec::new();
+            socket.read_to_end(&mut response).expect("response");
+            latencies.push(started.elapsed());
+            assert!(
+                response.starts_with(b"HTTP/1.1 200"),
+                "{}",
+                String::from_utf8_lossy(&response[..64.min(response.len())])
+            );
+        }
+        latencies.sort();
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "API over {detections_stored} detections, {QUERIES} queries, {what}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            ms(at(0.5)),
+            ms(at(0.99)),
+            ms(at(1.0))
         );
     }
-    latencies.sort();
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!(
-        "detections API over {detections_stored} detections, 1000 queries of 100: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        ms(at(0.5)),
-        ms(at(0.99)),
-        ms(at(1.0))
-    );
 }
 
 fn main() {

@@ -2,8 +2,12 @@
 //! ids to acknowledge out. Verification is layered: Reed-Solomon, frame CRC, authentication and
 //! anti-replay in the link decoder; then segment reassembly; then the product's envelope, schema
 //! version and content CRC. A product that fails any of them is counted and never stored.
+//! Decoding runs on the caller's thread, verifying and storing on one of the station's own, so
+//! the two overlap.
 
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
+use std::thread::JoinHandle;
 
 use kestrel_link::decoder::{CaduDecoder, DecodeStats};
 use kestrel_link::packet::{Apid, SegmentReassembler};
@@ -29,26 +33,63 @@ pub struct IngestStats {
     pub incomplete_products_dropped: u64,
 }
 
-/// A station's decoder and reassembler, writing into the shared archive.
+/// Verified products, with their envelopes as received, on their way to the storing thread.
+type Verified = Vec<(Product, Vec<u8>)>;
+
+/// What the storing thread did with one batch.
+#[derive(Debug, Default)]
+struct BatchOutcome {
+    /// Ids now safe in the archive (stored now or before): to acknowledge.
+    safe: Vec<u64>,
+    stats: IngestStats,
+}
+
+/// Batches handed to the storing thread and not yet back: while it verifies and stores one,
+/// the station's thread decodes the next (two stages, two cores); bounded, so a slow archive
+/// slows the reading of the socket rather than filling memory.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// A station's decoder and reassembler, and the thread that verifies and stores what they give
+/// into the shared archive.
 #[derive(Debug)]
 pub struct StationIngest {
     pub station: String,
     decoder: CaduDecoder,
     reassembler: SegmentReassembler,
-    archive: Arc<dyn Archive>,
     stats: IngestStats,
     packets: Vec<Vec<u8>>,
+    to_store: Option<SyncSender<(Verified, i64)>>,
+    outcomes: Receiver<Result<BatchOutcome, ArchiveError>>,
+    storer: Option<JoinHandle<()>>,
+    in_flight: usize,
 }
 
 impl StationIngest {
     pub fn new(station: impl Into<String>, profile: LinkProfile, archive: Arc<dyn Archive>) -> Self {
+        let station = station.into();
+        let (to_store, batches) = sync_channel::<(Verified, i64)>(BATCHES_IN_FLIGHT);
+        let (done, outcomes) = channel();
+        let name = station.clone();
+        let storer = std::thread::Builder::new()
+            .name("ingest-store".into())
+            .spawn(move || {
+                for (verified, now_unix_ms) in batches {
+                    if done.send(store(&name, archive.as_ref(), verified, now_unix_ms)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok();
         Self {
-            station: station.into(),
+            station,
             decoder: CaduDecoder::new(profile),
             reassembler: SegmentReassembler::default(),
-            archive,
             stats: IngestStats::default(),
             packets: Vec::new(),
+            to_store: storer.is_some().then_some(to_store),
+            outcomes,
+            storer,
+            in_flight: 0,
         }
     }
 
@@ -60,23 +101,43 @@ impl StationIngest {
         self.decoder.stats()
     }
 
-    /// Takes the next bytes from the station; returns the ids of products now safe in the
-    /// archive (stored now or before), which the spacecraft may prune once acknowledged.
+    /// Batches with the storing thread.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Takes the next bytes from the station and hands what they complete to the storing
+    /// thread; returns the ids of products that became safe in the archive since the last call
+    /// (stored now or before), which the spacecraft may prune once acknowledged.
     pub fn push(&mut self, bytes: &[u8], now_unix_ms: i64) -> Result<Vec<u64>, ArchiveError> {
         let packets = &mut self.packets;
         self.decoder.push(bytes, &mut |d| packets.push(d.packet.to_vec()));
-        self.archive_packets(now_unix_ms)
+        self.hand_over(now_unix_ms)?;
+        self.collect(false)
     }
 
-    /// The stream ended: decodes what is left.
+    /// What became safe since the last call, without waiting.
+    pub fn poll(&mut self) -> Result<Vec<u64>, ArchiveError> {
+        self.collect(false)
+    }
+
+    /// The stream ended: decodes what is left and waits until all of it is stored.
     pub fn finish(&mut self, now_unix_ms: i64) -> Result<Vec<u64>, ArchiveError> {
         let packets = &mut self.packets;
         self.decoder.finish(&mut |d| packets.push(d.packet.to_vec()));
-        self.archive_packets(now_unix_ms)
+        self.hand_over(now_unix_ms)?;
+        let safe = self.collect(true);
+        self.to_store = None;
+        if let Some(storer) = self.storer.take() {
+            let _ = storer.join();
+        }
+        safe
     }
 
-    fn archive_packets(&mut self, now_unix_ms: i64) -> Result<Vec<u64>, ArchiveError> {
-        let mut verified: Vec<(Product, Vec<u8>)> = Vec::new();
+    /// Verifies what the packets so far complete (envelope, schema, content CRC, APID) and hands
+    /// what passes to the storing thread.
+    fn hand_over(&mut self, now_unix_ms: i64) -> Result<(), ArchiveError> {
+        let mut verified = Vec::new();
         for packet in std::mem::take(&mut self.packets) {
             let Some((apid, payload)) = self.reassembler.push(&packet) else { continue };
             if !PRODUCT_APIDS.iter().any(|a| a.value() == apid) {
@@ -96,24 +157,64 @@ impl StationIngest {
             }
         }
         if verified.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let arrivals: Vec<(&Product, &[u8])> = verified.iter().map(|(p, b)| (p, b.as_slice())).collect();
-        let outcomes = self.archive.store_all(&arrivals, &self.station, now_unix_ms)?;
-        let mut safe = Vec::with_capacity(outcomes.len());
-        for ((product, _), outcome) in verified.iter().zip(outcomes) {
-            match outcome {
-                Stored::Inserted => self.stats.products_stored += 1,
-                Stored::Duplicate => self.stats.duplicates += 1,
-                Stored::Conflict => {
-                    // acknowledged all the same: flight would send it again for ever, and the
-                    // link budget with it; the newcomer is kept aside for the operator
-                    self.stats.conflicts += 1;
-                    tracing::error!(station = %self.station, id = product.id, "a different product arrived under a stored id; the stored one is kept, the newcomer set aside among the conflicts");
+        let gone = || ArchiveError::Storage("the storing thread has stopped".into());
+        self.to_store.as_ref().ok_or_else(gone)?.send((verified, now_unix_ms)).map_err(|_| gone())?;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// Outcomes of the storing thread: all of them (`wait`), or those ready now.
+    fn collect(&mut self, wait: bool) -> Result<Vec<u64>, ArchiveError> {
+        let mut safe = Vec::new();
+        while self.in_flight > 0 {
+            let outcome = if wait {
+                self.outcomes.recv().map_err(|_| ArchiveError::Storage("the storing thread has stopped".into()))?
+            } else {
+                match self.outcomes.try_recv() {
+                    Ok(outcome) => outcome,
+                    Err(_) => break,
                 }
-            }
-            safe.push(product.id);
+            };
+            self.in_flight -= 1;
+            let outcome = outcome?;
+            safe.extend(outcome.safe);
+            let (s, o) = (&mut self.stats, outcome.stats);
+            s.products_stored += o.products_stored;
+            s.duplicates += o.duplicates;
+            s.conflicts += o.conflicts;
         }
         Ok(safe)
     }
+}
+
+/// Stores a batch of verified products.
+fn store(
+    station: &str,
+    archive: &dyn Archive,
+    verified: Verified,
+    now_unix_ms: i64,
+) -> Result<BatchOutcome, ArchiveError> {
+    let mut outcome = BatchOutcome::default();
+    let arrivals: Vec<(&Product, &[u8])> = verified.iter().map(|(p, b)| (p, b.as_slice())).collect();
+    let stored = archive.store_all(&arrivals, station, now_unix_ms)?;
+    for ((product, _), stored) in verified.iter().zip(stored) {
+        match stored {
+            Stored::Inserted => outcome.stats.products_stored += 1,
+            Stored::Duplicate => outcome.stats.duplicates += 1,
+            Stored::Conflict => {
+                // acknowledged all the same: flight would send it again for ever, and the
+                // link budget with it; the newcomer is kept aside for the operator
+                outcome.stats.conflicts += 1;
+                tracing::error!(
+                    station,
+                    id = product.id,
+                    "a different product arrived under a stored id; the stored one is kept, the newcomer set aside among the conflicts"
+                );
+            }
+        }
+        outcome.safe.push(product.id);
+    }
+    Ok(outcome)
 }

@@ -27,6 +27,8 @@ const ARSN_BLOCK: u64 = 1024;
 /// Virtual channel of acknowledgements on the uplink.
 const ACK_VCID: u8 = 0;
 const READ_CHUNK: usize = 256 * 1024;
+/// How often a station's connection looks for products stored since its last read.
+const STORE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// What the service shows about one station connection.
 #[derive(Debug, Clone, Serialize)]
@@ -222,6 +224,23 @@ impl Service {
         self.stations.lock().unwrap_or_else(|e| e.into_inner()).insert(status.station.clone(), status);
     }
 
+    /// Sends the acknowledgement of `safe` (ids stored) up a station's socket.
+    async fn acknowledge(&self, socket: &mut TcpStream, station: &str, safe: &[u64], status: &mut StationStatus) {
+        if safe.is_empty() {
+            return;
+        }
+        match self.acknowledgement(safe) {
+            Ok(frames) => {
+                if let Err(e) = socket.write_all(&frames).await {
+                    tracing::warn!(%station, error = %e, "cannot send acknowledgements");
+                } else {
+                    status.acknowledgements_sent += safe.len() as u64;
+                }
+            }
+            Err(e) => tracing::error!(%station, error = %e, "cannot reserve uplink sequence numbers"),
+        }
+    }
+
     /// Serves one station until it disconnects.
     async fn station(self: Arc<Self>, mut socket: TcpStream, peer: SocketAddr) {
         let station = peer.to_string();
@@ -240,6 +259,21 @@ impl Service {
         loop {
             let read = tokio::select! {
                 read = socket.read(&mut buffer) => read,
+                // products stored after their bytes were read: acknowledge them without waiting for more
+                () = tokio::time::sleep(STORE_POLL), if ingest.in_flight() > 0 => {
+                    match ingest.poll() {
+                        Ok(safe) => {
+                            self.acknowledge(&mut socket, &station, &safe, &mut status).await;
+                            status.ingest = ingest.stats();
+                            self.update(status.clone());
+                        }
+                        Err(e) => {
+                            tracing::error!(%station, error = %e, "archive failure; closing the station's connection");
+                            break;
+                        }
+                    }
+                    continue;
+                }
                 frame = commands.recv() => {
                     match frame {
                         Ok(frame) => {
@@ -272,18 +306,7 @@ impl Service {
                     break;
                 }
             };
-            if !safe.is_empty() {
-                match self.acknowledgement(&safe) {
-                    Ok(frames) => {
-                        if let Err(e) = socket.write_all(&frames).await {
-                            tracing::warn!(%station, error = %e, "cannot send acknowledgements");
-                        } else {
-                            status.acknowledgements_sent += safe.len() as u64;
-                        }
-                    }
-                    Err(e) => tracing::error!(%station, error = %e, "cannot reserve uplink sequence numbers"),
-                }
-            }
+            self.acknowledge(&mut socket, &station, &safe, &mut status).await;
             status.link = ingest.link_stats();
             status.ingest = ingest.stats();
             if ended {

@@ -232,16 +232,29 @@ fn a_sled_archive_from_before_the_indexes_is_reindexed_from_its_products_when_op
     }
     {
         // as an archive of the first layout: no schema mark, no timeline or chip trees
-        let db = sled::open(dir.path()).expect("sled");
+        let db = reopened(|| sled::open(dir.path()));
         db.open_tree("meta").expect("meta").remove("schema").expect("remove");
         for tree in ["timeline", "chips"] {
             db.drop_tree(tree).expect("drop");
         }
         db.flush().expect("flush");
     }
-    let archive = SledArchive::open(dir.path()).expect("archive");
+    let archive = reopened(|| SledArchive::open(dir.path()));
     assert_eq!(archive.detection_count().expect("count"), 2);
     let query = TimelineQuery { kind: Kind::Event, from_ms: 0, to_ms: 10, limit: 10, newest_first: false };
     assert_eq!(archive.timeline(&query).expect("timeline").len(), 1);
     assert!(archive.chip(2, 1).expect("chip").is_some());
+}
+
+/// Opens again what this process just closed: sled's flusher thread lets go of the database's
+/// lock a moment after the last handle is dropped.
+fn reopened<T, E: std::fmt::Debug>(open: impl Fn() -> Result<T, E>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match open() {
+            Ok(opened) => return opened,
+            Err(e) if std::time::Instant::now() > deadline => panic!("cannot open again: {e:?}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
 }

@@ -1,12 +1,13 @@
 //! The frame error control field: CRC-16-CCITT (poly 0x1021, init 0xFFFF, no reflection, no final
 //! XOR), as CCSDS 132.0-B/732.0-B define it. `crc` calls it CRC-16/IBM-3740.
 
-use crc::{CRC_16_IBM_3740, Crc};
+use crc::{CRC_16_IBM_3740, Crc, Table};
 
 /// Bytes of the field.
 pub const FECF_BYTES: usize = 2;
 
-const CRC16: Crc<u16> = Crc::<u16>::new(&CRC_16_IBM_3740);
+/// Slice-by-16: every byte of the downlink passes through it.
+const CRC16: Crc<u16, Table<16>> = Crc::<u16, Table<16>>::new(&CRC_16_IBM_3740);
 
 /// CRC-16 of `bytes`.
 pub fn crc16(bytes: &[u8]) -> u16 {

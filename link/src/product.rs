@@ -8,7 +8,7 @@
 //! All integers big-endian. A receiver checks the CRC after decompression, so corruption anywhere
 //! between creation on board and the archive on the ground is caught.
 
-use crc::{CRC_32_ISO_HDLC, Crc};
+use crc::{CRC_32_ISO_HDLC, Crc, Table};
 use serde::{Deserialize, Serialize};
 
 use crate::packet::Apid;
@@ -21,7 +21,8 @@ pub const ENVELOPE_LEN: usize = 2 + 2 + 1 + 8 + 4;
 /// Largest decompressed product accepted: bounds memory whatever arrives.
 pub const MAX_CONTENT_LEN: usize = 64 << 20;
 const ZSTD_LEVEL: i32 = 3;
-const CRC32: Crc<u32> = Crc::<u32>::new(&CRC_32_ISO_HDLC);
+/// Slice-by-16: the same CRC, several times faster on the large image products.
+const CRC32: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISO_HDLC);
 
 /// What a product is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

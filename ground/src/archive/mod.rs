@@ -4,6 +4,7 @@
 //! embedded (the default) and PostgreSQL (one archive shared by a network of ground stations).
 
 mod postgres;
+mod segments;
 mod sled;
 
 use std::fmt::Debug;
@@ -196,8 +197,9 @@ pub trait Archive: Send + Sync + Debug {
 }
 
 /// CRC-32 of a whole envelope: what tells conflicting arrivals under one id apart.
-fn envelope_crc(bytes: &[u8]) -> u32 {
-    crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(bytes)
+pub(crate) fn envelope_crc(bytes: &[u8]) -> u32 {
+    const CRC32: crc::Crc<u32, crc::Table<16>> = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC);
+    CRC32.checksum(bytes)
 }
 
 /// Opens the archive `store` names: a `postgres://` URL, or a folder for `sled`.

@@ -6,6 +6,7 @@
 //! service's tokio runtime, so the client lives on a thread of its own and calls reach it through
 //! a channel.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::mpsc::{Sender, channel};
 
@@ -18,6 +19,8 @@ use super::{
     TimelineQuery, detection_records, record,
 };
 
+/// Tables in the order their locks are taken when storing (products, then what refers to them),
+/// so that a second process creating them while the first stores cannot deadlock.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS products (
     id BIGINT PRIMARY KEY,
@@ -28,6 +31,19 @@ CREATE TABLE IF NOT EXISTS products (
     station TEXT NOT NULL,
     received_unix_ms BIGINT NOT NULL,
     envelope BYTEA NOT NULL
+);
+-- envelopes are zstd already and images incompressible: out of line, not compressed again
+DO $$ BEGIN
+    IF (SELECT attstorage FROM pg_attribute WHERE attrelid = 'products'::regclass AND attname = 'envelope') <> 'e' THEN
+        ALTER TABLE products ALTER COLUMN envelope SET STORAGE EXTERNAL;
+    END IF;
+END $$;
+CREATE INDEX IF NOT EXISTS products_by_kind_time ON products (kind, created_ms, id);
+CREATE TABLE IF NOT EXISTS chips (
+    frame_id BIGINT NOT NULL,
+    detection_index INTEGER NOT NULL,
+    product_id BIGINT NOT NULL REFERENCES products (id),
+    PRIMARY KEY (frame_id, detection_index)
 );
 CREATE TABLE IF NOT EXISTS detections (
     product_id BIGINT NOT NULL REFERENCES products (id),
@@ -43,13 +59,6 @@ CREATE TABLE IF NOT EXISTS detections (
     PRIMARY KEY (product_id, idx)
 );
 CREATE INDEX IF NOT EXISTS detections_by_time ON detections (frame_time_ms, product_id, idx);
-CREATE INDEX IF NOT EXISTS products_by_kind_time ON products (kind, created_ms, id);
-CREATE TABLE IF NOT EXISTS chips (
-    frame_id BIGINT NOT NULL,
-    detection_index INTEGER NOT NULL,
-    product_id BIGINT NOT NULL REFERENCES products (id),
-    PRIMARY KEY (frame_id, detection_index)
-);
 CREATE TABLE IF NOT EXISTS uplink (id INTEGER PRIMARY KEY, next_arsn BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS conflicts (
     id BIGINT NOT NULL,
@@ -78,6 +87,131 @@ fn filter_params(query: &DetectionQuery) -> Vec<&(dyn ToSql + Sync)> {
 }
 
 const WHOLE_EARTH: [f64; 4] = [-180.0, -90.0, 180.0, 90.0];
+
+/// One product ready to store.
+struct Row {
+    record: ProductRecord,
+    detections: Vec<DetectionRecord>,
+    chip: Option<(i64, i32)>,
+    envelope: Vec<u8>,
+}
+
+/// Stores rows (in id order) in one transaction: products with `ON CONFLICT DO NOTHING`, then
+/// the chips and detections of those inserted, each as one statement over arrays.
+fn store_rows(client: &mut Client, rows: &[Row]) -> Result<Vec<Stored>, ArchiveError> {
+    let mut tx = client.transaction().map_err(storage)?;
+    let column = |f: &dyn Fn(&Row) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+    let ids = column(&|r| to_sql(r.record.id));
+    let kinds: Vec<i16> = rows.iter().map(|r| r.record.kind as i16).collect();
+    let envelopes: Vec<&[u8]> = rows.iter().map(|r| r.envelope.as_slice()).collect();
+    let (station, received) = match rows.first() {
+        Some(first) => (first.record.station.clone(), first.record.received_unix_ms),
+        None => return Ok(Vec::new()),
+    };
+    let inserted: HashSet<i64> = tx
+        .query(
+            "INSERT INTO products (id, kind, created_ms, content_crc, size, station, received_unix_ms, envelope)
+             SELECT id, kind, created_ms, content_crc, size, $6, $7, envelope
+             FROM UNNEST($1::BIGINT[], $2::SMALLINT[], $3::BIGINT[], $4::BIGINT[], $5::BIGINT[], $8::BYTEA[])
+                  AS t (id, kind, created_ms, content_crc, size, envelope)
+             ON CONFLICT (id) DO NOTHING RETURNING id",
+            &[
+                &ids,
+                &kinds,
+                &column(&|r| r.record.created_ms),
+                &column(&|r| i64::from(r.record.content_crc)),
+                &column(&|r| r.record.size as i64),
+                &station,
+                &received,
+                &envelopes,
+            ],
+        )
+        .map_err(storage)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+
+    // the first row of each inserted id is what was stored; every other row meets a stored twin
+    let mut first_seen = HashSet::new();
+    let is_new: Vec<bool> = ids.iter().map(|id| inserted.contains(id) && first_seen.insert(*id)).collect();
+    let others: Vec<i64> = ids.iter().zip(&is_new).filter(|(_, new)| !**new).map(|(id, _)| *id).collect();
+    let stored: std::collections::HashMap<i64, Vec<u8>> = if others.is_empty() {
+        Default::default()
+    } else {
+        tx.query("SELECT id, envelope FROM products WHERE id = ANY($1)", &[&others])
+            .map_err(storage)?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect()
+    };
+    let mut outcomes = Vec::with_capacity(rows.len());
+    for ((row, id), new) in rows.iter().zip(&ids).zip(&is_new) {
+        if *new {
+            outcomes.push(Stored::Inserted);
+        } else if stored.get(id) == Some(&row.envelope) {
+            outcomes.push(Stored::Duplicate);
+        } else {
+            tx.execute(
+                "INSERT INTO conflicts VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[
+                    id,
+                    &i64::from(super::envelope_crc(&row.envelope)),
+                    &row.envelope,
+                    &row.record.station,
+                    &row.record.received_unix_ms,
+                ],
+            )
+            .map_err(storage)?;
+            outcomes.push(Stored::Conflict);
+        }
+    }
+
+    let new_rows = || rows.iter().zip(&is_new).filter(|(_, new)| **new).map(|(row, _)| row);
+    let chips: Vec<(i64, i32, i64)> =
+        new_rows().filter_map(|r| r.chip.map(|(frame, index)| (frame, index, to_sql(r.record.id)))).collect();
+    if !chips.is_empty() {
+        tx.execute(
+            "INSERT INTO chips SELECT * FROM UNNEST($1::BIGINT[], $2::INTEGER[], $3::BIGINT[]) ON CONFLICT DO NOTHING",
+            &[
+                &chips.iter().map(|c| c.0).collect::<Vec<_>>(),
+                &chips.iter().map(|c| c.1).collect::<Vec<_>>(),
+                &chips.iter().map(|c| c.2).collect::<Vec<_>>(),
+            ],
+        )
+        .map_err(storage)?;
+    }
+    let detections: Vec<&DetectionRecord> = new_rows().flat_map(|r| &r.detections).collect();
+    if !detections.is_empty() {
+        let ints = |f: &dyn Fn(&DetectionRecord) -> i64| detections.iter().map(|d| f(d)).collect::<Vec<i64>>();
+        let reals = |f: &dyn Fn(&DetectionRecord) -> f32| detections.iter().map(|d| f(d)).collect::<Vec<f32>>();
+        let doubles = |f: &dyn Fn(&DetectionRecord) -> f64| detections.iter().map(|d| f(d)).collect::<Vec<f64>>();
+        let texts =
+            |f: &dyn Fn(&DetectionRecord) -> &str| detections.iter().map(|d| f(d).to_owned()).collect::<Vec<String>>();
+        tx.execute(
+            "INSERT INTO detections SELECT * FROM UNNEST($1::BIGINT[], $2::INTEGER[], $3::BIGINT[], $4::BIGINT[],
+                 $5::TEXT[], $6::TEXT[], $7::REAL[], $8::REAL[], $9::REAL[], $10::REAL[], $11::REAL[],
+                 $12::DOUBLE PRECISION[], $13::DOUBLE PRECISION[])",
+            &[
+                &ints(&|d| to_sql(d.product_id)),
+                &detections.iter().map(|d| d.index as i32).collect::<Vec<i32>>(),
+                &ints(&|d| to_sql(d.frame_id)),
+                &ints(&|d| d.frame_time_ms),
+                &texts(&|d| &d.model),
+                &texts(&|d| &d.class_name),
+                &reals(&|d| d.score),
+                &reals(&|d| d.pixel_box[0]),
+                &reals(&|d| d.pixel_box[1]),
+                &reals(&|d| d.pixel_box[2]),
+                &reals(&|d| d.pixel_box[3]),
+                &doubles(&|d| d.latitude),
+                &doubles(&|d| d.longitude),
+            ],
+        )
+        .map_err(storage)?;
+    }
+    tx.commit().map_err(storage)?;
+    Ok(outcomes)
+}
 
 type Job = Box<dyn FnOnce(&mut Client) + Send>;
 
@@ -181,96 +315,34 @@ impl Archive for PostgresArchive {
         station: &str,
         received_unix_ms: i64,
     ) -> Result<Vec<Stored>, ArchiveError> {
-        let batch = arrivals
+        // in id order: two processes storing overlapping batches take their row locks in the
+        // same order, so neither waits on the other in a cycle
+        let mut order: Vec<usize> = (0..arrivals.len()).collect();
+        order.sort_by_key(|&i| arrivals[i].0.id);
+        let rows = order
             .iter()
-            .map(|&(product, bytes)| {
+            .map(|&i| {
+                let (product, bytes) = arrivals[i];
                 let chip = match &product.body {
                     Body::Chip(chip) => Some((to_sql(chip.frame_id), chip.detection_index as i32)),
                     _ => None,
                 };
-                Ok((
-                    record(product, bytes, station, received_unix_ms)?,
-                    detection_records(product),
+                Ok(Row {
+                    record: record(product, bytes, station, received_unix_ms)?,
+                    detections: detection_records(product),
                     chip,
-                    bytes.to_vec(),
-                ))
+                    envelope: bytes.to_vec(),
+                })
             })
             .collect::<Result<Vec<_>, ArchiveError>>()?;
-        // one transaction for the batch: one commit (one WAL flush) makes it all durable
-        self.call(move |client| {
-            let mut tx = client.transaction().map_err(storage)?;
-            let mut outcomes = Vec::with_capacity(batch.len());
-            for (record, detections, chip, bytes) in &batch {
-                let inserted = tx
-                    .query(
-                        "INSERT INTO products (id, kind, created_ms, content_crc, size, station, received_unix_ms, envelope)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING id",
-                        &[
-                            &to_sql(record.id),
-                            &(record.kind as i16),
-                            &record.created_ms,
-                            &i64::from(record.content_crc),
-                            &(record.size as i64),
-                            &record.station,
-                            &record.received_unix_ms,
-                            bytes,
-                        ],
-                    )
-                    .map_err(storage)?;
-                if inserted.is_empty() {
-                    let row = tx.query_one("SELECT envelope FROM products WHERE id = $1", &[&to_sql(record.id)]).map_err(storage)?;
-                    let existing: Vec<u8> = row.get(0);
-                    if &existing == bytes {
-                        outcomes.push(Stored::Duplicate);
-                    } else {
-                        tx.execute(
-                            "INSERT INTO conflicts VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                            &[
-                                &to_sql(record.id),
-                                &i64::from(super::envelope_crc(bytes)),
-                                bytes,
-                                &record.station,
-                                &record.received_unix_ms,
-                            ],
-                        )
-                        .map_err(storage)?;
-                        outcomes.push(Stored::Conflict);
-                    }
-                    continue;
-                }
-                if let Some((frame_id, index)) = chip {
-                    tx.execute(
-                        "INSERT INTO chips VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                        &[frame_id, index, &to_sql(record.id)],
-                    )
-                    .map_err(storage)?;
-                }
-                for d in detections {
-                    tx.execute(
-                        "INSERT INTO detections VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                        &[
-                            &to_sql(d.product_id),
-                            &(d.index as i32),
-                            &to_sql(d.frame_id),
-                            &d.frame_time_ms,
-                            &d.model,
-                            &d.class_name,
-                            &d.score,
-                            &d.pixel_box[0],
-                            &d.pixel_box[1],
-                            &d.pixel_box[2],
-                            &d.pixel_box[3],
-                            &d.latitude,
-                            &d.longitude,
-                        ],
-                    )
-                    .map_err(storage)?;
-                }
-                outcomes.push(Stored::Inserted);
-            }
-            tx.commit().map_err(storage)?;
-            Ok(outcomes)
-        })
+        // one transaction and a few statements for the batch, whatever its size: one commit (one
+        // WAL flush) makes it all durable
+        let sorted = self.call(move |client| store_rows(client, &rows))?;
+        let mut outcomes = vec![Stored::Duplicate; arrivals.len()];
+        for (&i, outcome) in order.iter().zip(sorted) {
+            outcomes[i] = outcome;
+        }
+        Ok(outcomes)
     }
 
     fn product_count(&self) -> Result<u64, ArchiveError> {

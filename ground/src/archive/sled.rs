@@ -1,7 +1,9 @@
 //! The embedded archive on `sled`: one transaction per product over its envelope, its record and
-//! its detections (indexed by frame time), keyed by the product's stable id.
+//! its detections (indexed by frame time), keyed by the product's stable id. Envelopes of
+//! `SEGMENT_FROM` bytes or more (images) lie in append-only segment files, the tree naming where.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use kestrel_link::product::{Body, Product};
 use serde::Serialize;
@@ -11,13 +13,16 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::{
     Archive, ArchiveError, AuditEntry, DetectionCell, DetectionQuery, DetectionRecord, ProductRecord, Stored,
-    TimelineQuery, cells_of, detection_records, record,
+    TimelineQuery, cells_of, detection_records, envelope_crc, record,
 };
+use crate::archive::segments::{Segments, Span};
 
 /// Version of the derived trees' layout (`detections`, `timeline`, `chips`); an archive written
 /// with another is re-indexed from its products when opened.
 const SCHEMA_VERSION: u32 = 2;
 const SCHEMA_KEY: &[u8] = b"schema";
+/// Envelopes this large or larger go to the segment files.
+const SEGMENT_FROM: usize = 8 << 10;
 
 #[derive(Debug, Clone)]
 pub struct SledArchive {
@@ -33,6 +38,7 @@ pub struct SledArchive {
     timeline: sled::Tree,
     /// Chip product ids keyed by frame id and detection index.
     chips: sled::Tree,
+    segments: Arc<Segments>,
 }
 
 /// What a product adds to the derived trees.
@@ -103,8 +109,13 @@ impl SledArchive {
     pub fn open(path: &Path) -> Result<Self, ArchiveError> {
         let open_error =
             |e: sled::Error| ArchiveError::Open { location: path.display().to_string(), message: e.to_string() };
-        let db = sled::open(path).map_err(open_error)?;
+        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open().map_err(open_error)?;
+        let segments = Segments::open(&path.join("segments")).map_err(|e| ArchiveError::Open {
+            location: path.join("segments").display().to_string(),
+            message: e.to_string(),
+        })?;
         let archive = Self {
+            segments: Arc::new(segments),
             products: db.open_tree("products").map_err(open_error)?,
             records: db.open_tree("records").map_err(open_error)?,
             detections: db.open_tree("detections").map_err(open_error)?,
@@ -132,7 +143,8 @@ impl SledArchive {
             tree.clear().map_err(storage)?;
         }
         for entry in self.products.iter() {
-            let (key, bytes) = entry.map_err(storage)?;
+            let (key, value) = entry.map_err(storage)?;
+            let bytes = self.envelope(&value)?;
             let product = Product::decode(&bytes)
                 .map_err(|e| ArchiveError::Corrupt { key: format!("{key:02x?}"), message: e.to_string() })?;
             let entries = IndexEntries::of(&product);
@@ -162,45 +174,62 @@ impl SledArchive {
             .filter(|found| found.as_ref().map_or(true, |d| query.admits(d)))
     }
 
-    /// One product in one transaction (not yet flushed).
-    fn insert(
+    /// The envelope a `products` value holds or names.
+    fn envelope(&self, value: &[u8]) -> Result<Vec<u8>, ArchiveError> {
+        match Span::from_value(value) {
+            Some(span) => self.segments.read(span, envelope_crc).map_err(|e| ArchiveError::Storage(e.to_string())),
+            None => Ok(value.to_vec()),
+        }
+    }
+
+    /// Whether a `products` value holds or names exactly `bytes` (whose CRC-32 is `crc`).
+    fn holds(&self, value: &[u8], bytes: &[u8], crc: u32) -> Result<bool, ArchiveError> {
+        match Span::from_value(value) {
+            Some(span) if span.len() != bytes.len() || span.crc() != crc => Ok(false),
+            Some(_) => Ok(self.envelope(value)? == bytes),
+            None => Ok(value == bytes),
+        }
+    }
+
+    /// What storing one product writes, made ready outside the transaction (a new large
+    /// envelope is appended to a segment here; a copy of a stored one never is).
+    fn prepare(
         &self,
         product: &Product,
         bytes: &[u8],
         station: &str,
         received_unix_ms: i64,
-    ) -> Result<Stored, ArchiveError> {
+    ) -> Result<Prepared, ArchiveError> {
         let key = product.id.to_be_bytes();
-        let record_bytes = encode(&record(product, bytes, station, received_unix_ms)?);
-        let entries = IndexEntries::of(product);
-        let crc = super::envelope_crc(bytes);
+        let crc = envelope_crc(bytes);
+        let new_large = bytes.len() >= SEGMENT_FROM && !self.products.contains_key(key).map_err(storage)?;
+        let value = if new_large {
+            self.segments.append(bytes, crc).map_err(|e| ArchiveError::Storage(e.to_string()))?.to_value()
+        } else {
+            bytes.to_vec()
+        };
         let mut conflict_key = key.to_vec();
         conflict_key.extend(crc.to_be_bytes());
-        let trees = (&self.products, &self.records, &self.detections, &self.conflicts, &self.timeline, &self.chips);
-        let outcome = trees.transaction(|(products, records, index, conflicts, timeline, chips)| {
-            if let Some(existing) = products.get(key)? {
-                if existing.as_ref() == bytes {
-                    return Ok(Stored::Duplicate);
-                }
-                conflicts.insert(conflict_key.as_slice(), bytes)?;
-                return Ok(Stored::Conflict);
-            }
-            products.insert(&key, bytes)?;
-            records.insert(&key, record_bytes.as_slice())?;
-            for (k, v) in &entries.detections {
-                index.insert(k, v.as_slice())?;
-            }
-            timeline.insert(&entries.timeline, &[])?;
-            if let Some(k) = &entries.chip {
-                chips.insert(k, &key)?;
-            }
-            Ok::<_, ConflictableTransactionError<()>>(Stored::Inserted)
-        });
-        outcome.map_err(|e| match e {
-            TransactionError::Storage(e) => storage(e),
-            TransactionError::Abort(()) => ArchiveError::Storage("transaction aborted".into()),
+        Ok(Prepared {
+            key,
+            crc,
+            value,
+            conflict_key,
+            record: encode(&record(product, bytes, station, received_unix_ms)?),
+            entries: IndexEntries::of(product),
         })
     }
+}
+
+/// One product's writes, ready for the batch's transaction.
+struct Prepared {
+    key: [u8; 8],
+    crc: u32,
+    /// The envelope, or the span of the segment that holds it.
+    value: Vec<u8>,
+    conflict_key: Vec<u8>,
+    record: Vec<u8>,
+    entries: IndexEntries,
 }
 
 impl Archive for SledArchive {
@@ -210,12 +239,46 @@ impl Archive for SledArchive {
         station: &str,
         received_unix_ms: i64,
     ) -> Result<Vec<Stored>, ArchiveError> {
-        let mut outcomes = Vec::with_capacity(arrivals.len());
-        for &(product, bytes) in arrivals {
-            outcomes.push(self.insert(product, bytes, station, received_unix_ms)?);
-        }
-        // one flush makes the whole batch durable
+        let prepared = arrivals
+            .iter()
+            .map(|&(product, bytes)| self.prepare(product, bytes, station, received_unix_ms))
+            .collect::<Result<Vec<_>, _>>()?;
+        // one transaction for the batch: sled's cost is per transaction far more than per write
+        let trees = (&self.products, &self.records, &self.detections, &self.conflicts, &self.timeline, &self.chips);
+        let outcomes = trees
+            .transaction(|(products, records, index, conflicts, timeline, chips)| {
+                let mut outcomes = Vec::with_capacity(prepared.len());
+                for (p, &(_, bytes)) in prepared.iter().zip(arrivals) {
+                    if let Some(existing) = products.get(p.key)? {
+                        if self.holds(&existing, bytes, p.crc).map_err(ConflictableTransactionError::Abort)? {
+                            outcomes.push(Stored::Duplicate);
+                        } else {
+                            conflicts.insert(p.conflict_key.as_slice(), bytes)?;
+                            outcomes.push(Stored::Conflict);
+                        }
+                        continue;
+                    }
+                    products.insert(&p.key, p.value.as_slice())?;
+                    records.insert(&p.key, p.record.as_slice())?;
+                    for (k, v) in &p.entries.detections {
+                        index.insert(k, v.as_slice())?;
+                    }
+                    timeline.insert(&p.entries.timeline, &[])?;
+                    if let Some(k) = &p.entries.chip {
+                        chips.insert(k, &p.key)?;
+                    }
+                    outcomes.push(Stored::Inserted);
+                }
+                Ok(outcomes)
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => storage(e),
+                TransactionError::Abort(e) => e,
+            })?;
+        // one sync and one flush make the whole batch durable: segments first, so that what the
+        // database names is on disk before the name is
         if outcomes.iter().any(|o| matches!(o, Stored::Inserted | Stored::Conflict)) {
+            self.segments.sync().map_err(|e| ArchiveError::Storage(e.to_string()))?;
             self.db.flush().map_err(storage)?;
         }
         Ok(outcomes)
@@ -230,7 +293,7 @@ impl Archive for SledArchive {
     }
 
     fn product_bytes(&self, id: u64) -> Result<Option<Vec<u8>>, ArchiveError> {
-        Ok(self.products.get(id.to_be_bytes()).map_err(storage)?.map(|v| v.to_vec()))
+        self.products.get(id.to_be_bytes()).map_err(storage)?.map(|value| self.envelope(&value)).transpose()
     }
 
     fn records(&self, after: Option<u64>, limit: usize) -> Result<Vec<ProductRecord>, ArchiveError> {
@@ -273,7 +336,13 @@ impl Archive for SledArchive {
 
     fn chip(&self, frame_id: u64, index: u32) -> Result<Option<Vec<u8>>, ArchiveError> {
         match self.chips.get(chip_key(frame_id, index)).map_err(storage)? {
-            Some(id) => self.products.get(&id).map(|bytes| bytes.map(|b| b.to_vec())).map_err(storage),
+            Some(id) => match id.as_ref().try_into() {
+                Ok(id) => self.product_bytes(u64::from_be_bytes(id)),
+                Err(_) => Err(ArchiveError::Corrupt {
+                    key: format!("chip {frame_id}/{index}"),
+                    message: "not a product id".into(),
+                }),
+            },
             None => Ok(None),
         }
     }
