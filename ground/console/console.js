@@ -382,7 +382,7 @@ function setUpGallery() {
   $("gallery-newer").addEventListener("click", () => { gallery.page = Math.max(0, gallery.page - 1); loadGallery().catch((e) => setStatus(e.message)); });
   $("gallery-older").addEventListener("click", () => { gallery.page += 1; loadGallery().catch((e) => setStatus(e.message)); });
   $("chip-show").addEventListener("click", () => {
-    if (chipShown) zoomTo(chipShown.longitude, chipShown.latitude, 20000);
+    if (chipShown) zoomTo(chipShown.longitude, chipShown.latitude, 8000);
   });
 }
 
@@ -451,8 +451,8 @@ function linePlot(container, id, title, series, unit) {
   });
   legend.innerHTML = series
     .map((s, i) => {
-      const last = s.points.length ? s.points[s.points.length - 1][1] : NaN;
-      return `<span style="color:${PALETTE[i % PALETTE.length]}">${escapeHtml(s.name)} ${fixed(last, 2)}${unit}</span>`;
+      const last = s.points.length ? `${fixed(s.points[s.points.length - 1][1], 2)}${unit}` : "–";
+      return `<span style="color:${PALETTE[i % PALETTE.length]}">${escapeHtml(s.name)} ${last}</span>`;
     })
     .join("");
 }

@@ -44,10 +44,10 @@ struct BatchOutcome {
     stats: IngestStats,
 }
 
-/// Batches handed to the storing thread and not yet back: while it verifies and stores one,
-/// the station's thread decodes the next (two stages, two cores); bounded, so a slow archive
-/// slows the reading of the socket rather than filling memory.
-const BATCHES_IN_FLIGHT: usize = 2;
+/// Batches handed to the storing thread and not yet taken: while it stores, the station's thread
+/// decodes and verifies the next (two stages, two cores); bounded, so a slow archive slows the
+/// reading of the socket rather than filling memory.
+const BATCHES_QUEUED: usize = 8;
 
 /// A station's decoder and reassembler, and the thread that verifies and stores what they give
 /// into the shared archive.
@@ -59,7 +59,8 @@ pub struct StationIngest {
     stats: IngestStats,
     packets: Vec<Vec<u8>>,
     to_store: Option<SyncSender<(Verified, i64)>>,
-    outcomes: Receiver<Result<BatchOutcome, ArchiveError>>,
+    /// Per store: how many batches it took, and what came of them.
+    outcomes: Receiver<(usize, Result<BatchOutcome, ArchiveError>)>,
     storer: Option<JoinHandle<()>>,
     in_flight: usize,
 }
@@ -67,14 +68,21 @@ pub struct StationIngest {
 impl StationIngest {
     pub fn new(station: impl Into<String>, profile: LinkProfile, archive: Arc<dyn Archive>) -> Self {
         let station = station.into();
-        let (to_store, batches) = sync_channel::<(Verified, i64)>(BATCHES_IN_FLIGHT);
+        let (to_store, batches) = sync_channel::<(Verified, i64)>(BATCHES_QUEUED);
         let (done, outcomes) = channel();
         let name = station.clone();
         let storer = std::thread::Builder::new()
             .name("ingest-store".into())
             .spawn(move || {
-                for (verified, now_unix_ms) in batches {
-                    if done.send(store(&name, archive.as_ref(), verified, now_unix_ms)).is_err() {
+                while let Ok((mut verified, mut now_unix_ms)) = batches.recv() {
+                    // group commit: what queued while the last store ran goes in one transaction
+                    let mut merged = 1;
+                    while let Ok((more, later)) = batches.try_recv() {
+                        verified.extend(more);
+                        now_unix_ms = later;
+                        merged += 1;
+                    }
+                    if done.send((merged, store(&name, archive.as_ref(), verified, now_unix_ms))).is_err() {
                         break;
                     }
                 }
@@ -177,7 +185,8 @@ impl StationIngest {
                     Err(_) => break,
                 }
             };
-            self.in_flight -= 1;
+            let (batches, outcome) = outcome;
+            self.in_flight -= batches;
             let outcome = outcome?;
             safe.extend(outcome.safe);
             let (s, o) = (&mut self.stats, outcome.stats);

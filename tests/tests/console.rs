@@ -107,6 +107,8 @@ fn mission_products() -> Vec<Product> {
             ("queue_depth".to_owned(), (i % 40) as f64),
             ("spool_waiting".to_owned(), 0.0),
             ("mode".to_owned(), 1.0),
+            ("frames".to_owned(), (i * 6) as f64),
+            ("detections".to_owned(), (i * 600) as f64),
         ];
         products.push(Product {
             id: id(),

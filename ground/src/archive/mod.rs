@@ -121,30 +121,35 @@ pub struct TimelineQuery {
     pub newest_first: bool,
 }
 
-/// Sums detections into cells of `cell_deg` degrees (for backends without a grouping query).
-fn cells_of<'a>(detections: impl Iterator<Item = &'a DetectionRecord>, cell_deg: f64) -> Vec<DetectionCell> {
+impl DetectionQuery {
+    /// Whether a detection passes the class and box filters (the time window is the backend's).
+    pub fn admits(&self, d: &DetectionRecord) -> bool {
+        self.class.as_ref().is_none_or(|c| c == &d.class_name) && self.admits_position(d.latitude, d.longitude)
+    }
+
+    /// Whether a position passes the box filter.
+    pub fn admits_position(&self, latitude: f64, longitude: f64) -> bool {
+        self.bbox.is_none_or(|[west, south, east, north]| {
+            (south..=north).contains(&latitude) && (west..=east).contains(&longitude)
+        })
+    }
+}
+
+/// Sums positions (latitude, longitude) into cells of `cell_deg` degrees (for backends without a
+/// grouping query).
+fn cells_of(positions: impl Iterator<Item = (f64, f64)>, cell_deg: f64) -> Vec<DetectionCell> {
     let mut cells: std::collections::BTreeMap<(i64, i64), (f64, f64, u64)> = std::collections::BTreeMap::new();
-    for d in detections {
-        let key = ((d.latitude / cell_deg).floor() as i64, (d.longitude / cell_deg).floor() as i64);
+    for (latitude, longitude) in positions {
+        let key = ((latitude / cell_deg).floor() as i64, (longitude / cell_deg).floor() as i64);
         let cell = cells.entry(key).or_default();
-        cell.0 += d.latitude;
-        cell.1 += d.longitude;
+        cell.0 += latitude;
+        cell.1 += longitude;
         cell.2 += 1;
     }
     cells
         .into_values()
         .map(|(lat, lon, count)| DetectionCell { latitude: lat / count as f64, longitude: lon / count as f64, count })
         .collect()
-}
-
-impl DetectionQuery {
-    /// Whether a detection passes the class and box filters (the time window is the backend's).
-    pub fn admits(&self, d: &DetectionRecord) -> bool {
-        self.class.as_ref().is_none_or(|c| c == &d.class_name)
-            && self.bbox.is_none_or(|[west, south, east, north]| {
-                (south..=north).contains(&d.latitude) && (west..=east).contains(&d.longitude)
-            })
-    }
 }
 
 /// The archive, whichever the backend.

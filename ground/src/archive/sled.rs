@@ -19,7 +19,7 @@ use crate::archive::segments::{Segments, Span};
 
 /// Version of the derived trees' layout (`detections`, `timeline`, `chips`); an archive written
 /// with another is re-indexed from its products when opened.
-const SCHEMA_VERSION: u32 = 2;
+const SCHEMA_VERSION: u32 = 3;
 const SCHEMA_KEY: &[u8] = b"schema";
 /// Envelopes this large or larger go to the segment files.
 const SEGMENT_FROM: usize = 8 << 10;
@@ -43,17 +43,14 @@ pub struct SledArchive {
 
 /// What a product adds to the derived trees.
 struct IndexEntries {
-    detections: Vec<([u8; 20], Vec<u8>)>,
+    detections: Vec<([u8; DETECTION_KEY_LEN], Vec<u8>)>,
     timeline: [u8; 17],
     chip: Option<[u8; 12]>,
 }
 
 impl IndexEntries {
     fn of(product: &Product) -> Self {
-        let detections = detection_records(product)
-            .iter()
-            .map(|d| (detection_key(d.frame_time_ms, product.id, d.index), encode(d)))
-            .collect();
+        let detections = detection_records(product).iter().map(|d| (detection_entry_key(d), encode(d))).collect();
         let chip = match &product.body {
             Body::Chip(chip) => Some(chip_key(chip.frame_id, chip.detection_index)),
             _ => None,
@@ -89,6 +86,25 @@ fn detection_key(time_ms: i64, product_id: u64, index: u32) -> [u8; 20] {
     key[8..16].copy_from_slice(&product_id.to_be_bytes());
     key[16..].copy_from_slice(&index.to_be_bytes());
     key
+}
+
+/// A detection's key: the 20 bytes that order it, then its latitude and longitude (f64 BE), so a
+/// box filter or a grid count reads the key alone and decodes no record.
+const DETECTION_KEY_LEN: usize = 36;
+
+fn detection_entry_key(d: &DetectionRecord) -> [u8; DETECTION_KEY_LEN] {
+    let mut key = [0u8; DETECTION_KEY_LEN];
+    key[..20].copy_from_slice(&detection_key(d.frame_time_ms, d.product_id, d.index));
+    key[20..28].copy_from_slice(&d.latitude.to_be_bytes());
+    key[28..].copy_from_slice(&d.longitude.to_be_bytes());
+    key
+}
+
+/// The latitude and longitude a detection key carries.
+fn key_position(key: &[u8]) -> Option<(f64, f64)> {
+    let latitude = f64::from_be_bytes(key.get(20..28)?.try_into().ok()?);
+    let longitude = f64::from_be_bytes(key.get(28..36)?.try_into().ok()?);
+    Some((latitude, longitude))
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -163,13 +179,24 @@ impl SledArchive {
 }
 
 impl SledArchive {
+    /// The keys of the detections in `query`'s time window whose position passes its box.
+    fn in_window_and_box<'a>(
+        &'a self,
+        query: &'a DetectionQuery,
+    ) -> impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + 'a {
+        self.detections.range(detection_key(query.from_ms, 0, 0)..detection_key(query.to_ms, 0, 0)).filter(|entry| {
+            entry
+                .as_ref()
+                .map_or(true, |(key, _)| key_position(key).is_none_or(|(lat, lon)| query.admits_position(lat, lon)))
+        })
+    }
+
     /// The detections that pass `query`'s filters, in frame-time order.
     fn matching<'a>(
         &'a self,
         query: &'a DetectionQuery,
     ) -> impl Iterator<Item = Result<DetectionRecord, ArchiveError>> + 'a {
-        self.detections
-            .range(detection_key(query.from_ms, 0, 0)..detection_key(query.to_ms, 0, 0))
+        self.in_window_and_box(query)
             .map(|entry| entry.map_err(storage).and_then(|(key, value)| decode::<DetectionRecord>(&key, &value)))
             .filter(|found| found.as_ref().map_or(true, |d| query.admits(d)))
     }
@@ -261,7 +288,7 @@ impl Archive for SledArchive {
                     products.insert(&p.key, p.value.as_slice())?;
                     records.insert(&p.key, p.record.as_slice())?;
                     for (k, v) in &p.entries.detections {
-                        index.insert(k, v.as_slice())?;
+                        index.insert(&k[..], v.as_slice())?;
                     }
                     timeline.insert(&p.entries.timeline, &[])?;
                     if let Some(k) = &p.entries.chip {
@@ -314,8 +341,21 @@ impl Archive for SledArchive {
     }
 
     fn detection_cells(&self, query: &DetectionQuery, cell_deg: f64) -> Result<Vec<DetectionCell>, ArchiveError> {
-        let all: Vec<DetectionRecord> = self.matching(query).collect::<Result<_, _>>()?;
-        Ok(cells_of(all.iter(), cell_deg))
+        let positions: Vec<(f64, f64)> = if query.class.is_none() {
+            // the keys say all a count needs
+            self.in_window_and_box(query)
+                .map(|entry| {
+                    let (key, _) = entry.map_err(storage)?;
+                    key_position(&key).ok_or_else(|| ArchiveError::Corrupt {
+                        key: format!("{key:02x?}"),
+                        message: "a detection key without its position".into(),
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            self.matching(query).map(|d| d.map(|d| (d.latitude, d.longitude))).collect::<Result<_, _>>()?
+        };
+        Ok(cells_of(positions.into_iter(), cell_deg))
     }
 
     fn timeline(&self, query: &TimelineQuery) -> Result<Vec<Vec<u8>>, ArchiveError> {
