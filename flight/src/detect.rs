@@ -224,13 +224,10 @@ impl Detector {
         ranges: &[(f32, f32)],
         window: crate::tile::Window,
     ) -> Result<Vec<Candidate>, DetectError> {
+        let (tensor, scale) = raster.tile_tensor(window, &self.spec.bands, ranges, self.spec.input_size);
+        let (shape, data) = self.run(tensor)?;
         let spec = &self.spec;
-        let run_error = |message: String| DetectError::Run { model: spec.name.clone(), message };
-        let (tensor, scale) = raster.tile_tensor(window, &spec.bands, ranges, spec.input_size);
-        let input = ort::value::Tensor::from_array(tensor).map_err(|e| run_error(e.to_string()))?;
-        let outputs = self.session.run(ort::inputs![input]).map_err(|e| run_error(e.to_string()))?;
-        let (shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(|e| run_error(e.to_string()))?;
-        let found = decode(data, shape, spec.classes.len(), spec.min_score)
+        let found = decode(&data, &shape, spec.classes.len(), spec.min_score)
             .map_err(|source| DetectError::Layout { model: spec.name.clone(), source })?;
         let (x0, y0) = (window.x as f32, window.y as f32);
         let (x1, y1) = (x0 + window.width as f32, y0 + window.height as f32);
@@ -254,17 +251,21 @@ impl Detector {
     /// then, it shows whether the weights in ONNX Runtime's memory are still the ones loaded
     /// (an upset there changes it; the same weights give the same numbers).
     pub fn canary(&mut self) -> Result<Vec<f32>, DetectError> {
-        let spec = &self.spec;
-        let run_error = |message: String| DetectError::Run { model: spec.name.clone(), message };
-        let side = spec.input_size as usize;
+        let side = self.spec.input_size as usize;
         // a fixed pattern with structure at every scale, so that every filter sees something
-        let tensor = ndarray::Array4::from_shape_fn((1, spec.bands.len(), side, side), |(_, c, y, x)| {
+        let tensor = ndarray::Array4::from_shape_fn((1, self.spec.bands.len(), side, side), |(_, c, y, x)| {
             (((x * 7 + y * 13 + c * 29) % 97) as f32 / 97.0 + ((x / 8 + y / 8) % 2) as f32) / 2.0
         });
+        Ok(self.run(tensor)?.1)
+    }
+
+    /// The model's raw output (shape, values) for one input tensor `[1, bands, size, size]`.
+    pub fn run(&mut self, tensor: ndarray::Array4<f32>) -> Result<(Vec<i64>, Vec<f32>), DetectError> {
+        let run_error = |message: String| DetectError::Run { model: self.spec.name.clone(), message };
         let input = ort::value::Tensor::from_array(tensor).map_err(|e| run_error(e.to_string()))?;
         let outputs = self.session.run(ort::inputs![input]).map_err(|e| run_error(e.to_string()))?;
-        let (_, data) = outputs[0].try_extract_tensor::<f32>().map_err(|e| run_error(e.to_string()))?;
-        Ok(data.to_vec())
+        let (shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(|e| run_error(e.to_string()))?;
+        Ok((shape.to_vec(), data.to_vec()))
     }
 
     /// Merges the tiles' candidates (what straddles tiles once) and places them on the Earth.

@@ -209,18 +209,41 @@ impl Raster {
     /// aspect, padded with 0.5). Returns the tensor and the scale from tile pixels to input pixels.
     pub fn tile_tensor(&self, window: Window, bands: &[usize], ranges: &[(f32, f32)], size: u32) -> (Array4<f32>, f32) {
         let scale = size as f32 / window.width.max(window.height) as f32;
-        let mut tensor = Array4::<f32>::from_elem((1, bands.len(), size as usize, size as usize), 0.5);
-        let (out_w, out_h) =
-            ((window.width as f32 * scale).round() as usize, (window.height as f32 * scale).round() as usize);
-        for oy in 0..out_h.min(size as usize) {
-            let y = window.y + ((oy as f32 + 0.5) / scale) as u32;
-            let y = y.min(window.y + window.height - 1);
-            for ox in 0..out_w.min(size as usize) {
+        let side = size as usize;
+        let mut tensor = Array4::<f32>::from_elem((1, bands.len(), side, side), 0.5);
+        let (out_w, out_h) = (
+            ((window.width as f32 * scale).round() as usize).min(side),
+            ((window.height as f32 * scale).round() as usize).min(side),
+        );
+        // the source column of each output column, as a sample offset within a row
+        let columns: Vec<usize> = (0..out_w)
+            .map(|ox| {
                 let x = (window.x + ((ox as f32 + 0.5) / scale) as u32).min(window.x + window.width - 1);
-                let base = ((y as usize) * (self.width as usize) + x as usize) * self.bands;
-                for (c, (&band, &(low, high))) in bands.iter().zip(ranges).enumerate() {
-                    let value = f32::from(self.sample(base + band));
-                    tensor[[0, c, oy, ox]] = ((value - low) / (high - low).max(f32::EPSILON)).clamp(0.0, 1.0);
+                x as usize * self.bands
+            })
+            .collect();
+        let scaling: Vec<(f32, f32)> =
+            ranges.iter().map(|&(low, high)| (low, 1.0 / (high - low).max(f32::EPSILON))).collect();
+        // a fresh standard-layout array: its slice is there
+        let Some(out) = tensor.as_slice_mut() else { return (tensor, scale) };
+        let plane = side * side;
+        for oy in 0..out_h {
+            let y = (window.y + ((oy as f32 + 0.5) / scale) as u32).min(window.y + window.height - 1);
+            let row = y as usize * self.width as usize * self.bands;
+            for (c, (&band, &(low, inverse))) in bands.iter().zip(&scaling).enumerate() {
+                let target = &mut out[c * plane + oy * side..c * plane + oy * side + out_w];
+                let normalise = |value: u16| ((f32::from(value) - low) * inverse).clamp(0.0, 1.0);
+                match &self.samples {
+                    Samples::U8(v) => {
+                        for (t, &x) in target.iter_mut().zip(&columns) {
+                            *t = normalise(u16::from(v[row + x + band]));
+                        }
+                    }
+                    Samples::U16(v) => {
+                        for (t, &x) in target.iter_mut().zip(&columns) {
+                            *t = normalise(v[row + x + band]);
+                        }
+                    }
                 }
             }
         }

@@ -1,0 +1,119 @@
+//! Detection speed on the CPU, in one run: the raw ONNX Runtime session on pre-made tensors (the
+//! limit for this model on this machine) against the whole `flight detect` path, from the band
+//! files on disk to georeferenced detections (read, scale, tile, letterbox, infer, decode, NMS,
+//! merge, lat/lon), and from a decoded frame (what the flight pipeline runs per tile). All three
+//! use the detector's one session (a second session's idle threads would slow the first).
+//! `cargo bench -p kestrel-flight --bench detect [-- --rounds N]`. Figures go in docs/benchmarks.md.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use kestrel_flight::config::LoadedFlightMission;
+use kestrel_flight::mission_detector::MissionDetector;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rounds: usize = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let mission = LoadedFlightMission::load(&root().join("mission.toml")).expect("the reference mission");
+    let scenes: Vec<PathBuf> = ["casablanca", "busan", "san_francisco"]
+        .iter()
+        .map(|s| root().join("testdata/satellite/sen2ships").join(s))
+        .collect();
+    let mut detector = MissionDetector::load(&mission, None).expect("the mission's detector");
+
+    // the peer: the same session fed the scenes' tiles, made before the clock starts
+    let mut tensors = Vec::new();
+    for scene in &scenes {
+        let (raster, _) = detector.read_frame(scene).expect("scene");
+        let ranges = detector.scaling(&raster);
+        let spec = detector.spec().clone();
+        for window in detector.detector().windows(&raster) {
+            tensors.push(raster.tile_tensor(window, &spec.bands, &ranges, spec.input_size).0);
+        }
+    }
+    let tiles = tensors.len();
+    let spec = detector.spec();
+    let inference = &mission.config.flight.inference;
+    println!(
+        "model {} ({}x{}), providers {:?}, {} intra-op threads; {} scenes, {tiles} tiles per round, {rounds} rounds",
+        spec.name,
+        spec.input_size,
+        spec.input_size,
+        inference.execution_providers.get_ref().iter().map(|k| k.name()).collect::<Vec<_>>(),
+        inference.intra_threads,
+        scenes.len()
+    );
+
+    // the flight pipeline reads each frame once, then checkpoints it tile by tile: the path from a
+    // decoded frame is what it runs per tile
+    let frames: Vec<_> = scenes
+        .iter()
+        .map(|scene| {
+            let (raster, georef) = detector.read_frame(scene).expect("scene");
+            let ranges = detector.scaling(&raster);
+            (raster, ranges, georef)
+        })
+        .collect();
+    let (mut raw, mut path, mut decoded) = (Vec::new(), Vec::new(), Vec::new());
+    let mut detections = 0;
+    for round in 0..=rounds {
+        // the order turns each round: this machine's speed drifts, and no measurement should
+        // always come first
+        let mut seconds = [0.0; 3];
+        for turn in 0..3 {
+            let which = (round + turn) % 3;
+            let started = Instant::now();
+            match which {
+                0 => {
+                    for tensor in &tensors {
+                        std::hint::black_box(detector.detector().run(tensor.clone()).expect("run"));
+                    }
+                }
+                1 => {
+                    detections =
+                        scenes.iter().map(|scene| detector.detect(scene).expect("detect").len()).sum::<usize>();
+                }
+                _ => {
+                    for (raster, ranges, georef) in &frames {
+                        std::hint::black_box(
+                            detector.detector().detect(raster, ranges, georef.as_ref()).expect("detect"),
+                        );
+                    }
+                }
+            }
+            seconds[which] = started.elapsed().as_secs_f64();
+        }
+        // the first round warms caches and the arena: not counted
+        if round > 0 {
+            raw.push(tiles as f64 / seconds[0]);
+            path.push(tiles as f64 / seconds[1]);
+            decoded.push(tiles as f64 / seconds[2]);
+        }
+    }
+    let (raw, path, decoded) = (median(raw), median(path), median(decoded));
+    println!("raw session on pre-made tensors:  {raw:>8.1} tiles/s  {:>6.2} ms/tile", 1000.0 / raw);
+    println!(
+        "whole detect path from the files: {path:>8.1} tiles/s  {:>6.2} ms/tile  {:>5.1} % of raw  ({detections} detections)",
+        1000.0 / path,
+        100.0 * path / raw
+    );
+    println!(
+        "detect path from a decoded frame: {decoded:>8.1} tiles/s  {:>6.2} ms/tile  {:>5.1} % of raw",
+        1000.0 / decoded,
+        100.0 * decoded / raw
+    );
+}
