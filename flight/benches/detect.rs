@@ -1,7 +1,7 @@
 //! Detection speed on the CPU, in one run: the raw ONNX Runtime session on pre-made tensors (the
 //! limit for this model on this machine) against the whole `flight detect` path, from the band
-//! files on disk to georeferenced detections (read, scale, tile, letterbox, infer, decode, NMS,
-//! merge, lat/lon), and from a decoded frame (what the flight pipeline runs per tile). All three
+//! files on disk to georeferenced detections (read and scale, the next frame while this one runs;
+//! tile, letterbox, infer, decode, NMS, merge, lat/lon), and from a decoded frame (what the flight pipeline runs per tile). All three
 //! use the detector's one session (a second session's idle threads would slow the first).
 //! `cargo bench -p kestrel-flight --bench detect [-- --rounds N]`. Figures go in docs/benchmarks.md.
 
@@ -84,8 +84,13 @@ fn main() {
                     }
                 }
                 1 => {
-                    detections =
-                        scenes.iter().map(|scene| detector.detect(scene).expect("detect").len()).sum::<usize>();
+                    detections = 0;
+                    detector
+                        .detect_each(&scenes, |_, found| {
+                            detections += found?.len();
+                            Ok::<_, kestrel_flight::mission_detector::MissionDetectorError>(())
+                        })
+                        .expect("detect");
                 }
                 _ => {
                     for (raster, ranges, georef) in &frames {

@@ -223,8 +223,8 @@ fn detect(mission: &Path, model: Option<&str>, geojson: Option<&Path>, inputs: &
     let loaded = LoadedFlightMission::load(mission)?;
     let mut detector = MissionDetector::load(&loaded, model)?;
     let mut features = Vec::new();
-    for input in inputs {
-        let found = detector.detect(input)?;
+    detector.detect_each(inputs, |input, found| {
+        let found = found?;
         println!("{}: {} detections", input.display(), found.len());
         for d in &found {
             let [x0, y0, x1, y1] = d.pixel_box;
@@ -238,7 +238,8 @@ fn detect(mission: &Path, model: Option<&str>, geojson: Option<&Path>, inputs: &
                 }));
             }
         }
-    }
+        Ok::<_, anyhow::Error>(())
+    })?;
     if let Some(path) = geojson {
         let collection = serde_json::json!({ "type": "FeatureCollection", "features": features });
         std::fs::write(path, serde_json::to_string_pretty(&collection)?)
@@ -265,9 +266,13 @@ fn evaluate(mission: &Path, model: Option<&str>, images: &Path, labels_path: &Pa
         );
     }
     let mut scored = Vec::new();
-    for name in &names {
-        let input = if scene_folder { images.to_path_buf() } else { images.join(name) };
-        for d in detector.detect(&input)? {
+    let inputs: Vec<PathBuf> =
+        names.iter().map(|name| if scene_folder { images.to_path_buf() } else { images.join(name) }).collect();
+    // one input per name, in order
+    let mut names_in_order = names.iter();
+    detector.detect_each(&inputs, |input, found| {
+        let name = names_in_order.next().ok_or_else(|| anyhow::anyhow!("`{}` has no label name", input.display()))?;
+        for d in found? {
             scored.push(evaluate::ScoredBox {
                 image: name.clone(),
                 class: d.class_name,
@@ -275,7 +280,8 @@ fn evaluate(mission: &Path, model: Option<&str>, images: &Path, labels_path: &Pa
                 pixel_box: d.pixel_box,
             });
         }
-    }
+        Ok::<_, anyhow::Error>(())
+    })?;
     let scores = evaluate::score(&labels, &scored, detector.spec().min_score);
     println!(
         "{}: {} labels, {} detections; mAP@0.5 {:.3}, precision {:.3}, recall {:.3} (score >= {})",

@@ -442,10 +442,12 @@ fn payload_peak_c(summary: &serde_json::Value) -> f64 {
 fn the_scheduler_holds_a_hot_payload_under_its_limit_and_every_frame_is_still_processed() {
     let scratch = Scratch::new();
     let ground = Ground::for_flight(&scratch);
-    // a payload limit 4 K above where it starts: full duty would cross it within a minute
+    // a payload limit 2 K above where it starts (1 K above, with the margin): a minute of full duty
+    // would heat it about 2 K, so the scheduler's forecast limits the duty from its first slot,
+    // however fast this machine runs the model (the plant heats by the inference time measured)
     let path = scratch.path().join("mission.toml");
     let text = std::fs::read_to_string(&path).expect("mission");
-    std::fs::write(&path, text.replacen("max_temperature_c = 80.0", "max_temperature_c = 24.0", 1)).expect("write");
+    std::fs::write(&path, text.replacen("max_temperature_c = 80.0", "max_temperature_c = 22.0", 1)).expect("write");
     spool(&scratch, &scenes());
     let output = flight(&scratch, &["--until-drained", "--summary", "summary.json"]).output().expect("flight runs");
     assert!(output.status.success(), "flight run failed: {}", stderr(&output));
@@ -454,7 +456,7 @@ fn the_scheduler_holds_a_hot_payload_under_its_limit_and_every_frame_is_still_pr
     let summary = read_summary(&scratch);
     let peak = payload_peak_c(&summary);
     println!("payload peak {peak} C");
-    assert!(peak <= 24.0, "the payload reached {peak} C (limit 24)");
+    assert!(peak <= 22.0, "the payload reached {peak} C (limit 22)");
     assert_eq!(count(&summary, "frames"), 3);
     assert_eq!(count(&summary, "tiles_late"), 0, "late tiles are detected with the reference's `detect`");
     assert_eq!(count(&summary, "products_acknowledged"), count(&summary, "products_made"), "{summary}");
