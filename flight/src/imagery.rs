@@ -156,14 +156,17 @@ impl Raster {
     /// CRC-32 of the samples: taken when a frame is loaded and checked before its products are
     /// made, so that an upset in the image buffer in between is caught.
     pub fn crc32(&self) -> u32 {
-        let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
-        let mut digest = crc.digest();
+        const CRC32: crc::Crc<u32, crc::Table<16>> = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC);
+        let mut digest = CRC32.digest();
         match &self.samples {
             Samples::U8(v) => digest.update(v),
             Samples::U16(v) => {
-                for chunk in v.chunks(4096) {
-                    let bytes: Vec<u8> = chunk.iter().flat_map(|s| s.to_le_bytes()).collect();
-                    digest.update(&bytes);
+                let mut bytes = [0u8; 8192];
+                for chunk in v.chunks(bytes.len() / 2) {
+                    for (pair, sample) in bytes.chunks_exact_mut(2).zip(chunk) {
+                        pair.copy_from_slice(&sample.to_le_bytes());
+                    }
+                    digest.update(&bytes[..chunk.len() * 2]);
                 }
             }
         }
@@ -274,6 +277,14 @@ mod tests {
         assert_eq!((png.width, png.height), (scene.width, scene.height), "same pixel grid");
         let (low, high) = scene.band_range(3, 0.02, 0.98);
         assert!(low < high, "{low} {high}");
+    }
+
+    #[test]
+    fn the_image_crc_is_the_crc_32_of_the_samples_little_endian_across_chunks() {
+        let samples: Vec<u16> = (0..10_001u32).map(|i| (i * 7919 % 65_536) as u16).collect();
+        let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let raster = Raster { width: 10_001, height: 1, bands: 1, samples: Samples::U16(samples) };
+        assert_eq!(raster.crc32(), crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&bytes));
     }
 
     #[test]

@@ -40,6 +40,21 @@ const utc = (ms) => new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z
 const fixed = (x, digits) => Number(x).toFixed(digits);
 const escapeHtml = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 
+/// A canvas sized to its box at the screen's pixel ratio, cleared; its context and CSS size.
+function freshCanvas(canvas) {
+  const ratio = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth;
+  const h = canvas.clientHeight;
+  if (canvas.width !== Math.round(w * ratio) || canvas.height !== Math.round(h * ratio)) {
+    canvas.width = Math.round(w * ratio);
+    canvas.height = Math.round(h * ratio);
+  }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  return [ctx, w, h];
+}
+
 // ---------------------------------------------------------------------------------------------
 // The map: an equirectangular projection on a canvas, panned by dragging, zoomed by the wheel.
 
@@ -123,15 +138,7 @@ function strokeLonLat(ctx, points) {
 
 function drawMap() {
   const canvas = map.canvas;
-  const ratio = window.devicePixelRatio || 1;
-  const [w, h] = mapSize();
-  if (canvas.width !== Math.round(w * ratio) || canvas.height !== Math.round(h * ratio)) {
-    canvas.width = Math.round(w * ratio);
-    canvas.height = Math.round(h * ratio);
-  }
-  const ctx = canvas.getContext("2d");
-  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-  ctx.clearRect(0, 0, w, h);
+  const [ctx, w, h] = freshCanvas(canvas);
 
   // graticule
   ctx.strokeStyle = "rgba(255,255,255,0.08)";
@@ -401,15 +408,7 @@ function linePlot(container, id, title, series, unit) {
     box.innerHTML = `<div>${escapeHtml(title)}</div><canvas></canvas><div class="legend"></div>`;
     container.appendChild(box);
   }
-  const canvas = box.querySelector("canvas");
-  const ratio = window.devicePixelRatio || 1;
-  const w = canvas.clientWidth;
-  const h = canvas.clientHeight;
-  canvas.width = Math.round(w * ratio);
-  canvas.height = Math.round(h * ratio);
-  const ctx = canvas.getContext("2d");
-  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-  ctx.clearRect(0, 0, w, h);
+  const [ctx, w, h] = freshCanvas(box.querySelector("canvas"));
   const all = series.flatMap((s) => s.points);
   box.dataset.points = String(all.length);
   const legend = box.querySelector(".legend");
@@ -522,14 +521,7 @@ async function loadStats() {
 async function loadPasses() {
   const passes = await api(`/api/passes?from_ms=${state.spacecraftMs - 3600000}&to_ms=${state.spacecraftMs + 86400000}`);
   const canvas = $("passes");
-  const ratio = window.devicePixelRatio || 1;
-  const w = canvas.clientWidth;
-  const h = canvas.clientHeight;
-  canvas.width = Math.round(w * ratio);
-  canvas.height = Math.round(h * ratio);
-  const ctx = canvas.getContext("2d");
-  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
-  ctx.clearRect(0, 0, w, h);
+  const [ctx, w, h] = freshCanvas(canvas);
   const stations = [...new Set(map.sites.map((s) => s.name).concat(passes.map((p) => p.station)))];
   const t0 = state.spacecraftMs - 3600000;
   const t1 = state.spacecraftMs + 86400000;

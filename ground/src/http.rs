@@ -260,65 +260,55 @@ fn latest(service: &Service, kind: Kind, window: &Window) -> Result<Vec<Product>
         .collect()
 }
 
-/// `GET /api/frames`: the frames whose thumbnails arrived, latest first, with their footprints.
-async fn frames(State(service): State<Arc<Service>>, Query(window): Query<Window>) -> Response {
-    match latest(&service, Kind::Thumbnail, &window) {
-        Ok(products) => Json(
-            products
-                .iter()
-                .filter_map(|p| match &p.body {
-                    Body::Thumbnail(t) => Some(serde_json::json!({
-                        "product_id": p.id, "frame_id": t.frame_id, "frame_time_ms": t.frame_time_ms,
-                        "footprint": t.footprint,
-                    })),
-                    _ => None,
-                })
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
+/// The products of `kind` in a window as JSON, each through `view` (`None` leaves it out).
+fn timeline_json(
+    service: &Service,
+    kind: Kind,
+    window: &Window,
+    oldest_first: bool,
+    view: impl Fn(&Product) -> Option<serde_json::Value>,
+) -> Response {
+    match latest(service, kind, window) {
+        Ok(mut products) => {
+            if oldest_first {
+                products.reverse();
+            }
+            Json(products.iter().filter_map(view).collect::<Vec<_>>()).into_response()
+        }
         Err(refusal) => refusal.into_response(),
     }
+}
+
+/// `GET /api/frames`: the frames whose thumbnails arrived, latest first, with their footprints.
+async fn frames(State(service): State<Arc<Service>>, Query(window): Query<Window>) -> Response {
+    timeline_json(&service, Kind::Thumbnail, &window, false, |p| match &p.body {
+        Body::Thumbnail(t) => Some(serde_json::json!({
+            "product_id": p.id, "frame_id": t.frame_id, "frame_time_ms": t.frame_time_ms, "footprint": t.footprint,
+        })),
+        _ => None,
+    })
 }
 
 /// `GET /api/events`: events from the spacecraft, latest first.
 async fn events(State(service): State<Arc<Service>>, Query(window): Query<Window>) -> Response {
-    match latest(&service, Kind::Event, &window) {
-        Ok(products) => Json(
-            products
-                .iter()
-                .filter_map(|p| match &p.body {
-                    Body::Event(e) => Some(serde_json::json!({
-                        "product_id": p.id, "time_ms": e.time_ms, "severity": e.severity,
-                        "source": e.source, "message": e.message,
-                    })),
-                    _ => None,
-                })
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
-        Err(refusal) => refusal.into_response(),
-    }
+    timeline_json(&service, Kind::Event, &window, false, |p| match &p.body {
+        Body::Event(e) => Some(serde_json::json!({
+            "product_id": p.id, "time_ms": e.time_ms, "severity": e.severity, "source": e.source, "message": e.message,
+        })),
+        _ => None,
+    })
 }
 
 /// `GET /api/telemetry`: the latest housekeeping samples, in time order (ready to plot).
 async fn telemetry(State(service): State<Arc<Service>>, Query(window): Query<Window>) -> Response {
-    match latest(&service, Kind::Housekeeping, &window) {
-        Ok(products) => Json(
-            products
-                .iter()
-                .rev()
-                .filter_map(|p| match &p.body {
-                    Body::Housekeeping(h) => Some(serde_json::json!({
-                        "time_ms": h.time_ms,
-                        "values": h.values.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
-                    })),
-                    _ => None,
-                })
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
-        Err(refusal) => refusal.into_response(),
-    }
+    timeline_json(&service, Kind::Housekeeping, &window, true, |p| match &p.body {
+        Body::Housekeeping(h) => {
+            let values: serde_json::Map<_, _> =
+                h.values.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect();
+            Some(serde_json::json!({ "time_ms": h.time_ms, "values": values }))
+        }
+        _ => None,
+    })
 }
 
 /// A prediction window; without one, `before_ms` ahead of the spacecraft's latest housekeeping
