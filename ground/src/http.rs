@@ -319,10 +319,16 @@ fn prediction_window(
     before_ms: i64,
     after_ms: i64,
 ) -> Result<(i64, i64), ApiError> {
-    let now = service.spacecraft_time_ms();
-    let from = window.from_ms.unwrap_or(now - before_ms);
-    let to = window.to_ms.unwrap_or(now + after_ms);
-    if to <= from || to - from > MAX_WINDOW_MS {
+    // the archive is read for the spacecraft's time only when a bound is missing
+    let (from, to) = match (window.from_ms, window.to_ms) {
+        (Some(from), Some(to)) => (from, to),
+        (from, to) => {
+            let now = service.spacecraft_time_ms();
+            (from.unwrap_or(now.saturating_sub(before_ms)), to.unwrap_or(now.saturating_add(after_ms)))
+        }
+    };
+    // checked: bounds near the ends of i64 must be refused, not wrap into a window that passes
+    if to.checked_sub(from).is_none_or(|span| span <= 0 || span > MAX_WINDOW_MS) {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
             format!("the window must be positive and at most {} days long", MAX_WINDOW_MS / 86_400_000),

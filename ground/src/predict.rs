@@ -78,11 +78,11 @@ impl Predictions {
     pub fn ground_track(&self, from_ms: i64, to_ms: i64, step_ms: i64) -> Result<Vec<TrackPoint>, OrbitError> {
         let step_ms = step_ms.max(1);
         let mut points = Vec::new();
-        let mut t = from_ms;
-        while t <= to_ms {
+        let mut next = Some(from_ms);
+        while let Some(t) = next.filter(|t| *t <= to_ms) {
             let (latitude, longitude, _) = ecef_to_geodetic(self.orbit.ecef(t as f64 / 1000.0)?);
             points.push(TrackPoint { time_ms: t, latitude, longitude });
-            t += step_ms;
+            next = t.checked_add(step_ms);
         }
         Ok(points)
     }

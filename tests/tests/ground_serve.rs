@@ -487,6 +487,8 @@ fn the_console_is_served_and_its_queries_refuse_bad_parameters() {
         "/api/detections/cells?cell_deg=1&bbox=1,2,3",
         "/api/passes?from_ms=10&to_ms=5",
         "/api/track?from_ms=0&to_ms=999999999999",
+        "/api/passes?from_ms=-9223372036854775808",
+        "/api/track?from_ms=-9223372036854775808&to_ms=9223372036854775807",
     ] {
         let (status, body) = get(&ground.http, bad);
         assert_eq!(status, 400, "{bad}: {body}");
