@@ -2,7 +2,8 @@
 //! limit for this model on this machine) against the whole `flight detect` path, from the band
 //! files on disk to georeferenced detections (read and scale, the next frame while this one runs;
 //! tile, letterbox, infer, decode, NMS, merge, lat/lon), and from a decoded frame (what the flight pipeline runs per tile). All three
-//! use the detector's one session (a second session's idle threads would slow the first).
+//! use the detector's one session (a second session's idle threads would slow the first), without
+//! the cloud screen; its cost per tile is measured after them, on its own.
 //! `cargo bench -p kestrel-flight --bench detect [-- --rounds N]`. Figures go in docs/benchmarks.md.
 
 use std::path::{Path, PathBuf};
@@ -28,7 +29,12 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
-    let mission = LoadedFlightMission::load(&root().join("mission.toml")).expect("the reference mission");
+    // the cloud screen is off in the reference mission (its scenes are not calibrated): its cost is
+    // measured with it on, the detector's without it
+    let mut with_screen = LoadedFlightMission::load(&root().join("mission.toml")).expect("the reference mission");
+    with_screen.config.flight.cloud_screen.iter_mut().for_each(|screen| screen.enabled = true);
+    let mut mission = with_screen.clone();
+    mission.config.flight.cloud_screen = None;
     let scenes: Vec<PathBuf> = ["casablanca", "busan", "san_francisco"]
         .iter()
         .map(|s| root().join("testdata/satellite/sen2ships").join(s))
@@ -121,4 +127,31 @@ fn main() {
         1000.0 / decoded,
         100.0 * decoded / raw
     );
+    drop(frames);
+    drop(detector);
+    cloud_screen_cost(&with_screen, &scenes, rounds);
+}
+
+/// The cloud screen's time per tile over the same scenes, its session beside the detector's.
+fn cloud_screen_cost(mission: &LoadedFlightMission, scenes: &[PathBuf], rounds: usize) {
+    if mission.config.flight.cloud_screen.is_none() {
+        println!("the mission has no cloud screen");
+        return;
+    }
+    let mut detector = MissionDetector::load(mission, None).expect("the mission's detector and cloud screen");
+    let frames: Vec<_> = scenes.iter().map(|scene| detector.read_frame(scene).expect("scene").0).collect();
+    let mut per_tile = Vec::new();
+    for round in 0..=rounds {
+        let (started, mut tiles) = (Instant::now(), 0);
+        for raster in &frames {
+            for window in detector.detector().windows(raster) {
+                std::hint::black_box(detector.cloud_cover(raster, window).expect("cloud screen"));
+                tiles += 1;
+            }
+        }
+        if round > 0 {
+            per_tile.push(started.elapsed().as_secs_f64() * 1000.0 / tiles as f64);
+        }
+    }
+    println!("cloud screen (its own session):     {:>6.2} ms/tile", median(per_tile));
 }

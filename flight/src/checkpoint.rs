@@ -63,6 +63,8 @@ pub struct FrameRecord {
 pub enum TileResult {
     Screened,
     Detected(Vec<Candidate>),
+    /// Clouded over more than the mission allows: not run through the detector.
+    Clouded,
 }
 
 /// A product in the downlink queue.
@@ -122,6 +124,8 @@ pub struct Counters {
     pub upload_segments_refused: u64,
     /// Frames whose image changed in memory between loading and making products.
     pub upsets_detected: u64,
+    /// Tiles the cloud screen kept from the detector.
+    pub tiles_clouded: u64,
 }
 
 /// Everything besides frames, tiles and the queue that a restart must resume from.

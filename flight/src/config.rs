@@ -24,6 +24,9 @@ pub struct FlightConfig {
     pub state_dir: PathBuf,
     pub inference: InferenceConfig,
     pub detector: DetectorConfig,
+    /// The cloud screen; without it (or with it disabled) no tile is dropped for cloud.
+    #[serde(default)]
+    pub cloud_screen: Option<CloudScreenConfig>,
     pub products: ProductsConfig,
     pub downlink: DownlinkConfig,
     pub health: HealthConfig,
@@ -135,6 +138,22 @@ pub struct DetectorConfig {
     pub tile_overlap: u32,
 }
 
+/// The cloud screen run on each tile before the detector: a tile clouded over more than
+/// `max_cloud_fraction` is not run through the detector (counted, and in the frame's thumbnail).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudScreenConfig {
+    /// Whether tiles go through the cloud screen (the section is checked either way).
+    pub enabled: bool,
+    /// The manifest's name of the cloud-mask model; it takes the detector's channels.
+    pub model: String,
+    /// Share of a tile's area under cloud above which the tile is dropped from detection.
+    pub max_cloud_fraction: Spanned<f64>,
+    /// The camera's calibration: a sample is `reflectance * reflectance_scale + reflectance_offset`.
+    pub reflectance_scale: Spanned<f64>,
+    pub reflectance_offset: f64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InferenceConfig {
@@ -191,6 +210,26 @@ impl LoadedFlightMission {
             return Err(file.error_at(detector.scale_quantiles.span(), "flight.detector.scale_quantiles", message));
         }
         let flight = &config.flight;
+        if let Some(screen) = &flight.cloud_screen {
+            let fraction = *screen.max_cloud_fraction.get_ref();
+            if !(0.0..=1.0).contains(&fraction) {
+                let message = format!("must be a fraction within 0 to 1, found {fraction}");
+                return Err(file.error_at(
+                    screen.max_cloud_fraction.span(),
+                    "flight.cloud_screen.max_cloud_fraction",
+                    message,
+                ));
+            }
+            let scale = *screen.reflectance_scale.get_ref();
+            if !(scale.is_finite() && scale > 0.0) {
+                let message = format!("must be a positive number (samples per unit reflectance), found {scale}");
+                return Err(file.error_at(
+                    screen.reflectance_scale.span(),
+                    "flight.cloud_screen.reflectance_scale",
+                    message,
+                ));
+            }
+        }
         for (value, key) in [
             (&flight.products.housekeeping_interval_s, "flight.products.housekeeping_interval_s"),
             (&flight.downlink.ack_timeout_s, "flight.downlink.ack_timeout_s"),

@@ -181,6 +181,19 @@ pub fn canary_difference(reference: &[f32], now: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// The raw output (shape, values) of model `name`'s session for one input tensor.
+pub fn run_model(
+    session: &mut ort::session::Session,
+    name: &str,
+    tensor: ndarray::Array4<f32>,
+) -> Result<(Vec<i64>, Vec<f32>), DetectError> {
+    let run_error = |message: String| DetectError::Run { model: name.to_owned(), message };
+    let input = ort::value::Tensor::from_array(tensor).map_err(|e| run_error(e.to_string()))?;
+    let outputs = session.run(ort::inputs![input]).map_err(|e| run_error(e.to_string()))?;
+    let (shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(|e| run_error(e.to_string()))?;
+    Ok((shape.to_vec(), data.to_vec()))
+}
+
 /// A detector: a session built once, run tile by tile over frames of any size.
 #[derive(Debug)]
 pub struct Detector {
@@ -261,11 +274,7 @@ impl Detector {
 
     /// The model's raw output (shape, values) for one input tensor `[1, bands, size, size]`.
     pub fn run(&mut self, tensor: ndarray::Array4<f32>) -> Result<(Vec<i64>, Vec<f32>), DetectError> {
-        let run_error = |message: String| DetectError::Run { model: self.spec.name.clone(), message };
-        let input = ort::value::Tensor::from_array(tensor).map_err(|e| run_error(e.to_string()))?;
-        let outputs = self.session.run(ort::inputs![input]).map_err(|e| run_error(e.to_string()))?;
-        let (shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(|e| run_error(e.to_string()))?;
-        Ok((shape.to_vec(), data.to_vec()))
+        run_model(&mut self.session, &self.spec.name, tensor)
     }
 
     /// Merges the tiles' candidates (what straddles tiles once) and places them on the Earth.

@@ -9,8 +9,10 @@ use crate::config::{DetectorConfig, LoadedFlightMission};
 use crate::detect::{DetectError, Detector, DetectorSpec, FrameDetection};
 use crate::georef::{GeoTransform, GeorefError};
 use crate::imagery::{ImageError, Raster};
-use crate::models::{ModelError, VerifiedModel, load_verified};
+use crate::models::{ModelError, ModelKind, VerifiedModel, load_verified};
 use crate::onnx_runtime::{OnnxRuntime, RuntimeError};
+use crate::screen::{CloudCover, CloudScreen, CloudScreenSpec};
+use crate::tile::Window;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MissionDetectorError {
@@ -28,11 +30,14 @@ pub enum MissionDetectorError {
     Channels { model: String, expected: usize, found: usize, key: &'static str },
     #[error("`{0}`: the thread reading it stopped")]
     Reader(PathBuf),
+    #[error("cloud model `{model}` takes {found} px tiles; the detector takes {expected} (flight.cloud_screen.model)")]
+    CloudInputSize { model: String, expected: u32, found: u32 },
 }
 
 #[derive(Debug)]
 pub struct MissionDetector {
     detector: Detector,
+    cloud_screen: Option<CloudScreen>,
     config: DetectorConfig,
 }
 
@@ -46,35 +51,48 @@ impl MissionDetector {
     /// The detector running `model` (verified by the caller) with the mission's bands.
     pub fn with_model(mission: &LoadedFlightMission, model: VerifiedModel) -> Result<Self, MissionDetectorError> {
         let config = mission.config.flight.detector.clone();
-        let channels = model.entry.input_channels;
-        for (found, key) in
-            [(config.band_files.len(), "flight.detector.band_files"), (config.bands.len(), "flight.detector.bands")]
-        {
-            if found != channels {
-                return Err(MissionDetectorError::Channels {
-                    model: model.entry.name.clone(),
-                    expected: channels,
-                    found,
-                    key,
-                });
-            }
-        }
-        let inference = &mission.config.flight.inference;
-        let (session, _) = OnnxRuntime::get()?.session(
-            &model.path,
-            inference.execution_providers.get_ref(),
-            inference.intra_threads,
-        )?;
+        check_kind(&model, ModelKind::Detector, "flight.detector.model")?;
+        let max_iou = model.entry.max_iou.ok_or_else(|| ModelError::NoMaxIou { name: model.entry.name.clone() })?;
+        check_channels(&config, &model)?;
         let spec = DetectorSpec {
             name: model.entry.name.clone(),
             classes: model.entry.classes.clone(),
             input_size: model.entry.input_size,
-            bands: (0..channels).collect(),
+            bands: (0..model.entry.input_channels).collect(),
             min_score: model.entry.min_score,
-            max_iou: model.entry.max_iou,
+            max_iou,
             tile_overlap: config.tile_overlap,
         };
-        Ok(Self { detector: Detector::new(session, spec), config })
+        let cloud_screen = mission
+            .config
+            .flight
+            .cloud_screen
+            .as_ref()
+            .filter(|screen| screen.enabled)
+            .map(|screen| {
+                let cloud_model = manifest_model(mission, &screen.model)?;
+                check_kind(&cloud_model, ModelKind::CloudMask, "flight.cloud_screen.model")?;
+                check_channels(&config, &cloud_model)?;
+                if cloud_model.entry.input_size != spec.input_size {
+                    return Err(MissionDetectorError::CloudInputSize {
+                        model: cloud_model.entry.name.clone(),
+                        expected: spec.input_size,
+                        found: cloud_model.entry.input_size,
+                    });
+                }
+                let spec = CloudScreenSpec {
+                    name: cloud_model.entry.name.clone(),
+                    input_size: cloud_model.entry.input_size,
+                    channels: cloud_model.entry.input_channels,
+                    cloud_probability: cloud_model.entry.min_score,
+                    max_cloud_fraction: *screen.max_cloud_fraction.get_ref() as f32,
+                    reflectance_scale: *screen.reflectance_scale.get_ref() as f32,
+                    reflectance_offset: screen.reflectance_offset as f32,
+                };
+                Ok(CloudScreen::new(session(mission, &cloud_model)?, spec))
+            })
+            .transpose()?;
+        Ok(Self { detector: Detector::new(session(mission, &model)?, spec), cloud_screen, config })
     }
 
     pub fn spec(&self) -> &DetectorSpec {
@@ -92,11 +110,16 @@ impl MissionDetector {
         read_frame(&self.config, input)
     }
 
-    /// Detections in one frame.
+    /// Detections in one frame (in its tiles that the cloud screen lets through).
     pub fn detect(&mut self, input: &Path) -> Result<Vec<FrameDetection>, MissionDetectorError> {
         let (raster, georef) = self.read_frame(input)?;
         let ranges = self.scaling(&raster);
-        Ok(self.detector.detect(&raster, &ranges, georef.as_ref())?)
+        detect_clear_tiles(&mut self.detector, self.cloud_screen.as_mut(), &raster, &ranges, georef.as_ref())
+    }
+
+    /// The cloud cover of one tile, when the mission has a cloud screen.
+    pub fn cloud_cover(&mut self, raster: &Raster, window: Window) -> Result<Option<CloudCover>, DetectError> {
+        self.cloud_screen.as_mut().map(|screen| screen.cover(raster, window)).transpose()
     }
 
     /// Detections in each frame of `inputs`, handed to `each` in order until it returns an
@@ -107,7 +130,7 @@ impl MissionDetector {
         inputs: &[PathBuf],
         mut each: impl FnMut(&Path, Result<Vec<FrameDetection>, MissionDetectorError>) -> Result<(), E>,
     ) -> Result<(), E> {
-        let Self { detector, config } = self;
+        let Self { detector, cloud_screen, config } = self;
         let config = &*config;
         let prepare = move |input: &Path| {
             read_frame(config, input).map(|(raster, georef)| {
@@ -123,8 +146,9 @@ impl MissionDetector {
                     Some(Err(_)) | None => Err(MissionDetectorError::Reader(input.clone())),
                 };
                 next = inputs.get(i + 1).map(|input| scope.spawn(move || prepare(input)));
-                let found = frame
-                    .and_then(|(raster, ranges, georef)| Ok(detector.detect(&raster, &ranges, georef.as_ref())?));
+                let found = frame.and_then(|(raster, ranges, georef)| {
+                    detect_clear_tiles(detector, cloud_screen.as_mut(), &raster, &ranges, georef.as_ref())
+                });
                 each(input, found)?;
             }
             Ok(())
@@ -141,6 +165,59 @@ impl MissionDetector {
     pub fn detector(&mut self) -> &mut Detector {
         &mut self.detector
     }
+}
+
+/// The detections in the tiles of a frame that the cloud screen (if any) lets through.
+fn detect_clear_tiles(
+    detector: &mut Detector,
+    mut cloud_screen: Option<&mut CloudScreen>,
+    raster: &Raster,
+    ranges: &[(f32, f32)],
+    georef: Option<&GeoTransform>,
+) -> Result<Vec<FrameDetection>, MissionDetectorError> {
+    let mut candidates = Vec::new();
+    for window in detector.windows(raster) {
+        if let Some(screen) = cloud_screen.as_deref_mut()
+            && screen.cover(raster, window)?.over_limit
+        {
+            continue;
+        }
+        candidates.extend(detector.detect_tile(raster, ranges, window)?);
+    }
+    Ok(detector.merge(candidates, georef)?)
+}
+
+fn check_kind(model: &VerifiedModel, expected: ModelKind, key: &'static str) -> Result<(), ModelError> {
+    if model.entry.kind == expected {
+        return Ok(());
+    }
+    Err(ModelError::Kind {
+        name: model.entry.name.clone(),
+        found: model.entry.kind.name(),
+        expected: expected.name(),
+        key,
+    })
+}
+
+/// The mission feeds the model as many channels as it takes.
+fn check_channels(config: &DetectorConfig, model: &VerifiedModel) -> Result<(), MissionDetectorError> {
+    let expected = model.entry.input_channels;
+    for (found, key) in
+        [(config.band_files.len(), "flight.detector.band_files"), (config.bands.len(), "flight.detector.bands")]
+    {
+        if found != expected {
+            return Err(MissionDetectorError::Channels { model: model.entry.name.clone(), expected, found, key });
+        }
+    }
+    Ok(())
+}
+
+/// A session of `model` on the mission's execution providers.
+fn session(mission: &LoadedFlightMission, model: &VerifiedModel) -> Result<ort::session::Session, RuntimeError> {
+    let inference = &mission.config.flight.inference;
+    let (session, _) =
+        OnnxRuntime::get()?.session(&model.path, inference.execution_providers.get_ref(), inference.intra_threads)?;
+    Ok(session)
 }
 
 /// Model `name` of the mission's manifest, its file's hash and signature verified.

@@ -29,15 +29,40 @@ pub struct ModelEntry {
     pub sha256: Spanned<String>,
     /// Hex ed25519 signature of the SHA-256 digest.
     pub signature: Spanned<String>,
+    /// What the model gives: boxes (a detector) or a cloud mask.
+    #[serde(default)]
+    pub kind: ModelKind,
     pub classes: Vec<String>,
     /// Square input side, pixels.
     pub input_size: u32,
     /// Input channels (bands) the model takes.
     pub input_channels: usize,
+    /// A detector's score threshold; a cloud mask's probability above which a cell is cloud.
     pub min_score: f32,
-    pub max_iou: f32,
+    /// A detector's overlap above which the weaker of two boxes is suppressed.
+    pub max_iou: Option<f32>,
     /// The model card, relative to the manifest.
     pub card: PathBuf,
+}
+
+/// What a model gives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Boxes in the YOLOv8/YOLO11 export layout `[1, 4 + classes, N]`.
+    #[default]
+    Detector,
+    /// The probability of cloud in each cell of a grid over the input: `[1, 1, H, W]`.
+    CloudMask,
+}
+
+impl ModelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Detector => "detector",
+            Self::CloudMask => "cloud_mask",
+        }
+    }
 }
 
 /// A model whose file matched its hash and signature when the manifest was loaded.
@@ -57,6 +82,10 @@ pub enum ModelError {
     Refused { name: String, path: PathBuf, message: String },
     #[error("no model named `{0}` in the manifest")]
     Unknown(String),
+    #[error("model `{name}` is a {found} in the manifest; `{key}` needs a {expected}")]
+    Kind { name: String, found: &'static str, expected: &'static str, key: &'static str },
+    #[error("model `{name}`: a detector needs `max_iou` in the manifest")]
+    NoMaxIou { name: String },
     #[error("`{path}`: {message}")]
     Io { path: PathBuf, message: String },
 }

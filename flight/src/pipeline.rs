@@ -24,7 +24,7 @@ use crate::checkpoint::{
 use crate::clock::Clock;
 use crate::config::LoadedFlightMission;
 use crate::contacts::ContactPlan;
-use crate::detect::{CANARY_TOLERANCE, canary_difference};
+use crate::detect::{CANARY_TOLERANCE, DetectError, canary_difference};
 use crate::downlink::Session;
 use crate::fault_map::PlantFault;
 use crate::georef::GeoTransform;
@@ -80,6 +80,8 @@ pub struct Summary {
     pub tiles_screened: u64,
     /// Tiles that got the screen only: their frame's deadline came first (`late_tiles = "screen"`).
     pub tiles_late: u64,
+    /// Tiles clouded over more than `[flight.cloud_screen]` allows: not run through the detector.
+    pub tiles_clouded: u64,
     pub detections: u64,
     pub raw_bytes_captured: u64,
     pub cadu_bytes_downlinked: u64,
@@ -106,7 +108,7 @@ impl Summary {
         let peaks: Vec<String> = self.peak_temperatures_c.iter().map(|(n, t)| format!("{n} {t:.1} C")).collect();
         format!(
             "flight run: {:.0} s of mission time, mode {}, running {}\n\
-             frames {} ({} quarantined), tiles {} ({} screened out, {} late: screen only), detections {}\n\
+             frames {} ({} quarantined), tiles {} ({} screened out, {} late: screen only, {} clouded), detections {}\n\
              raw bytes captured {}, CADU bytes downlinked {}: reduction factor {:.1}\n\
              products made {}, acknowledged {}, still queued {}, sent again {}\n\
              contacts {}, commands executed {} / refused {}, uplink frames refused {}\n\
@@ -120,6 +122,7 @@ impl Summary {
             self.tiles,
             self.tiles_screened,
             self.tiles_late,
+            self.tiles_clouded,
             self.detections,
             self.raw_bytes_captured,
             self.cadu_bytes_downlinked,
@@ -499,6 +502,7 @@ impl Pipeline {
             tiles: c.tiles,
             tiles_screened: c.tiles_screened,
             tiles_late: c.tiles_late,
+            tiles_clouded: c.tiles_clouded,
             detections: c.detections,
             raw_bytes_captured: c.bytes_captured,
             cadu_bytes_downlinked: c.cadu_bytes_downlinked,
@@ -659,6 +663,7 @@ impl Pipeline {
                 ("tiles", c.tiles as f64),
                 ("tiles_screened", c.tiles_screened as f64),
                 ("tiles_late", c.tiles_late as f64),
+                ("tiles_clouded", c.tiles_clouded as f64),
                 ("detections", c.detections as f64),
                 ("products_made", c.products_made as f64),
                 ("products_acknowledged", c.products_acknowledged as f64),
@@ -760,8 +765,7 @@ impl Pipeline {
             return Ok(false);
         }
         let Some(work) = self.current.as_mut() else { return Ok(false) };
-        let detector = self.detector.as_mut().map(MissionDetector::detector);
-        let Some(detector) = detector else { return Ok(false) };
+        let Some(detector) = self.detector.as_mut() else { return Ok(false) };
         let window = work.windows[index as usize];
         let bands = detector.spec().bands.clone();
         let started = Instant::now();
@@ -770,8 +774,8 @@ impl Pipeline {
         {
             TileResult::Screened
         } else {
-            match detector.detect_tile(&work.raster, &work.ranges, window) {
-                Ok(found) => TileResult::Detected(found),
+            match run_tile(detector, &work.raster, &work.ranges, window) {
+                Ok(result) => result,
                 Err(e) => {
                     let frame = work.record.id;
                     self.current = None;
@@ -797,6 +801,8 @@ impl Pipeline {
             change.state.counters.tiles_late += 1;
         } else if result == TileResult::Screened {
             change.state.counters.tiles_screened += 1;
+        } else if result == TileResult::Clouded {
+            change.state.counters.tiles_clouded += 1;
         }
         change.batch.tile(frame, index, result);
         self.commit(change)?;
@@ -890,10 +896,10 @@ impl Pipeline {
             .values()
             .flat_map(|r| match r {
                 TileResult::Detected(found) => found.clone(),
-                TileResult::Screened => Vec::new(),
+                TileResult::Screened | TileResult::Clouded => Vec::new(),
             })
             .collect();
-        let screened = done.values().filter(|r| **r == TileResult::Screened).count() as u32;
+        let screened = done.values().filter(|r| !matches!(r, TileResult::Detected(_))).count() as u32;
         let model = detector.spec().name.clone();
         let detections = match detector.detector().merge(candidates, work.georef.as_ref()) {
             Ok(detections) => detections,
@@ -1152,6 +1158,20 @@ impl Pipeline {
         self.commit(change)?;
         Ok(true)
     }
+}
+
+/// One tile through the cloud screen (when the mission has one) and, if it is clear enough, the
+/// detector.
+fn run_tile(
+    detector: &mut MissionDetector,
+    raster: &Raster,
+    ranges: &[(f32, f32)],
+    window: Window,
+) -> Result<TileResult, DetectError> {
+    if detector.cloud_cover(raster, window)?.is_some_and(|cover| cover.over_limit) {
+        return Ok(TileResult::Clouded);
+    }
+    Ok(TileResult::Detected(detector.detector().detect_tile(raster, ranges, window)?))
 }
 
 fn frame_record(arrival: &Arrival, state: &mut FlightState) -> FrameRecord {

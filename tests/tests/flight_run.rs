@@ -494,3 +494,29 @@ fn with_late_tiles_screened_a_frame_past_its_pass_gets_the_screen_only_and_still
     let thumbnails = archive.values().filter(|(k, _)| *k == Kind::Thumbnail).count();
     assert_eq!(thumbnails, 3, "every frame still gets its thumbnail");
 }
+
+#[test]
+fn the_cloud_screen_keeps_a_clouded_frame_from_the_detector_and_it_still_goes_down() {
+    let scratch = Scratch::new();
+    let ground = Ground::for_flight(&scratch);
+    let path = scratch.path().join("mission.toml");
+    let text = std::fs::read_to_string(&path).expect("mission");
+    std::fs::write(
+        &path,
+        text.replacen("enabled = false\nmodel = \"clouds-s2\"", "enabled = true\nmodel = \"clouds-s2\"", 1),
+    )
+    .expect("write");
+    // real Sentinel-2 reflectance of one place: date 0 under cloud, date 3 clear (one tile each)
+    let dates = workspace_root().join("testdata/satellite/sentinel2-cloudy-clear");
+    spool(&scratch, &[("cloudy", dates.join("date-0")), ("clear", dates.join("date-3"))]);
+    let summary = run_until_drained(&scratch);
+    assert_eq!(count(&summary, "frames"), 2);
+    assert_eq!(count(&summary, "tiles"), 2);
+    assert_eq!(count(&summary, "tiles_clouded"), 1, "{summary}");
+    assert_eq!(count(&summary, "products_acknowledged"), count(&summary, "products_made"), "{summary}");
+    drop(ground);
+    let archive = archive(&scratch);
+    let of_kind = |kind: Kind| archive.values().filter(|(k, _)| *k == kind).count();
+    assert_eq!(of_kind(Kind::Detections), 2, "both frames are reported");
+    assert_eq!(of_kind(Kind::Thumbnail), 2, "the clouded frame is thumbnailed too");
+}

@@ -163,3 +163,24 @@ fn the_detector_section_is_checked() {
     let message = check_fails("flight", &scratch);
     assert!(message.contains(&format!("mission.toml:{line}:19: key `flight.detector.scale_quantiles`")), "{message}");
 }
+
+#[test]
+fn the_cloud_screen_section_is_checked() {
+    let scratch = Scratch::new();
+    scratch.mission_with("max_cloud_fraction = 0.7", "max_cloud_fraction = 70");
+    let line = scratch.line_of("max_cloud_fraction = 70");
+    let message = check_fails("flight", &scratch);
+    assert!(
+        message.contains(&format!("mission.toml:{line}:22: key `flight.cloud_screen.max_cloud_fraction`")),
+        "{message}"
+    );
+    assert!(message.contains("must be a fraction within 0 to 1, found 70"), "{message}");
+
+    scratch.mission_with("reflectance_scale = 10000.0", "reflectance_scale = 0.0");
+    let line = scratch.line_of("reflectance_scale = 0.0");
+    let message = check_fails("flight", &scratch);
+    assert!(
+        message.contains(&format!("mission.toml:{line}:21: key `flight.cloud_screen.reflectance_scale`")),
+        "{message}"
+    );
+}

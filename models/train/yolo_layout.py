@@ -1,0 +1,151 @@
+"""What every Kestrel detector's training shares: a small anchor-free network whose graph ends in
+the YOLOv8/YOLO11 export layout flight decodes ([1, 4 + 1, N]: cx, cy, w, h in input pixels and a
+sigmoid class score), crops with scale jitter biased towards labelled objects, the geometric and
+photometric augmentation, the targets, the training loop and the ONNX export.
+
+Each model's script (vessels.py, trees.py) says what is its own: data, bands, scaling, layers,
+tile size and the split it holds out.
+"""
+
+import os
+import random
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def seed_everything(seed):
+    """A fixed seed everywhere, and every core: the same script gives the same model."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    return random.Random(seed)
+
+
+class Detector(nn.Module):
+    """3x3 conv + batch norm + SiLU blocks (`layers`: (channels, stride) each), a 1x1 head, and
+    the decoding: each cell of the final grid predicts one box near it."""
+
+    def __init__(self, channels, layers, box_unit):
+        super().__init__()
+        blocks, cin = [], channels
+        for cout, stride in layers:
+            blocks.append(nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.SiLU()))
+            cin = cout
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Conv2d(cin, 5, 1)
+        self.stride = int(np.prod([s for _, s in layers]))
+        self.box_unit = box_unit
+
+    def raw(self, x):
+        return self.head(self.features(x))  # N, 5, H/stride, W/stride: dx, dy, log w, log h, logit
+
+    def forward(self, x):
+        raw = self.raw(x)
+        n, _, gh, gw = raw.shape
+        ys = torch.arange(gh, dtype=x.dtype).view(1, gh, 1).expand(1, gh, gw)
+        xs = torch.arange(gw, dtype=x.dtype).view(1, 1, gw).expand(1, gh, gw)
+        cx = (xs + torch.sigmoid(raw[:, 0])) * self.stride
+        cy = (ys + torch.sigmoid(raw[:, 1])) * self.stride
+        w = torch.exp(raw[:, 2].clamp(-4, 4)) * self.box_unit
+        h = torch.exp(raw[:, 3].clamp(-4, 4)) * self.box_unit
+        score = torch.sigmoid(raw[:, 4])
+        return torch.stack([cx, cy, w, h, score], 1).reshape(n, 5, gh * gw)
+
+
+def crop(image, boxes, tile, rng, zoom_range, area=None):
+    """A `tile`-sized crop of `image` (C, H, W) at a random zoom, centred near a labelled box more
+    often than not, within `area` (x0, y0, x1, y1) when given; flipped and transposed at random
+    (overhead objects have no preferred heading). Returns the crop and the boxes whose centres
+    fall in it, in crop pixels."""
+    ax0, ay0, ax1, ay1 = area if area is not None else (0, 0, image.shape[2], image.shape[1])
+    zoom = rng.uniform(*zoom_range)
+    side = min(int(round(tile / zoom)), ax1 - ax0, ay1 - ay0)
+    if len(boxes) and rng.random() < 0.6:
+        b = boxes[rng.randrange(len(boxes))]
+        cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        x0 = int(np.clip(cx - rng.uniform(8, side - 8), ax0, ax1 - side))
+        y0 = int(np.clip(cy - rng.uniform(8, side - 8), ay0, ay1 - side))
+    else:
+        x0, y0 = ax0 + rng.randrange(ax1 - ax0 - side + 1), ay0 + rng.randrange(ay1 - ay0 - side + 1)
+    cut = torch.tensor(image[:, y0 : y0 + side, x0 : x0 + side].copy())[None]
+    cut = F.interpolate(cut, size=(tile, tile), mode="bilinear", align_corners=False)[0].numpy()
+    inside = (boxes.copy() - np.array([x0, y0, x0, y0], np.float32)) * (tile / side)
+    centre = (inside[:, :2] + inside[:, 2:]) / 2
+    inside = inside[(centre >= 0).all(1) & (centre < tile).all(1)]
+    if rng.random() < 0.5:
+        cut = cut[:, :, ::-1].copy()
+        inside[:, [0, 2]] = tile - inside[:, [2, 0]]
+    if rng.random() < 0.5:
+        cut = cut[:, ::-1, :].copy()
+        inside[:, [1, 3]] = tile - inside[:, [3, 1]]
+    if rng.random() < 0.5:
+        cut = np.transpose(cut, (0, 2, 1)).copy()
+        inside = inside[:, [1, 0, 3, 2]]
+    return cut, inside
+
+
+def photometric(tile, rng, gain=(0.7, 1.3), offset=(-0.1, 0.1), noise=0.02):
+    """Per-band gain and offset, and noise: scenes are lit and scaled differently, whatever the
+    per-scene normalisation."""
+    bands = tile.shape[0]
+    g = np.array([rng.uniform(*gain) for _ in range(bands)], np.float32)[:, None, None]
+    o = np.array([rng.uniform(*offset) for _ in range(bands)], np.float32)[:, None, None]
+    n = np.random.default_rng(rng.randrange(1 << 30)).normal(0, noise, tile.shape).astype(np.float32)
+    return np.clip(tile * g + o + n, 0, 1)
+
+
+def targets(batch_boxes, grid, stride, box_unit):
+    """Each box is the positive of the cell its centre falls in."""
+    n = len(batch_boxes)
+    objectness = torch.zeros(n, grid, grid)
+    box = torch.zeros(n, 4, grid, grid)
+    for i, boxes in enumerate(batch_boxes):
+        for x0, y0, x1, y1 in boxes:
+            cx, cy, bw, bh = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, 1.0), max(y1 - y0, 1.0)
+            gx, gy = int(cx // stride), int(cy // stride)
+            if 0 <= gx < grid and 0 <= gy < grid:
+                objectness[i, gy, gx] = 1.0
+                box[i, :, gy, gx] = torch.tensor(
+                    [cx / stride - gx, cy / stride - gy, np.log(bw / box_unit), np.log(bh / box_unit)]
+                )
+    return objectness, box
+
+
+def train(model, sample, tile, steps, batch, lr=3e-3):
+    """Focal loss on the score (almost every cell is background), L1 on the box; AdamW, one cycle."""
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps)
+    grid = tile // model.stride
+    for step in range(steps):
+        tiles, boxes = zip(*(sample() for _ in range(batch)))
+        x = torch.tensor(np.stack(tiles))
+        objectness, box = targets(boxes, grid, model.stride, model.box_unit)
+        raw = model.raw(x)
+        logits = raw[:, 4]
+        p = torch.sigmoid(logits)
+        bce = F.binary_cross_entropy_with_logits(logits, objectness, reduction="none")
+        focal = (bce * ((objectness - p).abs() ** 2) * (1 + 3 * objectness)).sum() / max(objectness.sum().item(), 1.0)
+        positive = objectness.bool()
+        xy = torch.sigmoid(raw[:, 0:2]).permute(0, 2, 3, 1)[positive]
+        wh = raw[:, 2:4].permute(0, 2, 3, 1)[positive]
+        target = box.permute(0, 2, 3, 1)[positive]
+        box_loss = F.l1_loss(xy, target[:, :2]) + F.l1_loss(wh, target[:, 2:]) if positive.any() else torch.tensor(0.0)
+        loss = focal + 2.0 * box_loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if step % 200 == 0 or step == steps - 1:
+            print(f"step {step}: loss {loss.item():.4f} (focal {focal.item():.4f}, box {float(box_loss):.4f})", flush=True)
+    return model.eval()
+
+
+def export(model, channels, tile, out):
+    """The ONNX file flight loads: input `images` [1, C, tile, tile], output `output0`."""
+    dummy = torch.zeros(1, channels, tile, tile)
+    torch.onnx.export(model, dummy, out, input_names=["images"], output_names=["output0"], opset_version=17, dynamo=False)
+    print(f"wrote {out} ({os.path.getsize(out)} bytes)")
