@@ -39,11 +39,20 @@ fn main() {
         .iter()
         .map(|s| root().join("testdata/satellite/sen2ships").join(s))
         .collect();
-    let mut detector = MissionDetector::load(&mission, None).expect("the mission's detector");
+    measure(&mission, None, &scenes, rounds);
+    // a heavier model (256 px tiles, 8-bit RGB files): the path's cost per frame weighs less
+    let aerial = ["aerial/OSBS_029.tif", "aerial/2019_YELL_2_541000_4977000_image_crop.png"];
+    measure(&mission, Some("trees-neon"), &aerial.map(|f| root().join("testdata").join(f)), rounds);
+    cloud_screen_cost(&with_screen, &scenes, rounds);
+}
+
+/// The three measurements for model `name` (the mission's detector when `None`) on `scenes`.
+fn measure(mission: &LoadedFlightMission, name: Option<&str>, scenes: &[PathBuf], rounds: usize) {
+    let mut detector = MissionDetector::load(mission, name).expect("the detector");
 
     // the peer: the same session fed the scenes' tiles, made before the clock starts
     let mut tensors = Vec::new();
-    for scene in &scenes {
+    for scene in scenes {
         let (raster, _) = detector.read_frame(scene).expect("scene");
         let ranges = detector.scaling(&raster);
         let spec = detector.spec().clone();
@@ -92,7 +101,7 @@ fn main() {
                 1 => {
                     detections = 0;
                     detector
-                        .detect_each(&scenes, |_, found| {
+                        .detect_each(scenes, |_, found| {
                             detections += found?.len();
                             Ok::<_, kestrel_flight::mission_detector::MissionDetectorError>(())
                         })
@@ -127,9 +136,6 @@ fn main() {
         1000.0 / decoded,
         100.0 * decoded / raw
     );
-    drop(frames);
-    drop(detector);
-    cloud_screen_cost(&with_screen, &scenes, rounds);
 }
 
 /// The cloud screen's time per tile over the same scenes, its session beside the detector's.

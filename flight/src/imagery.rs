@@ -145,14 +145,15 @@ impl Raster {
         let pixels = (width as usize) * (height as usize);
         let mut out = vec![0u16; pixels * bands];
         for (b, layer) in layers.iter().enumerate() {
-            for i in 0..pixels {
-                out[i * bands + b] = layer.sample(i);
+            let band = out.iter_mut().skip(b).step_by(bands);
+            match &layer.samples {
+                Samples::U8(v) => band.zip(v).for_each(|(o, &s)| *o = u16::from(s)),
+                Samples::U16(v) => band.zip(v).for_each(|(o, &s)| *o = s),
             }
         }
         Ok(Self { width, height, bands, samples: Samples::U16(out) })
     }
 
-    /// Sample `index` of the band-interleaved buffer, widened to u16.
     /// CRC-32 of the samples: taken when a frame is loaded and checked before its products are
     /// made, so that an upset in the image buffer in between is caught.
     pub fn crc32(&self) -> u32 {
@@ -181,6 +182,7 @@ impl Raster {
         }
     }
 
+    /// Sample `index` of the band-interleaved buffer, widened to u16.
     pub fn sample(&self, index: usize) -> u16 {
         match &self.samples {
             Samples::U8(v) => u16::from(v[index]),
@@ -202,9 +204,12 @@ impl Raster {
         let pixels = (self.width as usize) * (self.height as usize);
         let step = (pixels / 65_536).max(1);
         let mut values: Vec<u16> = (0..pixels).step_by(step).map(|p| self.sample(p * self.bands + band)).collect();
-        values.sort_unstable();
-        let at = |q: f64| f32::from(values[((values.len() - 1) as f64 * q).round() as usize]);
-        (at(low), at(high))
+        let rank = |q: f64| ((values.len() - 1) as f64 * q).round() as usize;
+        let (low, high) = (rank(low), rank(high));
+        // two selections, not a sort: the quantiles are all that is wanted
+        let (below, &mut high_value, _) = values.select_nth_unstable(high);
+        let low_value = if low < high { *below.select_nth_unstable(low).1 } else { high_value };
+        (f32::from(low_value), f32::from(high_value))
     }
 
     /// The model input for one tile: `[1, bands, size, size]`, each chosen band scaled from its

@@ -157,6 +157,9 @@ impl OnnxRuntime {
                 Session::builder(&self.environment)
                     .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::into))
                     .and_then(|b| b.with_intra_threads(intra_threads).map_err(Into::into))
+                    // waiting threads that spin burn power between tiles and take the cores from
+                    // the thread reading the next frame
+                    .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
                     .and_then(|b| b.with_execution_providers([dispatch.error_on_failure()]).map_err(Into::into))
                     .and_then(|mut b| b.commit_from_file(model))
                     .map_err(|e| e.to_string())
