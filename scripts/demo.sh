@@ -24,6 +24,12 @@ mkdir -p var/demo
 "$bin/flight" eval --mission mission.toml --images testdata/satellite/sen2ships/casablanca \
   --labels testdata/satellite/sen2ships/casablanca/casablanca_coco.json
 
+echo "== detection: the tree-crown model on NEON aerial imagery (UTM GeoTIFF), scored over the whole OSBS_029 tile (its card gives the held-out part)"
+"$bin/flight" eval --mission mission.toml --model trees-neon --images testdata/aerial --labels testdata/aerial/OSBS_029.csv
+
+echo "== the cloud screen: five dates of one place in real Sentinel-2 reflectance (0-1 cloudy, 2-4 clear)"
+"$bin/flight" screen --mission mission.toml testdata/satellite/sentinel2-cloudy-clear/date-{0,1,2,3,4}
+
 echo "== the space link: real space packets (CYGNSS, Europa Clipper) framed into authenticated CADUs and decoded back"
 cat testdata/packets/CYGNSS_F7_L0_2022_086_10_15_V01_F__first101pkts.tlm testdata/packets/ecm_raw2.bin > var/demo/packets.bin
 "$bin/flight" frame --mission mission.toml --in var/demo/packets.bin --out var/demo/stream.cadu
@@ -67,8 +73,9 @@ What ran: the mission file was checked by flight, ground, thermal and radiation-
 ONNX Runtime (the PyPI library, through ort's load-dynamic) and ran one inference of the sigmoid
 test model that ships in the onnxruntime wheel; real space packets went through the link and back
 bit-exact; a real Suomi-NPP capture was decoded; the thermal/power model planned three orbits
-(plot in var/demo/thermal-plan.svg); and the vessel model (a weak first baseline, see
-models/vessels-s2.md) ran on a real Sentinel-2 scene and was scored against its labels. Then the
+(plot in var/demo/thermal-plan.svg); the vessel model (a weak first baseline, see
+models/vessels-s2.md) ran on a real Sentinel-2 scene and the tree-crown model on a NEON tile, each
+scored against its labels, and the cloud screen called five dates of a real scene. Then the
 demo mission flew: `ground serve` took the CADUs of `flight run` (simulated clock, 300x) over TCP in
 the passes predicted from the TLE, stored every product and acknowledged it; the summary above says
 what flight did. Fault campaigns against these binaries: `radiation-sim campaign` (see

@@ -76,6 +76,14 @@ enum Command {
         #[arg(required = true, value_name = "IMAGE")]
         inputs: Vec<PathBuf>,
     },
+    /// Run the mission's cloud screen (`[flight.cloud_screen]`, even when the mission has it
+    /// disabled) on frames: each tile's cloud fraction, and the tiles it keeps from the detector.
+    Screen {
+        #[arg(long, value_name = "FILE")]
+        mission: PathBuf,
+        #[arg(required = true, value_name = "IMAGE")]
+        inputs: Vec<PathBuf>,
+    },
     /// Score the detector against labels: mAP@0.5, precision and recall.
     Eval {
         #[arg(long, value_name = "FILE")]
@@ -153,6 +161,7 @@ fn main() -> ExitCode {
         Command::Detect { mission, model, geojson, inputs } => {
             detect(&mission, model.as_deref(), geojson.as_deref(), &inputs)
         }
+        Command::Screen { mission, inputs } => screen(&mission, &inputs),
         Command::Eval { mission, model, images, labels } => evaluate(&mission, model.as_deref(), &images, &labels),
         Command::Keygen { secret } => models::generate_key_pair(&secret)
             .map(|public| println!("signing key written to {}\nverifying key: {public}", secret.display()))
@@ -244,6 +253,34 @@ fn detect(mission: &Path, model: Option<&str>, geojson: Option<&Path>, inputs: &
         let collection = serde_json::json!({ "type": "FeatureCollection", "features": features });
         std::fs::write(path, serde_json::to_string_pretty(&collection)?)
             .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn screen(mission: &Path, inputs: &[PathBuf]) -> anyhow::Result<()> {
+    let mut loaded = LoadedFlightMission::load(mission)?;
+    let Some(config) = loaded.config.flight.cloud_screen.as_mut() else {
+        anyhow::bail!("`{}` has no [flight.cloud_screen] section", mission.display());
+    };
+    config.enabled = true;
+    let limit = *config.max_cloud_fraction.get_ref();
+    let mut detector = MissionDetector::load(&loaded, None)?;
+    for input in inputs {
+        let (raster, _) = detector.read_frame(input)?;
+        let mut fractions = Vec::new();
+        let mut dropped = 0;
+        for window in detector.detector().windows(&raster) {
+            if let Some(cover) = detector.cloud_cover(&raster, window)? {
+                dropped += usize::from(cover.over_limit);
+                fractions.push(format!("{:.2}", cover.fraction));
+            }
+        }
+        println!(
+            "{}: {} tiles, {dropped} clouded over {limit} (kept from the detector); cloud fraction per tile: {}",
+            input.display(),
+            fractions.len(),
+            fractions.join(" ")
+        );
     }
     Ok(())
 }

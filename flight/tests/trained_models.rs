@@ -129,3 +129,22 @@ fn a_model_of_the_wrong_kind_is_refused_with_the_key_that_named_it() {
         "model `vessels-s2` is a detector in the manifest; `flight.cloud_screen.model` needs a cloud_mask"
     );
 }
+
+#[test]
+fn flight_screen_reports_each_tile_and_what_it_keeps_from_the_detector() {
+    let dates = root().join("testdata/satellite/sentinel2-cloudy-clear");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flight"))
+        .args(["screen", "--mission"])
+        .arg(root().join("mission.toml"))
+        .args((0..5).map(|date| dates.join(format!("date-{date}"))))
+        .output()
+        .expect("flight runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    for (date, line) in lines.iter().enumerate() {
+        let dropped = if date <= 1 { "1 clouded over 0.7" } else { "0 clouded over 0.7" };
+        assert!(line.contains(&format!("date-{date}: 1 tiles, {dropped}")), "{line}");
+    }
+}
