@@ -34,8 +34,9 @@ set -euo pipefail
   fi
   # the end-to-end tests make a database of their own for each run
   as_postgres "psql -qc \"ALTER ROLE kestrel CREATEDB\""
-  if [ "$(as_postgres "psql -tAc \"SELECT 1 FROM pg_database WHERE datname='kestrel_test'\"")" != "1" ]; then
-    su postgres -c "createdb -p $port -O kestrel kestrel_test"
-  fi
+  # a fresh database each time: every test and benchmark run leaves its schemas behind, and an
+  # archive grown over hundreds of runs is not the one the benchmarks mean to measure
+  su postgres -c "dropdb -p $port --if-exists --force kestrel_test"
+  su postgres -c "createdb -p $port -O kestrel kestrel_test"
 } >&2
 echo "postgres://kestrel:kestrel@127.0.0.1:$port/kestrel_test"

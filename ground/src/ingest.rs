@@ -59,7 +59,8 @@ pub struct StationIngest {
     decoder: CaduDecoder,
     reassembler: SegmentReassembler,
     stats: IngestStats,
-    packets: Vec<Vec<u8>>,
+    /// Products the packets so far completed: (APID, payload).
+    completed: Vec<(u16, Vec<u8>)>,
     to_store: Option<SyncSender<(Verified, i64)>>,
     /// Per store: how many batches it took, and what came of them.
     outcomes: Receiver<(usize, Result<BatchOutcome, ArchiveError>)>,
@@ -95,7 +96,7 @@ impl StationIngest {
             decoder: CaduDecoder::new(profile),
             reassembler: SegmentReassembler::default(),
             stats: IngestStats::default(),
-            packets: Vec::new(),
+            completed: Vec::new(),
             to_store: storer.is_some().then_some(to_store),
             outcomes,
             storer,
@@ -120,8 +121,8 @@ impl StationIngest {
     /// thread; returns the ids of products that became safe in the archive since the last call
     /// (stored now or before), which the spacecraft may prune once acknowledged.
     pub fn push(&mut self, bytes: &[u8], now_unix_ms: i64) -> Result<Vec<u64>, ArchiveError> {
-        let packets = &mut self.packets;
-        self.decoder.push(bytes, &mut |d| packets.push(d.packet.to_vec()));
+        let Self { decoder, reassembler, completed, .. } = self;
+        decoder.push(bytes, &mut |d| completed.extend(reassembler.push(d.packet)));
         self.hand_over(now_unix_ms)?;
         self.collect(false)
     }
@@ -133,8 +134,8 @@ impl StationIngest {
 
     /// The stream ended: decodes what is left and waits until all of it is stored.
     pub fn finish(&mut self, now_unix_ms: i64) -> Result<Vec<u64>, ArchiveError> {
-        let packets = &mut self.packets;
-        self.decoder.finish(&mut |d| packets.push(d.packet.to_vec()));
+        let Self { decoder, reassembler, completed, .. } = self;
+        decoder.finish(&mut |d| completed.extend(reassembler.push(d.packet)));
         self.hand_over(now_unix_ms)?;
         let safe = self.collect(true);
         self.to_store = None;
@@ -144,12 +145,11 @@ impl StationIngest {
         safe
     }
 
-    /// Verifies what the packets so far complete (envelope, schema, content CRC, APID) and hands
-    /// what passes to the storing thread.
+    /// Verifies the products the packets so far completed (envelope, schema, content CRC, APID)
+    /// and hands what passes to the storing thread.
     fn hand_over(&mut self, now_unix_ms: i64) -> Result<(), ArchiveError> {
         let mut verified = Vec::new();
-        for packet in std::mem::take(&mut self.packets) {
-            let Some((apid, payload)) = self.reassembler.push(&packet) else { continue };
+        for (apid, payload) in self.completed.drain(..) {
             if !PRODUCT_APIDS.iter().any(|a| a.value() == apid) {
                 self.stats.foreign_packets += 1;
                 continue;
