@@ -153,9 +153,7 @@ def main():
     rng = yolo_layout.seed_everything(SEED)
     model = train(rng, args.steps)
     acceptance(model)
-    dummy = torch.zeros(1, len(BANDS), TILE, TILE)
-    torch.onnx.export(model, dummy, args.out, input_names=["images"], output_names=["output0"], opset_version=17, dynamo=False)
-    print(f"wrote {args.out} ({os.path.getsize(args.out)} bytes)")
+    yolo_layout.export(model, len(BANDS), TILE, args.out)
 
 
 if __name__ == "__main__":

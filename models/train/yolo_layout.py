@@ -1,10 +1,11 @@
 """What every Kestrel detector's training shares: a small anchor-free network whose graph ends in
 the YOLOv8/YOLO11 export layout flight decodes ([1, 4 + 1, N]: cx, cy, w, h in input pixels and a
 sigmoid class score), crops with scale jitter biased towards labelled objects, the geometric and
-photometric augmentation, the targets, the training loop and the ONNX export.
+photometric augmentation, the targets, the training loop and the ONNX export (the cloud screen,
+clouds.py, uses the seeding, the crops and the export too).
 
-Each model's script (vessels.py, trees.py) says what is its own: data, bands, scaling, layers,
-tile size and the split it holds out.
+Each model's script (vessels.py, trees.py, clouds.py) says what is its own: data, bands, scaling,
+layers, tile size and the split it holds out.
 """
 
 import os
