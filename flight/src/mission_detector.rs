@@ -223,9 +223,7 @@ fn session(mission: &LoadedFlightMission, model: &VerifiedModel) -> Result<ort::
 /// Model `name` of the mission's manifest, its file's hash and signature verified.
 pub fn manifest_model(mission: &LoadedFlightMission, name: &str) -> Result<VerifiedModel, ModelError> {
     let config = &mission.config.flight.detector;
-    let models =
-        load_verified(&mission.resolve(config.manifest.get_ref()), &mission.resolve(config.verifying_key.get_ref()))?;
-    models.into_iter().find(|m| m.entry.name == name).ok_or_else(|| ModelError::Unknown(name.to_owned()))
+    load_verified(&mission.resolve(config.manifest.get_ref()), &mission.resolve(config.verifying_key.get_ref()), name)
 }
 
 /// The georeferencing of a TIFF; none for other files.

@@ -179,36 +179,38 @@ pub fn check_signature(verifying_key_file: &Path, digest: &[u8; 32], signature: 
         .map_err(|_| refused("the signature does not verify with this verifying key"))
 }
 
-/// Loads the manifest and verifies every model's hash and signature with the verifying key.
-pub fn load_verified(manifest: &Path, verifying_key_file: &Path) -> Result<Vec<VerifiedModel>, ModelError> {
+/// Loads the manifest (every entry checked for form, names unique) and model `name` from it, its
+/// file's hash and signature verified with the verifying key. Only that model's file is read: a
+/// missing or damaged file of another model does not keep this one from loading (it is refused
+/// when it is asked for).
+pub fn load_verified(manifest: &Path, verifying_key_file: &Path, name: &str) -> Result<VerifiedModel, ModelError> {
     let key = verifying_key(verifying_key_file)?;
     let file = MissionFile::read(manifest)?;
     let parsed: ManifestFile = file.parse_document()?;
-    let mut verified = Vec::new();
-    for (i, entry) in parsed.models.into_iter().enumerate() {
-        if verified.iter().any(|v: &VerifiedModel| v.entry.name == entry.name) {
+    let mut found = None;
+    for (i, entry) in parsed.models.iter().enumerate() {
+        if parsed.models[..i].iter().any(|earlier| earlier.name == entry.name) {
             let message = format!("model `{}` is declared twice", entry.name);
             return Err(file.error_at(entry.file.span(), &format!("models[{i}].name"), message).into());
         }
-        let path = file.resolve(entry.file.get_ref());
-        let refuse = |message: String| ModelError::Refused { name: entry.name.clone(), path: path.clone(), message };
         let expected = unhex::<32>(entry.sha256.get_ref()).ok_or_else(|| {
             file.error_at(entry.sha256.span(), &format!("models[{i}].sha256"), "expected 64 hexadecimal digits")
         })?;
         let signature = unhex::<64>(entry.signature.get_ref()).ok_or_else(|| {
             file.error_at(entry.signature.span(), &format!("models[{i}].signature"), "expected 128 hexadecimal digits")
         })?;
-        let digest = file_sha256(&path)?;
-        if digest != expected {
-            return Err(refuse(format!(
-                "its SHA-256 is {}, the manifest says {}",
-                hex(&digest),
-                entry.sha256.get_ref()
-            )));
+        if entry.name == name {
+            found = Some((entry.clone(), expected, signature));
         }
-        key.verify(&digest, &Signature::from_bytes(&signature))
-            .map_err(|_| refuse("its signature does not verify with the verifying key".into()))?;
-        verified.push(VerifiedModel { entry, path });
     }
-    Ok(verified)
+    let (entry, expected, signature) = found.ok_or_else(|| ModelError::Unknown(name.to_owned()))?;
+    let path = file.resolve(entry.file.get_ref());
+    let refuse = |message: String| ModelError::Refused { name: entry.name.clone(), path: path.clone(), message };
+    let digest = file_sha256(&path)?;
+    if digest != expected {
+        return Err(refuse(format!("its SHA-256 is {}, the manifest says {}", hex(&digest), entry.sha256.get_ref())));
+    }
+    key.verify(&digest, &Signature::from_bytes(&signature))
+        .map_err(|_| refuse("its signature does not verify with the verifying key".into()))?;
+    Ok(VerifiedModel { entry, path })
 }

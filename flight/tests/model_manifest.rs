@@ -34,9 +34,8 @@ fn signed(dir: &Path) -> std::path::PathBuf {
 fn a_signed_model_verifies_and_the_manifest_keeps_its_comments() {
     let dir = tempfile::tempdir().expect("tempdir");
     let public = signed(dir.path());
-    let models = load_verified(&dir.path().join("models.toml"), &public).expect("verified");
-    assert_eq!(models.len(), 1);
-    assert_eq!(models[0].entry.classes, vec!["x"]);
+    let model = load_verified(&dir.path().join("models.toml"), &public, "sigmoid").expect("verified");
+    assert_eq!(model.entry.classes, vec!["x"]);
     let text = std::fs::read_to_string(dir.path().join("models.toml")).expect("read");
     assert!(text.starts_with("# test manifest"), "{text}");
     let key = std::fs::metadata(dir.path().join("signing.key")).expect("key");
@@ -54,7 +53,7 @@ fn a_changed_model_a_forged_signature_or_another_key_is_refused() {
     let original = bytes.clone();
     bytes[10] ^= 1;
     std::fs::write(dir.path().join("sigmoid.onnx"), &bytes).expect("tamper");
-    let error = load_verified(&manifest, &public).expect_err("changed model");
+    let error = load_verified(&manifest, &public, "sigmoid").expect_err("changed model");
     assert!(matches!(error, ModelError::Refused { .. }) && error.to_string().contains("SHA-256"), "{error}");
     std::fs::write(dir.path().join("sigmoid.onnx"), &original).expect("restore");
 
@@ -65,17 +64,17 @@ fn a_changed_model_a_forged_signature_or_another_key_is_refused() {
     let digit = if &signature[last..=last] == "0" { "1" } else { "0" };
     let forged = text.replace(&signature, &format!("{}{digit}{}", &signature[..last], &signature[last + 1..]));
     std::fs::write(&manifest, forged).expect("forge");
-    let error = load_verified(&manifest, &public).expect_err("forged signature");
+    let error = load_verified(&manifest, &public, "sigmoid").expect_err("forged signature");
     assert!(error.to_string().contains("signature does not verify"), "{error}");
     std::fs::write(&manifest, &text).expect("restore");
 
     let other = tempfile::tempdir().expect("tempdir");
     let stranger = generate_key_pair(&other.path().join("k")).expect("key");
     std::fs::write(other.path().join("k.pub"), stranger).expect("write");
-    let error = load_verified(&manifest, &other.path().join("k.pub")).expect_err("another key");
+    let error = load_verified(&manifest, &other.path().join("k.pub"), "sigmoid").expect_err("another key");
     assert!(error.to_string().contains("signature does not verify"), "{error}");
 
-    load_verified(&manifest, &public).expect("still fine with the right key");
+    load_verified(&manifest, &public, "sigmoid").expect("still fine with the right key");
 }
 
 #[test]
@@ -85,7 +84,25 @@ fn a_malformed_manifest_is_located() {
     let manifest = dir.path().join("models.toml");
     let text = std::fs::read_to_string(&manifest).expect("read").replace("max_iou = 0.5", "max_iou = 0.5\nmax_io = 1");
     std::fs::write(&manifest, text).expect("write");
-    let error = load_verified(&manifest, &public).expect_err("unknown key");
+    let error = load_verified(&manifest, &public, "sigmoid").expect_err("unknown key");
     let message = error.to_string();
     assert!(message.contains("models.toml:") && message.contains("key `models[0].max_io`"), "{message}");
+}
+
+#[test]
+fn only_the_model_asked_for_is_verified_and_a_damaged_other_is_refused_when_asked_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let public = signed(dir.path());
+    let manifest = dir.path().join("models.toml");
+    // a second model whose file is missing, under a copy of the first one's entry
+    let text = std::fs::read_to_string(&manifest).expect("read");
+    let second = text[text.find("[[models]]").expect("entry")..]
+        .replace("name = \"sigmoid\"", "name = \"missing\"")
+        .replace("file = \"sigmoid.onnx\"", "file = \"missing.onnx\"");
+    std::fs::write(&manifest, format!("{text}\n{second}")).expect("write");
+    load_verified(&manifest, &public, "sigmoid").expect("the model asked for still loads");
+    let error = load_verified(&manifest, &public, "missing").expect_err("no file");
+    assert!(error.to_string().contains("missing.onnx"), "{error}");
+    let error = load_verified(&manifest, &public, "nowhere").expect_err("not in the manifest");
+    assert_eq!(error.to_string(), "no model named `nowhere` in the manifest");
 }
