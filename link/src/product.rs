@@ -84,6 +84,8 @@ pub struct Chip {
     /// Chip origin and size in frame pixels.
     pub origin: [u32; 2],
     pub size: [u32; 2],
+    // as bytes, not a sequence of u8 (the same on the wire with postcard, copied in one go)
+    #[serde(with = "serde_bytes")]
     pub png: Vec<u8>,
 }
 
@@ -93,6 +95,8 @@ pub struct Thumbnail {
     pub frame_id: u64,
     pub frame_time_ms: i64,
     pub footprint: [[f64; 2]; 4],
+    // as bytes, not a sequence of u8 (the same on the wire with postcard, copied in one go)
+    #[serde(with = "serde_bytes")]
     pub png: Vec<u8>,
 }
 
@@ -263,6 +267,24 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_bytes_are_encoded_as_a_length_and_the_bytes_as_a_sequence_of_u8_always_was() {
+        let png = vec![7u8, 0, 255, 128];
+        let chip = Chip { frame_id: 1, detection_index: 2, origin: [3, 4], size: [5, 6], png: png.clone() };
+        let as_bytes = postcard::to_allocvec(&chip).expect("encode");
+        #[derive(Serialize)]
+        struct ChipAsSequence {
+            frame_id: u64,
+            detection_index: u32,
+            origin: [u32; 2],
+            size: [u32; 2],
+            png: Vec<u8>,
+        }
+        let as_sequence = ChipAsSequence { frame_id: 1, detection_index: 2, origin: [3, 4], size: [5, 6], png };
+        assert_eq!(as_bytes, postcard::to_allocvec(&as_sequence).expect("encode"));
+        assert!(as_bytes.ends_with(&[4, 7, 0, 255, 128]));
+    }
 
     fn detections() -> Product {
         Product {
