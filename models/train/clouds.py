@@ -120,18 +120,13 @@ class CloudScreen(nn.Module):
 def train(rng, steps):
     scenes, fields = ground_scenes(), cloud_fields()
     model = CloudScreen()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=steps)
-    for step in range(steps):
+
+    def loss_at(_step):
         images, targets = zip(*(sample(rng, scenes, fields) for _ in range(32)))
-        loss = F.binary_cross_entropy_with_logits(model.logits(torch.tensor(np.stack(images)))[:, 0], torch.tensor(np.stack(targets)))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        if step % 200 == 0 or step == steps - 1:
-            print(f"step {step}: loss {loss.item():.4f}", flush=True)
-    return model.eval()
+        logits = model.logits(torch.tensor(np.stack(images)))[:, 0]
+        return F.binary_cross_entropy_with_logits(logits, torch.tensor(np.stack(targets))), ""
+
+    return yolo_layout.optimise(model, loss_at, steps)
 
 
 def acceptance(model):

@@ -116,12 +116,27 @@ def targets(batch_boxes, grid, stride, box_unit):
     return objectness, box
 
 
-def train(model, sample, tile, steps, batch, lr=3e-3):
-    """Focal loss on the score (almost every cell is background), L1 on the box; AdamW, one cycle."""
+def optimise(model, loss_at, steps, lr=3e-3):
+    """AdamW with a one-cycle schedule over `steps`; `loss_at(step)` gives the step's loss and a
+    few words on its parts for the log."""
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps)
-    grid = tile // model.stride
     for step in range(steps):
+        loss, parts = loss_at(step)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if step % 200 == 0 or step == steps - 1:
+            print(f"step {step}: loss {loss.item():.4f}{parts}", flush=True)
+    return model.eval()
+
+
+def train(model, sample, tile, steps, batch, lr=3e-3):
+    """Focal loss on the score (almost every cell is background), L1 on the box."""
+    grid = tile // model.stride
+
+    def loss_at(_step):
         tiles, boxes = zip(*(sample() for _ in range(batch)))
         x = torch.tensor(np.stack(tiles))
         objectness, box = targets(boxes, grid, model.stride, model.box_unit)
@@ -135,14 +150,9 @@ def train(model, sample, tile, steps, batch, lr=3e-3):
         wh = raw[:, 2:4].permute(0, 2, 3, 1)[positive]
         target = box.permute(0, 2, 3, 1)[positive]
         box_loss = F.l1_loss(xy, target[:, :2]) + F.l1_loss(wh, target[:, 2:]) if positive.any() else torch.tensor(0.0)
-        loss = focal + 2.0 * box_loss
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        if step % 200 == 0 or step == steps - 1:
-            print(f"step {step}: loss {loss.item():.4f} (focal {focal.item():.4f}, box {float(box_loss):.4f})", flush=True)
-    return model.eval()
+        return focal + 2.0 * box_loss, f" (focal {focal.item():.4f}, box {float(box_loss):.4f})"
+
+    return optimise(model, loss_at, steps, lr)
 
 
 def export(model, channels, tile, out):
