@@ -151,7 +151,7 @@ pub struct CloudScreenConfig {
     pub max_cloud_fraction: Spanned<f64>,
     /// The camera's calibration: a sample is `reflectance * reflectance_scale + reflectance_offset`.
     pub reflectance_scale: Spanned<f64>,
-    pub reflectance_offset: f64,
+    pub reflectance_offset: Spanned<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,6 +226,15 @@ impl LoadedFlightMission {
                 return Err(file.error_at(
                     screen.reflectance_scale.span(),
                     "flight.cloud_screen.reflectance_scale",
+                    message,
+                ));
+            }
+            let offset = *screen.reflectance_offset.get_ref();
+            if !offset.is_finite() {
+                let message = format!("must be a number of samples, found {offset}");
+                return Err(file.error_at(
+                    screen.reflectance_offset.span(),
+                    "flight.cloud_screen.reflectance_offset",
                     message,
                 ));
             }

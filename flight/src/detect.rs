@@ -218,9 +218,22 @@ impl Detector {
         ranges: &[(f32, f32)],
         georef: Option<&crate::georef::GeoTransform>,
     ) -> Result<Vec<FrameDetection>, DetectError> {
+        self.detect_where(raster, ranges, georef, |_| Ok(true))
+    }
+
+    /// As `detect`, over the tiles `run` lets through (a screen before the detector).
+    pub fn detect_where(
+        &mut self,
+        raster: &crate::imagery::Raster,
+        ranges: &[(f32, f32)],
+        georef: Option<&crate::georef::GeoTransform>,
+        mut run: impl FnMut(crate::tile::Window) -> Result<bool, DetectError>,
+    ) -> Result<Vec<FrameDetection>, DetectError> {
         let mut candidates = Vec::new();
         for window in self.windows(raster) {
-            candidates.extend(self.detect_tile(raster, ranges, window)?);
+            if run(window)? {
+                candidates.extend(self.detect_tile(raster, ranges, window)?);
+            }
         }
         self.merge(candidates, georef)
     }

@@ -87,7 +87,7 @@ impl MissionDetector {
                     cloud_probability: cloud_model.entry.min_score,
                     max_cloud_fraction: *screen.max_cloud_fraction.get_ref() as f32,
                     reflectance_scale: *screen.reflectance_scale.get_ref() as f32,
-                    reflectance_offset: screen.reflectance_offset as f32,
+                    reflectance_offset: *screen.reflectance_offset.get_ref() as f32,
                 };
                 Ok(CloudScreen::new(session(mission, &cloud_model)?, spec))
             })
@@ -175,16 +175,11 @@ fn detect_clear_tiles(
     ranges: &[(f32, f32)],
     georef: Option<&GeoTransform>,
 ) -> Result<Vec<FrameDetection>, MissionDetectorError> {
-    let mut candidates = Vec::new();
-    for window in detector.windows(raster) {
-        if let Some(screen) = cloud_screen.as_deref_mut()
-            && screen.cover(raster, window)?.over_limit
-        {
-            continue;
-        }
-        candidates.extend(detector.detect_tile(raster, ranges, window)?);
-    }
-    Ok(detector.merge(candidates, georef)?)
+    let clear = |window| match cloud_screen.as_deref_mut() {
+        Some(screen) => Ok(!screen.cover(raster, window)?.over_limit),
+        None => Ok(true),
+    };
+    Ok(detector.detect_where(raster, ranges, georef, clear)?)
 }
 
 fn check_kind(model: &VerifiedModel, expected: ModelKind, key: &'static str) -> Result<(), ModelError> {
@@ -226,7 +221,6 @@ pub fn manifest_model(mission: &LoadedFlightMission, name: &str) -> Result<Verif
     load_verified(&mission.resolve(config.manifest.get_ref()), &mission.resolve(config.verifying_key.get_ref()), name)
 }
 
-/// The georeferencing of a TIFF; none for other files.
 /// A frame (an image file, or a folder of the band files) with the model's channels in order,
 /// and its georeferencing when the files carry it.
 fn read_frame(config: &DetectorConfig, input: &Path) -> Result<(Raster, Option<GeoTransform>), MissionDetectorError> {
@@ -247,6 +241,7 @@ fn scaling(config: &DetectorConfig, raster: &Raster) -> Vec<(f32, f32)> {
     (0..raster.bands).map(|b| raster.band_range(b, low, high)).collect()
 }
 
+/// The georeferencing of a TIFF; none for other files.
 fn georef_of(path: &Path) -> Result<Option<GeoTransform>, GeorefError> {
     let mut magic = [0u8; 2];
     let is_tiff = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()

@@ -169,8 +169,8 @@ impl StationIngest {
         if verified.is_empty() {
             return Ok(());
         }
-        let gone = || ArchiveError::Storage("the storing thread has stopped".into());
-        self.to_store.as_ref().ok_or_else(gone)?.send((verified, now_unix_ms)).map_err(|_| gone())?;
+        let to_store = self.to_store.as_ref().ok_or_else(storer_gone)?;
+        to_store.send((verified, now_unix_ms)).map_err(|_| storer_gone())?;
         self.in_flight += 1;
         Ok(())
     }
@@ -180,7 +180,7 @@ impl StationIngest {
         let mut safe = Vec::new();
         while self.in_flight > 0 {
             let outcome = if wait {
-                self.outcomes.recv().map_err(|_| ArchiveError::Storage("the storing thread has stopped".into()))?
+                self.outcomes.recv().map_err(|_| storer_gone())?
             } else {
                 match self.outcomes.try_recv() {
                     Ok(outcome) => outcome,
@@ -198,6 +198,10 @@ impl StationIngest {
         }
         Ok(safe)
     }
+}
+
+fn storer_gone() -> ArchiveError {
+    ArchiveError::Storage("the storing thread has stopped".into())
 }
 
 /// Stores a batch of verified products.

@@ -183,4 +183,12 @@ fn the_cloud_screen_section_is_checked() {
         message.contains(&format!("mission.toml:{line}:21: key `flight.cloud_screen.reflectance_scale`")),
         "{message}"
     );
+
+    scratch.mission_with("reflectance_offset = 0.0", "reflectance_offset = nan");
+    let line = scratch.line_of("reflectance_offset = nan");
+    let message = check_fails("flight", &scratch);
+    assert!(
+        message.contains(&format!("mission.toml:{line}:22: key `flight.cloud_screen.reflectance_offset`")),
+        "{message}"
+    );
 }
