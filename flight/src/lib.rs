@@ -20,6 +20,7 @@ pub mod models;
 pub mod onnx_runtime;
 pub mod pipeline;
 pub mod products;
+pub mod resident_weights;
 pub mod schedule;
 pub mod screen;
 pub mod spool;

@@ -11,6 +11,7 @@ use crate::georef::{GeoTransform, GeorefError};
 use crate::imagery::{ImageError, Raster};
 use crate::models::{ModelError, ModelKind, VerifiedModel, load_verified};
 use crate::onnx_runtime::{OnnxRuntime, RuntimeError};
+use crate::resident_weights::ResidentWeights;
 use crate::screen::{CloudCover, CloudScreen, CloudScreenSpec};
 use crate::tile::Window;
 
@@ -39,6 +40,8 @@ pub struct MissionDetector {
     detector: Detector,
     cloud_screen: Option<CloudScreen>,
     config: DetectorConfig,
+    /// The weights of the detector (first) and the cloud screen that are in flight's memory.
+    weights: Vec<ResidentWeights>,
 }
 
 impl MissionDetector {
@@ -63,6 +66,8 @@ impl MissionDetector {
             max_iou,
             tile_overlap: config.tile_overlap,
         };
+        let mut weights = Vec::new();
+        let detector = Detector::new(session(mission, &model, &mut weights)?, spec.clone());
         let cloud_screen = mission
             .config
             .flight
@@ -89,14 +94,25 @@ impl MissionDetector {
                     reflectance_scale: *screen.reflectance_scale.get_ref() as f32,
                     reflectance_offset: *screen.reflectance_offset.get_ref() as f32,
                 };
-                Ok(CloudScreen::new(session(mission, &cloud_model)?, spec))
+                Ok(CloudScreen::new(session(mission, &cloud_model, &mut weights)?, spec))
             })
             .transpose()?;
-        Ok(Self { detector: Detector::new(session(mission, &model)?, spec), cloud_screen, config })
+        Ok(Self { detector, cloud_screen, config, weights })
     }
 
     pub fn spec(&self) -> &DetectorSpec {
         self.detector.spec()
+    }
+
+    /// Whether the models' weights in flight's memory are as they were read from the verified
+    /// files (upsets since would change what the models find).
+    pub fn weights_intact(&self) -> bool {
+        self.weights.iter().all(ResidentWeights::intact)
+    }
+
+    /// Where the models' weights in flight's memory are: (address, bytes) of each tensor.
+    pub fn weight_regions(&self) -> Vec<(usize, usize)> {
+        self.weights.iter().flat_map(ResidentWeights::regions).collect()
     }
 
     /// Whether `dir` is a scene folder holding the mission's band files.
@@ -130,7 +146,7 @@ impl MissionDetector {
         inputs: &[PathBuf],
         mut each: impl FnMut(&Path, Result<Vec<FrameDetection>, MissionDetectorError>) -> Result<(), E>,
     ) -> Result<(), E> {
-        let Self { detector, cloud_screen, config } = self;
+        let Self { detector, cloud_screen, config, .. } = self;
         let config = &*config;
         let prepare = move |input: &Path| {
             read_frame(config, input).map(|(raster, georef)| {
@@ -207,12 +223,18 @@ fn check_channels(config: &DetectorConfig, model: &VerifiedModel) -> Result<(), 
     Ok(())
 }
 
-/// A session of `model` on the mission's execution providers.
-fn session(mission: &LoadedFlightMission, model: &VerifiedModel) -> Result<ort::session::Session, RuntimeError> {
+/// A session of `model` on the mission's execution providers; its weights are kept with the
+/// others when they are in flight's memory.
+fn session(
+    mission: &LoadedFlightMission,
+    model: &VerifiedModel,
+    weights: &mut Vec<ResidentWeights>,
+) -> Result<ort::session::Session, RuntimeError> {
     let inference = &mission.config.flight.inference;
-    let (session, _) =
+    let loaded =
         OnnxRuntime::get()?.session(&model.path, inference.execution_providers.get_ref(), inference.intra_threads)?;
-    Ok(session)
+    weights.extend(loaded.weights);
+    Ok(loaded.session)
 }
 
 /// Model `name` of the mission's manifest, its file's hash and signature verified.

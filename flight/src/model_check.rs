@@ -25,8 +25,8 @@ pub struct ModelCheckReport {
 
 pub fn run(inference: &InferenceConfig, model: &Path) -> Result<ModelCheckReport, RuntimeError> {
     let runtime = OnnxRuntime::get()?;
-    let (mut session, providers) =
-        runtime.session(model, inference.execution_providers.get_ref(), inference.intra_threads)?;
+    let loaded = runtime.session(model, inference.execution_providers.get_ref(), inference.intra_threads)?;
+    let (mut session, providers) = (loaded.session, loaded.choice);
     let model_error = |message: String| RuntimeError::Model { path: model.to_path_buf(), message };
 
     let mut inputs = Vec::new();

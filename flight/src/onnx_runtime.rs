@@ -19,6 +19,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 
 use crate::config::ExecutionProviderKind;
+use crate::resident_weights::{self, ResidentWeights};
 
 /// The ONNX Runtime release the set-up installs and `ort` 2.0.0-rc.15 is built against.
 pub const ORT_VERSION: &str = "1.31.1";
@@ -141,32 +142,45 @@ impl OnnxRuntime {
     }
 
     /// Builds a session for `model` on the first provider of `preference` that is available and
-    /// accepts the model; each one passed over is logged with its reason, so a fallback is never silent.
+    /// accepts the model; each one passed over is logged with its reason, so a fallback is never
+    /// silent. On the CPU provider the session computes from weights in flight's own memory
+    /// (`resident_weights`), which can be checked for upsets.
     pub fn session(
         &self,
         model: &Path,
         preference: &[ExecutionProviderKind],
         intra_threads: usize,
-    ) -> Result<(Session, ProviderChoice), RuntimeError> {
+    ) -> Result<LoadedSession, RuntimeError> {
         if !model.is_file() {
             return Err(RuntimeError::Model { path: model.to_path_buf(), message: "no such file".to_owned() });
         }
         let mut passed_over = Vec::new();
         for &kind in preference {
-            let attempt = provider(kind).and_then(|dispatch| {
-                Session::builder(&self.environment)
-                    .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::into))
-                    .and_then(|b| b.with_intra_threads(intra_threads).map_err(Into::into))
+            let configure = |level: GraphOptimizationLevel| {
+                let dispatch = provider(kind).map_err(ort::Error::new)?;
+                Session::builder(&self.environment)?
+                    .with_optimization_level(level)?
+                    .with_intra_threads(intra_threads)?
                     // waiting threads that spin burn power between tiles and take the cores from
                     // the thread reading the next frame
-                    .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
-                    .and_then(|b| b.with_execution_providers([dispatch.error_on_failure()]).map_err(Into::into))
+                    .with_intra_op_spinning(false)?
+                    .with_execution_providers([dispatch.error_on_failure()])
+                    .map_err(Into::into)
+            };
+            let attempt = match kind {
+                ExecutionProviderKind::Cpu => {
+                    resident_weights::session(model, configure).map(|(session, weights)| (session, Some(weights)))
+                }
+                // a GPU provider copies the weights into the device's memory: the canary checks them
+                ExecutionProviderKind::Cuda => configure(GraphOptimizationLevel::Level3)
                     .and_then(|mut b| b.commit_from_file(model))
-                    .map_err(|e| e.to_string())
-            });
+                    .map(|session| (session, None))
+                    .map_err(|e| e.to_string()),
+            };
             match attempt {
-                Ok(session) => {
-                    return Ok((session, ProviderChoice { chosen: kind, passed_over }));
+                Ok((session, weights)) => {
+                    let choice = ProviderChoice { chosen: kind, passed_over };
+                    return Ok(LoadedSession { session, choice, weights });
                 }
                 Err(reason) => {
                     tracing::warn!(provider = kind.name(), reason = %reason, "execution provider passed over");
@@ -177,6 +191,14 @@ impl OnnxRuntime {
         let reasons = passed_over.iter().map(|(k, r)| format!("{}: {r}", k.name())).collect::<Vec<_>>().join("; ");
         Err(RuntimeError::NoProvider { requested: preference.iter().map(|k| k.name()).collect(), reasons })
     }
+}
+
+/// A model's session, the provider it runs on, and its weights when they are in flight's memory.
+#[derive(Debug)]
+pub struct LoadedSession {
+    pub session: Session,
+    pub choice: ProviderChoice,
+    pub weights: Option<ResidentWeights>,
 }
 
 /// The provider ready to register, or why it cannot run here.

@@ -394,32 +394,36 @@ impl Pipeline {
         }
     }
 
-    /// Whether the model in memory still answers its canary as when it loaded (checked when
-    /// `CANARY_EVERY_TILES` tiles have run since the last check); if not, it is reloaded from its
-    /// verified file, the tile results of `frame` are dropped, and `false` says that it must run
-    /// again.
-    fn canary_holds(&mut self, now: i64, frame: u64) -> Result<bool, RunError> {
-        if self.tiles_since_canary < CANARY_EVERY_TILES {
-            return Ok(true);
-        }
-        self.tiles_since_canary = 0;
-        let (Some(detector), Some(reference)) = (self.detector.as_mut(), self.canary.as_ref()) else { return Ok(true) };
-        let difference = match detector.detector().canary() {
-            Ok(output) => canary_difference(reference, &output),
-            Err(_) => f32::INFINITY,
+    /// Whether the model in memory is still the one loaded: its weights in flight's memory as
+    /// read (checked for every frame), and its canary answered as when it loaded (checked when
+    /// `CANARY_EVERY_TILES` tiles have run since the last check: it also covers what ONNX Runtime
+    /// keeps in memory of its own). If not, the model is reloaded from its verified file, the tile
+    /// results of `frame` are dropped, and `false` says that it must run again.
+    fn model_holds(&mut self, now: i64, frame: u64) -> Result<bool, RunError> {
+        let Some(detector) = self.detector.as_mut() else { return Ok(true) };
+        let upset = if !detector.weights_intact() {
+            Some("the model's weights changed in memory since they were read (an upset)".to_owned())
+        } else if self.tiles_since_canary >= CANARY_EVERY_TILES {
+            self.tiles_since_canary = 0;
+            let difference = match (self.canary.as_ref(), detector.detector().canary()) {
+                (None, _) => 0.0,
+                (Some(reference), Ok(output)) => canary_difference(reference, &output),
+                (Some(_), Err(_)) => f32::INFINITY,
+            };
+            (difference > CANARY_TOLERANCE).then(|| {
+                format!("the model's canary output moved by {difference:e} since it loaded (an upset in its weights)")
+            })
+        } else {
+            None
         };
-        if difference <= CANARY_TOLERANCE {
-            return Ok(true);
-        }
+        let Some(upset) = upset else { return Ok(true) };
         let mut change = self.change();
         change.state.counters.upsets_detected += 1;
         change.batch.clear_tiles(frame);
-        let message = format!(
-            "the model's canary output moved by {difference:e} since it loaded (an upset in its weights); reloaded from its verified file"
-        );
-        change.event(now, Severity::Error, "upset", message);
+        change.event(now, Severity::Error, "upset", format!("{upset}; reloaded from its verified file"));
         self.reload_detector(now, &mut change);
         self.commit(change)?;
+        self.publish_fault_map();
         Ok(false)
     }
 
@@ -435,9 +439,13 @@ impl Pipeline {
     }
 
     /// Names the buffers an upset can be aimed at (campaigns only, see `fault_map`): the flight
-    /// state always, the image of the frame in process when there is one.
+    /// state always, the models' weights when they are in flight's memory, the image of the
+    /// frame in process when there is one.
     fn publish_fault_map(&self) {
         let mut regions = vec![("state", self.checkpoint.state_region())];
+        if let Some(detector) = &self.detector {
+            regions.extend(detector.weight_regions().into_iter().map(|region| ("weights", region)));
+        }
         if let Some(work) = &self.current {
             regions.push(("image", work.raster.memory()));
         }
@@ -874,7 +882,7 @@ impl Pipeline {
         let Some(work) = self.current.take() else { return Ok(()) };
         self.publish_fault_map();
         let checks = self.mission.config.flight.health.check_upsets;
-        if checks && !self.canary_holds(now, work.record.id)? {
+        if checks && !self.model_holds(now, work.record.id)? {
             return Ok(());
         }
         if checks && work.raster.crc32() != work.raster_crc {

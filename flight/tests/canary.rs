@@ -1,6 +1,8 @@
 //! The model canary: the same weights give the same canary output, in any session; a weight
-//! changed in memory (here: in a copy of the file, since ONNX Runtime's memory is its own) moves
-//! it far beyond the tolerance. (Needs scripts/setup.sh: ONNX Runtime.)
+//! changed (here: in a copy of the file) moves it far beyond the tolerance. The canary stands
+//! for what ONNX Runtime keeps in memory of its own (and for the weights on a GPU); the weights in
+//! flight's memory have their own check (resident_weights.rs). (Needs scripts/setup.sh: ONNX
+//! Runtime.)
 
 use std::path::{Path, PathBuf};
 
@@ -9,8 +11,11 @@ use kestrel_flight::detect::{CANARY_TOLERANCE, Detector, DetectorSpec, canary_di
 use kestrel_flight::onnx_runtime::OnnxRuntime;
 
 fn detector(model: &Path) -> Detector {
-    let (session, _) =
-        OnnxRuntime::get().expect("ONNX Runtime").session(model, &[ExecutionProviderKind::Cpu], 1).expect("session");
+    let session = OnnxRuntime::get()
+        .expect("ONNX Runtime")
+        .session(model, &[ExecutionProviderKind::Cpu], 1)
+        .expect("session")
+        .session;
     let spec = DetectorSpec {
         name: "vessels-s2".into(),
         classes: vec!["vessel".into()],

@@ -21,7 +21,8 @@ fn sigmoid_model() -> PathBuf {
 fn a_real_model_runs_and_computes_the_sigmoid() {
     let runtime = OnnxRuntime::get().expect("ONNX Runtime loads");
     assert!(runtime.build_info().contains("git-commit-id"), "{}", runtime.build_info());
-    let (mut session, choice) = runtime.session(&sigmoid_model(), CPU, 1).expect("session");
+    let loaded = runtime.session(&sigmoid_model(), CPU, 1).expect("session");
+    let (mut session, choice) = (loaded.session, loaded.choice);
     assert_eq!(choice.chosen, ExecutionProviderKind::Cpu);
     assert_eq!(session.inputs()[0].name(), "x");
 
@@ -39,7 +40,7 @@ fn a_real_model_runs_and_computes_the_sigmoid() {
 fn cuda_first_falls_back_to_cpu_and_says_why() {
     let runtime = OnnxRuntime::get().expect("ONNX Runtime loads");
     let preference = [ExecutionProviderKind::Cuda, ExecutionProviderKind::Cpu];
-    let (_, choice) = runtime.session(&sigmoid_model(), &preference, 1).expect("session");
+    let choice = runtime.session(&sigmoid_model(), &preference, 1).expect("session").choice;
     if choice.chosen == ExecutionProviderKind::Cpu {
         assert_eq!(choice.passed_over.len(), 1, "{choice:?}");
         assert_eq!(choice.passed_over[0].0, ExecutionProviderKind::Cuda);

@@ -30,8 +30,10 @@ fn agree(name: &str, size: usize) {
     let shape: Vec<i64> =
         reference["shape"].as_array().expect("shape").iter().map(|v| v.as_i64().expect("dim")).collect();
     let runtime = OnnxRuntime::get().expect("ONNX Runtime");
-    let (mut session, _) =
-        runtime.session(&root.join(format!("models/{name}.onnx")), &[ExecutionProviderKind::Cpu], 1).expect("session");
+    let mut session = runtime
+        .session(&root.join(format!("models/{name}.onnx")), &[ExecutionProviderKind::Cpu], 1)
+        .expect("session")
+        .session;
     let input =
         Array4::from_shape_fn((1, 3, size, size), |(_, c, y, x)| ((7 * x + 13 * y + 29 * c) % 256) as f32 / 255.0);
     let outputs = session.run(ort::inputs![Tensor::from_array(input).expect("tensor")]).expect("run");

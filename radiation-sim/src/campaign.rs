@@ -29,7 +29,8 @@ enum Shot {
     CheckpointBitflip(u32),
     CheckpointTruncate,
     MemorySeu,
-    /// Upsets aimed at a region flight's fault map names ("image", "state"), `bits` of them.
+    /// Upsets aimed at a region flight's fault map names ("image", "state", "weights"), `bits` of
+    /// them.
     AimedSeu(&'static str, u32),
     LinkBer(f64, f64),
     Link(&'static str, LinkFault),
@@ -47,6 +48,7 @@ impl Shot {
             Self::CheckpointTruncate => "checkpoint_truncate",
             Self::MemorySeu => "memory_seu",
             Self::AimedSeu("image", _) => "image_seu",
+            Self::AimedSeu("weights", _) => "weights_seu",
             Self::AimedSeu(_, _) => "state_seu",
             Self::LinkBer(..) => "link_ber",
             Self::Link(kind, _) | Self::Plant(kind, _) => kind,
@@ -69,6 +71,9 @@ fn shots(plan: &Plan, rng: &mut Rng) -> Vec<Shot> {
             Fault::MemorySeu { .. } => shots.extend(std::iter::repeat_n(Shot::MemorySeu, count)),
             Fault::ImageSeu { bits, .. } => shots.extend(std::iter::repeat_n(Shot::AimedSeu("image", *bits), count)),
             Fault::StateSeu { bits, .. } => shots.extend(std::iter::repeat_n(Shot::AimedSeu("state", *bits), count)),
+            Fault::WeightsSeu { bits, .. } => {
+                shots.extend(std::iter::repeat_n(Shot::AimedSeu("weights", *bits), count));
+            }
             Fault::LinkBer { ber, seconds } => shots.extend(ber.iter().map(|b| Shot::LinkBer(*b, *seconds))),
             Fault::LinkBurst { bytes, .. } => {
                 shots.extend(std::iter::repeat_n(

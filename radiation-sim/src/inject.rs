@@ -31,6 +31,17 @@ fn writable_regions(pid: u32) -> Result<Vec<Region>, String> {
         .collect())
 }
 
+/// The address of byte `offset` of `spans` (start, bytes) taken end to end, and which span holds it.
+fn address_of_byte(spans: &[(u64, u64)], mut offset: u64) -> Option<(usize, u64)> {
+    for (i, &(start, bytes)) in spans.iter().enumerate() {
+        if offset < bytes {
+            return Some((i, start + offset));
+        }
+        offset -= bytes;
+    }
+    None
+}
+
 /// Flips one random bit of the running process's writable memory, chosen uniformly over its bytes;
 /// says where.
 pub fn memory_seu(pid: u32, rng: &mut Rng) -> Result<String, String> {
@@ -39,20 +50,9 @@ pub fn memory_seu(pid: u32, rng: &mut Rng) -> Result<String, String> {
     if total == 0 {
         return Err(format!("process {pid} has no writable memory"));
     }
-    let mut offset = rng.below(total);
-    let region = regions
-        .iter()
-        .find(|r| {
-            let size = r.end - r.start;
-            if offset < size {
-                true
-            } else {
-                offset -= size;
-                false
-            }
-        })
-        .ok_or("no region holds the chosen byte")?;
-    let address = region.start + offset;
+    let spans: Vec<(u64, u64)> = regions.iter().map(|r| (r.start, r.end - r.start)).collect();
+    let (part, address) = address_of_byte(&spans, rng.below(total)).ok_or("no region holds the chosen byte")?;
+    let region = &regions[part];
     let bit = rng.below(8) as u8;
     let path = format!("/proc/{pid}/mem");
     let mut memory = std::fs::File::options().read(true).write(true).open(&path).map_err(|e| format!("{path}: {e}"))?;
@@ -70,28 +70,34 @@ pub fn memory_seu(pid: u32, rng: &mut Rng) -> Result<String, String> {
 }
 
 /// Flips the top bit of `bits` random bytes of the region `name` that flight's fault map
-/// (`KESTREL_FAULT_MAP`) names, if the live process still has it; says where.
+/// (`KESTREL_FAULT_MAP`) names, if the live process still has it; says where. A region of several
+/// parts (the weights: one per tensor) is hit uniformly over all their bytes.
 pub fn targeted_seu(pid: u32, map: &Path, name: &str, bits: u32, rng: &mut Rng) -> Result<String, String> {
     let text = std::fs::read_to_string(map).map_err(|e| format!("no fault map: {e}"))?;
-    let (address, bytes) = text
+    let parts: Vec<(u64, u64)> = text
         .lines()
         .filter_map(|line| {
             let mut fields = line.split_whitespace();
             let region = fields.next()?;
             let address = u64::from_str_radix(fields.next()?.trim_start_matches("0x"), 16).ok()?;
             let bytes: u64 = fields.next()?.parse().ok()?;
-            (region == name).then_some((address, bytes))
+            (region == name && bytes > 0).then_some((address, bytes))
         })
-        .next()
-        .ok_or_else(|| format!("the fault map names no `{name}`"))?;
-    let inside = writable_regions(pid)?.iter().any(|r| r.start <= address && address + bytes <= r.end);
-    if !inside || bytes == 0 {
+        .collect();
+    if parts.is_empty() {
+        return Err(format!("the fault map names no `{name}`"));
+    }
+    let writable = writable_regions(pid)?;
+    if let Some((address, _)) =
+        parts.iter().find(|(address, bytes)| !writable.iter().any(|r| r.start <= *address && address + bytes <= r.end))
+    {
         return Err(format!("`{name}` at {address:#x} is not in process {pid}'s memory (a stale map)"));
     }
+    let total: u64 = parts.iter().map(|(_, bytes)| bytes).sum();
     let path = format!("/proc/{pid}/mem");
     let mut memory = std::fs::File::options().read(true).write(true).open(&path).map_err(|e| format!("{path}: {e}"))?;
     for _ in 0..bits {
-        let at = address + rng.below(bytes);
+        let (_, at) = address_of_byte(&parts, rng.below(total)).ok_or("no part holds the chosen byte")?;
         let mut byte = [0u8; 1];
         memory
             .seek(SeekFrom::Start(at))
@@ -100,7 +106,7 @@ pub fn targeted_seu(pid: u32, map: &Path, name: &str, bits: u32, rng: &mut Rng) 
             .and_then(|_| memory.write_all(&[byte[0] ^ 0x80]))
             .map_err(|e| format!("{path} at {at:#x}: {e}"))?;
     }
-    Ok(format!("{bits} top bits flipped in `{name}` ({bytes} bytes at {address:#x})"))
+    Ok(format!("{bits} top bits flipped in `{name}` ({total} bytes in {} parts)", parts.len()))
 }
 
 /// Flips `bits` random bits of `file`; says how many bytes it has.
@@ -167,6 +173,17 @@ mod tests {
         assert_eq!(upset ^ byte_at(child.id(), address), 1 << bit);
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    #[test]
+    fn a_byte_offset_over_several_spans_lands_in_the_right_one() {
+        let spans = [(0x1000, 16), (0x8000, 4), (0x2000, 100)];
+        assert_eq!(address_of_byte(&spans, 0), Some((0, 0x1000)));
+        assert_eq!(address_of_byte(&spans, 15), Some((0, 0x100f)));
+        assert_eq!(address_of_byte(&spans, 16), Some((1, 0x8000)));
+        assert_eq!(address_of_byte(&spans, 20), Some((2, 0x2000)));
+        assert_eq!(address_of_byte(&spans, 119), Some((2, 0x2063)));
+        assert_eq!(address_of_byte(&spans, 120), None);
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub enum Fault {
     /// Upsets aimed at the image of the frame being processed: the top bit of `bits` random
     /// bytes flipped (flight's fault map says where the image is).
     ImageSeu { count: u32, bits: u32 },
+    /// Upsets aimed at the models' weights in flight's memory: the top bit of `bits` random
+    /// bytes of them (the fault map says where they are).
+    WeightsSeu { count: u32, bits: u32 },
     /// Upsets aimed at flight's state in memory (mode, counters, sequence numbers): the top bit
     /// of `bits` random bytes of it (the fault map says where it is).
     StateSeu { count: u32, bits: u32 },
@@ -88,6 +91,7 @@ impl Fault {
             Self::MemorySeu { .. } => "memory_seu",
             Self::ImageSeu { .. } => "image_seu",
             Self::StateSeu { .. } => "state_seu",
+            Self::WeightsSeu { .. } => "weights_seu",
             Self::LinkBer { .. } => "link_ber",
             Self::LinkBurst { .. } => "link_burst",
             Self::LinkDrop { .. } => "link_drop",
@@ -109,6 +113,7 @@ impl Fault {
             | Self::MemorySeu { count }
             | Self::ImageSeu { count, .. }
             | Self::StateSeu { count, .. }
+            | Self::WeightsSeu { count, .. }
             | Self::LinkBurst { count, .. }
             | Self::LinkDrop { count, .. }
             | Self::LinkDuplicate { count, .. }
@@ -133,7 +138,8 @@ impl Fault {
             Self::CheckpointBitflip { bits: 0, .. }
             | Self::LinkSlip { bits: 0, .. }
             | Self::ImageSeu { bits: 0, .. }
-            | Self::StateSeu { bits: 0, .. } => Some(("bits", "must be at least 1".into())),
+            | Self::StateSeu { bits: 0, .. }
+            | Self::WeightsSeu { bits: 0, .. } => Some(("bits", "must be at least 1".into())),
             Self::LinkBurst { bytes: 0, .. }
             | Self::LinkDrop { bytes: 0, .. }
             | Self::LinkDuplicate { bytes: 0, .. } => Some(("bytes", "must be at least 1".into())),

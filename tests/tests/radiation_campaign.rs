@@ -2,7 +2,8 @@
 //! plan of the suite (kills, a hang past the watchdog, power cycles, checkpoint bit flips and
 //! truncation, a short BER sweep, a burst, dropped and duplicated bytes, a bit slip, a hot
 //! payload, a dead battery cell) ends with every invariant held; upsets aimed at the image are
-//! caught by flight's check, and fail the campaign without it; upsets aimed at flight's state in memory
+//! caught by flight's check, and fail the campaign without it, as are upsets aimed at the model's
+//! weights; upsets aimed at flight's state in memory
 //! stop it before a commit and it recovers from disk; bad plans are refused with the line
 //! and key.
 
@@ -87,6 +88,24 @@ fn upsets_in_the_image_are_caught_by_the_check_and_fail_the_campaign_without_it(
     assert!(!output.status.success(), "a campaign with an invariant broken fails: {}", stdout(&output));
     let message = stderr(&output);
     assert!(message.contains("invariants broken: corrupt products accepted:"), "{message}");
+    assert!(report["invariants"]["corrupt_accepted"].as_u64().unwrap_or(0) > 0, "{report}");
+    assert_eq!(report["broken"].as_array().map(Vec::len), Some(1), "only that invariant: {report}");
+}
+
+#[test]
+fn upsets_in_the_weights_are_caught_by_their_check_and_fail_the_campaign_without_it() {
+    let (_scratch, output, report) = campaign("weights-upsets.toml", ("", ""), 5);
+    assert!(output.status.success(), "{}\n{}", stdout(&output), stderr(&output));
+    assert_eq!(report["outcomes"]["weights_seu"]["detected_corrected"], 3, "{report}");
+    let evidence: Vec<&str> =
+        report["injections"].as_array().expect("injections").iter().filter_map(|i| i["evidence"].as_str()).collect();
+    assert!(evidence.iter().all(|e| e.contains("weights changed in memory")), "{evidence:?}");
+    assert_eq!(report["invariants"]["corrupt_accepted"], 0);
+
+    let (_scratch, output, report) =
+        campaign("weights-upsets.toml", ("check_upsets = true", "check_upsets = false"), 5);
+    assert!(!output.status.success(), "a campaign with an invariant broken fails: {}", stdout(&output));
+    assert!(stderr(&output).contains("invariants broken: corrupt products accepted:"), "{}", stderr(&output));
     assert!(report["invariants"]["corrupt_accepted"].as_u64().unwrap_or(0) > 0, "{report}");
     assert_eq!(report["broken"].as_array().map(Vec::len), Some(1), "only that invariant: {report}");
 }
