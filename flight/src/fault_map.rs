@@ -22,6 +22,29 @@ pub fn publish(state_dir: &Path, regions: &[(&str, (usize, usize))]) {
     }
 }
 
+/// How long a batch of products stays in memory between leaving the queue and being framed,
+/// under a campaign: on a spacecraft the radio holds it while it transmits (loopback takes no
+/// time at all), and the fault injector needs that window to aim at it.
+const TRANSMISSION_WINDOW: std::time::Duration = std::time::Duration::from_millis(20);
+/// The injector's word that it has upset what the fault map named (so the window can close).
+const INJECTED: &str = "fault-injected";
+
+/// Waits for the transmission window (campaigns only): until the injector says it has upset the
+/// batch, or the window's time is up.
+pub fn transmission_window(state_dir: &Path) {
+    if std::env::var_os(ENABLE).is_none() {
+        return;
+    }
+    let injected = state_dir.join(INJECTED);
+    let until = std::time::Instant::now() + TRANSMISSION_WINDOW;
+    while std::time::Instant::now() < until {
+        if std::fs::remove_file(&injected).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 const PLANT_FAULTS: &str = "plant-faults";
 
 /// A thermal or power excursion the fault injector asks the simulated plant to suffer once.

@@ -18,8 +18,8 @@ use kestrel_thermal::simulate::Plant;
 use serde::Serialize;
 
 use crate::checkpoint::{
-    Batch, Checkpoint, CheckpointError, Durability, FlightState, FrameRecord, FrameState, Sent, TileResult,
-    read_beside, write_beside,
+    Batch, Checkpoint, CheckpointError, Durability, FlightState, FrameRecord, FrameState, QueuedProduct, Sent,
+    TileResult, read_beside, write_beside,
 };
 use crate::clock::Clock;
 use crate::config::LoadedFlightMission;
@@ -423,7 +423,7 @@ impl Pipeline {
         change.event(now, Severity::Error, "upset", format!("{upset}; reloaded from its verified file"));
         self.reload_detector(now, &mut change);
         self.commit(change)?;
-        self.publish_fault_map();
+        self.publish_fault_map(&[]);
         Ok(false)
     }
 
@@ -440,9 +440,10 @@ impl Pipeline {
 
     /// Names the buffers an upset can be aimed at (campaigns only, see `fault_map`): the flight
     /// state always, the models' weights when they are in flight's memory, the image of the
-    /// frame in process when there is one.
-    fn publish_fault_map(&self) {
+    /// frame in process when there is one, and the products about to be sent (`sending`).
+    fn publish_fault_map(&self, sending: &[QueuedProduct]) {
         let mut regions = vec![("state", self.checkpoint.state_region())];
+        regions.extend(sending.iter().map(|p| ("queue", (p.envelope.as_ptr() as usize, p.envelope.len()))));
         if let Some(detector) = &self.detector {
             regions.extend(detector.weight_regions().into_iter().map(|region| ("weights", region)));
         }
@@ -455,7 +456,7 @@ impl Pipeline {
     /// Runs until `stop` says so; returns what the run did.
     pub fn run(&mut self, stop: Stop) -> Result<Summary, RunError> {
         // here the pipeline is where it stays: the state's address is final
-        self.publish_fault_map();
+        self.publish_fault_map(&[]);
         // draining: once every frame is processed, one last housekeeping report, then none, so
         // that the queue can empty
         let mut last_report_made = false;
@@ -842,7 +843,7 @@ impl Pipeline {
                 let deadline_ms = self.contacts.next_start_after(captured_ms.saturating_add(lead_ms))?;
                 self.current =
                     Some(FrameWork { record, raster, raster_crc, georef, ranges, windows, done, deadline_ms });
-                self.publish_fault_map();
+                self.publish_fault_map(&[]);
             }
             Err(e) => self.quarantine(record, &e.to_string(), now)?,
         }
@@ -880,7 +881,7 @@ impl Pipeline {
 
     fn finish_frame(&mut self, now: i64) -> Result<(), RunError> {
         let Some(work) = self.current.take() else { return Ok(()) };
-        self.publish_fault_map();
+        self.publish_fault_map(&[]);
         let checks = self.mission.config.flight.health.check_upsets;
         if checks && !self.model_holds(now, work.record.id)? {
             return Ok(());
@@ -933,6 +934,11 @@ impl Pipeline {
             // an upset while the products were made: none of them is kept; the frame's committed
             // tile results make them again at its next turn
             let what = "its detections changed in memory while its products were made (an upset); made again";
+            return self.report_upset(now, work.record.id, what, false);
+        }
+        if checks && !queued.iter().all(products::intact) {
+            // queued as they are, they would be refused by the ground at every resend
+            let what = "its products changed in memory before they were queued (an upset); made again";
             return self.report_upset(now, work.record.id, what, false);
         }
         let mut change = self.change();
@@ -1149,6 +1155,13 @@ impl Pipeline {
         if reserve || remade_differently {
             self.checkpoint.flush()?;
         }
+        // the radio holds the batch while it transmits (a window the fault injector aims at)
+        self.publish_fault_map(&chosen);
+        crate::fault_map::transmission_window(&self.state_dir);
+        self.publish_fault_map(&[]);
+        if self.mission.config.flight.health.check_upsets {
+            chosen = self.drop_upset_products(now, chosen)?;
+        }
         let Some(session) = self.session.as_mut() else { return Ok(false) };
         let result = session.send(&chosen);
         let (encoder, packet_counts) = (session.encoder_state().clone(), session.packet_counts());
@@ -1165,6 +1178,24 @@ impl Pipeline {
         }
         self.commit(change)?;
         Ok(true)
+    }
+
+    /// The products of `chosen` still as they were encoded; one that is not is kept back with an
+    /// event, and sent again from the checkpoint's copy after the acknowledgement timeout.
+    fn drop_upset_products(&mut self, now: i64, chosen: Vec<QueuedProduct>) -> Result<Vec<QueuedProduct>, RunError> {
+        let (intact, upset): (Vec<_>, Vec<_>) = chosen.into_iter().partition(products::intact);
+        if !upset.is_empty() {
+            let mut change = self.change();
+            change.state.counters.upsets_detected += upset.len() as u64;
+            let ids: Vec<String> = upset.iter().map(|p| format!("{:016x}", p.id)).collect();
+            let message = format!(
+                "products {} changed in memory since they were read from the queue (an upset); sent again from the checkpoint",
+                ids.join(", ")
+            );
+            change.event(now, Severity::Warning, "upset", message);
+            self.commit(change)?;
+        }
+        Ok(intact)
     }
 }
 

@@ -41,6 +41,15 @@ pub fn queued(product: &Product) -> QueuedProduct {
     }
 }
 
+/// Whether a queued product is still as it was encoded: its envelope decodes, its content matches
+/// the CRC made with it, and its id and CRC are the queue's. An upset in memory between the
+/// encoding and the radio fails this (the ground would refuse it too, but only after it used the
+/// downlink).
+pub fn intact(product: &QueuedProduct) -> bool {
+    Product::decode(&product.envelope).is_ok_and(|decoded| decoded.id == product.id)
+        && product::Envelope::parse(&product.envelope).is_ok_and(|e| e.content_crc == product.content_crc)
+}
+
 /// A frame as the product builders see it.
 #[derive(Debug)]
 pub struct FrameView<'a> {
@@ -223,6 +232,26 @@ mod tests {
             score,
             pixel_box: [x, 10.0, x + 8.0, 18.0],
             lat_lon: Some((1.0, 2.0)),
+        }
+    }
+
+    #[test]
+    fn a_bit_flipped_anywhere_in_a_queued_product_fails_its_check_or_changes_nothing() {
+        let raster = raster();
+        let ranges = [(0.0, 4095.0); 3];
+        let frame = FrameView { id: 77, time_ms: 1_000, raster: &raster, georef: None, ranges: &ranges };
+        let sizes = Sizes { chip_px: 32, max_chips: 2, thumbnail_px: 25 };
+        for made in frame_products(&frame, "m", &[detection(0.9, 40.0)], sizes) {
+            let product = queued(&made);
+            assert!(intact(&product));
+            // a flip either fails the check or changes nothing the ground would store (zstd
+            // ignores a few header bits)
+            for bit in 0..product.envelope.len() * 8 {
+                let mut upset = product.clone();
+                upset.envelope[bit / 8] ^= 1 << (bit % 8);
+                let harmless = Product::decode(&upset.envelope).is_ok_and(|p| p.encode() == made.encode());
+                assert!(!intact(&upset) || harmless, "{:?}: bit {bit} of {}", made.body.kind(), product.envelope.len());
+            }
         }
     }
 

@@ -29,8 +29,8 @@ enum Shot {
     CheckpointBitflip(u32),
     CheckpointTruncate,
     MemorySeu,
-    /// Upsets aimed at a region flight's fault map names ("image", "state", "weights"), `bits` of
-    /// them.
+    /// Upsets aimed at a region flight's fault map names ("image", "state", "weights", "queue"),
+    /// `bits` of them.
     AimedSeu(&'static str, u32),
     LinkBer(f64, f64),
     Link(&'static str, LinkFault),
@@ -49,6 +49,7 @@ impl Shot {
             Self::MemorySeu => "memory_seu",
             Self::AimedSeu("image", _) => "image_seu",
             Self::AimedSeu("weights", _) => "weights_seu",
+            Self::AimedSeu("queue", _) => "queue_seu",
             Self::AimedSeu(_, _) => "state_seu",
             Self::LinkBer(..) => "link_ber",
             Self::Link(kind, _) | Self::Plant(kind, _) => kind,
@@ -74,6 +75,7 @@ fn shots(plan: &Plan, rng: &mut Rng) -> Vec<Shot> {
             Fault::WeightsSeu { bits, .. } => {
                 shots.extend(std::iter::repeat_n(Shot::AimedSeu("weights", *bits), count));
             }
+            Fault::QueueSeu { bits, .. } => shots.extend(std::iter::repeat_n(Shot::AimedSeu("queue", *bits), count)),
             Fault::LinkBer { ber, seconds } => shots.extend(ber.iter().map(|b| Shot::LinkBer(*b, *seconds))),
             Fault::LinkBurst { bytes, .. } => {
                 shots.extend(std::iter::repeat_n(
@@ -320,7 +322,11 @@ fn aimed_at(run: &Run, flight: &Supervisor, region: &str, bits: u32, rng: &mut R
             && map.exists()
         {
             match inject::targeted_seu(pid, &map, region, bits, rng) {
-                Ok(done) => return Ok(done),
+                Ok(done) => {
+                    // flight holds a batch about to be sent until told (or for a short window)
+                    let _ = std::fs::write(run.mission.state_dir().join("fault-injected"), b"");
+                    return Ok(done);
+                }
                 Err(e) => tracing::debug!("{region} upset not injected yet: {e}"),
             }
         }

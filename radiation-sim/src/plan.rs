@@ -61,6 +61,9 @@ pub enum Fault {
     /// Upsets aimed at the models' weights in flight's memory: the top bit of `bits` random
     /// bytes of them (the fault map says where they are).
     WeightsSeu { count: u32, bits: u32 },
+    /// Upsets aimed at the products flight is about to send (read from its queue, held while the
+    /// radio transmits): the top bit of `bits` random bytes of them.
+    QueueSeu { count: u32, bits: u32 },
     /// Upsets aimed at flight's state in memory (mode, counters, sequence numbers): the top bit
     /// of `bits` random bytes of it (the fault map says where it is).
     StateSeu { count: u32, bits: u32 },
@@ -92,6 +95,7 @@ impl Fault {
             Self::ImageSeu { .. } => "image_seu",
             Self::StateSeu { .. } => "state_seu",
             Self::WeightsSeu { .. } => "weights_seu",
+            Self::QueueSeu { .. } => "queue_seu",
             Self::LinkBer { .. } => "link_ber",
             Self::LinkBurst { .. } => "link_burst",
             Self::LinkDrop { .. } => "link_drop",
@@ -114,6 +118,7 @@ impl Fault {
             | Self::ImageSeu { count, .. }
             | Self::StateSeu { count, .. }
             | Self::WeightsSeu { count, .. }
+            | Self::QueueSeu { count, .. }
             | Self::LinkBurst { count, .. }
             | Self::LinkDrop { count, .. }
             | Self::LinkDuplicate { count, .. }
@@ -139,7 +144,8 @@ impl Fault {
             | Self::LinkSlip { bits: 0, .. }
             | Self::ImageSeu { bits: 0, .. }
             | Self::StateSeu { bits: 0, .. }
-            | Self::WeightsSeu { bits: 0, .. } => Some(("bits", "must be at least 1".into())),
+            | Self::WeightsSeu { bits: 0, .. }
+            | Self::QueueSeu { bits: 0, .. } => Some(("bits", "must be at least 1".into())),
             Self::LinkBurst { bytes: 0, .. }
             | Self::LinkDrop { bytes: 0, .. }
             | Self::LinkDuplicate { bytes: 0, .. } => Some(("bytes", "must be at least 1".into())),

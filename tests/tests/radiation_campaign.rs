@@ -111,6 +111,23 @@ fn upsets_in_the_weights_are_caught_by_their_check_and_fail_the_campaign_without
 }
 
 #[test]
+fn upsets_in_products_about_to_be_sent_are_kept_back_by_flight_or_refused_by_the_ground() {
+    let (_scratch, output, report) = campaign("queue-upsets.toml", ("", ""), 3);
+    assert!(output.status.success(), "{}\n{}", stdout(&output), stderr(&output));
+    let counts = report["outcomes"]["queue_seu"].as_object().expect("queue_seu outcomes");
+    assert!(
+        counts.get("detected_corrected").and_then(serde_json::Value::as_u64).unwrap_or(0) >= 1,
+        "{report}\n{}",
+        stderr(&output)
+    );
+    assert!(!counts.contains_key("not_injected") && !counts.contains_key("unrecovered"), "{counts:?}");
+
+    let (_scratch, output, report) = campaign("queue-upsets.toml", ("check_upsets = true", "check_upsets = false"), 3);
+    assert!(output.status.success(), "the ground's content CRC still holds: {}\n{}", stdout(&output), stderr(&output));
+    assert!(report["invariants"]["ground_rejected"].as_u64().unwrap_or(0) >= 1, "{report}");
+}
+
+#[test]
 fn a_bad_plan_is_refused_with_its_line_and_key() {
     let scratch = Scratch::new();
     std::fs::write(scratch.path().join("plan.toml"), "frames = []\nspeedup = 100.0\nfaults = []\n").expect("plan");
