@@ -3,14 +3,17 @@
 //! files on disk to georeferenced detections (read and scale, the next frame while this one runs;
 //! tile, letterbox, infer, decode, NMS, merge, lat/lon), and from a decoded frame (what the flight pipeline runs per tile). All three
 //! use the detector's one session (a second session's idle threads would slow the first), without
-//! the cloud screen; its cost per tile is measured after them, on its own.
+//! the cloud screen; its cost per tile is measured after them, on its own, and last the session
+//! on weights in flight's memory (what flight runs) against one on ONNX Runtime's own copy.
 //! `cargo bench -p kestrel-flight --bench detect [-- --rounds N]`. Figures go in docs/benchmarks.md.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use kestrel_flight::config::LoadedFlightMission;
-use kestrel_flight::mission_detector::MissionDetector;
+use kestrel_flight::mission_detector::{MissionDetector, manifest_model};
+use kestrel_flight::onnx_runtime::OnnxRuntime;
+use ndarray::Array4;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -44,6 +47,7 @@ fn main() {
     let aerial = ["aerial/OSBS_029.tif", "aerial/2019_YELL_2_541000_4977000_image_crop.png"];
     measure(&mission, Some("trees-neon"), &aerial.map(|f| root().join("testdata").join(f)), rounds);
     cloud_screen_cost(&with_screen, &scenes, rounds);
+    resident_weights_cost(&mission, &scenes, rounds);
 }
 
 /// The three measurements for model `name` (the mission's detector when `None`) on `scenes`.
@@ -51,15 +55,7 @@ fn measure(mission: &LoadedFlightMission, name: Option<&str>, scenes: &[PathBuf]
     let mut detector = MissionDetector::load(mission, name).expect("the detector");
 
     // the peer: the same session fed the scenes' tiles, made before the clock starts
-    let mut tensors = Vec::new();
-    for scene in scenes {
-        let (raster, _) = detector.read_frame(scene).expect("scene");
-        let ranges = detector.scaling(&raster);
-        let spec = detector.spec().clone();
-        for window in detector.detector().windows(&raster) {
-            tensors.push(raster.tile_tensor(window, &spec.bands, &ranges, spec.input_size).0);
-        }
-    }
+    let tensors = tile_tensors(&mut detector, scenes);
     let tiles = tensors.len();
     let spec = detector.spec();
     let inference = &mission.config.flight.inference;
@@ -135,6 +131,67 @@ fn measure(mission: &LoadedFlightMission, name: Option<&str>, scenes: &[PathBuf]
         "detect path from a decoded frame: {decoded:>8.1} tiles/s  {:>6.2} ms/tile  {:>5.1} % of raw",
         1000.0 / decoded,
         100.0 * decoded / raw
+    );
+}
+
+/// Every tile of `scenes` as the detector's input tensor.
+fn tile_tensors(detector: &mut MissionDetector, scenes: &[PathBuf]) -> Vec<Array4<f32>> {
+    let mut tensors = Vec::new();
+    for scene in scenes {
+        let (raster, _) = detector.read_frame(scene).expect("scene");
+        let ranges = detector.scaling(&raster);
+        let spec = detector.spec().clone();
+        for window in detector.detector().windows(&raster) {
+            tensors.push(raster.tile_tensor(window, &spec.bands, &ranges, spec.input_size).0);
+        }
+    }
+    tensors
+}
+
+/// The weights in flight's memory (what flight runs) against ONNX Runtime's own copy (a session
+/// of the model file as ONNX Runtime loads it), on the same tiles, in turn; and the time of the
+/// weights' check, which flight runs once per frame.
+fn resident_weights_cost(mission: &LoadedFlightMission, scenes: &[PathBuf], rounds: usize) {
+    let mut detector = MissionDetector::load(mission, None).expect("the detector");
+    let tensors = tile_tensors(&mut detector, scenes);
+    let model = manifest_model(mission, &mission.config.flight.detector.model).expect("the model").path;
+    let threads = mission.config.flight.inference.intra_threads;
+    let builder = OnnxRuntime::get().expect("ONNX Runtime").cpu_session_builder(threads).expect("a builder");
+    let mut plain = builder
+        .with_intra_op_spinning(false)
+        .map_err(ort::Error::from)
+        .and_then(|mut b| b.commit_from_file(&model))
+        .expect("a plain session");
+    let (mut resident, mut own, mut check) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..=rounds {
+        let mut seconds = [0.0; 2];
+        for turn in 0..2 {
+            let which = (round + turn) % 2;
+            let started = Instant::now();
+            for tensor in &tensors {
+                if which == 0 {
+                    std::hint::black_box(detector.detector().run(tensor.clone()).expect("run"));
+                } else {
+                    let input = ort::value::Tensor::from_array(tensor.clone()).expect("tensor");
+                    std::hint::black_box(plain.run(ort::inputs![input]).expect("run").len());
+                }
+            }
+            seconds[which] = started.elapsed().as_secs_f64();
+        }
+        let started = Instant::now();
+        assert!(detector.weights_intact());
+        if round > 0 {
+            check.push(started.elapsed().as_secs_f64() * 1000.0);
+            resident.push(tensors.len() as f64 / seconds[0]);
+            own.push(tensors.len() as f64 / seconds[1]);
+        }
+    }
+    let (resident, own) = (median(resident), median(own));
+    println!(
+        "weights in flight's memory:   {resident:>8.1} tiles/s; in ONNX Runtime's own: {own:>8.1} tiles/s ({:+.1} %); \
+         the weights' check {:.3} ms a frame",
+        100.0 * (resident / own - 1.0),
+        median(check)
     );
 }
 

@@ -154,3 +154,32 @@ fn upsets_in_the_flight_state_stop_flight_before_a_commit_and_it_recovers_from_d
     assert!(!counts.contains_key("unrecovered") && !counts.contains_key("not_injected"), "{counts:?}");
     assert!(counts.get("detected_recovered").and_then(serde_json::Value::as_u64).unwrap_or(0) >= 1, "{counts:?}");
 }
+
+/// The large campaign of docs/reliability.md (1,000 memory SEUs, 200 SIGKILLs, 100 power cycles,
+/// hangs, checkpoint damage, a BER sweep from 1e-6 to 1e-3, excursions), behind a flag:
+/// `cargo test -p kestrel-e2e --test radiation_campaign -- --ignored`.
+#[test]
+#[ignore = "about 45 minutes on 2 cores: run with --ignored"]
+fn the_large_campaign_holds_every_invariant() {
+    let (_scratch, output, report) = campaign("large.toml", ("", ""), 1);
+    assert!(output.status.success(), "{}\n{}", stdout(&output), stderr(&output));
+    for key in ["lost", "duplicated", "corrupt_accepted"] {
+        assert_eq!(report["invariants"][key], 0, "{key}: {report}");
+    }
+    assert_eq!(
+        report["outcomes"]["memory_seu"].as_object().map(|c| c.values().filter_map(|v| v.as_u64()).sum()),
+        Some(1000)
+    );
+}
+
+/// Single-bit upsets aimed at every stage's buffers over ten scenes hold every invariant with
+/// flight's checks, and corrupt products get through without them, behind a flag as above.
+#[test]
+#[ignore = "about 10 minutes: run with --ignored"]
+fn aimed_single_bit_upsets_are_caught_by_the_checks_and_corrupt_products_without_them() {
+    let (_scratch, output, report) = campaign("aimed.toml", ("", ""), 1);
+    assert!(output.status.success(), "{}\n{}", stdout(&output), stderr(&output));
+    let (_scratch, output, report_off) = campaign("aimed.toml", ("check_upsets = true", "check_upsets = false"), 1);
+    assert!(!output.status.success(), "{report_off}");
+    assert!(report_off["invariants"]["corrupt_accepted"].as_u64().unwrap_or(0) > 0, "{report_off}\n{report}");
+}
