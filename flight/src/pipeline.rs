@@ -40,6 +40,9 @@ use crate::tile::Window;
 const SEND_BATCH: usize = 64;
 /// Tiles between two checks of the model's canary (a check is one more inference).
 const CANARY_EVERY_TILES: u32 = 32;
+/// How often an idle flight checks the model's weights (a frame's products are always made after
+/// a check); an upset is then found and repaired before a frame needs the model.
+const SCRUB_EVERY: Duration = Duration::from_secs(1);
 /// The file beside the checkpoint that keeps the last accepted uplink sequence numbers.
 const UPLINK_GUARD: &str = "uplink.guard";
 /// Downlink sequence numbers reserved (durably) at a time, so that a flush is seldom needed.
@@ -167,6 +170,7 @@ pub struct Pipeline {
     /// The detector's canary output when it loaded, and the tiles run since it was last checked.
     pub(crate) canary: Option<Vec<f32>>,
     tiles_since_canary: u32,
+    last_scrub: Instant,
     clock: Clock,
     plant: Plant,
     plant_ms: i64,
@@ -309,6 +313,7 @@ impl Pipeline {
             detector: None,
             canary: None,
             tiles_since_canary: 0,
+            last_scrub: Instant::now(),
             clock,
             plant,
             plant_ms: clock.now_ms(),
@@ -398,8 +403,9 @@ impl Pipeline {
     /// read (checked for every frame), and its canary answered as when it loaded (checked when
     /// `CANARY_EVERY_TILES` tiles have run since the last check: it also covers what ONNX Runtime
     /// keeps in memory of its own). If not, the model is reloaded from its verified file, the tile
-    /// results of `frame` are dropped, and `false` says that it must run again.
-    fn model_holds(&mut self, now: i64, frame: u64) -> Result<bool, RunError> {
+    /// results of `frame` (when one ran on it) are dropped, and `false` says that it must run again.
+    fn model_holds(&mut self, now: i64, frame: Option<u64>) -> Result<bool, RunError> {
+        self.last_scrub = Instant::now();
         let Some(detector) = self.detector.as_mut() else { return Ok(true) };
         let upset = if !detector.weights_intact() {
             Some("the model's weights changed in memory since they were read (an upset)".to_owned())
@@ -419,7 +425,9 @@ impl Pipeline {
         let Some(upset) = upset else { return Ok(true) };
         let mut change = self.change();
         change.state.counters.upsets_detected += 1;
-        change.batch.clear_tiles(frame);
+        if let Some(frame) = frame {
+            change.batch.clear_tiles(frame);
+        }
         change.event(now, Severity::Error, "upset", format!("{upset}; reloaded from its verified file"));
         self.reload_detector(now, &mut change);
         self.commit(change)?;
@@ -475,6 +483,14 @@ impl Pipeline {
             let linked = self.work_on_link(now)?;
             let recorded = self.record_arrivals(now)?;
             let worked = self.work_on_frames(now)?;
+            // between frames only: a frame in process has its tiles checked with it at its end
+            if !worked
+                && self.current.is_none()
+                && self.mission.config.flight.health.check_upsets
+                && self.last_scrub.elapsed() >= SCRUB_EVERY
+            {
+                self.model_holds(now, None)?;
+            }
             let drained = frames_done && last_report_made && self.checkpoint.queue_len() == 0;
             if stop.after_ms.is_some_and(|after| now - self.started_ms >= after) || drained {
                 break;
@@ -883,7 +899,7 @@ impl Pipeline {
         let Some(work) = self.current.take() else { return Ok(()) };
         self.publish_fault_map(&[]);
         let checks = self.mission.config.flight.health.check_upsets;
-        if checks && !self.model_holds(now, work.record.id)? {
+        if checks && !self.model_holds(now, Some(work.record.id))? {
             return Ok(());
         }
         if checks && work.raster.crc32() != work.raster_crc {
