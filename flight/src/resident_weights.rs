@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crc::{Crc, Table};
+use ndarray::{Array1, ArrayD, ArrayView1, IxDyn, s};
 use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::value::{DynValue, Tensor};
@@ -28,6 +29,8 @@ const CRC32: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&crc::CRC_32_ISCSI
 const MIN_RESIDENT_BYTES: usize = 256;
 /// ONNX's `TensorProto.DataType.FLOAT`.
 const ONNX_FLOAT: i32 = 1;
+/// The alignment ONNX Runtime gives the buffers it allocates (its `kAlloc_Alignment`).
+const ALIGNMENT: usize = 64;
 
 /// The parts of ONNX's protobuf messages (onnx/onnx.proto) that hold the initializers.
 mod onnx {
@@ -145,10 +148,25 @@ fn read_weights(model: &[u8]) -> Result<Vec<(String, Tensor<f32>)>, String> {
             if usize::try_from(expected).ok() != Some(values.len()) {
                 return Err(format!("weight `{}`: {} values for dimensions {:?}", t.name, values.len(), t.dims));
             }
-            let tensor = Tensor::from_array((t.dims, values)).map_err(|e| format!("weight `{}`: {e}", t.name))?;
+            let tensor = aligned(&values, &t.dims)
+                .and_then(|weights| Tensor::from_array(weights).map_err(|e| e.to_string()))
+                .map_err(|e| format!("weight `{}`: {e}", t.name))?;
             Ok((t.name, tensor))
         })
         .collect()
+}
+
+/// `values` in a buffer whose start is aligned to `ALIGNMENT` bytes, shaped `dims`: ONNX Runtime
+/// aligns its own buffers so for its kernels (a `Vec`'s start is only aligned to the `f32`).
+fn aligned(values: &[f32], dims: &[i64]) -> Result<ArrayD<f32>, String> {
+    let slack = ALIGNMENT / size_of::<f32>();
+    let buffer = Array1::<f32>::zeros(values.len() + slack);
+    let skip = (ALIGNMENT - buffer.as_ptr() as usize % ALIGNMENT) % ALIGNMENT / size_of::<f32>();
+    let mut weights = buffer.slice_move(s![skip..skip + values.len()]);
+    weights.assign(&ArrayView1::from(values));
+    let dims: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+    // a contiguous slice: reshaped in place
+    weights.into_shape_with_order(IxDyn(&dims)).map_err(|e| format!("dimensions {dims:?}: {e}"))
 }
 
 /// A file of its own for each optimisation (several sessions may load at once).

@@ -41,6 +41,7 @@ fn a_weight_upset_in_flights_memory_changes_the_output_and_fails_the_check() {
     let before = output(&mut loaded.session);
 
     let regions = weights.regions();
+    assert!(regions.iter().all(|(address, _)| address % 64 == 0), "aligned as ONNX Runtime aligns: {regions:x?}");
     let (largest, bytes) = regions.iter().copied().max_by_key(|(_, bytes)| *bytes).expect("regions");
     // the sign bit of a float in the middle of the largest tensor
     let address = largest + ((bytes / 2) & !3) + 3;
