@@ -22,6 +22,12 @@ use crate::detect::Candidate;
 
 const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 const STATE_KEY: &[u8] = b"state";
+const LAYOUT_KEY: &[u8] = b"layout";
+/// The layout of the checkpoint's records. postcard writes no field names, so a field added to a
+/// record (a new counter in the flight state) shifts everything after it, and an older record
+/// may still decode, wrongly: raised with every change to a record type, and a checkpoint of
+/// another layout is refused as a whole rather than read.
+pub const LAYOUT: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -29,6 +35,11 @@ pub enum CheckpointError {
     Storage { path: PathBuf, message: String },
     #[error("checkpoint `{path}` is corrupt: {detail}")]
     Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "checkpoint `{path}` has record layout {}, this build reads layout {LAYOUT}",
+        .found.map_or_else(|| "1 (written before layouts were recorded)".to_owned(), |f| f.to_string())
+    )]
+    Layout { path: PathBuf, found: Option<u32> },
 }
 
 /// Where a frame is in the pipeline.
@@ -350,6 +361,19 @@ impl Checkpoint {
         let (frames, tiles, queue, index, meta) =
             (tree("frames")?, tree("tiles")?, tree("queue")?, tree("index")?, tree("meta")?);
         let (sent, uploads) = (tree("sent")?, tree("uploads")?);
+        // before any record is decoded: one of another layout may decode to something else
+        let layout = match meta.get(LAYOUT_KEY).map_err(|e| corrupt(e.to_string()))? {
+            Some(bytes) => Some(decode::<u32>(&bytes).map_err(|e| corrupt(format!("record layout: {e}")))?),
+            None => None,
+        };
+        let written = meta.get(STATE_KEY).map_err(|e| corrupt(e.to_string()))?.is_some();
+        match layout {
+            Some(LAYOUT) => {}
+            None if !written => {
+                meta.insert(LAYOUT_KEY, encode(&LAYOUT)).map_err(|e| storage(e.to_string()))?;
+            }
+            found => return Err(CheckpointError::Layout { path: path.clone(), found }),
+        }
         let trees = [
             ("frames", &frames),
             ("tiles", &tiles),
@@ -727,6 +751,32 @@ mod tests {
             assert!(decode::<QueuedProduct>(&bad).is_err(), "bit {bit} flipped went unnoticed");
         }
         assert!(decode::<QueuedProduct>(&good[..3]).is_err());
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_record_layout_is_refused_before_its_records_are_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut checkpoint = Checkpoint::open(dir.path(), FlightState::new(0), Durability::Durable).expect("open");
+        checkpoint.commit(&Batch::default(), checkpoint.state().clone()).expect("commit");
+        checkpoint.flush().expect("flush");
+        drop(checkpoint);
+        assert!(Checkpoint::open(dir.path(), FlightState::new(0), Durability::Durable).is_ok(), "its own layout");
+        let edit_meta = |edit: &dyn Fn(&sled::Tree)| {
+            let db = sled::open(dir.path().join("checkpoint")).expect("sled");
+            let meta = db.open_tree("meta").expect("meta");
+            edit(&meta);
+            meta.flush().expect("flush");
+        };
+
+        edit_meta(&|meta| drop(meta.insert(LAYOUT_KEY, encode(&(LAYOUT + 1))).expect("insert")));
+        let error = Checkpoint::open(dir.path(), FlightState::new(0), Durability::Durable).expect_err("a newer layout");
+        assert!(matches!(error, CheckpointError::Layout { found: Some(found), .. } if found == LAYOUT + 1), "{error}");
+        assert!(error.to_string().contains(&format!("this build reads layout {LAYOUT}")), "{error}");
+
+        // written before layouts were recorded: a flight state and no layout
+        edit_meta(&|meta| drop(meta.remove(LAYOUT_KEY).expect("remove")));
+        let error = Checkpoint::open(dir.path(), FlightState::new(0), Durability::Durable).expect_err("no layout");
+        assert!(error.to_string().contains("written before layouts were recorded"), "{error}");
     }
 
     #[test]

@@ -248,12 +248,12 @@ impl Pipeline {
         let mut corrupt = None;
         let checkpoint = match Checkpoint::open(&state_dir, FlightState::new(now_ms), durability) {
             Ok(checkpoint) => checkpoint,
-            Err(CheckpointError::Corrupt { path, detail }) => {
+            // one flight cannot read is set aside (kept for the ground to look at) and rebuilt
+            Err(error @ (CheckpointError::Corrupt { .. } | CheckpointError::Layout { .. })) => {
                 let aside = set_aside(&state_dir)?;
                 let frames = return_frames_to_incoming(&state_dir, &HashSet::new())?;
                 corrupt = Some(format!(
-                    "checkpoint `{}` is corrupt ({detail}); set aside as `{}`; {frames} frames on board are processed again",
-                    path.display(),
+                    "{error}; set aside as `{}`; {frames} frames on board are processed again",
                     aside.display()
                 ));
                 Checkpoint::open(&state_dir, FlightState::new(now_ms), durability)?
