@@ -6,8 +6,8 @@
 //! weight layouts included), reads the optimised model's weights back into buffers of its own,
 //! and builds the session that runs tiles from the optimised graph with those buffers as its
 //! initializers: ONNX Runtime then computes from flight's buffers directly (no copy; a test flips
-//! a weight and sees the output move). Their CRC-32, taken when they are read, is checked before
-//! each frame's products are made (`MissionDetector::weights_intact`).
+//! a weight and sees the output move). Their CRC-32C, taken when they are read, is checked before
+//! each frame's products are made and while flight is idle (`MissionDetector::weights_intact`).
 //!
 //! The optimised model is only ever made here, from the verified file, on the CPU that runs it:
 //! its weight layouts are specific to that CPU.
@@ -92,6 +92,7 @@ impl ResidentWeights {
             .collect()
     }
 
+    /// How many bytes of weights are in flight's memory.
     pub fn bytes(&self) -> usize {
         self.regions().iter().map(|(_, bytes)| bytes).sum()
     }
