@@ -175,7 +175,7 @@ fn the_large_campaign_holds_every_invariant() {
 /// Single-bit upsets aimed at every stage's buffers over ten scenes hold every invariant with
 /// flight's checks, and corrupt products get through without them, behind a flag as above.
 #[test]
-#[ignore = "about 10 minutes: run with --ignored"]
+#[ignore = "about 6 minutes: run with --ignored"]
 fn aimed_single_bit_upsets_are_caught_by_the_checks_and_corrupt_products_without_them() {
     let (_scratch, output, report) = campaign("aimed.toml", ("", ""), 1);
     assert!(output.status.success(), "{}\n{}", stdout(&output), stderr(&output));
