@@ -19,7 +19,6 @@ Usage (the venv of vessels.py):
 Fixed seed; CPU is enough (a few minutes).
 """
 
-import argparse
 import os
 
 import numpy as np
@@ -31,7 +30,7 @@ from PIL import Image
 
 import yolo_layout
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+ROOT = yolo_layout.ROOT
 SATELLITE = os.path.join(ROOT, "testdata", "satellite")
 BANDS = ["B02", "B03", "B11"]
 TILE = 128
@@ -141,10 +140,7 @@ def acceptance(model):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", default=os.path.join(ROOT, "models", "clouds-s2.onnx"))
-    parser.add_argument("--steps", type=int, default=1200)
-    args = parser.parse_args()
+    args = yolo_layout.arguments("clouds-s2.onnx", 1200)
     rng = yolo_layout.seed_everything(SEED)
     model = train(rng, args.steps)
     acceptance(model)

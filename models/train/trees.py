@@ -15,7 +15,6 @@ Usage (the venv of vessels.py):
 Fixed seed; CPU is enough (about a quarter of an hour on two cores).
 """
 
-import argparse
 import csv
 import os
 import xml.etree.ElementTree as ET
@@ -26,7 +25,7 @@ from PIL import Image
 
 import yolo_layout
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+ROOT = yolo_layout.ROOT
 DATA = os.path.join(ROOT, "testdata", "aerial")
 TILE = 256
 LAYERS = [(16, 2), (32, 2), (32, 1), (48, 2), (48, 1), (64, 1), (64, 1)]
@@ -99,10 +98,7 @@ def validate(model, image, boxes, min_score=0.4, max_iou=0.4):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", default=os.path.join(ROOT, "models", "trees-neon.onnx"))
-    parser.add_argument("--steps", type=int, default=2500)
-    args = parser.parse_args()
+    args = yolo_layout.arguments("trees-neon.onnx", 2500)
     rng = yolo_layout.seed_everything(SEED)
     (osbs_image, osbs_boxes), (yell_image, yell_boxes) = osbs(), yell()
     training = osbs_boxes[~held_out(osbs_boxes)]

@@ -16,7 +16,6 @@ torch onnx numpy tifffile pillow):
 Fixed seed; CPU is enough (a few minutes).
 """
 
-import argparse
 import json
 import os
 
@@ -25,7 +24,7 @@ import tifffile
 
 import yolo_layout
 
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+ROOT = yolo_layout.ROOT
 DATA = os.path.join(ROOT, "testdata", "satellite", "sen2ships")
 BANDS = ["B02", "B03", "B11"]
 TILE = 128
@@ -50,10 +49,7 @@ def load_scene(city):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", default=os.path.join(ROOT, "models", "vessels-s2.onnx"))
-    parser.add_argument("--steps", type=int, default=2000)
-    args = parser.parse_args()
+    args = yolo_layout.arguments("vessels-s2.onnx", 2000)
     rng = yolo_layout.seed_everything(SEED)
     scenes = [load_scene(city) for city in ["busan", "san_francisco"]]
 

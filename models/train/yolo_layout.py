@@ -2,12 +2,13 @@
 the YOLOv8/YOLO11 export layout flight decodes ([1, 4 + 1, N]: cx, cy, w, h in input pixels and a
 sigmoid class score), crops with scale jitter biased towards labelled objects, the geometric and
 photometric augmentation, the targets, the training loop and the ONNX export (the cloud screen,
-clouds.py, uses the seeding, the crops and the export too).
+clouds.py, uses the seeding, the crops, the command line and the export too).
 
 Each model's script (vessels.py, trees.py, clouds.py) says what is its own: data, bands, scaling,
 layers, tile size and the split it holds out.
 """
 
+import argparse
 import os
 import random
 
@@ -15,6 +16,17 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+def arguments(model_file, steps):
+    """The training scripts' command line: where the ONNX file goes (`models/` by default) and how
+    many optimisation steps."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=os.path.join(ROOT, "models", model_file))
+    parser.add_argument("--steps", type=int, default=steps)
+    return parser.parse_args()
 
 
 def seed_everything(seed):
