@@ -211,32 +211,35 @@ impl LoadedFlightMission {
         }
         let flight = &config.flight;
         if let Some(screen) = &flight.cloud_screen {
-            let fraction = *screen.max_cloud_fraction.get_ref();
-            if !(0.0..=1.0).contains(&fraction) {
-                let message = format!("must be a fraction within 0 to 1, found {fraction}");
-                return Err(file.error_at(
-                    screen.max_cloud_fraction.span(),
+            let (fraction, scale, offset) = (
+                *screen.max_cloud_fraction.get_ref(),
+                *screen.reflectance_scale.get_ref(),
+                *screen.reflectance_offset.get_ref(),
+            );
+            for (value, key, valid, expected) in [
+                (
+                    &screen.max_cloud_fraction,
                     "flight.cloud_screen.max_cloud_fraction",
-                    message,
-                ));
-            }
-            let scale = *screen.reflectance_scale.get_ref();
-            if !(scale.is_finite() && scale > 0.0) {
-                let message = format!("must be a positive number (samples per unit reflectance), found {scale}");
-                return Err(file.error_at(
-                    screen.reflectance_scale.span(),
+                    (0.0..=1.0).contains(&fraction),
+                    "a fraction within 0 to 1",
+                ),
+                (
+                    &screen.reflectance_scale,
                     "flight.cloud_screen.reflectance_scale",
-                    message,
-                ));
-            }
-            let offset = *screen.reflectance_offset.get_ref();
-            if !offset.is_finite() {
-                let message = format!("must be a number of samples, found {offset}");
-                return Err(file.error_at(
-                    screen.reflectance_offset.span(),
+                    scale.is_finite() && scale > 0.0,
+                    "a positive number (samples per unit reflectance)",
+                ),
+                (
+                    &screen.reflectance_offset,
                     "flight.cloud_screen.reflectance_offset",
-                    message,
-                ));
+                    offset.is_finite(),
+                    "a number of samples",
+                ),
+            ] {
+                if !valid {
+                    let message = format!("must be {expected}, found {}", value.get_ref());
+                    return Err(file.error_at(value.span(), key, message));
+                }
             }
         }
         for (value, key) in [

@@ -9,9 +9,15 @@ use std::path::Path;
 const FILE: &str = "fault-map";
 const ENABLE: &str = "KESTREL_FAULT_MAP";
 
+/// Whether this process runs under a campaign (`KESTREL_FAULT_MAP` set when it started).
+pub fn enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var_os(ENABLE).is_some())
+}
+
 /// Publishes `regions` (name, address, bytes), replacing what was there.
 pub fn publish(state_dir: &Path, regions: &[(&str, (usize, usize))]) {
-    if std::env::var_os(ENABLE).is_none() {
+    if !enabled() {
         return;
     }
     let text: String =
@@ -32,7 +38,7 @@ const INJECTED: &str = "fault-injected";
 /// Waits for the transmission window (campaigns only): until the injector says it has upset the
 /// batch, or the window's time is up.
 pub fn transmission_window(state_dir: &Path) {
-    if std::env::var_os(ENABLE).is_none() {
+    if !enabled() {
         return;
     }
     let injected = state_dir.join(INJECTED);
@@ -59,7 +65,7 @@ pub enum PlantFault {
 /// The excursions the injector left in `<state_dir>/plant-faults` (`heat NODE KELVIN` or
 /// `discharge FRACTION` lines), taken once; none without `KESTREL_FAULT_MAP`.
 pub fn take_plant_faults(state_dir: &Path) -> Vec<PlantFault> {
-    if std::env::var_os(ENABLE).is_none() {
+    if !enabled() {
         return Vec::new();
     }
     let path = state_dir.join(PLANT_FAULTS);

@@ -66,8 +66,9 @@ impl MissionDetector {
             max_iou,
             tile_overlap: config.tile_overlap,
         };
+        let input_size = spec.input_size;
         let mut weights = Vec::new();
-        let detector = Detector::new(session(mission, &model, &mut weights)?, spec.clone());
+        let detector = Detector::new(session(mission, &model, &mut weights)?, spec);
         let cloud_screen = mission
             .config
             .flight
@@ -78,10 +79,10 @@ impl MissionDetector {
                 let cloud_model = manifest_model(mission, &screen.model)?;
                 check_kind(&cloud_model, ModelKind::CloudMask, "flight.cloud_screen.model")?;
                 check_channels(&config, &cloud_model)?;
-                if cloud_model.entry.input_size != spec.input_size {
+                if cloud_model.entry.input_size != input_size {
                     return Err(MissionDetectorError::CloudInputSize {
                         model: cloud_model.entry.name.clone(),
-                        expected: spec.input_size,
+                        expected: input_size,
                         found: cloud_model.entry.input_size,
                     });
                 }

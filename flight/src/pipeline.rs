@@ -450,6 +450,9 @@ impl Pipeline {
     /// state always, the models' weights when they are in flight's memory, the image of the
     /// frame in process when there is one, and the products about to be sent (`sending`).
     fn publish_fault_map(&self, sending: &[QueuedProduct]) {
+        if !crate::fault_map::enabled() {
+            return;
+        }
         let mut regions = vec![("state", self.checkpoint.state_region())];
         regions.extend(sending.iter().map(|p| ("queue", (p.envelope.as_ptr() as usize, p.envelope.len()))));
         if let Some(detector) = &self.detector {
@@ -1171,10 +1174,12 @@ impl Pipeline {
         if reserve || remade_differently {
             self.checkpoint.flush()?;
         }
-        // the radio holds the batch while it transmits (a window the fault injector aims at)
-        self.publish_fault_map(&chosen);
-        crate::fault_map::transmission_window(&self.state_dir);
-        self.publish_fault_map(&[]);
+        if crate::fault_map::enabled() {
+            // the radio holds the batch while it transmits (a window the fault injector aims at)
+            self.publish_fault_map(&chosen);
+            crate::fault_map::transmission_window(&self.state_dir);
+            self.publish_fault_map(&[]);
+        }
         if self.mission.config.flight.health.check_upsets {
             chosen = self.drop_upset_products(now, chosen)?;
         }

@@ -35,7 +35,8 @@ pub struct CloudScreen {
     session: ort::session::Session,
     name: String,
     input_size: u32,
-    channels: usize,
+    /// The raster's bands the model takes: all of them, in order.
+    bands: Vec<usize>,
     /// Each channel's samples at reflectance 0 and 1.
     reflectance: Vec<(f32, f32)>,
     cloud_probability: f32,
@@ -71,7 +72,7 @@ impl CloudScreen {
             session,
             name: spec.name,
             input_size: spec.input_size,
-            channels: spec.channels,
+            bands: (0..spec.channels).collect(),
             reflectance: vec![full; spec.channels],
             cloud_probability: spec.cloud_probability,
             max_cloud_fraction: spec.max_cloud_fraction,
@@ -80,8 +81,7 @@ impl CloudScreen {
 
     /// The cloud cover of one tile of `raster` (whose bands are the model's channels, in order).
     pub fn cover(&mut self, raster: &Raster, window: Window) -> Result<CloudCover, DetectError> {
-        let bands: Vec<usize> = (0..self.channels).collect();
-        let (tensor, scale) = raster.tile_tensor(window, &bands, &self.reflectance, self.input_size);
+        let (tensor, scale) = raster.tile_tensor(window, &self.bands, &self.reflectance, self.input_size);
         let (shape, probabilities) = run_model(&mut self.session, &self.name, tensor)?;
         let refuse = |detail: &str| DetectError::Run {
             model: self.name.clone(),
