@@ -1,10 +1,12 @@
-//! Detection speed on the CPU, in one run: the raw ONNX Runtime session on pre-made tensors (the
-//! limit for this model on this machine) against the whole `flight detect` path, from the band
-//! files on disk to georeferenced detections (read and scale, the next frame while this one runs;
-//! tile, letterbox, infer, decode, NMS, merge, lat/lon), and from a decoded frame (what the flight pipeline runs per tile). All three
-//! use the detector's one session (a second session's idle threads would slow the first), without
-//! the cloud screen; its cost per tile is measured after them, on its own, and last the session
-//! on weights in flight's memory (what flight runs) against one on ONNX Runtime's own copy.
+//! Detection speed on the CPU, in one run: the raw ONNX Runtime session on pre-made tensors, in
+//! batches of the mission's `max_batch` tiles (the limit for this model on this machine), against
+//! the whole `flight detect` path, from the band files on disk to georeferenced detections (read
+//! and scale, the next frame while this one runs; tile, letterbox, infer in the same batches,
+//! decode, NMS, merge, lat/lon), and from a decoded frame (what the flight pipeline runs); and the
+//! raw session one tile per run, which shows what the batches gain. All four use the detector's
+//! one session (a second session's idle threads would slow the first), without the cloud screen;
+//! its cost per tile is measured after them, on its own, and last the session on weights in
+//! flight's memory (what flight runs) against one on ONNX Runtime's own copy.
 //! `cargo bench -p kestrel-flight --bench detect [-- --rounds N]`. Figures go in docs/benchmarks.md.
 
 use std::path::{Path, PathBuf};
@@ -57,10 +59,18 @@ fn measure(mission: &LoadedFlightMission, name: Option<&str>, scenes: &[PathBuf]
     // the peer: the same session fed the scenes' tiles, made before the clock starts
     let tensors = tile_tensors(&mut detector, scenes);
     let tiles = tensors.len();
+    let batch = detector.detector().max_batch();
+    let batches: Vec<Array4<f32>> = tensors
+        .chunks(batch)
+        .map(|group| {
+            let views: Vec<_> = group.iter().map(|t| t.view()).collect();
+            ndarray::concatenate(ndarray::Axis(0), &views).expect("a batch")
+        })
+        .collect();
     let spec = detector.spec();
     let inference = &mission.config.flight.inference;
     println!(
-        "model {} ({}x{}), providers {:?}, {} intra-op threads; {} scenes, {tiles} tiles per round, {rounds} rounds",
+        "model {} ({}x{}), providers {:?}, {} intra-op threads, {batch} tiles per run; {} scenes, {tiles} tiles per round, {rounds} rounds",
         spec.name,
         spec.input_size,
         spec.input_size,
@@ -79,17 +89,22 @@ fn measure(mission: &LoadedFlightMission, name: Option<&str>, scenes: &[PathBuf]
             (raster, ranges, georef)
         })
         .collect();
-    let (mut raw, mut path, mut decoded) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut raw, mut path, mut decoded, mut single) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut detections = 0;
     for round in 0..=rounds {
         // the order turns each round: this machine's speed drifts, and no measurement should
         // always come first
-        let mut seconds = [0.0; 3];
-        for turn in 0..3 {
-            let which = (round + turn) % 3;
+        let mut seconds = [0.0; 4];
+        for turn in 0..4 {
+            let which = (round + turn) % 4;
             let started = Instant::now();
             match which {
                 0 => {
+                    for tensor in &batches {
+                        std::hint::black_box(detector.detector().run(tensor.clone()).expect("run"));
+                    }
+                }
+                3 => {
                     for tensor in &tensors {
                         std::hint::black_box(detector.detector().run(tensor.clone()).expect("run"));
                     }
@@ -104,6 +119,7 @@ fn measure(mission: &LoadedFlightMission, name: Option<&str>, scenes: &[PathBuf]
                         .expect("detect");
                 }
                 _ => {
+                    // the pipeline runs a frame's tiles in the same batches, one checkpoint each
                     for (raster, ranges, georef) in &frames {
                         std::hint::black_box(
                             detector.detector().detect(raster, ranges, georef.as_ref()).expect("detect"),
@@ -118,10 +134,16 @@ fn measure(mission: &LoadedFlightMission, name: Option<&str>, scenes: &[PathBuf]
             raw.push(tiles as f64 / seconds[0]);
             path.push(tiles as f64 / seconds[1]);
             decoded.push(tiles as f64 / seconds[2]);
+            single.push(tiles as f64 / seconds[3]);
         }
     }
-    let (raw, path, decoded) = (median(raw), median(path), median(decoded));
+    let (raw, path, decoded, single) = (median(raw), median(path), median(decoded), median(single));
     println!("raw session on pre-made tensors:  {raw:>8.1} tiles/s  {:>6.2} ms/tile", 1000.0 / raw);
+    println!(
+        "raw session, one tile per run:    {single:>8.1} tiles/s  {:>6.2} ms/tile  ({:+.1} % with {batch} per run)",
+        1000.0 / single,
+        100.0 * (raw / single - 1.0)
+    );
     println!(
         "whole detect path from the files: {path:>8.1} tiles/s  {:>6.2} ms/tile  {:>5.1} % of raw  ({detections} detections)",
         1000.0 / path,

@@ -161,6 +161,10 @@ pub struct InferenceConfig {
     pub execution_providers: Spanned<Vec<ExecutionProviderKind>>,
     /// Threads ONNX Runtime uses inside one operator; 0 lets ONNX Runtime choose.
     pub intra_threads: usize,
+    /// The most tiles one run of the detector takes (the scheduler chooses up to this many); a
+    /// model without a free batch axis, or whose batches differ from single tiles on the provider
+    /// in use, runs one at a time.
+    pub max_batch: Spanned<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -178,6 +182,10 @@ impl ExecutionProviderKind {
         }
     }
 }
+
+/// The largest `flight.inference.max_batch`: more tiles per run gain nothing on a CPU, and each
+/// takes its share of memory (a few MB per tile of 256 px).
+pub const MAX_BATCH: usize = 64;
 
 /// A mission file read and checked for flight: every mistake found here, not in orbit.
 #[derive(Debug, Clone)]
@@ -200,6 +208,11 @@ impl LoadedFlightMission {
                 "flight.inference.execution_providers",
                 "needs at least one execution provider, e.g. [\"cpu\"]",
             ));
+        }
+        let max_batch = &config.flight.inference.max_batch;
+        if !(1..=MAX_BATCH).contains(max_batch.get_ref()) {
+            let message = format!("must be within 1 to {MAX_BATCH} tiles, found {}", max_batch.get_ref());
+            return Err(file.error_at(max_batch.span(), "flight.inference.max_batch", message));
         }
         let detector = &config.flight.detector;
         file.existing_file("flight.detector.manifest", &detector.manifest)?;

@@ -1,9 +1,10 @@
 //! Decoding the output of any ONNX detector in the YOLOv8/YOLO11 export layout, and class-aware
 //! non-maximum suppression, within a tile and across tiles.
 //!
-//! The layout: one output tensor `[1, 4 + C, N]`: for each of N candidates, the box centre x, y,
-//! width and height in input pixels, then C class scores (already sigmoid-ed). Anything else is
-//! refused with what was expected and what was found.
+//! The layout: one output tensor `[1, 4 + C, N]` per tile (`[tiles, 4 + C, N]` for a batch, when
+//! the model's first axis is free): for each of N candidates, the box centre x, y, width and
+//! height in input pixels, then C class scores (already sigmoid-ed). Anything else is refused with
+//! what was expected and what was found.
 
 /// A detection in frame pixels.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -194,16 +195,66 @@ pub fn run_model(
     Ok((shape.to_vec(), data.to_vec()))
 }
 
-/// A detector: a session built once, run tile by tile over frames of any size.
+/// A detector: a session built once, run a few tiles at a time over frames of any size.
 #[derive(Debug)]
 pub struct Detector {
     session: ort::session::Session,
     spec: DetectorSpec,
+    /// The most tiles one run of the session takes (1 until [`Detector::allow_batches`]).
+    max_batch: usize,
+}
+
+/// Why a detector runs one tile at a time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Batching {
+    /// Up to this many tiles per run: their results are bit for bit those of one tile at a time.
+    Tiles(usize),
+    /// The model's input takes exactly one tile (its first axis is fixed at 1).
+    FixedInput,
+    /// Batches gave other numbers than single tiles on this execution provider (by this much,
+    /// relative), so exactly-once would not hold across a restart that batched otherwise.
+    Differs(f32),
 }
 
 impl Detector {
     pub fn new(session: ort::session::Session, spec: DetectorSpec) -> Self {
-        Self { session, spec }
+        Self { session, spec, max_batch: 1 }
+    }
+
+    /// The most tiles a run takes.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Lets runs take up to `limit` tiles, if the model's input has a free batch axis and a batch
+    /// of `limit` different tiles gives, bit for bit, what they give one at a time. A tile's
+    /// result must not depend on what it was batched with: a frame resumed after a restart runs
+    /// its remaining tiles in other batches, and its products must be the same.
+    pub fn allow_batches(&mut self, limit: usize) -> Result<Batching, DetectError> {
+        let first_axis = self.session.inputs().first().and_then(|input| input.dtype().tensor_shape()?.first().copied());
+        if limit <= 1 {
+            return Ok(Batching::Tiles(1));
+        }
+        if first_axis != Some(-1) {
+            return Ok(Batching::FixedInput);
+        }
+        let tiles: Vec<_> = (0..limit).map(|k| self.pattern(k)).collect();
+        let views: Vec<_> = tiles.iter().map(|tile| tile.view()).collect();
+        let batch = ndarray::concatenate(ndarray::Axis(0), &views).map_err(|e| self.run_error(e.to_string()))?;
+        let (_, together) = self.run(batch)?;
+        let mut alone = Vec::with_capacity(together.len());
+        for tile in tiles {
+            alone.extend(self.run(tile)?.1);
+        }
+        if together.iter().map(|v| v.to_bits()).ne(alone.iter().map(|v| v.to_bits())) {
+            return Ok(Batching::Differs(canary_difference(&alone, &together)));
+        }
+        self.max_batch = limit;
+        Ok(Batching::Tiles(limit))
+    }
+
+    fn run_error(&self, message: String) -> DetectError {
+        DetectError::Run { model: self.spec.name.clone(), message }
     }
 
     pub fn spec(&self) -> &DetectorSpec {
@@ -230,10 +281,18 @@ impl Detector {
         mut run: impl FnMut(crate::tile::Window) -> Result<bool, DetectError>,
     ) -> Result<Vec<FrameDetection>, DetectError> {
         let mut candidates = Vec::new();
+        let mut waiting = Vec::with_capacity(self.max_batch);
         for window in self.windows(raster) {
             if run(window)? {
-                candidates.extend(self.detect_tile(raster, ranges, window)?);
+                waiting.push(window);
             }
+            if waiting.len() == self.max_batch {
+                candidates.extend(self.detect_tiles(raster, ranges, &waiting)?.into_iter().flatten());
+                waiting.clear();
+            }
+        }
+        if !waiting.is_empty() {
+            candidates.extend(self.detect_tiles(raster, ranges, &waiting)?.into_iter().flatten());
         }
         self.merge(candidates, georef)
     }
@@ -243,18 +302,54 @@ impl Detector {
         crate::tile::windows(raster.width, raster.height, self.spec.input_size, self.spec.tile_overlap)
     }
 
-    /// The detections in one tile, in frame pixels, before merging with the neighbours.
-    pub fn detect_tile(
+    /// The detections in each of `windows` (in one run of the model: at most
+    /// [`Detector::max_batch`] of them), in frame pixels, before merging with the neighbours.
+    pub fn detect_tiles(
         &mut self,
         raster: &crate::imagery::Raster,
         ranges: &[(f32, f32)],
-        window: crate::tile::Window,
-    ) -> Result<Vec<Candidate>, DetectError> {
-        let (tensor, scale) = raster.tile_tensor(window, &self.spec.bands, ranges, self.spec.input_size);
-        let (shape, data) = self.run(tensor)?;
+        windows: &[crate::tile::Window],
+    ) -> Result<Vec<Vec<Candidate>>, DetectError> {
+        if windows.is_empty() {
+            return Ok(Vec::new());
+        }
         let spec = &self.spec;
-        let found = decode(&data, &shape, spec.classes.len(), spec.min_score)
-            .map_err(|source| DetectError::Layout { model: spec.name.clone(), source })?;
+        let side = spec.input_size as usize;
+        let per_tile = spec.bands.len() * side * side;
+        let mut values = vec![0.0; windows.len() * per_tile];
+        let scales: Vec<f32> = windows
+            .iter()
+            .zip(values.chunks_mut(per_tile))
+            .map(|(window, out)| raster.tile_into(*window, &spec.bands, ranges, spec.input_size, out))
+            .collect();
+        let batch = ndarray::Array4::from_shape_vec((windows.len(), spec.bands.len(), side, side), values)
+            .map_err(|e| self.run_error(e.to_string()))?;
+        let (shape, data) = self.run(batch)?;
+        let layout_error = |source| DetectError::Layout { model: self.spec.name.clone(), source };
+        let [tiles, rows, candidates] = shape[..] else {
+            return Err(layout_error(LayoutError::Shape { found: shape, detail: String::new() }));
+        };
+        if tiles != windows.len() as i64 {
+            let detail = format!(" for a batch of {} tiles", windows.len());
+            return Err(layout_error(LayoutError::Shape { found: shape, detail }));
+        }
+        let tile_output = data.len() / windows.len();
+        windows
+            .iter()
+            .zip(scales)
+            .zip(data.chunks(tile_output.max(1)))
+            .map(|((window, scale), output)| {
+                let found = decode(output, &[1, rows, candidates], self.spec.classes.len(), self.spec.min_score)
+                    .map_err(layout_error)?;
+                Ok(self.in_frame(found, *window, scale))
+            })
+            .collect()
+    }
+
+    /// A tile's candidates, from the model's input pixels (letterboxed at `scale`) to the frame's,
+    /// after non-maximum suppression within the tile.
+    fn in_frame(&self, found: Vec<Candidate>, window: crate::tile::Window, scale: f32) -> Vec<Candidate> {
+        let spec = &self.spec;
         let (x0, y0) = (window.x as f32, window.y as f32);
         let (x1, y1) = (x0 + window.width as f32, y0 + window.height as f32);
         let mut candidates = Vec::new();
@@ -270,22 +365,27 @@ impl Detector {
                 candidates.push(Candidate { pixel_box: frame_box, ..c });
             }
         }
-        Ok(candidates)
+        candidates
     }
 
     /// The model's raw output for a fixed input: taken when the model loads and again now and
     /// then, it shows whether the weights in ONNX Runtime's memory are still the ones loaded
     /// (an upset there changes it; the same weights give the same numbers).
     pub fn canary(&mut self) -> Result<Vec<f32>, DetectError> {
-        let side = self.spec.input_size as usize;
-        // a fixed pattern with structure at every scale, so that every filter sees something
-        let tensor = ndarray::Array4::from_shape_fn((1, self.spec.bands.len(), side, side), |(_, c, y, x)| {
-            (((x * 7 + y * 13 + c * 29) % 97) as f32 / 97.0 + ((x / 8 + y / 8) % 2) as f32) / 2.0
-        });
+        let tensor = self.pattern(0);
         Ok(self.run(tensor)?.1)
     }
 
-    /// The model's raw output (shape, values) for one input tensor `[1, bands, size, size]`.
+    /// A fixed input tile with structure at every scale, so that every filter sees something;
+    /// `k` shifts it (different tiles for the batch check).
+    fn pattern(&self, k: usize) -> ndarray::Array4<f32> {
+        let side = self.spec.input_size as usize;
+        ndarray::Array4::from_shape_fn((1, self.spec.bands.len(), side, side), |(_, c, y, x)| {
+            (((x * 7 + y * 13 + c * 29 + k * 31) % 97) as f32 / 97.0 + ((x / 8 + y / 8 + k) % 2) as f32) / 2.0
+        })
+    }
+
+    /// The model's raw output (shape, values) for an input tensor `[tiles, bands, size, size]`.
     pub fn run(&mut self, tensor: ndarray::Array4<f32>) -> Result<(Vec<i64>, Vec<f32>), DetectError> {
         run_model(&mut self.session, &self.spec.name, tensor)
     }

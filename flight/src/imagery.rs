@@ -216,9 +216,22 @@ impl Raster {
     /// `(low, high)` range to 0..1 (clamped), the tile letterboxed (scaled to fit, keeping its
     /// aspect, padded with 0.5). Returns the tensor and the scale from tile pixels to input pixels.
     pub fn tile_tensor(&self, window: Window, bands: &[usize], ranges: &[(f32, f32)], size: u32) -> (Array4<f32>, f32) {
+        let side = size as usize;
+        let mut tensor = Array4::<f32>::zeros((1, bands.len(), side, side));
+        // a fresh standard-layout array: its slice is there
+        let scale = match tensor.as_slice_mut() {
+            Some(out) => self.tile_into(window, bands, ranges, size, out),
+            None => size as f32 / window.width.max(window.height) as f32,
+        };
+        (tensor, scale)
+    }
+
+    /// As [`Raster::tile_tensor`], into `out`: one tile's `bands * size * size` values (a tile's
+    /// place in a batch). Returns the scale.
+    pub fn tile_into(&self, window: Window, bands: &[usize], ranges: &[(f32, f32)], size: u32, out: &mut [f32]) -> f32 {
         let scale = size as f32 / window.width.max(window.height) as f32;
         let side = size as usize;
-        let mut tensor = Array4::<f32>::from_elem((1, bands.len(), side, side), 0.5);
+        out.fill(0.5);
         let (out_w, out_h) = (
             ((window.width as f32 * scale).round() as usize).min(side),
             ((window.height as f32 * scale).round() as usize).min(side),
@@ -232,8 +245,6 @@ impl Raster {
             .collect();
         let scaling: Vec<(f32, f32)> =
             ranges.iter().map(|&(low, high)| (low, 1.0 / (high - low).max(f32::EPSILON))).collect();
-        // a fresh standard-layout array: its slice is there
-        let Some(out) = tensor.as_slice_mut() else { return (tensor, scale) };
         let plane = side * side;
         for oy in 0..out_h {
             let y = (window.y + ((oy as f32 + 0.5) / scale) as u32).min(window.y + window.height - 1);
@@ -255,7 +266,7 @@ impl Raster {
                 }
             }
         }
-        (tensor, scale)
+        scale
     }
 }
 

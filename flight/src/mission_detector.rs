@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{DetectorConfig, LoadedFlightMission};
-use crate::detect::{DetectError, Detector, DetectorSpec, FrameDetection};
+use crate::detect::{Batching, DetectError, Detector, DetectorSpec, FrameDetection};
 use crate::georef::{GeoTransform, GeorefError};
 use crate::imagery::{ImageError, Raster};
 use crate::models::{ModelError, ModelKind, VerifiedModel, load_verified};
@@ -68,7 +68,20 @@ impl MissionDetector {
         };
         let input_size = spec.input_size;
         let mut weights = Vec::new();
-        let detector = Detector::new(session(mission, &model, &mut weights)?, spec);
+        let mut detector = Detector::new(session(mission, &model, &mut weights)?, spec);
+        let max_batch = *mission.config.flight.inference.max_batch.get_ref();
+        match detector.allow_batches(max_batch)? {
+            Batching::Tiles(tiles) => tracing::info!(model = %model.entry.name, tiles, "tiles per run at most"),
+            Batching::FixedInput => tracing::info!(
+                model = %model.entry.name,
+                "one tile per run: the model's input has no free batch axis (flight.inference.max_batch)"
+            ),
+            Batching::Differs(by) => tracing::warn!(
+                model = %model.entry.name,
+                relative_difference = by,
+                "one tile per run: batches give other numbers than single tiles on this execution provider"
+            ),
+        }
         let cloud_screen = mission
             .config
             .flight

@@ -101,6 +101,8 @@ pub struct Summary {
     pub starts: u64,
     /// Wall-clock seconds this run spent committing and flushing the checkpoint.
     pub checkpoint_s: f64,
+    /// This process's runs of the detector by the tiles each took: (tiles, runs).
+    pub tiles_per_run: Vec<(usize, u64)>,
     pub peak_temperatures_c: Vec<(String, f64)>,
     pub lowest_state_of_charge: f64,
 }
@@ -109,9 +111,11 @@ impl Summary {
     /// The summary as an operator reads it.
     pub fn to_text(&self) -> String {
         let peaks: Vec<String> = self.peak_temperatures_c.iter().map(|(n, t)| format!("{n} {t:.1} C")).collect();
+        let runs: Vec<String> = self.tiles_per_run.iter().map(|(tiles, runs)| format!("{runs} of {tiles}")).collect();
         format!(
             "flight run: {:.0} s of mission time, mode {}, running {}\n\
              frames {} ({} quarantined), tiles {} ({} screened out, {} late: screen only, {} clouded), detections {}\n\
+             detector runs by tiles per run: {}\n\
              raw bytes captured {}, CADU bytes downlinked {}: reduction factor {:.1}\n\
              products made {}, acknowledged {}, still queued {}, sent again {}\n\
              contacts {}, commands executed {} / refused {}, uplink frames refused {}\n\
@@ -127,6 +131,7 @@ impl Summary {
             self.tiles_late,
             self.tiles_clouded,
             self.detections,
+            if runs.is_empty() { "none".to_owned() } else { runs.join(", ") },
             self.raw_bytes_captured,
             self.cadu_bytes_downlinked,
             self.reduction_factor,
@@ -146,7 +151,7 @@ impl Summary {
     }
 }
 
-/// A frame being run tile by tile.
+/// A frame being run a few tiles at a time.
 #[derive(Debug)]
 struct FrameWork {
     record: FrameRecord,
@@ -170,6 +175,10 @@ pub struct Pipeline {
     /// The detector's canary output when it loaded, and the tiles run since it was last checked.
     pub(crate) canary: Option<Vec<f32>>,
     tiles_since_canary: u32,
+    /// Tiles in the last run of the detector (its batch).
+    last_run_tiles: usize,
+    /// Runs of the detector by the tiles each took, since this process started.
+    runs_by_tiles: BTreeMap<usize, u64>,
     last_scrub: Instant,
     clock: Clock,
     plant: Plant,
@@ -313,6 +322,8 @@ impl Pipeline {
             detector: None,
             canary: None,
             tiles_since_canary: 0,
+            last_run_tiles: 0,
+            runs_by_tiles: BTreeMap::new(),
             last_scrub: Instant::now(),
             clock,
             plant,
@@ -546,6 +557,7 @@ impl Pipeline {
             faults: c.faults,
             starts: c.starts,
             checkpoint_s: self.checkpoint.busy().as_secs_f64(),
+            tiles_per_run: self.runs_by_tiles.iter().map(|(&tiles, &runs)| (tiles, runs)).collect(),
             peak_temperatures_c: state.peak_temperatures_c.clone(),
             lowest_state_of_charge: state.lowest_soc,
         }
@@ -604,7 +616,7 @@ impl Pipeline {
             return Ok(());
         }
         let plant = &self.plant;
-        let (t, overrun_s) = (now as f64 / 1000.0, self.budget.last_tile_s());
+        let (t, overrun_s) = (now as f64 / 1000.0, self.budget.last_run_s());
         let span = self.scheduler.slot_s + overrun_s + self.scheduler.lookahead_s;
         let orbit = ExposureTable::along(plant, t, span)?;
         let forecast = self.scheduler.safe_duty(plant, t, overrun_s, &|t| Ok(orbit.at(t)))?;
@@ -684,6 +696,7 @@ impl Pipeline {
                 ("battery_soc", self.plant.soc),
                 ("mode", mode),
                 ("gpu_duty", self.budget.duty()),
+                ("tiles_per_run", self.last_run_tiles as f64),
                 ("queue_depth", self.checkpoint.queue_len() as f64),
                 ("spool_waiting", self.spool.waiting() as f64),
                 ("frames", c.frames as f64),
@@ -773,8 +786,9 @@ impl Pipeline {
         Ok(true)
     }
 
-    /// One unit of detection work: load the next recorded frame, or run one of its tiles, or make
-    /// its products once every tile has run.
+    /// One unit of detection work: load the next recorded frame, or run its next tiles (one, or
+    /// as many as the GPU budget and the detector's batch allow), or make its products once every
+    /// tile has run.
     fn work_on_frames(&mut self, now: i64) -> Result<bool, RunError> {
         let mode = self.checkpoint.state().mode;
         if mode == Mode::Safe || self.detector.is_none() {
@@ -794,45 +808,56 @@ impl Pipeline {
         }
         let Some(work) = self.current.as_mut() else { return Ok(false) };
         let Some(detector) = self.detector.as_mut() else { return Ok(false) };
-        let window = work.windows[index as usize];
-        let bands = detector.spec().bands.clone();
+        let most = match decision {
+            Decision::Run => self.budget.tiles_allowed(detector.detector().max_batch()),
+            _ => 1,
+        };
+        let indices: Vec<u32> =
+            (index..work.windows.len() as u32).filter(|i| !work.done.contains_key(i)).take(most).collect();
+        let windows: Vec<Window> = indices.iter().map(|&i| work.windows[i as usize]).collect();
         let started = Instant::now();
-        let result = if decision == Decision::ScreenOnly
-            || crate::screen::carries_nothing(&work.raster, window, &bands, &work.ranges)
-        {
-            TileResult::Screened
+        let results = if decision == Decision::ScreenOnly {
+            Ok(vec![TileResult::Screened; windows.len()])
         } else {
-            match run_tile(detector, &work.raster, &work.ranges, window) {
-                Ok(result) => result,
-                Err(e) => {
-                    let frame = work.record.id;
-                    self.current = None;
-                    let mut change = self.change();
-                    let message = format!("frame {frame:016x}, tile {index}: {e}");
-                    change.event(now, Severity::Error, "detector", message);
-                    change.set_mode(now, Mode::Safe, "the detector failed");
-                    self.commit(change)?;
-                    return Ok(true);
-                }
+            run_tiles(detector, &work.raster, &work.ranges, &windows)
+        };
+        let results = match results {
+            Ok(results) => results,
+            Err(e) => {
+                let frame = work.record.id;
+                self.current = None;
+                let mut change = self.change();
+                let tiles = indices.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+                let message = format!("frame {frame:016x}, tiles {tiles}: {e}");
+                change.event(now, Severity::Error, "detector", message);
+                change.set_mode(now, Mode::Safe, "the detector failed");
+                self.commit(change)?;
+                return Ok(true);
             }
         };
         self.gpu_busy += started.elapsed();
         if decision == Decision::Run {
-            self.budget.spend(started.elapsed().as_secs_f64() * self.clock.speedup());
+            self.budget.spend(started.elapsed().as_secs_f64() * self.clock.speedup(), windows.len());
+            *self.runs_by_tiles.entry(windows.len()).or_default() += 1;
         }
-        self.tiles_since_canary += 1;
+        self.tiles_since_canary += windows.len() as u32;
+        self.last_run_tiles = windows.len();
         let frame = work.record.id;
-        work.done.insert(index, result.clone());
-        let mut change = self.change();
-        change.state.counters.tiles += 1;
-        if decision == Decision::ScreenOnly {
-            change.state.counters.tiles_late += 1;
-        } else if result == TileResult::Screened {
-            change.state.counters.tiles_screened += 1;
-        } else if result == TileResult::Clouded {
-            change.state.counters.tiles_clouded += 1;
+        for (&index, result) in indices.iter().zip(&results) {
+            work.done.insert(index, result.clone());
         }
-        change.batch.tile(frame, index, result);
+        let mut change = self.change();
+        for (index, result) in indices.into_iter().zip(results) {
+            change.state.counters.tiles += 1;
+            if decision == Decision::ScreenOnly {
+                change.state.counters.tiles_late += 1;
+            } else if result == TileResult::Screened {
+                change.state.counters.tiles_screened += 1;
+            } else if result == TileResult::Clouded {
+                change.state.counters.tiles_clouded += 1;
+            }
+            change.batch.tile(frame, index, result);
+        }
         self.commit(change)?;
         Ok(true)
     }
@@ -1220,18 +1245,32 @@ impl Pipeline {
     }
 }
 
-/// One tile through the cloud screen (when the mission has one) and, if it is clear enough, the
-/// detector.
-fn run_tile(
+/// Tiles through the screens: the cheap one (flat tiles carry nothing), the cloud screen when the
+/// mission has one, and the detector, in one run, for those that are left.
+fn run_tiles(
     detector: &mut MissionDetector,
     raster: &Raster,
     ranges: &[(f32, f32)],
-    window: Window,
-) -> Result<TileResult, DetectError> {
-    if detector.cloud_cover(raster, window)?.is_some_and(|cover| cover.over_limit) {
-        return Ok(TileResult::Clouded);
+    windows: &[Window],
+) -> Result<Vec<TileResult>, DetectError> {
+    let bands = detector.spec().bands.clone();
+    let mut results = Vec::with_capacity(windows.len());
+    let mut to_detect = Vec::with_capacity(windows.len());
+    for &window in windows {
+        if crate::screen::carries_nothing(raster, window, &bands, ranges) {
+            results.push(Some(TileResult::Screened));
+        } else if detector.cloud_cover(raster, window)?.is_some_and(|cover| cover.over_limit) {
+            results.push(Some(TileResult::Clouded));
+        } else {
+            results.push(None);
+            to_detect.push(window);
+        }
     }
-    Ok(TileResult::Detected(detector.detector().detect_tile(raster, ranges, window)?))
+    let mut found = detector.detector().detect_tiles(raster, ranges, &to_detect)?.into_iter();
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| TileResult::Detected(found.next().unwrap_or_default())))
+        .collect())
 }
 
 fn frame_record(arrival: &Arrival, state: &mut FlightState) -> FrameRecord {

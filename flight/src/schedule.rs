@@ -289,10 +289,13 @@ pub fn decide(mode: Mode, late: bool, late_tiles: LateTiles, budget_allows: bool
 }
 
 /// The GPU time flight may spend, as a token bucket: credit accrues at the slot's duty (mission
-/// seconds of GPU per mission second) up to a small burst, and each tile spends what it took. A
-/// tile starts when the credit covers the last tile's time (or the bucket is full: a tile longer
-/// than the burst, on an accelerated clock, then puts it in debt), so the duty holds on average
-/// whatever the clock's rate, and no slot runs more than its duty.
+/// seconds of GPU per mission second) up to a small burst, and each run of the model spends what
+/// it took. A run starts when the credit covers one tile at the last run's time per tile (or the
+/// bucket is full: a tile longer than the burst, on an accelerated clock, then puts it in debt),
+/// and takes as many tiles as the credit covers, up to the detector's batch: so the duty holds on
+/// average whatever the clock's rate, no slot runs more than its duty, and at full duty the
+/// detector runs its largest batches (fastest per tile) while a throttled one runs what its credit
+/// covers (single tiles when it is short: a batch is a coarser step of heat).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GpuBudget {
     duty: f64,
@@ -300,6 +303,9 @@ pub struct GpuBudget {
     slot_started_ms: Option<i64>,
     credit_s: f64,
     updated_ms: i64,
+    /// The last run's mission time: how far a run may go on past its slot.
+    last_run_s: f64,
+    /// The last run's mission time per tile.
     last_tile_s: f64,
 }
 
@@ -308,7 +314,15 @@ const BURST_OF_SLOT: f64 = 0.1;
 
 impl GpuBudget {
     pub fn new(slot_s: f64) -> Self {
-        Self { duty: 1.0, slot_s, slot_started_ms: None, credit_s: 0.0, updated_ms: 0, last_tile_s: 0.0 }
+        Self {
+            duty: 1.0,
+            slot_s,
+            slot_started_ms: None,
+            credit_s: 0.0,
+            updated_ms: 0,
+            last_run_s: 0.0,
+            last_tile_s: 0.0,
+        }
     }
 
     pub fn duty(&self) -> f64 {
@@ -341,9 +355,9 @@ impl GpuBudget {
         self.updated_ms = now_ms;
     }
 
-    /// The mission time the last tile took, seconds: how far one may run past its slot.
-    pub fn last_tile_s(&self) -> f64 {
-        self.last_tile_s
+    /// The mission time the last run took, seconds: how far one may go on past its slot.
+    pub fn last_run_s(&self) -> f64 {
+        self.last_run_s
     }
 
     /// Whether a tile may start at `now_ms` (never once the slot is over and the next one not
@@ -357,10 +371,23 @@ impl GpuBudget {
             || (self.duty > 0.0 && self.credit_s > 0.0 && self.credit_s >= self.last_tile_s.min(self.burst_s()))
     }
 
-    /// Records a tile that kept the GPU busy `mission_s` seconds of mission time.
-    pub fn spend(&mut self, mission_s: f64) {
+    /// How many tiles (1 to `most`) the next run may take, when [`GpuBudget::allows`] one: all of
+    /// `most` at full duty, else as many as the credit covers at the last run's time per tile.
+    pub fn tiles_allowed(&self, most: usize) -> usize {
+        if self.duty >= 1.0 {
+            return most.max(1);
+        }
+        if self.last_tile_s <= 0.0 {
+            return 1;
+        }
+        ((self.credit_s / self.last_tile_s).floor() as usize).clamp(1, most.max(1))
+    }
+
+    /// Records a run of `tiles` tiles that kept the GPU busy `mission_s` seconds of mission time.
+    pub fn spend(&mut self, mission_s: f64, tiles: usize) {
         self.credit_s -= mission_s;
-        self.last_tile_s = mission_s;
+        self.last_run_s = mission_s;
+        self.last_tile_s = mission_s / tiles.max(1) as f64;
     }
 }
 
@@ -428,34 +455,56 @@ mod tests {
         assert_eq!(decide(Mode::Throttled, false, Screen, false), Decision::Defer);
     }
 
-    /// Runs tiles of `tile_ms` whenever the budget allows, for `span_ms`: the share of the time
-    /// the GPU was busy.
-    fn busy_share(duty: f64, tile_ms: i64, span_ms: i64) -> f64 {
+    /// Runs tiles of `tile_ms` whenever the budget allows, in batches of as many as it allows up
+    /// to `most`, for `span_ms`: the share of the time the GPU was busy, and the largest batch.
+    fn busy_share(duty: f64, tile_ms: i64, most: usize, span_ms: i64) -> (f64, usize) {
         let mut budget = GpuBudget::new(60.0);
-        let (mut now, mut busy) = (0, 0);
+        let (mut now, mut busy, mut largest) = (0, 0, 0);
         while now < span_ms {
             if budget.slot_due(now) {
                 budget.begin_slot(now, duty);
             }
             if budget.allows(now) {
-                budget.spend(tile_ms as f64 / 1000.0);
-                now += tile_ms;
-                busy += tile_ms;
+                let tiles = budget.tiles_allowed(most);
+                let run_ms = tile_ms * tiles as i64;
+                budget.spend(run_ms as f64 / 1000.0, tiles);
+                now += run_ms;
+                busy += run_ms;
+                largest = largest.max(tiles);
             } else {
                 now += 100;
             }
         }
-        busy as f64 / span_ms as f64
+        (busy as f64 / span_ms as f64, largest)
     }
 
     #[test]
-    fn the_budget_holds_the_duty_for_short_and_for_long_tiles() {
+    fn the_budget_holds_the_duty_for_short_and_for_long_tiles_one_or_several_at_a_time() {
         for duty in [0.0, 0.25, 0.5, 1.0] {
             for tile_ms in [500, 5_000, 200_000] {
-                let share = busy_share(duty, tile_ms, 24 * 3_600_000);
-                assert!((share - duty).abs() < 0.02, "duty {duty}, tiles of {tile_ms} ms: busy {share}");
+                for most in [1, 4] {
+                    let (share, _) = busy_share(duty, tile_ms, most, 24 * 3_600_000);
+                    assert!((share - duty).abs() < 0.02, "duty {duty}, tiles of {tile_ms} ms by {most}: busy {share}");
+                }
             }
         }
+    }
+
+    #[test]
+    fn full_duty_runs_the_largest_batches_and_a_throttled_one_what_its_credit_covers() {
+        assert_eq!(busy_share(1.0, 500, 4, 600_000).1, 4);
+        // a burst of 10 % of a 60 s slot at 5 % duty is 0.3 s: less than one tile of 0.5 s
+        assert_eq!(busy_share(0.05, 500, 4, 3_600_000).1, 1);
+        // at 50 %: 3 s of credit at most, 6 tiles' worth, so batches up to the detector's 4
+        assert_eq!(busy_share(0.5, 500, 4, 3_600_000).1, 4);
+        let mut budget = GpuBudget::new(60.0);
+        budget.begin_slot(0, 0.5);
+        assert_eq!(budget.tiles_allowed(4), 1, "no run yet: one tile, to learn its time");
+        budget.spend(1.0, 4);
+        assert!(budget.allows(10_000));
+        // 10 s at 50 % bring the credit back to the burst, 3 s: twelve tiles of 0.25 s
+        assert_eq!(budget.tiles_allowed(16), 12);
+        assert_eq!(budget.tiles_allowed(4), 4);
     }
 
     #[test]

@@ -148,3 +148,32 @@ fn flight_screen_reports_each_tile_and_what_it_keeps_from_the_detector() {
         assert!(line.contains(&format!("date-{date}: 1 tiles, {dropped}")), "{line}");
     }
 }
+
+#[test]
+fn the_vessel_model_gives_the_same_detections_in_batches_as_one_tile_at_a_time() {
+    let mut mission =
+        LoadedFlightMission::load(&root().join("mission.toml")).expect("reference mission (run scripts/setup.sh)");
+    let scene = root().join("testdata/satellite/sen2ships/casablanca");
+    let mut batched = MissionDetector::load(&mission, None).expect("the verified model");
+    assert_eq!(batched.detector().max_batch(), 4, "the committed model has a free batch axis, and batches agree");
+    *mission.config.flight.inference.max_batch.get_mut() = 1;
+    let mut single = MissionDetector::load(&mission, None).expect("the verified model");
+    assert_eq!(single.detector().max_batch(), 1);
+
+    let (raster, _) = batched.read_frame(&scene).expect("scene");
+    let ranges = batched.scaling(&raster);
+    let windows = batched.detector().windows(&raster);
+    assert!(windows.len() > 8, "{} tiles", windows.len());
+    let mut found_any = false;
+    for group in windows.chunks(4) {
+        let together = batched.detector().detect_tiles(&raster, &ranges, group).expect("a batch");
+        let alone: Vec<_> = group
+            .iter()
+            .map(|w| single.detector().detect_tiles(&raster, &ranges, &[*w]).expect("a tile").remove(0))
+            .collect();
+        assert_eq!(together, alone, "tiles {group:?}");
+        found_any |= together.iter().any(|found| !found.is_empty());
+    }
+    assert!(found_any, "the scene's vessels are found");
+    assert_eq!(batched.detect(&scene).expect("batched"), single.detect(&scene).expect("single"));
+}

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use kestrel_flight::detect::{DetectError, Detector, DetectorSpec};
+use kestrel_flight::detect::{Batching, DetectError, Detector, DetectorSpec};
 use kestrel_flight::georef::GeoTransform;
 use kestrel_flight::imagery::{Raster, Samples};
 use kestrel_flight::onnx_runtime::OnnxRuntime;
@@ -170,4 +170,41 @@ fn a_graph_with_another_layout_is_refused_with_what_was_expected() {
             && message.contains("[1, 4 + classes, candidates]"),
         "{message}"
     );
+}
+
+#[test]
+fn a_graph_with_its_first_axis_fixed_at_one_runs_one_tile_at_a_time() {
+    let mut detector = Detector::new(bright_blob_detector(true), spec());
+    assert_eq!(detector.allow_batches(4).expect("check"), Batching::FixedInput);
+    assert_eq!(detector.max_batch(), 1);
+    assert!(!detector.detect(&frame(), &[(0.0, 255.0); 3], None).expect("detect").is_empty());
+}
+
+/// A graph with a free batch axis whose output for a tile depends on the other tiles of its batch
+/// (it adds the batch's mean to each): `output0 = images + mean over the batch`.
+fn batch_mixing_graph() -> ort::session::Session {
+    let runtime = OnnxRuntime::get().expect("ONNX Runtime");
+    let mut graph = Graph::new().expect("graph");
+    graph.set_inputs([outlet("images", &[-1, 3, SIZE, SIZE])]).expect("inputs");
+    graph.set_outputs([outlet("output0", &[-1, 3, SIZE, SIZE])]).expect("outputs");
+    graph
+        .add_node(Node::new("ReduceMean", ONNX_DOMAIN, "mean", ["images", "axes"], ["mean"], []).expect("node"))
+        .expect("mean");
+    graph
+        .add_node(Node::new("Add", ONNX_DOMAIN, "add", ["images", "mean"], ["output0"], []).expect("node"))
+        .expect("add");
+    graph.add_initializer("axes", constant(&[1], &[0i64]), false).expect("axes");
+    let mut model = Model::new([Opset::new(ONNX_DOMAIN, 22).expect("opset")]).expect("model");
+    model.set_graph(graph).expect("graph");
+    model.into_session(&runtime.cpu_session_builder(1).expect("builder")).expect("session")
+}
+
+#[test]
+fn a_graph_whose_tiles_depend_on_their_batch_runs_one_tile_at_a_time() {
+    let mut detector = Detector::new(batch_mixing_graph(), spec());
+    match detector.allow_batches(4).expect("check") {
+        Batching::Differs(by) => assert!(by > 0.0, "{by}"),
+        other => panic!("batches of this graph are not single tiles, yet: {other:?}"),
+    }
+    assert_eq!(detector.max_batch(), 1);
 }

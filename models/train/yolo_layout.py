@@ -1,5 +1,5 @@
 """What every Kestrel detector's training shares: a small anchor-free network whose graph ends in
-the YOLOv8/YOLO11 export layout flight decodes ([1, 4 + 1, N]: cx, cy, w, h in input pixels and a
+the YOLOv8/YOLO11 export layout flight decodes ([batch, 4 + 1, N]: cx, cy, w, h in input pixels and a
 sigmoid class score), crops with scale jitter biased towards labelled objects, the geometric and
 photometric augmentation, the targets, the training loop and the ONNX export (the cloud screen,
 clouds.py, uses the seeding, the crops, the command line and the export too).
@@ -168,7 +168,34 @@ def train(model, sample, tile, steps, batch, lr=3e-3):
 
 
 def export(model, channels, tile, out):
-    """The ONNX file flight loads: input `images` [1, C, tile, tile], output `output0`."""
+    """The ONNX file flight loads: input `images` [batch, C, tile, tile], output `output0`."""
     dummy = torch.zeros(1, channels, tile, tile)
     torch.onnx.export(model, dummy, out, input_names=["images"], output_names=["output0"], opset_version=17, dynamo=False)
+    with_batch_axis(out)
     print(f"wrote {out} ({os.path.getsize(out)} bytes)")
+
+
+def with_batch_axis(path):
+    """Rewrites the exported graph in place so that its first axis is a free `batch`: the trace
+    fixes it at the dummy's 1, in the input, the output and the shape the output is reshaped to.
+    Flight runs several tiles per call when its scheduler allows (the tiles' results must be, and
+    are checked at load to be, the same as one at a time). Done on the file rather than through
+    `dynamic_axes` so that the weights and every other node stay exactly as trained (the committed
+    models were rewritten with this same function: models/train/batch_axis.py)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph_model = onnx.load(path)
+    graph = graph_model.graph
+    for value in list(graph.input) + list(graph.output):
+        first = value.type.tensor_type.shape.dim[0]
+        first.ClearField("dim_value")
+        first.dim_param = "batch"
+    reshaped = {node.input[1] for node in graph.node if node.op_type == "Reshape" and node.output[0] == "output0"}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output[0] in reshaped:
+            shape = numpy_helper.to_array(node.attribute[0].t).copy()
+            shape[0] = -1
+            node.attribute[0].t.CopyFrom(numpy_helper.from_array(shape, node.attribute[0].t.name))
+    onnx.checker.check_model(graph_model)
+    onnx.save(graph_model, path)

@@ -130,6 +130,12 @@ fn every_product_arrives_once_and_bad_frames_are_quarantined() {
     assert_eq!(count(&summary, "products_acknowledged"), count(&summary, "products_made"), "{summary}");
     assert!(count(&summary, "detections") > 0);
     assert!(summary["reduction_factor"].as_f64().expect("factor") > 1.0, "{summary}");
+    // at full duty the detector runs the mission's largest batch (max_batch = 4), and never more
+    let runs: Vec<(u64, u64)> = serde_json::from_value(summary["tiles_per_run"].clone()).expect("tiles per run");
+    assert!(
+        runs.iter().any(|&(tiles, _)| tiles == 4) && runs.iter().all(|&(tiles, _)| (1..=4).contains(&tiles)),
+        "{runs:?}"
+    );
     for name in ["notes.png", "truncated.tif", "huge.png"] {
         let quarantined = std::fs::read_dir(scratch.path().join("var/flight/state/quarantine"))
             .expect("quarantine")
