@@ -157,8 +157,7 @@ impl Raster {
     /// CRC-32 of the samples: taken when a frame is loaded and checked before its products are
     /// made, so that an upset in the image buffer in between is caught.
     pub fn crc32(&self) -> u32 {
-        const CRC32: crc::Crc<u32, crc::Table<16>> = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC);
-        let mut digest = CRC32.digest();
+        let mut digest = crc32fast::Hasher::new();
         match &self.samples {
             Samples::U8(v) => digest.update(v),
             Samples::U16(v) => {

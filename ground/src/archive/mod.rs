@@ -203,8 +203,7 @@ pub trait Archive: Send + Sync + Debug {
 
 /// CRC-32 of a whole envelope: what tells conflicting arrivals under one id apart.
 pub(crate) fn envelope_crc(bytes: &[u8]) -> u32 {
-    const CRC32: crc::Crc<u32, crc::Table<16>> = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC);
-    CRC32.checksum(bytes)
+    kestrel_link::product::crc32(bytes)
 }
 
 /// Opens the archive `store` names: a `postgres://` URL, or a folder for `sled`.
