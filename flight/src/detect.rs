@@ -211,9 +211,10 @@ pub enum Batching {
     Tiles(usize),
     /// The model's input takes exactly one tile (its first axis is fixed at 1).
     FixedInput,
-    /// Batches gave other numbers than single tiles on this execution provider (by this much,
-    /// relative), so exactly-once would not hold across a restart that batched otherwise.
-    Differs(f32),
+    /// A batch of `tiles` gave other numbers than its tiles one at a time on this execution
+    /// provider (by `by`, relative), so exactly-once would not hold across a restart that batched
+    /// otherwise.
+    Differs { tiles: usize, by: f32 },
 }
 
 impl Detector {
@@ -227,27 +228,33 @@ impl Detector {
     }
 
     /// Lets runs take up to `limit` tiles, if the model's input has a free batch axis and a batch
-    /// of `limit` different tiles gives, bit for bit, what they give one at a time. A tile's
-    /// result must not depend on what it was batched with: a frame resumed after a restart runs
-    /// its remaining tiles in other batches, and its products must be the same.
+    /// of every size from 2 to `limit` (different tiles) gives, bit for bit, what its tiles give one
+    /// at a time (ONNX Runtime may pick other kernels for other batch sizes). A tile's result must
+    /// not depend on what it was batched with: a frame resumed after a restart runs its remaining
+    /// tiles in other batches, and its products must be the same.
     pub fn allow_batches(&mut self, limit: usize) -> Result<Batching, DetectError> {
-        let first_axis = self.session.inputs().first().and_then(|input| input.dtype().tensor_shape()?.first().copied());
+        self.max_batch = 1;
         if limit <= 1 {
             return Ok(Batching::Tiles(1));
         }
+        let first_axis = self.session.inputs().first().and_then(|input| input.dtype().tensor_shape()?.first().copied());
         if first_axis != Some(-1) {
             return Ok(Batching::FixedInput);
         }
         let tiles: Vec<_> = (0..limit).map(|k| self.pattern(k)).collect();
-        let views: Vec<_> = tiles.iter().map(|tile| tile.view()).collect();
-        let batch = ndarray::concatenate(ndarray::Axis(0), &views).map_err(|e| self.run_error(e.to_string()))?;
-        let (_, together) = self.run(batch)?;
-        let mut alone = Vec::with_capacity(together.len());
-        for tile in tiles {
-            alone.extend(self.run(tile)?.1);
+        let mut alone = Vec::new();
+        for tile in &tiles {
+            alone.extend(self.run(tile.clone())?.1);
         }
-        if together.iter().map(|v| v.to_bits()).ne(alone.iter().map(|v| v.to_bits())) {
-            return Ok(Batching::Differs(canary_difference(&alone, &together)));
+        let per_tile = alone.len() / limit;
+        for size in 2..=limit {
+            let views: Vec<_> = tiles[..size].iter().map(|tile| tile.view()).collect();
+            let batch = ndarray::concatenate(ndarray::Axis(0), &views).map_err(|e| self.run_error(e.to_string()))?;
+            let (_, together) = self.run(batch)?;
+            let expected = &alone[..size * per_tile];
+            if together.iter().map(|v| v.to_bits()).ne(expected.iter().map(|v| v.to_bits())) {
+                return Ok(Batching::Differs { tiles: size, by: canary_difference(expected, &together) });
+            }
         }
         self.max_batch = limit;
         Ok(Batching::Tiles(limit))

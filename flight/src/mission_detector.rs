@@ -76,8 +76,9 @@ impl MissionDetector {
                 model = %model.entry.name,
                 "one tile per run: the model's input has no free batch axis (flight.inference.max_batch)"
             ),
-            Batching::Differs(by) => tracing::warn!(
+            Batching::Differs { tiles, by } => tracing::warn!(
                 model = %model.entry.name,
+                tiles,
                 relative_difference = by,
                 "one tile per run: batches give other numbers than single tiles on this execution provider"
             ),

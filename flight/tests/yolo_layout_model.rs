@@ -203,7 +203,7 @@ fn batch_mixing_graph() -> ort::session::Session {
 fn a_graph_whose_tiles_depend_on_their_batch_runs_one_tile_at_a_time() {
     let mut detector = Detector::new(batch_mixing_graph(), spec());
     match detector.allow_batches(4).expect("check") {
-        Batching::Differs(by) => assert!(by > 0.0, "{by}"),
+        Batching::Differs { tiles, by } => assert!(tiles == 2 && by > 0.0, "{tiles} tiles, by {by}"),
         other => panic!("batches of this graph are not single tiles, yet: {other:?}"),
     }
     assert_eq!(detector.max_batch(), 1);
