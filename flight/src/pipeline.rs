@@ -839,9 +839,9 @@ impl Pipeline {
         if decision == Decision::Run {
             self.budget.spend(started.elapsed().as_secs_f64() * self.clock.speedup(), windows.len());
             *self.runs_by_tiles.entry(windows.len()).or_default() += 1;
+            self.last_run_tiles = windows.len();
         }
         self.tiles_since_canary += windows.len() as u32;
-        self.last_run_tiles = windows.len();
         let frame = work.record.id;
         for (&index, result) in indices.iter().zip(&results) {
             work.done.insert(index, result.clone());
