@@ -111,6 +111,17 @@ fn an_out_of_range_value_is_named() {
         )),
         "{message}"
     );
+    for batch in ["0", "65"] {
+        scratch.mission_with("max_batch = 4", &format!("max_batch = {batch}"));
+        let line = scratch.line_of(&format!("max_batch = {batch}"));
+        let message = check_fails("flight", &scratch);
+        assert!(
+            message.contains(&format!(
+                "mission.toml:{line}:13: key `flight.inference.max_batch`: must be within 1 to 64 tiles, found {batch}"
+            )),
+            "{message}"
+        );
+    }
     scratch.mission_with("late_tiles = \"detect\"", "late_tiles = \"never\"");
     let message = check_fails("flight", &scratch);
     assert!(message.contains("key `flight.schedule.late_tiles`"), "{message}");
