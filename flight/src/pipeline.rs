@@ -111,11 +111,12 @@ impl Summary {
     /// The summary as an operator reads it.
     pub fn to_text(&self) -> String {
         let peaks: Vec<String> = self.peak_temperatures_c.iter().map(|(n, t)| format!("{n} {t:.1} C")).collect();
-        let runs: Vec<String> = self.tiles_per_run.iter().map(|(tiles, runs)| format!("{runs} of {tiles}")).collect();
+        let runs: Vec<String> =
+            self.tiles_per_run.iter().rev().map(|(tiles, runs)| format!("{runs} of {tiles} tiles")).collect();
         format!(
             "flight run: {:.0} s of mission time, mode {}, running {}\n\
              frames {} ({} quarantined), tiles {} ({} screened out, {} late: screen only, {} clouded), detections {}\n\
-             detector runs by tiles per run: {}\n\
+             detector runs: {}\n\
              raw bytes captured {}, CADU bytes downlinked {}: reduction factor {:.1}\n\
              products made {}, acknowledged {}, still queued {}, sent again {}\n\
              contacts {}, commands executed {} / refused {}, uplink frames refused {}\n\
