@@ -204,7 +204,7 @@ pub struct Detector {
     max_batch: usize,
 }
 
-/// Why a detector runs one tile at a time.
+/// What the batch check at load found: how many tiles a run may take, or why only one.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Batching {
     /// Up to this many tiles per run: their results are bit for bit those of one tile at a time.
