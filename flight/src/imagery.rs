@@ -217,19 +217,20 @@ impl Raster {
     pub fn tile_tensor(&self, window: Window, bands: &[usize], ranges: &[(f32, f32)], size: u32) -> (Array4<f32>, f32) {
         let side = size as usize;
         let mut tensor = Array4::<f32>::zeros((1, bands.len(), side, side));
-        // a fresh standard-layout array: its slice is there
-        let scale = match tensor.as_slice_mut() {
-            Some(out) => self.tile_into(window, bands, ranges, size, out),
-            None => size as f32 / window.width.max(window.height) as f32,
-        };
+        // a fresh array is in standard layout, so it is one slice
+        let out = tensor.as_slice_mut().unwrap_or_default();
+        let scale = self.tile_into(window, bands, ranges, size, out);
         (tensor, scale)
     }
 
     /// As [`Raster::tile_tensor`], into `out`: one tile's `bands * size * size` values (a tile's
-    /// place in a batch). Returns the scale.
+    /// place in a batch). Returns the scale; `out` of another length is left as it is.
     pub fn tile_into(&self, window: Window, bands: &[usize], ranges: &[(f32, f32)], size: u32, out: &mut [f32]) -> f32 {
         let scale = size as f32 / window.width.max(window.height) as f32;
         let side = size as usize;
+        if out.len() != bands.len() * side * side {
+            return scale;
+        }
         out.fill(0.5);
         let (out_w, out_h) = (
             ((window.width as f32 * scale).round() as usize).min(side),
