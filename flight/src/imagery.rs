@@ -252,7 +252,19 @@ impl Raster {
             for (c, (&band, &(low, inverse))) in bands.iter().zip(&scaling).enumerate() {
                 let target = &mut out[c * plane + oy * side..c * plane + oy * side + out_w];
                 let normalise = |value: u16| ((f32::from(value) - low) * inverse).clamp(0.0, 1.0);
+                // a tile at the model's own size reads its row's samples in order: stepping through
+                // them, rather than through `columns`, lets the compiler vectorise the scaling
+                let unscaled = out_w == window.width as usize;
+                let start = row + columns.first().copied().unwrap_or(0) + band;
                 match &self.samples {
+                    Samples::U8(v) if unscaled => {
+                        let source = v[start..].iter().step_by(self.bands);
+                        target.iter_mut().zip(source).for_each(|(t, &value)| *t = normalise(u16::from(value)));
+                    }
+                    Samples::U16(v) if unscaled => {
+                        let source = v[start..].iter().step_by(self.bands);
+                        target.iter_mut().zip(source).for_each(|(t, &value)| *t = normalise(value));
+                    }
                     Samples::U8(v) => {
                         for (t, &x) in target.iter_mut().zip(&columns) {
                             *t = normalise(u16::from(v[row + x + band]));
@@ -312,6 +324,28 @@ mod tests {
         assert!((scale - 0.8).abs() < 1e-6);
         assert!(tensor.iter().all(|v| (0.0..=1.0).contains(v)));
         assert_eq!(tensor[[0, 0, 300, 10]], 0.5, "below the letterboxed tile: padding");
+    }
+
+    #[test]
+    fn a_tile_at_the_models_size_holds_each_chosen_band_scaled_in_place() {
+        let (width, height, bands) = (70u32, 50u32, 4usize);
+        let values = |i: usize| (i * 7919 % 4099) as u16;
+        let count = width as usize * height as usize * bands;
+        let wide = Raster { width, height, bands, samples: Samples::U16((0..count).map(values).collect()) };
+        let narrow = Raster { width, height, bands, samples: Samples::U8((0..count).map(|i| values(i) as u8).collect()) };
+        let window = Window { x: 13, y: 9, width: 32, height: 32 };
+        let (chosen, ranges) = ([3, 0, 2], [(100.0, 3000.0), (0.0, 4000.0), (50.0, 200.0)]);
+        for raster in [wide, narrow] {
+            let (tensor, scale) = raster.tile_tensor(window, &chosen, &ranges, 32);
+            assert_eq!(scale, 1.0);
+            for (c, (&band, &(low, high))) in chosen.iter().zip(&ranges).enumerate() {
+                for (y, x) in [(0, 0), (0, 31), (17, 5), (31, 31)] {
+                    let sample = raster.sample(((window.y + y) * width + window.x + x) as usize * bands + band);
+                    let expected = ((f32::from(sample) - low) * (1.0 / (high - low))).clamp(0.0, 1.0);
+                    assert_eq!(tensor[[0, c, y as usize, x as usize]], expected, "band {band} at ({x}, {y})");
+                }
+            }
+        }
     }
 
     #[test]
