@@ -31,6 +31,13 @@ TILE = 128
 LAYERS = [(24, 1), (32, 2), (32, 1), (48, 2), (48, 1), (64, 1), (64, 1)]
 BOX_UNIT = 8.0
 SEED = 2026
+# Each vessel trains the cells around its centre cell too (a hull of 5 px straddles cells, and
+# the neighbours fire at inference: they must give its box, not a guess).
+RADIUS = 1
+# Crops magnified up to 2.5 times: most training hulls (Busan) are 7-11 px, ports elsewhere
+# hold longer ones.
+ZOOM = (0.7, 2.5)
+REACH = 2.0
 
 
 def load_scene(city):
@@ -55,10 +62,11 @@ def main():
 
     def sample():
         image, boxes = scenes[rng.randrange(len(scenes))]
-        tile, inside = yolo_layout.crop(image, boxes, TILE, rng, (0.7, 1.5))
+        tile, inside = yolo_layout.crop(image, boxes, TILE, rng, ZOOM)
         return yolo_layout.photometric(tile, rng), inside
 
-    model = yolo_layout.train(yolo_layout.Detector(len(BANDS), LAYERS, BOX_UNIT), sample, TILE, args.steps, batch=24)
+    detector = yolo_layout.Detector(len(BANDS), LAYERS, BOX_UNIT, reach=REACH)
+    model = yolo_layout.train(detector, sample, TILE, args.steps, batch=24, radius=RADIUS)
     yolo_layout.export(model, len(BANDS), TILE, args.out)
 
 

@@ -40,10 +40,14 @@ def seed_everything(seed):
 
 class Detector(nn.Module):
     """3x3 conv + batch norm + SiLU blocks (`layers`: (channels, stride) each), a 1x1 head, and
-    the decoding: each cell of the final grid predicts one box near it."""
+    the decoding: each cell of the final grid predicts one box near it. With `reach` (cells), a
+    cell's box centre may lie up to `reach` cells beyond it (from its own centre), so that the
+    cells around an object can be trained to give its box too (`train(..., radius=1)`); without,
+    the centre lies inside the cell."""
 
-    def __init__(self, channels, layers, box_unit):
+    def __init__(self, channels, layers, box_unit, reach=None):
         super().__init__()
+        self.reach = reach
         blocks, cin = [], channels
         for cout, stride in layers:
             blocks.append(nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.SiLU()))
@@ -61,12 +65,18 @@ class Detector(nn.Module):
         n, _, gh, gw = raw.shape
         ys = torch.arange(gh, dtype=x.dtype).view(1, gh, 1).expand(1, gh, gw)
         xs = torch.arange(gw, dtype=x.dtype).view(1, 1, gw).expand(1, gh, gw)
-        cx = (xs + torch.sigmoid(raw[:, 0])) * self.stride
-        cy = (ys + torch.sigmoid(raw[:, 1])) * self.stride
+        cx = (xs + self.offset(raw[:, 0])) * self.stride
+        cy = (ys + self.offset(raw[:, 1])) * self.stride
         w = torch.exp(raw[:, 2].clamp(-4, 4)) * self.box_unit
         h = torch.exp(raw[:, 3].clamp(-4, 4)) * self.box_unit
         score = torch.sigmoid(raw[:, 4])
         return torch.stack([cx, cy, w, h, score], 1).reshape(n, 5, gh * gw)
+
+    def offset(self, raw):
+        """A box centre's place relative to its cell's corner, in cells."""
+        if self.reach is None:
+            return torch.sigmoid(raw)
+        return 0.5 + self.reach * (2 * torch.sigmoid(raw) - 1)
 
 
 def crop(image, boxes, tile, rng, zoom_range, area=None):
@@ -111,20 +121,30 @@ def photometric(tile, rng, gain=(0.7, 1.3), offset=(-0.1, 0.1), noise=0.02):
     return np.clip(tile * g + o + n, 0, 1)
 
 
-def targets(batch_boxes, grid, stride, box_unit):
-    """Each box is the positive of the cell its centre falls in."""
+def targets(batch_boxes, grid, stride, box_unit, radius=0):
+    """Each box is the positive of the cell its centre falls in and, with `radius`, of the cells
+    up to `radius` away from that one (a cell already claimed keeps the box nearest its centre).
+    The box target is the centre relative to the cell's corner, in cells, and the log size."""
     n = len(batch_boxes)
     objectness = torch.zeros(n, grid, grid)
     box = torch.zeros(n, 4, grid, grid)
     for i, boxes in enumerate(batch_boxes):
+        nearest = {}
         for x0, y0, x1, y1 in boxes:
             cx, cy, bw, bh = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, 1.0), max(y1 - y0, 1.0)
             gx, gy = int(cx // stride), int(cy // stride)
-            if 0 <= gx < grid and 0 <= gy < grid:
-                objectness[i, gy, gx] = 1.0
-                box[i, :, gy, gx] = torch.tensor(
-                    [cx / stride - gx, cy / stride - gy, np.log(bw / box_unit), np.log(bh / box_unit)]
-                )
+            for y in range(gy - radius, gy + radius + 1):
+                for x in range(gx - radius, gx + radius + 1):
+                    if not (0 <= x < grid and 0 <= y < grid):
+                        continue
+                    distance = (cx / stride - x - 0.5) ** 2 + (cy / stride - y - 0.5) ** 2
+                    if (y, x) in nearest and nearest[(y, x)] <= distance:
+                        continue
+                    nearest[(y, x)] = distance
+                    objectness[i, y, x] = 1.0
+                    box[i, :, y, x] = torch.tensor(
+                        [cx / stride - x, cy / stride - y, np.log(bw / box_unit), np.log(bh / box_unit)]
+                    )
     return objectness, box
 
 
@@ -144,21 +164,22 @@ def optimise(model, loss_at, steps, lr=3e-3):
     return model.eval()
 
 
-def train(model, sample, tile, steps, batch, lr=3e-3):
-    """Focal loss on the score (almost every cell is background), L1 on the box."""
+def train(model, sample, tile, steps, batch, lr=3e-3, radius=0):
+    """Focal loss on the score (almost every cell is background), L1 on the box; the positives
+    as `targets` gives them with `radius` (a model trained with a radius needs the reach for it)."""
     grid = tile // model.stride
 
     def loss_at(_step):
         tiles, boxes = zip(*(sample() for _ in range(batch)))
         x = torch.tensor(np.stack(tiles))
-        objectness, box = targets(boxes, grid, model.stride, model.box_unit)
+        objectness, box = targets(boxes, grid, model.stride, model.box_unit, radius)
         raw = model.raw(x)
         logits = raw[:, 4]
         p = torch.sigmoid(logits)
         bce = F.binary_cross_entropy_with_logits(logits, objectness, reduction="none")
         focal = (bce * ((objectness - p).abs() ** 2) * (1 + 3 * objectness)).sum() / max(objectness.sum().item(), 1.0)
         positive = objectness.bool()
-        xy = torch.sigmoid(raw[:, 0:2]).permute(0, 2, 3, 1)[positive]
+        xy = model.offset(raw[:, 0:2]).permute(0, 2, 3, 1)[positive]
         wh = raw[:, 2:4].permute(0, 2, 3, 1)[positive]
         target = box.permute(0, 2, 3, 1)[positive]
         box_loss = F.l1_loss(xy, target[:, :2]) + F.l1_loss(wh, target[:, 2:]) if positive.any() else torch.tensor(0.0)
