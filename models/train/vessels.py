@@ -8,7 +8,8 @@ Split: Busan and San Francisco train (60 vessels); Casablanca (15 vessels) is he
 validation and never trained on.
 
 Model: yolo_layout.Detector at stride 4, so that 5-px hulls still get a cell; 128 px tiles, crops
-at zoom 0.7-1.5 (vessels come in many lengths, and the scenes show only a few).
+magnified 0.7-2.5 times (vessels come in many lengths, and the scenes show only a few), and the
+cells around each vessel's centre cell trained to give its box as well.
 
 Usage (a venv outside the repo: python3 -m venv /tmp/trainvenv && /tmp/trainvenv/bin/pip install
 torch onnx numpy tifffile pillow):
