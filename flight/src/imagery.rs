@@ -332,7 +332,8 @@ mod tests {
         let values = |i: usize| (i * 7919 % 4099) as u16;
         let count = width as usize * height as usize * bands;
         let wide = Raster { width, height, bands, samples: Samples::U16((0..count).map(values).collect()) };
-        let narrow = Raster { width, height, bands, samples: Samples::U8((0..count).map(|i| values(i) as u8).collect()) };
+        let narrow =
+            Raster { width, height, bands, samples: Samples::U8((0..count).map(|i| values(i) as u8).collect()) };
         let window = Window { x: 13, y: 9, width: 32, height: 32 };
         let (chosen, ranges) = ([3, 0, 2], [(100.0, 3000.0), (0.0, 4000.0), (50.0, 200.0)]);
         for raster in [wide, narrow] {
