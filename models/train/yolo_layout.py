@@ -123,7 +123,7 @@ def photometric(tile, rng, gain=(0.7, 1.3), offset=(-0.1, 0.1), noise=0.02):
 
 def targets(batch_boxes, grid, stride, box_unit, radius=0):
     """Each box is the positive of the cell its centre falls in and, with `radius`, of the cells
-    up to `radius` away from that one (a cell already claimed keeps the box nearest its centre).
+    up to `radius` away from that one (a cell claimed twice keeps the box nearest its centre).
     The box target is the centre relative to the cell's corner, in cells, and the log size."""
     n = len(batch_boxes)
     objectness = torch.zeros(n, grid, grid)
@@ -138,7 +138,8 @@ def targets(batch_boxes, grid, stride, box_unit, radius=0):
                     if not (0 <= x < grid and 0 <= y < grid):
                         continue
                     distance = (cx / stride - x - 0.5) ** 2 + (cy / stride - y - 0.5) ** 2
-                    if (y, x) in nearest and nearest[(y, x)] <= distance:
+                    # (with no radius the last box wins, as the committed tree model was trained)
+                    if radius and (y, x) in nearest and nearest[(y, x)] <= distance:
                         continue
                     nearest[(y, x)] = distance
                     objectness[i, y, x] = 1.0
