@@ -105,9 +105,15 @@ fn upsets_in_the_weights_are_caught_by_their_check_and_fail_the_campaign_without
     let (_scratch, output, report) =
         campaign("weights-upsets.toml", ("check_upsets = true", "check_upsets = false"), 5);
     assert!(!output.status.success(), "a campaign with an invariant broken fails: {}", stdout(&output));
-    assert!(stderr(&output).contains("invariants broken: corrupt products accepted:"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("corrupt products accepted:"), "{}", stderr(&output));
     assert!(report["invariants"]["corrupt_accepted"].as_u64().unwrap_or(0) > 0, "{report}");
-    assert_eq!(report["broken"].as_array().map(Vec::len), Some(1), "only that invariant: {report}");
+    // a detector computing from upset weights finds other things: products of the reference may
+    // be missing as well ("lost"), but nothing is duplicated and the pipeline still drains
+    let broken: Vec<&str> = report["broken"].as_array().expect("broken").iter().filter_map(|b| b.as_str()).collect();
+    assert!(
+        broken.iter().all(|b| b.starts_with("corrupt products accepted") || b.starts_with("products lost")),
+        "only corruption and what it displaced: {report}"
+    );
 }
 
 #[test]
