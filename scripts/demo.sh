@@ -73,7 +73,7 @@ What ran: the mission file was checked by flight, ground, thermal and radiation-
 ONNX Runtime (the PyPI library, through ort's load-dynamic) and ran one inference of the sigmoid
 test model that ships in the onnxruntime wheel; real space packets went through the link and back
 bit-exact; a real Suomi-NPP capture was decoded; the thermal/power model planned three orbits
-(plot in var/demo/thermal-plan.svg); the vessel model (a weak first baseline, see
+(plot in var/demo/thermal-plan.svg); the vessel model (a weak baseline, see
 models/vessels-s2.md) ran on a real Sentinel-2 scene and the tree-crown model on a NEON tile, each
 scored against its labels, and the cloud screen called five dates of a real scene. Then the
 demo mission flew: `ground serve` took the CADUs of `flight run` (simulated clock, 300x) over TCP in
