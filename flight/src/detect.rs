@@ -340,12 +340,18 @@ impl Detector {
             let detail = format!(" for a batch of {} tiles", windows.len());
             return Err(layout_error(LayoutError::Shape { found: shape, detail }));
         }
+        // every window gets its own slice of the output (decode refuses an empty or short one),
+        // so the results are exactly one per window
         let tile_output = data.len() / windows.len();
+        if tile_output * windows.len() != data.len() {
+            return Err(layout_error(LayoutError::Length { found: data.len(), shape }));
+        }
         windows
             .iter()
             .zip(scales)
-            .zip(data.chunks(tile_output.max(1)))
-            .map(|((window, scale), output)| {
+            .enumerate()
+            .map(|(i, (window, scale))| {
+                let output = &data[i * tile_output..(i + 1) * tile_output];
                 let found = decode(output, &[1, rows, candidates], self.spec.classes.len(), self.spec.min_score)
                     .map_err(layout_error)?;
                 Ok(self.in_frame(found, *window, scale))

@@ -246,15 +246,15 @@ impl Raster {
         let scaling: Vec<(f32, f32)> =
             ranges.iter().map(|&(low, high)| (low, 1.0 / (high - low).max(f32::EPSILON))).collect();
         let plane = side * side;
+        // a tile at the model's own size reads each row's samples in order: stepping through them,
+        // rather than through `columns`, lets the compiler vectorise the scaling
+        let unscaled = out_w == window.width as usize;
         for oy in 0..out_h {
             let y = (window.y + ((oy as f32 + 0.5) / scale) as u32).min(window.y + window.height - 1);
             let row = y as usize * self.width as usize * self.bands;
             for (c, (&band, &(low, inverse))) in bands.iter().zip(&scaling).enumerate() {
                 let target = &mut out[c * plane + oy * side..c * plane + oy * side + out_w];
                 let normalise = |value: u16| ((f32::from(value) - low) * inverse).clamp(0.0, 1.0);
-                // a tile at the model's own size reads its row's samples in order: stepping through
-                // them, rather than through `columns`, lets the compiler vectorise the scaling
-                let unscaled = out_w == window.width as usize;
                 let start = row + columns.first().copied().unwrap_or(0) + band;
                 match &self.samples {
                     Samples::U8(v) if unscaled => {

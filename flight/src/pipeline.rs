@@ -1200,12 +1200,11 @@ impl Pipeline {
         if reserve || remade_differently {
             self.checkpoint.flush()?;
         }
-        if crate::fault_map::enabled() {
-            // the radio holds the batch while it transmits (a window the fault injector aims at)
-            self.publish_fault_map(&chosen);
-            crate::fault_map::transmission_window(&self.state_dir);
-            self.publish_fault_map(&[]);
-        }
+        // the radio holds the batch while it transmits (a window the fault injector aims at; each
+        // of these returns at once outside a campaign)
+        self.publish_fault_map(&chosen);
+        crate::fault_map::transmission_window(&self.state_dir);
+        self.publish_fault_map(&[]);
         if self.mission.config.flight.health.check_upsets {
             chosen = self.drop_upset_products(now, chosen)?;
         }
