@@ -164,6 +164,9 @@ impl OnnxRuntime {
                     // waiting threads that spin burn power between tiles and take the cores from
                     // the thread reading the next frame
                     .with_intra_op_spinning(false)?
+                    // the same tile gives the same bits on every run, on a GPU too: a product
+                    // recomputed after a restart must be the same bytes
+                    .with_deterministic_compute(kind != ExecutionProviderKind::Cpu)?
                     .with_execution_providers([dispatch.error_on_failure()])
                     .map_err(Into::into)
             };
@@ -212,7 +215,16 @@ fn provider(kind: ExecutionProviderKind) -> Result<ep::ExecutionProviderDispatch
 #[cfg(feature = "cuda")]
 fn cuda_provider() -> Result<ep::ExecutionProviderDispatch, String> {
     match <ep::CUDA as ExecutionProvider>::is_available() {
-        Ok(true) => Ok(ep::CUDA::default().build()),
+        // Exactly-once needs a tile's numbers not to depend on what it is batched with (a frame
+        // resumed after a restart runs its remaining tiles in other batches). With TF32 and cuDNN's
+        // per-shape algorithm search (ONNX Runtime's defaults), a batch of 3 moved the vessel
+        // model's outputs by 1.5e-3 on an H100 and the batch check refused batching. In full FP32
+        // with cuDNN's one fixed algorithm they are bit for bit those of single tiles, and batches
+        // of 16 ran 1.7x as many tiles/s as the defaults' single tiles (docs/benchmarks.md).
+        Ok(true) => Ok(ep::CUDA::default()
+            .with_tf32(false)
+            .with_conv_algorithm_search(ep::cuda::ConvAlgorithmSearch::Default)
+            .build()),
         Ok(false) => Err("the loaded ONNX Runtime library has no CUDA execution provider".to_owned()),
         Err(e) => Err(format!("cannot query the CUDA execution provider: {e}")),
     }
@@ -223,11 +235,10 @@ fn cuda_provider() -> Result<ep::ExecutionProviderDispatch, String> {
     Err("this build of flight has no `cuda` feature".to_owned())
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "cuda")))]
 mod tests {
     use super::*;
 
-    #[cfg(not(feature = "cuda"))]
     #[test]
     fn cuda_is_refused_with_a_reason_in_a_cpu_build() {
         let Err(reason) = provider(ExecutionProviderKind::Cuda) else { panic!("cuda without the feature") };
