@@ -113,9 +113,18 @@ impl Raster {
 
     /// A scene given as one single-band file per band, stacked in the order given.
     pub fn read_bands(paths: &[PathBuf]) -> Result<Self, ImageError> {
+        // each file on a thread of its own: inflating the deflate strips is most of a frame's
+        // reading, and where the detector runs on a GPU the reading is what bounds the path
+        let read: Vec<_> = std::thread::scope(|scope| {
+            let readers: Vec<_> = paths.iter().map(|path| scope.spawn(move || Self::read(path))).collect();
+            readers
+                .into_iter()
+                .map(|reader| reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                .collect()
+        });
         let mut layers = Vec::with_capacity(paths.len());
-        for path in paths {
-            let layer = Self::read(path)?;
+        for (path, layer) in paths.iter().zip(read) {
+            let layer = layer?;
             if layer.bands != 1 {
                 return Err(ImageError::Read {
                     path: path.clone(),
