@@ -7,12 +7,14 @@
 //! one session (a second session's idle threads would slow the first), without the cloud screen;
 //! its cost per tile is measured after them, on its own, and last the session on weights in
 //! flight's memory (what flight runs) against one on ONNX Runtime's own copy.
-//! `cargo bench -p kestrel-flight --bench detect [-- --rounds N]`. Figures go in docs/benchmarks.md.
+//! `cargo bench -p kestrel-flight [--features cuda] --bench detect [-- --rounds N] [--max-batch N]`
+//! (`--max-batch` in place of the mission's `flight.inference.max_batch`; a GPU gains from larger
+//! batches). Figures go in docs/benchmarks.md.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use kestrel_flight::config::LoadedFlightMission;
+use kestrel_flight::config::{ExecutionProviderKind, LoadedFlightMission};
 use kestrel_flight::mission_detector::{MissionDetector, manifest_model};
 use kestrel_flight::onnx_runtime::OnnxRuntime;
 use ndarray::Array4;
@@ -34,9 +36,19 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
+    let max_batch: Option<usize> =
+        args.iter().position(|a| a == "--max-batch").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok());
+    // provider fallbacks and the batch check at load are logged: the figures depend on them
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
     // the cloud screen is off in the reference mission (its scenes are not calibrated): its cost is
     // measured with it on, the detector's without it
     let mut with_screen = LoadedFlightMission::load(&root().join("mission.toml")).expect("the reference mission");
+    if let Some(tiles) = max_batch {
+        with_screen.config.flight.inference.max_batch = toml::Spanned::new(0..0, tiles);
+    }
     with_screen.config.flight.cloud_screen.iter_mut().for_each(|screen| screen.enabled = true);
     let mut mission = with_screen.clone();
     mission.config.flight.cloud_screen = None;
@@ -59,21 +71,29 @@ fn measure(mission: &LoadedFlightMission, name: Option<&str>, scenes: &[PathBuf]
     // the peer: the same session fed the scenes' tiles, made before the clock starts
     let tensors = tile_tensors(&mut detector, scenes);
     let tiles = tensors.len();
-    let batch = detector.detector().max_batch();
+    // the raw peer runs the mission's batches even where the batch check refuses them to the path
+    // (batches that differ from single tiles would break exactly-once): it is the provider's limit
+    let batch = *mission.config.flight.inference.max_batch.get_ref();
+    let allowed = detector.detector().max_batch();
+    // a short last batch is filled with blank tiles where the path fills its own (on a GPU)
+    let blank = Array4::<f32>::zeros(tensors[0].raw_dim());
+    let fill = detector.detector().is_accelerated();
     let batches: Vec<Array4<f32>> = tensors
         .chunks(batch)
         .map(|group| {
-            let views: Vec<_> = group.iter().map(|t| t.view()).collect();
+            let blanks = if fill { batch - group.len() } else { 0 };
+            let views: Vec<_> = group.iter().chain(std::iter::repeat_n(&blank, blanks)).map(|t| t.view()).collect();
             ndarray::concatenate(ndarray::Axis(0), &views).expect("a batch")
         })
         .collect();
     let spec = detector.spec();
     let inference = &mission.config.flight.inference;
     println!(
-        "model {} ({}x{}), providers {:?}, {} intra-op threads, {batch} tiles per run; {} scenes, {tiles} tiles per round, {rounds} rounds",
+        "model {} ({}x{}) on {} (of {:?}), {} intra-op threads, {batch} tiles per run raw, {allowed} on the path; {} scenes, {tiles} tiles per round, {rounds} rounds",
         spec.name,
         spec.input_size,
         spec.input_size,
+        detector.provider().name(),
         inference.execution_providers.get_ref().iter().map(|k| k.name()).collect::<Vec<_>>(),
         inference.intra_threads,
         scenes.len()
@@ -175,6 +195,13 @@ fn tile_tensors(detector: &mut MissionDetector, scenes: &[PathBuf]) -> Vec<Array
 /// weights' check, which flight runs once per frame.
 fn resident_weights_cost(mission: &LoadedFlightMission, scenes: &[PathBuf], rounds: usize) {
     let mut detector = MissionDetector::load(mission, None).expect("the detector");
+    if detector.provider() != ExecutionProviderKind::Cpu {
+        println!(
+            "weights in flight's memory: not on {} (its weights are in the device's memory)",
+            detector.provider().name()
+        );
+        return;
+    }
     let tensors = tile_tensors(&mut detector, scenes);
     let model = manifest_model(mission, &mission.config.flight.detector.model).expect("the model").path;
     let threads = mission.config.flight.inference.intra_threads;

@@ -202,6 +202,48 @@ pub struct Detector {
     spec: DetectorSpec,
     /// The most tiles one run of the session takes (1 until [`Detector::allow_batches`]).
     max_batch: usize,
+    /// Whether the session computes on a device other than the CPU (see
+    /// [`Detector::set_accelerated`]).
+    accelerated: bool,
+}
+
+/// What making a batch's input needs, apart from the session: a thread of its own can make the
+/// next batch while the session runs this one.
+#[derive(Debug, Clone)]
+struct BatchMaker {
+    model: String,
+    bands: Vec<usize>,
+    input_size: u32,
+    /// A run of fewer tiles is filled up to this many with blank ones (0: never).
+    fill_to: usize,
+}
+
+/// A batch's input tensor, and the letterbox scale of each of its (non-blank) tiles.
+struct Batch {
+    tensor: ndarray::Array4<f32>,
+    scales: Vec<f32>,
+}
+
+impl BatchMaker {
+    fn make(
+        &self,
+        raster: &crate::imagery::Raster,
+        ranges: &[(f32, f32)],
+        windows: &[crate::tile::Window],
+    ) -> Result<Batch, DetectError> {
+        let side = self.input_size as usize;
+        let per_tile = self.bands.len() * side * side;
+        let run_tiles = windows.len().max(self.fill_to);
+        let mut values = vec![0.0; run_tiles * per_tile];
+        let scales = windows
+            .iter()
+            .zip(values.chunks_mut(per_tile))
+            .map(|(window, out)| raster.tile_into(*window, &self.bands, ranges, self.input_size, out))
+            .collect();
+        let tensor = ndarray::Array4::from_shape_vec((run_tiles, self.bands.len(), side, side), values)
+            .map_err(|e| DetectError::Run { model: self.model.clone(), message: e.to_string() })?;
+        Ok(Batch { tensor, scales })
+    }
 }
 
 /// What the batch check at load found: how many tiles a run may take, or why only one.
@@ -219,7 +261,34 @@ pub enum Batching {
 
 impl Detector {
     pub fn new(session: ort::session::Session, spec: DetectorSpec) -> Self {
-        Self { session, spec, max_batch: 1 }
+        Self { session, spec, max_batch: 1, accelerated: false }
+    }
+
+    /// Says the session computes on a device other than the CPU (a GPU). Then:
+    /// - every run has the full `max_batch` size, the tiles missing filled with blank ones whose
+    ///   results are dropped. A run of another shape than the last one costs more than the blank
+    ///   tiles: on an H100 a single tile after a batch of 16 took about 6 ms, against 0.7 ms in a
+    ///   row of single tiles and 3.4 ms for a whole batch of 16 (docs/benchmarks.md). The batch
+    ///   check makes a tile's result independent of its batch-mates, blank ones included;
+    /// - a frame's next batch is made on a thread of its own while the device runs this one.
+    ///
+    /// On a CPU each tile costs its own time, and a thread making batches would take cores from
+    /// the session's own threads, so both stay off.
+    pub fn set_accelerated(&mut self, accelerated: bool) {
+        self.accelerated = accelerated;
+    }
+
+    pub fn is_accelerated(&self) -> bool {
+        self.accelerated
+    }
+
+    fn batch_maker(&self) -> BatchMaker {
+        BatchMaker {
+            model: self.spec.name.clone(),
+            bands: self.spec.bands.clone(),
+            input_size: self.spec.input_size,
+            fill_to: if self.accelerated { self.max_batch } else { 0 },
+        }
     }
 
     /// The most tiles a run takes.
@@ -287,20 +356,38 @@ impl Detector {
         georef: Option<&crate::georef::GeoTransform>,
         mut run: impl FnMut(crate::tile::Window) -> Result<bool, DetectError>,
     ) -> Result<Vec<FrameDetection>, DetectError> {
-        let mut candidates = Vec::new();
-        let mut waiting = Vec::with_capacity(self.max_batch);
+        let mut kept = Vec::new();
         for window in self.windows(raster) {
             if run(window)? {
-                waiting.push(window);
-            }
-            if waiting.len() == self.max_batch {
-                candidates.extend(self.detect_tiles(raster, ranges, &waiting)?.into_iter().flatten());
-                waiting.clear();
+                kept.push(window);
             }
         }
-        if !waiting.is_empty() {
-            candidates.extend(self.detect_tiles(raster, ranges, &waiting)?.into_iter().flatten());
+        let groups: Vec<_> = kept.chunks(self.max_batch).collect();
+        let mut candidates = Vec::new();
+        if !self.accelerated {
+            for group in groups {
+                candidates.extend(self.detect_tiles(raster, ranges, group)?.into_iter().flatten());
+            }
+            return self.merge(candidates, georef);
         }
+        // the device runs one batch while a thread of its own makes the next: the CPU would
+        // otherwise stand idle waiting for the device, and the device for the CPU
+        let (maker, groups) = (self.batch_maker(), &groups);
+        std::thread::scope(|scope| {
+            let (sender, batches) = std::sync::mpsc::sync_channel(1);
+            scope.spawn(move || {
+                for group in groups {
+                    // a closed channel: the session failed, and its error is on its way out
+                    if sender.send(maker.make(raster, ranges, group)).is_err() {
+                        break;
+                    }
+                }
+            });
+            for (group, batch) in groups.iter().zip(batches) {
+                candidates.extend(self.run_batch(batch?, group)?.into_iter().flatten());
+            }
+            Ok::<_, DetectError>(())
+        })?;
         self.merge(candidates, georef)
     }
 
@@ -320,35 +407,32 @@ impl Detector {
         if windows.is_empty() {
             return Ok(Vec::new());
         }
-        let spec = &self.spec;
-        let side = spec.input_size as usize;
-        let per_tile = spec.bands.len() * side * side;
-        let mut values = vec![0.0; windows.len() * per_tile];
-        let scales: Vec<f32> = windows
-            .iter()
-            .zip(values.chunks_mut(per_tile))
-            .map(|(window, out)| raster.tile_into(*window, &spec.bands, ranges, spec.input_size, out))
-            .collect();
-        let batch = ndarray::Array4::from_shape_vec((windows.len(), spec.bands.len(), side, side), values)
-            .map_err(|e| self.run_error(e.to_string()))?;
-        let (shape, data) = self.run(batch)?;
+        let batch = self.batch_maker().make(raster, ranges, windows)?;
+        self.run_batch(batch, windows)
+    }
+
+    /// Runs `batch`, made of `windows` (and blank tiles after them), and decodes each window's
+    /// candidates.
+    fn run_batch(&mut self, batch: Batch, windows: &[crate::tile::Window]) -> Result<Vec<Vec<Candidate>>, DetectError> {
+        let run_tiles = batch.tensor.shape()[0];
+        let (shape, data) = self.run(batch.tensor)?;
         let layout_error = |source| DetectError::Layout { model: self.spec.name.clone(), source };
         let [tiles, rows, candidates] = shape[..] else {
             return Err(layout_error(LayoutError::Shape { found: shape, detail: String::new() }));
         };
-        if tiles != windows.len() as i64 {
-            let detail = format!(" for a batch of {} tiles", windows.len());
+        if tiles != run_tiles as i64 {
+            let detail = format!(" for a batch of {run_tiles} tiles");
             return Err(layout_error(LayoutError::Shape { found: shape, detail }));
         }
         // every window gets its own slice of the output (decode refuses an empty or short one),
-        // so the results are exactly one per window
-        let tile_output = data.len() / windows.len();
-        if tile_output * windows.len() != data.len() {
+        // so the results are exactly one per window; the blank tiles' slices are dropped
+        let tile_output = data.len() / run_tiles;
+        if tile_output * run_tiles != data.len() {
             return Err(layout_error(LayoutError::Length { found: data.len(), shape }));
         }
         windows
             .iter()
-            .zip(scales)
+            .zip(batch.scales)
             .enumerate()
             .map(|(i, (window, scale))| {
                 let output = &data[i * tile_output..(i + 1) * tile_output];

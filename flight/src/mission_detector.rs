@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{DetectorConfig, LoadedFlightMission};
+use crate::config::{DetectorConfig, ExecutionProviderKind, LoadedFlightMission};
 use crate::detect::{Batching, DetectError, Detector, DetectorSpec, FrameDetection};
 use crate::georef::{GeoTransform, GeorefError};
 use crate::imagery::{ImageError, Raster};
@@ -42,6 +42,8 @@ pub struct MissionDetector {
     config: DetectorConfig,
     /// The weights of the detector (first) and the cloud screen that are in flight's memory.
     weights: Vec<ResidentWeights>,
+    /// The execution provider the detector's session runs on.
+    provider: ExecutionProviderKind,
 }
 
 impl MissionDetector {
@@ -68,7 +70,8 @@ impl MissionDetector {
         };
         let input_size = spec.input_size;
         let mut weights = Vec::new();
-        let mut detector = Detector::new(session(mission, &model, &mut weights)?, spec);
+        let (detector_session, provider) = session(mission, &model, &mut weights)?;
+        let mut detector = Detector::new(detector_session, spec);
         let max_batch = *mission.config.flight.inference.max_batch.get_ref();
         match detector.allow_batches(max_batch)? {
             Batching::Tiles(tiles) => tracing::info!(model = %model.entry.name, tiles, "tiles per run at most"),
@@ -83,6 +86,7 @@ impl MissionDetector {
                 "one tile per run: batches give other numbers than single tiles on this execution provider"
             ),
         }
+        detector.set_accelerated(provider != ExecutionProviderKind::Cpu);
         let cloud_screen = mission
             .config
             .flight
@@ -109,10 +113,15 @@ impl MissionDetector {
                     reflectance_scale: *screen.reflectance_scale.get_ref() as f32,
                     reflectance_offset: *screen.reflectance_offset.get_ref() as f32,
                 };
-                Ok(CloudScreen::new(session(mission, &cloud_model, &mut weights)?, spec))
+                Ok(CloudScreen::new(session(mission, &cloud_model, &mut weights)?.0, spec))
             })
             .transpose()?;
-        Ok(Self { detector, cloud_screen, config, weights })
+        Ok(Self { detector, cloud_screen, config, weights, provider })
+    }
+
+    /// The execution provider the detector runs on (the first of the mission's that works).
+    pub fn provider(&self) -> ExecutionProviderKind {
+        self.provider
     }
 
     pub fn spec(&self) -> &DetectorSpec {
@@ -244,12 +253,12 @@ fn session(
     mission: &LoadedFlightMission,
     model: &VerifiedModel,
     weights: &mut Vec<ResidentWeights>,
-) -> Result<ort::session::Session, RuntimeError> {
+) -> Result<(ort::session::Session, ExecutionProviderKind), RuntimeError> {
     let inference = &mission.config.flight.inference;
     let loaded =
         OnnxRuntime::get()?.session(&model.path, inference.execution_providers.get_ref(), inference.intra_threads)?;
     weights.extend(loaded.weights);
-    Ok(loaded.session)
+    Ok((loaded.session, loaded.choice.chosen))
 }
 
 /// Model `name` of the mission's manifest, its file's hash and signature verified.

@@ -176,4 +176,17 @@ fn the_vessel_model_gives_the_same_detections_in_batches_as_one_tile_at_a_time()
     }
     assert!(found_any, "the scene's vessels are found");
     assert_eq!(batched.detect(&scene).expect("batched"), single.detect(&scene).expect("single"));
+
+    // what a GPU runs: short batches filled up to 4 with blank tiles give their own tiles' results,
+    // and a frame made a batch ahead on a thread of its own gives the same detections
+    batched.detector().set_accelerated(true);
+    for group in windows.chunks(3).take(6) {
+        let filled = batched.detector().detect_tiles(&raster, &ranges, group).expect("a filled batch");
+        let alone: Vec<_> = group
+            .iter()
+            .map(|w| single.detector().detect_tiles(&raster, &ranges, &[*w]).expect("a tile").remove(0))
+            .collect();
+        assert_eq!(filled, alone, "tiles {group:?}");
+    }
+    assert_eq!(batched.detect(&scene).expect("filled"), single.detect(&scene).expect("single"));
 }
