@@ -220,7 +220,7 @@ fn cuda_provider() -> Result<ep::ExecutionProviderDispatch, String> {
         // per-shape algorithm search (ONNX Runtime's defaults), a batch of 3 moved the vessel
         // model's outputs by 1.5e-3 on an H100 and the batch check refused batching. In full FP32
         // with cuDNN's one fixed algorithm they are bit for bit those of single tiles, and batches
-        // of 16 ran 1.7x as many tiles/s as the defaults' single tiles (docs/benchmarks.md).
+        // of 16 ran 1.3 to 2 times as many tiles/s as the defaults' single tiles (docs/benchmarks.md).
         Ok(true) => Ok(ep::CUDA::default()
             .with_tf32(false)
             .with_conv_algorithm_search(ep::cuda::ConvAlgorithmSearch::Default)
