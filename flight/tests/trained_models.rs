@@ -163,15 +163,17 @@ fn the_vessel_model_gives_the_same_detections_in_batches_as_one_tile_at_a_time()
     let (raster, _) = batched.read_frame(&scene).expect("scene");
     let ranges = batched.scaling(&raster);
     let windows = batched.detector().windows(&raster);
+    let one_at_a_time = |single: &mut MissionDetector, group: &[_]| -> Vec<_> {
+        group
+            .iter()
+            .map(|w| single.detector().detect_tiles(&raster, &ranges, &[*w]).expect("a tile").remove(0))
+            .collect()
+    };
     assert!(windows.len() > 8, "{} tiles", windows.len());
     let mut found_any = false;
     for group in windows.chunks(4) {
         let together = batched.detector().detect_tiles(&raster, &ranges, group).expect("a batch");
-        let alone: Vec<_> = group
-            .iter()
-            .map(|w| single.detector().detect_tiles(&raster, &ranges, &[*w]).expect("a tile").remove(0))
-            .collect();
-        assert_eq!(together, alone, "tiles {group:?}");
+        assert_eq!(together, one_at_a_time(&mut single, group), "tiles {group:?}");
         found_any |= together.iter().any(|found| !found.is_empty());
     }
     assert!(found_any, "the scene's vessels are found");
@@ -182,11 +184,7 @@ fn the_vessel_model_gives_the_same_detections_in_batches_as_one_tile_at_a_time()
     batched.detector().set_accelerated(true);
     for group in windows.chunks(3).take(6) {
         let filled = batched.detector().detect_tiles(&raster, &ranges, group).expect("a filled batch");
-        let alone: Vec<_> = group
-            .iter()
-            .map(|w| single.detector().detect_tiles(&raster, &ranges, &[*w]).expect("a tile").remove(0))
-            .collect();
-        assert_eq!(filled, alone, "tiles {group:?}");
+        assert_eq!(filled, one_at_a_time(&mut single, group), "tiles {group:?}");
     }
     assert_eq!(batched.detect(&scene).expect("filled"), single.detect(&scene).expect("single"));
 }
