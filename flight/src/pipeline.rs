@@ -32,7 +32,7 @@ use crate::health::{self, Systemd, Watchdog};
 use crate::imagery::Raster;
 use crate::mission_detector::MissionDetector;
 use crate::products::{self, FrameView, Sizes};
-use crate::schedule::{self, Decision, ExposureTable, GpuBudget, Scheduler};
+use crate::schedule::{self, Decision, ExposureTable, GpuBudget, RunCost, Scheduler};
 use crate::spool::{Arrival, Spool};
 use crate::tile::Window;
 
@@ -809,8 +809,9 @@ impl Pipeline {
         }
         let Some(work) = self.current.as_mut() else { return Ok(false) };
         let Some(detector) = self.detector.as_mut() else { return Ok(false) };
+        let cost = if detector.detector().is_accelerated() { RunCost::FullBatch } else { RunCost::PerTile };
         let most = match decision {
-            Decision::Run => self.budget.tiles_allowed(detector.detector().max_batch()),
+            Decision::Run => self.budget.tiles_allowed(detector.detector().max_batch(), cost),
             _ => 1,
         };
         let indices: Vec<u32> =
@@ -838,7 +839,7 @@ impl Pipeline {
         };
         self.gpu_busy += started.elapsed();
         if decision == Decision::Run {
-            self.budget.spend(started.elapsed().as_secs_f64() * self.clock.speedup(), windows.len());
+            self.budget.spend(started.elapsed().as_secs_f64() * self.clock.speedup(), windows.len(), cost);
             *self.runs_by_tiles.entry(windows.len()).or_default() += 1;
             self.last_run_tiles = windows.len();
         }

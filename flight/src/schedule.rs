@@ -305,8 +305,20 @@ pub struct GpuBudget {
     updated_ms: i64,
     /// The last run's mission time: how far a run may go on past its slot.
     last_run_s: f64,
-    /// The last run's mission time per tile.
-    last_tile_s: f64,
+    /// The last run's mission time per step: per tile, or the whole run where a run costs a full
+    /// batch ([`RunCost::FullBatch`]).
+    last_step_s: f64,
+}
+
+/// What a run of the detector costs the GPU, by its tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunCost {
+    /// Each tile its own time (the CPU provider).
+    PerTile,
+    /// A full batch whatever its tiles: on a GPU flight fills a short batch with blank tiles
+    /// (`Detector::set_accelerated`), so a run takes all the tiles it may, and the credit is
+    /// counted in runs.
+    FullBatch,
 }
 
 /// The burst the bucket holds, as a share of a slot at the duty.
@@ -321,7 +333,7 @@ impl GpuBudget {
             credit_s: 0.0,
             updated_ms: 0,
             last_run_s: 0.0,
-            last_tile_s: 0.0,
+            last_step_s: 0.0,
         }
     }
 
@@ -368,26 +380,30 @@ impl GpuBudget {
             return false;
         }
         self.duty >= 1.0
-            || (self.duty > 0.0 && self.credit_s > 0.0 && self.credit_s >= self.last_tile_s.min(self.burst_s()))
+            || (self.duty > 0.0 && self.credit_s > 0.0 && self.credit_s >= self.last_step_s.min(self.burst_s()))
     }
 
     /// How many tiles (1 to `most`) the next run may take, when [`GpuBudget::allows`] one: all of
-    /// `most` at full duty, else as many as the credit covers at the last run's time per tile.
-    pub fn tiles_allowed(&self, most: usize) -> usize {
-        if self.duty >= 1.0 {
+    /// `most` at full duty or where a run costs a full batch anyway, else as many as the credit
+    /// covers at the last run's time per tile.
+    pub fn tiles_allowed(&self, most: usize, cost: RunCost) -> usize {
+        if self.duty >= 1.0 || cost == RunCost::FullBatch {
             return most.max(1);
         }
-        if self.last_tile_s <= 0.0 {
+        if self.last_step_s <= 0.0 {
             return 1;
         }
-        ((self.credit_s / self.last_tile_s).floor() as usize).clamp(1, most.max(1))
+        ((self.credit_s / self.last_step_s).floor() as usize).clamp(1, most.max(1))
     }
 
     /// Records a run of `tiles` tiles that kept the GPU busy `mission_s` seconds of mission time.
-    pub fn spend(&mut self, mission_s: f64, tiles: usize) {
+    pub fn spend(&mut self, mission_s: f64, tiles: usize, cost: RunCost) {
         self.credit_s -= mission_s;
         self.last_run_s = mission_s;
-        self.last_tile_s = mission_s / tiles.max(1) as f64;
+        self.last_step_s = match cost {
+            RunCost::PerTile => mission_s / tiles.max(1) as f64,
+            RunCost::FullBatch => mission_s,
+        };
     }
 }
 
@@ -458,6 +474,12 @@ mod tests {
     /// Runs tiles of `tile_ms` whenever the budget allows, in batches of as many as it allows up
     /// to `most`, for `span_ms`: the share of the time the GPU was busy, and the largest batch.
     fn busy_share(duty: f64, tile_ms: i64, most: usize, span_ms: i64) -> (f64, usize) {
+        busy_share_costing(duty, tile_ms, most, span_ms, RunCost::PerTile)
+    }
+
+    /// As `busy_share`, a run costing as `cost` says: `tile_ms` per tile, or `tile_ms` per run
+    /// whatever its tiles.
+    fn busy_share_costing(duty: f64, tile_ms: i64, most: usize, span_ms: i64, cost: RunCost) -> (f64, usize) {
         let mut budget = GpuBudget::new(60.0);
         let (mut now, mut busy, mut largest) = (0, 0, 0);
         while now < span_ms {
@@ -465,9 +487,9 @@ mod tests {
                 budget.begin_slot(now, duty);
             }
             if budget.allows(now) {
-                let tiles = budget.tiles_allowed(most);
-                let run_ms = tile_ms * tiles as i64;
-                budget.spend(run_ms as f64 / 1000.0, tiles);
+                let tiles = budget.tiles_allowed(most, cost);
+                let run_ms = if cost == RunCost::PerTile { tile_ms * tiles as i64 } else { tile_ms };
+                budget.spend(run_ms as f64 / 1000.0, tiles, cost);
                 now += run_ms;
                 busy += run_ms;
                 largest = largest.max(tiles);
@@ -486,6 +508,10 @@ mod tests {
                     let (share, _) = busy_share(duty, tile_ms, most, 24 * 3_600_000);
                     assert!((share - duty).abs() < 0.02, "duty {duty}, tiles of {tile_ms} ms by {most}: busy {share}");
                 }
+                // a GPU: a run of up to 16 tiles costs `tile_ms` whatever its tiles
+                let (share, largest) = busy_share_costing(duty, tile_ms, 16, 24 * 3_600_000, RunCost::FullBatch);
+                assert!((share - duty).abs() < 0.02, "duty {duty}, runs of {tile_ms} ms: busy {share}");
+                assert_eq!(largest, if duty > 0.0 { 16 } else { 0 }, "duty {duty}: every run takes a full batch");
             }
         }
     }
@@ -499,12 +525,14 @@ mod tests {
         assert_eq!(busy_share(0.5, 500, 4, 3_600_000).1, 4);
         let mut budget = GpuBudget::new(60.0);
         budget.begin_slot(0, 0.5);
-        assert_eq!(budget.tiles_allowed(4), 1, "no run yet: one tile, to learn its time");
-        budget.spend(1.0, 4);
+        assert_eq!(budget.tiles_allowed(4, RunCost::PerTile), 1, "no run yet: one tile, to learn its time");
+        budget.spend(1.0, 4, RunCost::PerTile);
         assert!(budget.allows(10_000));
         // 10 s at 50 % bring the credit back to the burst, 3 s: twelve tiles of 0.25 s
-        assert_eq!(budget.tiles_allowed(16), 12);
-        assert_eq!(budget.tiles_allowed(4), 4);
+        assert_eq!(budget.tiles_allowed(16, RunCost::PerTile), 12);
+        assert_eq!(budget.tiles_allowed(4, RunCost::PerTile), 4);
+        // where a run costs a full batch, a short one would save nothing
+        assert_eq!(budget.tiles_allowed(16, RunCost::FullBatch), 16);
     }
 
     #[test]
