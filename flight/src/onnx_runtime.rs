@@ -182,6 +182,7 @@ impl OnnxRuntime {
             };
             match attempt {
                 Ok((session, weights)) => {
+                    tracing::info!(provider = kind.name(), model = %model.display(), "execution provider chosen");
                     let choice = ProviderChoice { chosen: kind, passed_over };
                     return Ok(LoadedSession { session, choice, weights });
                 }
