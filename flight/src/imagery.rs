@@ -42,6 +42,92 @@ pub enum ImageError {
 /// Largest frame accepted, in samples: a hostile header cannot make us allocate more.
 pub const MAX_SAMPLES: u64 = 16 * 10_000 * 10_000;
 
+fn open_tiff(path: &Path) -> Result<Decoder<BufReader<File>>, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let mut limits = Limits::default();
+    limits.decoding_buffer_size = (MAX_SAMPLES * 2) as usize;
+    Ok(Decoder::new(BufReader::new(file)).map_err(|e| e.to_string())?.with_limits(limits))
+}
+
+/// A TIFF of full-width strips of 8 or 16-bit unsigned samples, pixel-interleaved: the layout
+/// whose strips can be inflated on several threads, each into its own rows. (Anything else is
+/// read whole, by `tiff`.)
+#[derive(Debug, Clone, Copy)]
+struct StripLayout {
+    strips: u32,
+    /// Bytes of one strip but perhaps the last (which may have fewer rows).
+    strip_bytes: usize,
+    samples: usize,
+    samples_per_pixel: usize,
+    sixteen_bit: bool,
+}
+
+impl StripLayout {
+    fn of(decoder: &mut Decoder<BufReader<File>>, width: u32, height: u32) -> Option<Self> {
+        if decoder.get_chunk_type() != tiff::decoder::ChunkType::Strip {
+            return None;
+        }
+        let strips = decoder.strip_count().ok().filter(|&strips| strips > 1)?;
+        let chunky =
+            decoder.find_tag_unsigned::<u16>(tiff::tags::Tag::PlanarConfiguration).ok()?.is_none_or(|c| c == 1);
+        let unsigned = decoder
+            .find_tag_unsigned_vec::<u16>(tiff::tags::Tag::SampleFormat)
+            .ok()?
+            .is_none_or(|formats| formats.iter().all(|&f| f == 1));
+        let colour = decoder.colortype().ok()?;
+        let bits = colour.bit_depth();
+        if !chunky || !unsigned || !(bits == 8 || bits == 16) {
+            return None;
+        }
+        let samples_per_pixel = usize::from(colour.num_samples());
+        let samples = u64::from(width) * u64::from(height) * samples_per_pixel as u64;
+        if samples == 0 || samples > MAX_SAMPLES {
+            return None;
+        }
+        let rows_per_strip = decoder.chunk_dimensions().1 as usize;
+        let strip_bytes = rows_per_strip * width as usize * samples_per_pixel * usize::from(bits / 8);
+        Some(Self { strips, strip_bytes, samples: samples as usize, samples_per_pixel, sixteen_bit: bits == 16 })
+    }
+
+    /// Inflates the strips on up to one thread per core, each thread with its own decoder of the
+    /// file, into the rows of one buffer.
+    fn read_in_parallel(&self, path: &Path) -> Result<Samples, String> {
+        let mut samples =
+            if self.sixteen_bit { Samples::U16(vec![0; self.samples]) } else { Samples::U8(vec![0; self.samples]) };
+        let bytes: &mut [u8] = match &mut samples {
+            Samples::U8(v) => v,
+            Samples::U16(v) => bytemuck::cast_slice_mut(v),
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = cores.min(self.strips as usize);
+        let mut shares: Vec<Vec<(u32, &mut [u8])>> = (0..threads).map(|_| Vec::new()).collect();
+        for (index, rows) in bytes.chunks_mut(self.strip_bytes).enumerate() {
+            shares[index % threads].push((index as u32, rows));
+        }
+        if shares.iter().map(Vec::len).sum::<usize>() != self.strips as usize {
+            return Err(format!("{} strips do not fill the image's {} samples", self.strips, self.samples));
+        }
+        std::thread::scope(|scope| {
+            let readers: Vec<_> = shares
+                .into_iter()
+                .map(|share| {
+                    scope.spawn(move || {
+                        let mut decoder = open_tiff(path)?;
+                        for (index, rows) in share {
+                            decoder.read_chunk_bytes(index, rows).map_err(|e| format!("strip {index}: {e}"))?;
+                        }
+                        Ok::<_, String>(())
+                    })
+                })
+                .collect();
+            readers
+                .into_iter()
+                .try_for_each(|reader| reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        })?;
+        Ok(samples)
+    }
+}
+
 impl Raster {
     /// Reads a PNG or a TIFF (by its first bytes, not its name).
     pub fn read(path: &Path) -> Result<Self, ImageError> {
@@ -56,12 +142,12 @@ impl Raster {
 
     fn read_tiff(path: &Path) -> Result<Self, ImageError> {
         let read_error = |message: String| ImageError::Read { path: path.to_path_buf(), message };
-        let file = File::open(path).map_err(|e| read_error(e.to_string()))?;
-        let mut limits = Limits::default();
-        limits.decoding_buffer_size = (MAX_SAMPLES * 2) as usize;
-        let mut decoder =
-            Decoder::new(BufReader::new(file)).map_err(|e| read_error(e.to_string()))?.with_limits(limits);
+        let mut decoder = open_tiff(path).map_err(read_error)?;
         let (width, height) = decoder.dimensions().map_err(|e| read_error(e.to_string()))?;
+        if let Some(strips) = StripLayout::of(&mut decoder, width, height) {
+            let samples = strips.read_in_parallel(path).map_err(read_error)?;
+            return Ok(Self { width, height, bands: strips.samples_per_pixel, samples });
+        }
         let pixels = u64::from(width) * u64::from(height);
         let samples = match decoder.read_image().map_err(|e| read_error(e.to_string()))? {
             DecodingResult::U8(v) => Samples::U8(v),
@@ -297,6 +383,27 @@ mod tests {
 
     fn testdata(path: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata").join(path)
+    }
+
+    #[test]
+    fn strips_inflated_in_parallel_are_the_image_tiff_reads_whole() {
+        for file in
+            ["satellite/sen2ships/casablanca/B02.tif", "satellite/sen2ships/busan/B11.tif", "aerial/OSBS_029.tif"]
+        {
+            let path = testdata(file);
+            let mut decoder = open_tiff(&path).expect("a TIFF");
+            let (width, height) = decoder.dimensions().expect("dimensions");
+            let Some(strips) = StripLayout::of(&mut decoder, width, height) else {
+                assert_ne!(file, "satellite/sen2ships/casablanca/B02.tif", "the band files are in strips");
+                continue;
+            };
+            let whole = match decoder.read_image().expect("the whole image") {
+                DecodingResult::U8(v) => Samples::U8(v),
+                DecodingResult::U16(v) => Samples::U16(v),
+                _ => panic!("{file}: not 8 or 16 bit"),
+            };
+            assert_eq!(strips.read_in_parallel(&path).expect("in parallel"), whole, "{file}");
+        }
     }
 
     #[test]
