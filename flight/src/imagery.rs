@@ -42,6 +42,10 @@ pub enum ImageError {
 /// Largest frame accepted, in samples: a hostile header cannot make us allocate more.
 pub const MAX_SAMPLES: u64 = 16 * 10_000 * 10_000;
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn open_tiff(path: &Path) -> Result<Decoder<BufReader<File>>, String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
     let mut limits = Limits::default();
@@ -89,17 +93,16 @@ impl StripLayout {
         Some(Self { strips, strip_bytes, samples: samples as usize, samples_per_pixel, sixteen_bit: bits == 16 })
     }
 
-    /// Inflates the strips on up to one thread per core, each thread with its own decoder of the
-    /// file, into the rows of one buffer.
-    fn read_in_parallel(&self, path: &Path) -> Result<Samples, String> {
+    /// Inflates the strips on up to `threads` threads, each with its own decoder of the file, into
+    /// the rows of one buffer.
+    fn read_in_parallel(&self, path: &Path, threads: usize) -> Result<Samples, String> {
         let mut samples =
             if self.sixteen_bit { Samples::U16(vec![0; self.samples]) } else { Samples::U8(vec![0; self.samples]) };
         let bytes: &mut [u8] = match &mut samples {
             Samples::U8(v) => v,
             Samples::U16(v) => bytemuck::cast_slice_mut(v),
         };
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = cores.min(self.strips as usize);
+        let threads = threads.clamp(1, self.strips as usize);
         let mut shares: Vec<Vec<(u32, &mut [u8])>> = (0..threads).map(|_| Vec::new()).collect();
         for (index, rows) in bytes.chunks_mut(self.strip_bytes).enumerate() {
             shares[index % threads].push((index as u32, rows));
@@ -129,23 +132,32 @@ impl StripLayout {
 }
 
 impl Raster {
-    /// Reads a PNG or a TIFF (by its first bytes, not its name).
+    /// Reads a PNG or a TIFF (by its first bytes, not its name), a striped TIFF on every core.
     pub fn read(path: &Path) -> Result<Self, ImageError> {
+        Self::read_on(path, cores())
+    }
+
+    /// As `read`, a striped TIFF's strips inflated on up to `threads` threads.
+    fn read_on(path: &Path, threads: usize) -> Result<Self, ImageError> {
         let read_error = |message: String| ImageError::Read { path: path.to_path_buf(), message };
         let mut magic = [0u8; 4];
         {
             use std::io::Read;
             File::open(path).and_then(|mut f| f.read_exact(&mut magic)).map_err(|e| read_error(e.to_string()))?;
         }
-        if &magic[..2] == b"II" || &magic[..2] == b"MM" { Self::read_tiff(path) } else { Self::read_with_image(path) }
+        if &magic[..2] == b"II" || &magic[..2] == b"MM" {
+            Self::read_tiff(path, threads)
+        } else {
+            Self::read_with_image(path)
+        }
     }
 
-    fn read_tiff(path: &Path) -> Result<Self, ImageError> {
+    fn read_tiff(path: &Path, threads: usize) -> Result<Self, ImageError> {
         let read_error = |message: String| ImageError::Read { path: path.to_path_buf(), message };
         let mut decoder = open_tiff(path).map_err(read_error)?;
         let (width, height) = decoder.dimensions().map_err(|e| read_error(e.to_string()))?;
         if let Some(strips) = StripLayout::of(&mut decoder, width, height) {
-            let samples = strips.read_in_parallel(path).map_err(read_error)?;
+            let samples = strips.read_in_parallel(path, threads).map_err(read_error)?;
             return Ok(Self { width, height, bands: strips.samples_per_pixel, samples });
         }
         let pixels = u64::from(width) * u64::from(height);
@@ -199,10 +211,13 @@ impl Raster {
 
     /// A scene given as one single-band file per band, stacked in the order given.
     pub fn read_bands(paths: &[PathBuf]) -> Result<Self, ImageError> {
-        // each file on a thread of its own: inflating the deflate strips is most of a frame's
-        // reading, and where the detector runs on a GPU the reading is what bounds the path
+        // each file on a thread of its own, the cores shared out between them (no more threads
+        // than cores): inflating the deflate strips is most of a frame's reading, and where the
+        // detector runs on a GPU the reading is what bounds the path
+        let threads_per_file = (cores() / paths.len().max(1)).max(1);
         let read: Vec<_> = std::thread::scope(|scope| {
-            let readers: Vec<_> = paths.iter().map(|path| scope.spawn(move || Self::read(path))).collect();
+            let readers: Vec<_> =
+                paths.iter().map(|path| scope.spawn(move || Self::read_on(path, threads_per_file))).collect();
             readers
                 .into_iter()
                 .map(|reader| reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
@@ -402,7 +417,7 @@ mod tests {
                 DecodingResult::U16(v) => Samples::U16(v),
                 _ => panic!("{file}: not 8 or 16 bit"),
             };
-            assert_eq!(strips.read_in_parallel(&path).expect("in parallel"), whole, "{file}");
+            assert_eq!(strips.read_in_parallel(&path, 3).expect("in parallel"), whole, "{file}");
         }
     }
 
