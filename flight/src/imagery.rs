@@ -97,9 +97,14 @@ impl StripLayout {
         Some(Self { strips, strip_bytes, samples: samples as usize, samples_per_pixel, sixteen_bit: bits == 16 })
     }
 
-    /// Inflates the strips on up to `threads` threads, each with its own decoder of the file, into
-    /// the rows of one buffer.
-    fn read_in_parallel(&self, path: &Path, threads: usize) -> Result<Samples, String> {
+    /// Inflates the strips on up to `threads` threads into the rows of one buffer: the calling
+    /// thread with `decoder`, each other thread with a decoder of its own over the file.
+    fn read_in_parallel(
+        &self,
+        mut decoder: Decoder<BufReader<File>>,
+        path: &Path,
+        threads: usize,
+    ) -> Result<Samples, String> {
         let mut samples =
             if self.sixteen_bit { Samples::U16(vec![0; self.samples]) } else { Samples::U8(vec![0; self.samples]) };
         let bytes: &mut [u8] = match &mut samples {
@@ -111,25 +116,27 @@ impl StripLayout {
         for (index, rows) in bytes.chunks_mut(self.strip_bytes).enumerate() {
             shares[index % threads].push((index as u32, rows));
         }
+        let own = shares.swap_remove(0);
         std::thread::scope(|scope| {
             let readers: Vec<_> = shares
                 .into_iter()
-                .map(|share| {
-                    scope.spawn(move || {
-                        let mut decoder = open_tiff(path)?;
-                        for (index, rows) in share {
-                            decoder.read_chunk_bytes(index, rows).map_err(|e| format!("strip {index}: {e}"))?;
-                        }
-                        Ok::<_, String>(())
-                    })
-                })
+                .map(|share| scope.spawn(move || read_strips(&mut open_tiff(path)?, share)))
                 .collect();
+            read_strips(&mut decoder, own)?;
             readers
                 .into_iter()
                 .try_for_each(|reader| reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
         })?;
         Ok(samples)
     }
+}
+
+/// Inflates each `(strip, rows)` of `share` into its rows.
+fn read_strips(decoder: &mut Decoder<BufReader<File>>, share: Vec<(u32, &mut [u8])>) -> Result<(), String> {
+    for (index, rows) in share {
+        decoder.read_chunk_bytes(index, rows).map_err(|e| format!("strip {index}: {e}"))?;
+    }
+    Ok(())
 }
 
 impl Raster {
@@ -158,7 +165,7 @@ impl Raster {
         let mut decoder = open_tiff(path).map_err(read_error)?;
         let (width, height) = decoder.dimensions().map_err(|e| read_error(e.to_string()))?;
         if let Some(strips) = StripLayout::of(&mut decoder, width, height) {
-            let samples = strips.read_in_parallel(path, threads).map_err(read_error)?;
+            let samples = strips.read_in_parallel(decoder, path, threads).map_err(read_error)?;
             return Ok(Self { width, height, bands: strips.samples_per_pixel, samples });
         }
         let pixels = u64::from(width) * u64::from(height);
@@ -413,12 +420,15 @@ mod tests {
                 assert_ne!(file, "satellite/sen2ships/casablanca/B02.tif", "the band files are in strips");
                 continue;
             };
-            let whole = match decoder.read_image().expect("the whole image") {
-                DecodingResult::U8(v) => Samples::U8(v),
-                DecodingResult::U16(v) => Samples::U16(v),
-                _ => panic!("{file}: not 8 or 16 bit"),
+            let whole = match open_tiff(&path).and_then(|mut d| d.read_image().map_err(|e| e.to_string())) {
+                Ok(DecodingResult::U8(v)) => Samples::U8(v),
+                Ok(DecodingResult::U16(v)) => Samples::U16(v),
+                _ => panic!("{file}: not read whole as 8 or 16 bit"),
             };
-            assert_eq!(strips.read_in_parallel(&path, 3).expect("in parallel"), whole, "{file}");
+            for threads in [1, 3] {
+                let parallel = strips.read_in_parallel(open_tiff(&path).expect("a TIFF"), &path, threads);
+                assert_eq!(parallel.expect("in parallel"), whole, "{file}, {threads} threads");
+            }
         }
     }
 
