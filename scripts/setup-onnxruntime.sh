@@ -10,11 +10,12 @@ set -euo pipefail
 
 version=1.31.1
 source "$(dirname "$0")/cache-dir.sh"
-# the file written last: the set-up is complete when it is there
-package=onnxruntime last=models/sigmoid.onnx
-if [ "${1:-}" = --gpu ]; then
-  package=onnxruntime-gpu last=libonnxruntime_providers_cuda.so
-fi
+# the package, and `last`: the file written last (the set-up is complete when it is there)
+case "$#-${1:-}" in
+  0-) package=onnxruntime last=models/sigmoid.onnx ;;
+  1---gpu) package=onnxruntime-gpu last=libonnxruntime_providers_cuda.so ;;
+  *) echo "setup-onnxruntime: unknown arguments: $* (usage: setup-onnxruntime.sh [--gpu])" >&2; exit 2 ;;
+esac
 dest=$kestrel_cache/$package-$version
 
 if [ -f "$dest/libonnxruntime.so.$version" ] && [ -f "$dest/$last" ]; then
