@@ -28,16 +28,22 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// The value of `--name N` in `args`, if given; a value that is not a whole number in `range`
+/// stops the bench with a message.
+fn flag(args: &[String], name: &str, range: std::ops::RangeInclusive<usize>) -> Option<usize> {
+    let at = args.iter().position(|a| a == name)?;
+    let value = args.get(at + 1).and_then(|v| v.parse().ok()).filter(|v| range.contains(v));
+    if value.is_none() {
+        eprintln!("detect bench: {name} takes a whole number from {} to {}", range.start(), range.end());
+        std::process::exit(2);
+    }
+    value
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let rounds: usize = args
-        .iter()
-        .position(|a| a == "--rounds")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
-    let max_batch: Option<usize> =
-        args.iter().position(|a| a == "--max-batch").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok());
+    let rounds = flag(&args, "--rounds", 1..=1000).unwrap_or(5);
+    let max_batch = flag(&args, "--max-batch", 1..=kestrel_flight::config::MAX_BATCH);
     // provider fallbacks and the batch check at load are logged: the figures depend on them
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
