@@ -108,7 +108,16 @@ impl TcReceiver {
                 continue;
             }
             if candidate.len() < len {
-                break;
+                // a header whose frame is not all here yet may be a false one: a whole frame
+                // further on is taken now rather than held up behind it
+                match self.next_whole_frame(at + 1) {
+                    Some(next) => {
+                        self.stats.bytes_skipped += (next - at) as u64;
+                        at = next;
+                        continue;
+                    }
+                    None => break,
+                }
             }
             let mut frame = candidate[..len].to_vec();
             if !fecf::verify(&frame) {
@@ -125,6 +134,16 @@ impl TcReceiver {
         }
         self.buffer.drain(..at);
         frames
+    }
+
+    /// The offset (from `from` on) of the first frame that lies whole in the buffer with a good
+    /// frame error control field.
+    fn next_whole_frame(&self, from: usize) -> Option<usize> {
+        (from..self.buffer.len().saturating_sub(HEADER_LEN - 1)).find(|&at| {
+            let candidate = &self.buffer[at..];
+            let len = usize::from(u16::from_be_bytes([candidate[2], candidate[3]]) & 0x3FF) + 1;
+            candidate[0] >> 6 == 0 && len >= OVERHEAD && len <= candidate.len() && fecf::verify(&candidate[..len])
+        })
     }
 
     fn verify(&mut self, frame: &mut [u8]) -> Option<TcFrame> {
@@ -208,5 +227,22 @@ mod tests {
         let s = rx.stats();
         assert_eq!((s.frames_accepted, s.replayed_frames, s.authentication_failures, s.other_spacecraft), (1, 1, 2, 1));
         assert_eq!(rx.push(&build(&sa(1), 42, 0, 4, 14, b"go")).len(), 1, "a fresh frame still passes");
+    }
+
+    #[test]
+    fn a_false_header_does_not_hold_up_the_frame_behind_it() {
+        let mut rx = TcReceiver::new(sa(1), 42);
+        // five bytes that read as the header of a 1024-byte frame, then a real command
+        let false_header = [0x00, 42, 0x03, 0xFF, 0x00];
+        let mut stream = false_header.to_vec();
+        stream.extend(build(&sa(1), 42, 0, 0, 1, b"go"));
+        let got = rx.push(&stream);
+        assert_eq!(got.len(), 1, "{:?}", rx.stats());
+        assert_eq!(got[0].data, b"go");
+        assert_eq!(rx.stats().bytes_skipped, 5);
+        // a real frame split across pushes still waits for its end
+        let whole = build(&sa(1), 42, 0, 1, 2, b"later");
+        assert!(rx.push(&whole[..10]).is_empty());
+        assert_eq!(rx.push(&whole[10..]).len(), 1);
     }
 }
