@@ -87,18 +87,26 @@ impl Spool {
         Ok(Some(target))
     }
 
-    /// Hashes a claimed frame.
+    /// Hashes a claimed frame. Only regular files are read (a link, FIFO, device or socket in the
+    /// spool is an error, never followed or waited on), each up to the length it had when looked
+    /// at, so that no entry can hold the reading up.
     pub fn examine(&self, claimed: &Path) -> Result<Arrival, SpoolError> {
-        let mut files = if claimed.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(claimed)
-                .map_err(|e| spool_error(claimed, e))?
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.is_file())
-                .collect();
+        let kind = std::fs::symlink_metadata(claimed).map_err(|e| spool_error(claimed, e))?.file_type();
+        let mut files = if kind.is_dir() {
+            let mut files = Vec::new();
+            for entry in std::fs::read_dir(claimed).map_err(|e| spool_error(claimed, e))? {
+                let path = entry.map_err(|e| spool_error(claimed, e))?.path();
+                let kind = std::fs::symlink_metadata(&path).map_err(|e| spool_error(&path, e))?.file_type();
+                // a frame's subfolders are not part of it
+                if !kind.is_dir() {
+                    regular(&path, kind)?;
+                    files.push(path);
+                }
+            }
             files.sort();
             files
         } else {
+            regular(claimed, kind)?;
             vec![claimed.to_path_buf()]
         };
         files.retain(|f| !f.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')));
@@ -107,9 +115,11 @@ impl Spool {
         for file in &files {
             let relative = file.strip_prefix(claimed).unwrap_or(Path::new(""));
             hasher.update(relative.to_string_lossy().as_bytes());
-            let mut reader = std::fs::File::open(file).map_err(|e| spool_error(file, e))?;
-            bytes += std::io::copy(&mut reader, &mut hasher).map_err(|e| spool_error(file, e))?;
-            let modified = reader.metadata().and_then(|m| m.modified()).map_err(|e| spool_error(file, e))?;
+            let reader = open_regular(file)?;
+            let metadata = reader.metadata().map_err(|e| spool_error(file, e))?;
+            bytes += std::io::copy(&mut std::io::Read::take(reader, metadata.len()), &mut hasher)
+                .map_err(|e| spool_error(file, e))?;
+            let modified = metadata.modified().map_err(|e| spool_error(file, e))?;
             let ms = modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
             time_ms = time_ms.max(ms);
         }
@@ -120,6 +130,18 @@ impl Spool {
             time_ms,
             bytes,
         })
+    }
+
+    /// Moves a claimed frame that cannot be examined into `quarantine/` under a name no other
+    /// quarantined entry has; when even that fails, removes it, so that it is not claimed again at
+    /// every start. Returns where it went (None: removed).
+    pub fn quarantine_unexamined(&self, claimed: &Path) -> Result<Option<PathBuf>, SpoolError> {
+        let name = claimed.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let target = unused_path(&self.quarantine, &format!("unexamined-{name}"));
+        match std::fs::rename(claimed, &target) {
+            Ok(()) => Ok(Some(target)),
+            Err(_) => remove(claimed).map(|()| None),
+        }
     }
 
     /// Where a recorded frame is kept on board, relative to the state directory.
@@ -155,9 +177,53 @@ impl Spool {
     }
 }
 
+/// `Ok` for a regular file; an error saying what `path` is otherwise.
+fn regular(path: &Path, kind: std::fs::FileType) -> Result<(), SpoolError> {
+    use std::os::unix::fs::FileTypeExt;
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "not a file"
+    };
+    Err(spool_error(path, format!("{what}, not a regular file: frames are regular files or folders of them")))
+}
+
+/// Opens `path` for reading only if it still is a regular file: never through a link, and never
+/// waiting for a FIFO's writer (it may have been swapped since it was looked at).
+fn open_regular(path: &Path) -> Result<std::fs::File, SpoolError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| spool_error(path, e))?;
+    regular(path, file.metadata().map_err(|e| spool_error(path, e))?.file_type())?;
+    Ok(file)
+}
+
+/// `dir/name`, or `dir/name-2`, `dir/name-3`, ... : the first that does not exist.
+pub fn unused_path(dir: &Path, name: &str) -> PathBuf {
+    let mut candidate = dir.join(name);
+    let mut n = 2;
+    while candidate.symlink_metadata().is_ok() {
+        candidate = dir.join(format!("{name}-{n}"));
+        n += 1;
+    }
+    candidate
+}
+
 /// Removes a frame file or folder kept on board.
 pub fn remove(path: &Path) -> Result<(), SpoolError> {
-    let result = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    // a link is removed itself, never what it points at
+    let result = if path.symlink_metadata().is_ok_and(|m| m.is_dir()) { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
     match result {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(spool_error(path, e)),
         _ => Ok(()),
@@ -212,5 +278,43 @@ mod tests {
         assert_eq!(spool.waiting(), 1, "b.png");
         let second = spool.claim().expect("claim").expect("b");
         assert_ne!(spool.examine(&second).expect("examine").frame_id(), arrival.frame_id());
+    }
+
+    #[test]
+    fn links_fifos_and_devices_are_refused_at_once_and_never_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::new(dir.path().join("spool"), &dir.path().join("state")).expect("spool");
+        let incoming = dir.path().join("state/incoming");
+        let fifo = incoming.join("camera.fifo");
+        let status = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+        assert!(status.success());
+        let zero = incoming.join("zero.png");
+        std::os::unix::fs::symlink("/dev/zero", &zero).expect("symlink");
+        let folder = incoming.join("scene");
+        std::fs::create_dir(&folder).expect("scene");
+        std::fs::write(folder.join("B08.tif"), b"band").expect("band");
+        std::os::unix::fs::symlink("/etc/passwd", folder.join("B11.tif")).expect("symlink");
+        for (entry, what) in [(&fifo, "a FIFO"), (&zero, "a symbolic link"), (&folder, "a symbolic link")] {
+            let e = spool.examine(entry).expect_err("not a regular file").to_string();
+            assert!(e.contains(what) && e.contains("not a regular file"), "{e}");
+        }
+        let device = spool.examine(Path::new("/dev/null")).expect_err("a device").to_string();
+        assert!(device.contains("a device"), "{device}");
+    }
+
+    #[test]
+    fn unexamined_entries_of_the_same_name_are_quarantined_side_by_side() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::new(dir.path().join("spool"), &dir.path().join("state")).expect("spool");
+        let mut places = Vec::new();
+        for _ in 0..3 {
+            let claimed = dir.path().join("state/incoming/frame.png");
+            std::os::unix::fs::symlink("/dev/zero", &claimed).expect("symlink");
+            places.push(spool.quarantine_unexamined(&claimed).expect("quarantined").expect("moved"));
+            assert!(claimed.symlink_metadata().is_err(), "no longer claimed");
+        }
+        let names: Vec<_> = places.iter().map(|p| p.file_name().expect("name").to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["unexamined-frame.png", "unexamined-frame.png-2", "unexamined-frame.png-3"]);
+        assert!(places.iter().all(|p| p.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink())));
     }
 }
