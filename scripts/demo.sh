@@ -18,17 +18,22 @@ echo "== checking mission.toml with every binary"
 echo "== loading ONNX Runtime and running a model through ort"
 "$bin/flight" model-check --mission mission.toml --model "$kestrel_cache/onnxruntime-1.31.1/models/sigmoid.onnx"
 
-echo "== detection: the mission's vessel model (signed, verified) on the Sentinel-2 Casablanca scene it never trained on"
-mkdir -p var/demo
-"$bin/flight" detect --mission mission.toml --geojson var/demo/casablanca-vessels.geojson testdata/satellite/sen2ships/casablanca
-"$bin/flight" eval --mission mission.toml --images testdata/satellite/sen2ships/casablanca \
-  --labels testdata/satellite/sen2ships/casablanca/casablanca_coco.json
+# third-party imagery (not committed): $KESTREL_DATA, or shared/data beside the repository
+data=${KESTREL_DATA:-$root/../shared/data}
+ports=$data/satellite
 
-echo "== detection: the tree-crown model on NEON aerial imagery (UTM GeoTIFF), scored over the whole OSBS_029 tile (its card gives the held-out part)"
-"$bin/flight" eval --mission mission.toml --model trees-neon --images testdata/aerial --labels testdata/aerial/OSBS_029.csv
+echo "== detection: the mission's vessel model (signed, verified) on four Sentinel-2 port scenes it never trained on"
+echo "   (Casablanca and Marseille chose its threshold; Busan and Genoa chose nothing: models/vessels-s2.md)"
+mkdir -p var/demo
+"$bin/flight" detect --mission mission.toml --geojson var/demo/casablanca-vessels.geojson "$ports/sen2ships/casablanca"
+"$bin/flight" eval --mission mission.toml --pr-curve var/demo/vessels-pr.svg --report var/demo/vessels-eval.json \
+  "$ports/sen2ships/casablanca" "$ports/sen2ships-more/marseille" "$ports/sen2ships/busan" "$ports/sen2ships-more/genoa"
+
+echo "== detection: the tree-crown model on NEON aerial imagery (UTM GeoTIFF), each image a scene (its card says which it trained on)"
+"$bin/flight" eval --mission mission.toml --model trees-neon --pr-curve var/demo/trees-pr.svg testdata/aerial
 
 echo "== the cloud screen: five dates of one place in real Sentinel-2 reflectance (0-1 cloudy, 2-4 clear)"
-"$bin/flight" screen --mission mission.toml testdata/satellite/sentinel2-cloudy-clear/date-{0,1,2,3,4}
+"$bin/flight" screen --mission mission.toml var/reference/sentinel2-cloudy-clear/date-{0,1,2,3,4}
 
 echo "== the space link: real space packets (CYGNSS, Europa Clipper) framed into authenticated CADUs and decoded back"
 cat testdata/packets/CYGNSS_F7_L0_2022_086_10_15_V01_F__first101pkts.tlm testdata/packets/ecm_raw2.bin > var/demo/packets.bin
@@ -52,11 +57,12 @@ for _ in $(seq 1 50); do grep -q "CADUs on" var/ground/serve.log && break; sleep
 # the camera's hand-off: each scene written under a hidden name, stamped with its capture time
 # (the mission epoch, a minute apart), then renamed into the spool
 minute=0
-for scene in casablanca busan san_francisco; do
-  mkdir -p "var/flight/spool/.$scene"
-  cp testdata/satellite/sen2ships/$scene/B*.tif "var/flight/spool/.$scene/"
-  touch -d "2026-03-20T00:0${minute}:00Z" "var/flight/spool/.$scene"/*
-  mv "var/flight/spool/.$scene" "var/flight/spool/$scene"
+for scene in sen2ships/casablanca sen2ships/busan sen2ships-more/genoa; do
+  name=$(basename "$scene")
+  mkdir -p "var/flight/spool/.$name"
+  cp "$ports/$scene"/B*.tif "var/flight/spool/.$name/"
+  touch -d "2026-03-20T00:0${minute}:00Z" "var/flight/spool/.$name"/*
+  mv "var/flight/spool/.$name" "var/flight/spool/$name"
   minute=$((minute + 1))
 done
 # 300x: the first pass (over Svalbard and Inuvik, 18 minutes in) comes after about 4 s
@@ -73,9 +79,10 @@ What ran: the mission file was checked by flight, ground, thermal and radiation-
 ONNX Runtime (the PyPI library, through ort's load-dynamic) and ran one inference of the sigmoid
 test model that ships in the onnxruntime wheel; real space packets went through the link and back
 bit-exact; a real Suomi-NPP capture was decoded; the thermal/power model planned three orbits
-(plot in var/demo/thermal-plan.svg); the vessel model (a weak baseline, see
-models/vessels-s2.md) ran on a real Sentinel-2 scene and the tree-crown model on a NEON tile, each
-scored against its labels, and the cloud screen called five dates of a real scene. Then the
+(plot in var/demo/thermal-plan.svg); the vessel model (models/vessels-s2.md) ran on four real
+Sentinel-2 port scenes it never trained on and the tree-crown model on two NEON images, each scored
+scene by scene against its labels (precision-recall curves in var/demo/*-pr.svg), and the cloud
+screen called five dates of a real scene. Then the
 demo mission flew: `ground serve` took the CADUs of `flight run` (simulated clock, 300x) over TCP in
 the passes predicted from the TLE, stored every product and acknowledged it; the summary above says
 what flight did. Fault campaigns against these binaries: `radiation-sim campaign` (see

@@ -14,3 +14,16 @@ for secret in link.key operator.token; do
     echo "setup: made a development secret keys/$secret"
   fi
 done
+
+# Third-party reference data is read from $KESTREL_DATA (default: shared/data beside the
+# repository), never committed; the cloudy/clear series is written out as band files once.
+data=${KESTREL_DATA:-$root/../shared/data}
+if [ ! -d "$data/satellite/sen2ships" ]; then
+  echo "setup: the reference data folder $data/satellite is missing (set KESTREL_DATA to the shared data folder;" \
+    "upstream: ShipDetectionExperts/sen2ships, sentinel-hub/eo-learn and rasterio's test data on GitHub)" >&2
+  exit 1
+fi
+dates=$root/var/reference/sentinel2-cloudy-clear
+if [ ! -f "$dates/date-4/B11.tif" ]; then
+  python3 "$root/scripts/cloudy_clear_bands.py" "$data/satellite/sentinel2-cloudy-clear" "$dates"
+fi

@@ -58,9 +58,9 @@ fn main() {
     with_screen.config.flight.cloud_screen.iter_mut().for_each(|screen| screen.enabled = true);
     let mut mission = with_screen.clone();
     mission.config.flight.cloud_screen = None;
-    let scenes: Vec<PathBuf> = ["casablanca", "busan", "san_francisco"]
+    let scenes: Vec<PathBuf> = ["sen2ships/casablanca", "sen2ships/busan", "sen2ships-more/genoa"]
         .iter()
-        .map(|s| root().join("testdata/satellite/sen2ships").join(s))
+        .map(|s| kestrel_flight::reference_data::expect("satellite").join(s))
         .collect();
     measure(&mission, None, &scenes, rounds);
     // a heavier model (256 px tiles, 8-bit RGB files): the path's cost per frame weighs less

@@ -137,6 +137,9 @@ pub struct Counters {
     pub upsets_detected: u64,
     /// Tiles the cloud screen kept from the detector.
     pub tiles_clouded: u64,
+    /// Wall-clock time the detector spent on tiles, microseconds (the payload's energy per tile
+    /// is this at its active power).
+    pub detector_busy_us: u64,
 }
 
 /// Everything besides frames, tiles and the queue that a restart must resume from.

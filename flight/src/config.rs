@@ -145,7 +145,7 @@ pub struct DetectorConfig {
 pub struct CloudScreenConfig {
     /// Whether tiles go through the cloud screen (the section is checked either way).
     pub enabled: bool,
-    /// The manifest's name of the cloud-mask model; it takes the detector's channels.
+    /// The manifest's name of the cloud-mask model; it reads its own bands (its manifest entry's).
     pub model: String,
     /// Share of a tile's area under cloud above which the tile is dropped from detection.
     pub max_cloud_fraction: Spanned<f64>,

@@ -337,6 +337,13 @@ impl Detector {
         &self.spec
     }
 
+    /// Keeps detections down to `min_score` from now on (an evaluation's precision-recall curve
+    /// reaches below the operating threshold; the boxes above it are the same, since a box is
+    /// suppressed only by better-scoring ones).
+    pub fn set_min_score(&mut self, min_score: f32) {
+        self.spec.min_score = min_score;
+    }
+
     /// Runs the model over every tile of `raster`, merges what straddles tiles, and places each
     /// detection on the Earth with `georef` when given. `ranges` scale each of the spec's bands.
     pub fn detect(

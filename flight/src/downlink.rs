@@ -1,9 +1,14 @@
 //! One contact's link: CADUs down a TCP connection to the ground station service (the radio), and
-//! whatever it sends up (acknowledgements, telecommands) read on a thread of its own.
+//! whatever it sends up (acknowledgements, telecommands). Both directions run on threads of their
+//! own, so that a ground that stops reading or writing never holds up flight's main loop: what
+//! the radio has not written yet is bounded (`MAX_BACKLOG`), and a write that stalls past
+//! `WRITE_TIMEOUT` ends the contact (the products not acknowledged are sent again later).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::time::Duration;
 
 use kestrel_link::encoder::{CaduEncoder, EncoderState};
@@ -16,10 +21,50 @@ use crate::contacts::Contact;
 /// Largest space packet data field used for product segments.
 const SEGMENT_DATA: usize = 4096;
 
+/// CADU bytes handed to the radio and not yet written, beyond which no more are taken.
+const MAX_BACKLOG: u64 = 4 << 20;
+
+/// A write the ground does not take within this ends the contact.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the end of a contact waits for the radio to write what it still holds.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// The radio's side of the downlink: CADU batches written in order on a thread of its own.
+#[derive(Debug)]
+struct Radio {
+    batches: Sender<Vec<u8>>,
+    /// Bytes handed over and not yet written.
+    backlog: Arc<AtomicU64>,
+    /// Set once a write failed or timed out: the connection is gone.
+    failed: Arc<AtomicBool>,
+}
+
+impl Radio {
+    fn start(mut socket: TcpStream) -> Self {
+        let (batches, queue) = mpsc::channel::<Vec<u8>>();
+        let backlog = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicBool::new(false));
+        let (left, broken) = (Arc::clone(&backlog), Arc::clone(&failed));
+        std::thread::spawn(move || {
+            for batch in queue {
+                if socket.write_all(&batch).is_err() {
+                    broken.store(true, Ordering::SeqCst);
+                    let _ = socket.shutdown(Shutdown::Both);
+                    break;
+                }
+                left.fetch_sub(batch.len() as u64, Ordering::SeqCst);
+            }
+        });
+        Self { batches, backlog, failed }
+    }
+}
+
 #[derive(Debug)]
 pub struct Session {
     pub contact: Contact,
     socket: TcpStream,
+    radio: Radio,
     uplink: Receiver<Vec<u8>>,
     encoder: CaduEncoder,
     counters: SequenceCounters,
@@ -43,7 +88,8 @@ impl Session {
             .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "address resolves to nothing"))?;
         let socket = TcpStream::connect_timeout(&target, Duration::from_secs(2))?;
         socket.set_nodelay(true)?;
-        socket.set_write_timeout(Some(Duration::from_secs(10)))?;
+        socket.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        let radio = Radio::start(socket.try_clone()?);
         let mut reader = socket.try_clone()?;
         let (sender, uplink) = mpsc::channel();
         std::thread::spawn(move || {
@@ -57,6 +103,7 @@ impl Session {
         Ok(Self {
             contact,
             socket,
+            radio,
             uplink,
             encoder: CaduEncoder::new(profile.clone(), encoder),
             counters: SequenceCounters::with_start(packet_counts.iter().copied()),
@@ -94,8 +141,16 @@ impl Session {
         self.counters.snapshot()
     }
 
-    /// Sends products (whole frames; the last one padded) and returns the CADU bytes written.
+    /// Whether the radio takes more: its backlog is within bounds. A stalled ground makes this
+    /// false until the write times out and the contact ends.
+    pub fn ready(&self) -> bool {
+        self.radio.backlog.load(Ordering::SeqCst) < MAX_BACKLOG
+    }
+
+    /// Hands products (whole frames; the last one padded) to the radio and returns the CADU bytes
+    /// handed over; an error once the connection has failed.
     pub fn send(&mut self, products: &[QueuedProduct]) -> std::io::Result<u64> {
+        self.check()?;
         let mut out = Vec::new();
         for product in products {
             let mut packets = Vec::new();
@@ -104,9 +159,16 @@ impl Session {
             self.encoder.emit_full_frames(&mut out);
         }
         self.encoder.flush(&mut out);
-        self.socket.write_all(&out)?;
-        self.sent_bytes += out.len() as u64;
-        Ok(out.len() as u64)
+        let bytes = out.len() as u64;
+        self.radio.backlog.fetch_add(bytes, Ordering::SeqCst);
+        self.radio.batches.send(out).map_err(|_| gone())?;
+        self.sent_bytes += bytes;
+        Ok(bytes)
+    }
+
+    /// An error once a write has failed or timed out.
+    pub fn check(&self) -> std::io::Result<()> {
+        if self.radio.failed.load(Ordering::SeqCst) { Err(gone()) } else { Ok(()) }
     }
 
     /// Bytes the ground has sent up since the last call; `None` once the ground has hung up.
@@ -125,8 +187,24 @@ impl Session {
         }
     }
 
-    /// Ends the contact: no more CADUs; the ground's last acknowledgements may still be read.
+    /// Ends the contact: what the radio still holds gets up to `CLOSE_GRACE` to go out (a ground
+    /// that stopped reading does not hold flight up longer), then no more CADUs; the ground's last
+    /// acknowledgements may still be read.
     pub fn close(&self) {
+        let deadline = std::time::Instant::now() + CLOSE_GRACE;
+        while self.radio.backlog.load(Ordering::SeqCst) > 0
+            && !self.radio.failed.load(Ordering::SeqCst)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let _ = self.socket.shutdown(Shutdown::Both);
     }
+}
+
+fn gone() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("the ground took no CADUs for {} s, or the connection failed", WRITE_TIMEOUT.as_secs()),
+    )
 }

@@ -1,11 +1,12 @@
 //! Measuring a detector against labelled images: ground-truth boxes from COCO JSON, CSV
-//! (`image_path,xmin,ymin,xmax,ymax,label`) or Pascal VOC XML, and precision, recall and mAP@0.5
-//! (VOC-style all-point interpolated average precision, per class, averaged over classes).
+//! (`image_path,xmin,ymin,xmax,ymax,label`) or Pascal VOC XML, and precision, recall, false alarms
+//! and average precision (VOC-style all-point interpolated, per class, averaged over classes) at
+//! IoU 0.5 and 0.3, and the precision-recall curve.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::detect::iou;
 
@@ -149,59 +150,120 @@ fn voc(text: &str) -> Result<Vec<LabelledBox>, String> {
         .collect()
 }
 
-/// Precision and recall at a score threshold, and mAP@0.5 over all scores.
-#[derive(Debug, Clone, PartialEq)]
+/// How a detector did on labelled images: precision, recall and false alarms at a score
+/// threshold (matching at IoU 0.5), and average precision over all scores at IoU 0.5 and 0.3 (the
+/// looser match counts a hit on a small object whose box is a few pixels off).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Scores {
     pub map50: f64,
+    pub map30: f64,
     pub precision: f64,
     pub recall: f64,
-    /// Average precision of each class.
+    /// Detections at the threshold that match no label.
+    pub false_alarms: usize,
+    /// Average precision at IoU 0.5 of each class.
     pub per_class: BTreeMap<String, f64>,
     pub labels: usize,
+    /// Every detection scored, whatever its score.
     pub detections: usize,
+    /// The detections at the threshold.
+    pub kept: usize,
 }
 
-/// Matches detections to labels (IoU ≥ 0.5, same image and class, each label once, best scores
-/// first) and scores them. Precision and recall count detections scoring at least `min_score`.
-pub fn score(labels: &[LabelledBox], detections: &[ScoredBox], min_score: f32) -> Scores {
-    let mut order: Vec<usize> = (0..detections.len()).collect();
-    order.sort_by(|&a, &b| detections[b].score.total_cmp(&detections[a].score));
+/// One point of a precision-recall curve: what keeping the detections scoring `score` or more
+/// gives (IoU 0.5, all classes together).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CurvePoint {
+    pub score: f32,
+    pub precision: f64,
+    pub recall: f64,
+}
+
+/// The detections ranked by score, best first, each with whether it matched a label (IoU at least
+/// `min_iou`, same image and class, each label once).
+fn ranked_outcomes<'a>(
+    labels: &[LabelledBox],
+    detections: &'a [ScoredBox],
+    min_iou: f32,
+) -> Vec<(&'a ScoredBox, bool)> {
+    let mut order: Vec<&ScoredBox> = detections.iter().collect();
+    order.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut used = vec![false; labels.len()];
-    // (class, score, true positive)
-    let mut outcomes: Vec<(&str, f32, bool)> = Vec::with_capacity(detections.len());
-    for i in order {
-        let d = &detections[i];
-        let best = labels
-            .iter()
-            .enumerate()
-            .filter(|(j, l)| !used[*j] && l.image == d.image && l.class == d.class)
-            .map(|(j, l)| (j, iou(&l.pixel_box, &d.pixel_box)))
-            .filter(|(_, overlap)| *overlap >= 0.5)
-            .max_by(|a, b| a.1.total_cmp(&b.1));
-        if let Some((j, _)) = best {
-            used[j] = true;
-        }
-        outcomes.push((&d.class, d.score, best.is_some()));
-    }
+    order
+        .into_iter()
+        .map(|d| {
+            let best = labels
+                .iter()
+                .enumerate()
+                .filter(|(j, l)| !used[*j] && l.image == d.image && l.class == d.class)
+                .map(|(j, l)| (j, iou(&l.pixel_box, &d.pixel_box)))
+                .filter(|(_, overlap)| *overlap >= min_iou)
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            if let Some((j, _)) = best {
+                used[j] = true;
+            }
+            (d, best.is_some())
+        })
+        .collect()
+}
+
+/// Average precision of each class of `labels`, from outcomes ranked by score.
+fn class_precisions(labels: &[LabelledBox], outcomes: &[(&ScoredBox, bool)]) -> BTreeMap<String, f64> {
     let classes: std::collections::BTreeSet<&str> = labels.iter().map(|l| l.class.as_str()).collect();
-    let per_class: BTreeMap<String, f64> = classes
+    classes
         .iter()
         .map(|&class| {
             let positives = labels.iter().filter(|l| l.class == class).count();
-            let hits: Vec<bool> = outcomes.iter().filter(|o| o.0 == class).map(|o| o.2).collect();
+            let hits: Vec<bool> = outcomes.iter().filter(|(d, _)| d.class == class).map(|(_, hit)| *hit).collect();
             (class.to_owned(), average_precision(&hits, positives))
         })
-        .collect();
-    let kept: Vec<&(&str, f32, bool)> = outcomes.iter().filter(|o| o.1 >= min_score).collect();
-    let true_positives = kept.iter().filter(|o| o.2).count();
+        .collect()
+}
+
+fn mean(values: &BTreeMap<String, f64>) -> f64 {
+    if values.is_empty() { 0.0 } else { values.values().sum::<f64>() / values.len() as f64 }
+}
+
+/// Scores detections against labels. Precision, recall and false alarms count detections scoring
+/// at least `min_score`.
+pub fn score(labels: &[LabelledBox], detections: &[ScoredBox], min_score: f32) -> Scores {
+    let outcomes = ranked_outcomes(labels, detections, 0.5);
+    let per_class = class_precisions(labels, &outcomes);
+    let map30 = mean(&class_precisions(labels, &ranked_outcomes(labels, detections, 0.3)));
+    let kept: Vec<bool> = outcomes.iter().filter(|(d, _)| d.score >= min_score).map(|(_, hit)| *hit).collect();
+    let true_positives = kept.iter().filter(|hit| **hit).count();
     Scores {
-        map50: if per_class.is_empty() { 0.0 } else { per_class.values().sum::<f64>() / per_class.len() as f64 },
+        map50: mean(&per_class),
+        map30,
         precision: if kept.is_empty() { 0.0 } else { true_positives as f64 / kept.len() as f64 },
         recall: if labels.is_empty() { 0.0 } else { true_positives as f64 / labels.len() as f64 },
+        false_alarms: kept.len() - true_positives,
         per_class,
         labels: labels.len(),
         detections: detections.len(),
+        kept: kept.len(),
     }
+}
+
+/// The precision-recall curve at IoU 0.5: one point per distinct score, highest score first.
+pub fn precision_recall_curve(labels: &[LabelledBox], detections: &[ScoredBox]) -> Vec<CurvePoint> {
+    let outcomes = ranked_outcomes(labels, detections, 0.5);
+    let mut curve: Vec<CurvePoint> = Vec::new();
+    let mut true_positives = 0usize;
+    for (rank, (detection, hit)) in outcomes.iter().enumerate() {
+        true_positives += usize::from(*hit);
+        let point = CurvePoint {
+            score: detection.score,
+            precision: true_positives as f64 / (rank + 1) as f64,
+            recall: if labels.is_empty() { 0.0 } else { true_positives as f64 / labels.len() as f64 },
+        };
+        // detections of equal score are kept or dropped together: one point for them
+        match curve.last_mut() {
+            Some(last) if last.score == point.score => *last = point,
+            _ => curve.push(point),
+        }
+    }
+    curve
 }
 
 /// All-point interpolated average precision of a ranked list of hits against `positives` labels.
@@ -238,7 +300,8 @@ mod tests {
 
     #[test]
     fn reads_the_three_label_formats_of_the_real_data() {
-        let coco = read_labels(&testdata("satellite/sen2ships/casablanca/casablanca_coco.json")).expect("COCO");
+        let coco = read_labels(&crate::reference_data::expect("satellite/sen2ships/casablanca/casablanca_coco.json"))
+            .expect("COCO");
         assert_eq!(coco.len(), 15);
         assert!(coco.iter().all(|l| l.class == "vessel" && l.image == "2023-04-26_SH_Casablanca_True_color.png"));
         assert_eq!(coco[0].pixel_box, [182.0, 281.0, 196.0, 286.0]);
@@ -297,5 +360,34 @@ mod tests {
 
         let off = score(&labels, &as_detections(&labels, 1000.0), 0.0);
         assert_eq!((off.map50, off.recall), (0.0, 0.0));
+        assert_eq!(off.false_alarms, 61);
+    }
+
+    #[test]
+    fn a_box_a_few_pixels_off_counts_at_iou_0_3_but_not_at_0_5_and_thresholds_count_false_alarms() {
+        let label =
+            |x: f32| LabelledBox { image: "a".into(), class: "vessel".into(), pixel_box: [x, 0.0, x + 10.0, 10.0] };
+        let detection = |x: f32, score: f32| ScoredBox {
+            image: "a".into(),
+            class: "vessel".into(),
+            score,
+            pixel_box: [x, 0.0, x + 10.0, 10.0],
+        };
+        let labels = [label(0.0), label(100.0)];
+        // IoU of a 10 px box shifted by 4 px: 6 / 14 = 0.43
+        let detections = [detection(0.0, 0.9), detection(104.0, 0.8), detection(300.0, 0.7), detection(500.0, 0.2)];
+        let scores = score(&labels, &detections, 0.5);
+        assert_eq!((scores.kept, scores.false_alarms), (3, 2));
+        assert!((scores.precision - 1.0 / 3.0).abs() < 1e-9 && (scores.recall - 0.5).abs() < 1e-9);
+        assert!((scores.map50 - 0.5).abs() < 1e-9, "{scores:?}");
+        assert!((scores.map30 - 1.0).abs() < 1e-9, "{scores:?}");
+
+        let curve = precision_recall_curve(&labels, &detections);
+        let points: Vec<(f32, f64, f64)> = curve.iter().map(|p| (p.score, p.precision, p.recall)).collect();
+        assert_eq!(points, [(0.9, 1.0, 0.5), (0.8, 0.5, 0.5), (0.7, 1.0 / 3.0, 0.5), (0.2, 0.25, 0.5)]);
+        // detections of one score are one point
+        let tied = precision_recall_curve(&labels, &[detection(0.0, 0.5), detection(100.0, 0.5)]);
+        assert_eq!(tied.len(), 1);
+        assert_eq!((tied[0].precision, tied[0].recall), (1.0, 1.0));
     }
 }

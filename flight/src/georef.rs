@@ -149,8 +149,9 @@ mod tests {
 
     #[test]
     fn the_sentinel_2_port_is_web_mercator_in_casablanca() {
-        let geo =
-            GeoTransform::from_tiff(&testdata("satellite/sen2ships/casablanca/B02.tif")).expect("tags").expect("geo");
+        let geo = GeoTransform::from_tiff(&crate::reference_data::expect("satellite/sen2ships/casablanca/B02.tif"))
+            .expect("tags")
+            .expect("geo");
         assert_eq!(geo.crs, Crs::WebMercator);
         let corners = geo.footprint(100, 100).expect("footprint");
         for [lat, lon] in corners {

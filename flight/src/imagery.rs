@@ -413,7 +413,8 @@ mod tests {
         for file in
             ["satellite/sen2ships/casablanca/B02.tif", "satellite/sen2ships/busan/B11.tif", "aerial/OSBS_029.tif"]
         {
-            let path = testdata(file);
+            let path =
+                if file.starts_with("satellite/") { crate::reference_data::expect(file) } else { testdata(file) };
             let mut decoder = open_tiff(&path).expect("a TIFF");
             let (width, height) = decoder.dimensions().expect("dimensions");
             let Some(strips) = StripLayout::of(&mut decoder, width, height) else {
@@ -438,7 +439,7 @@ mod tests {
         assert_eq!((neon.width, neon.height, neon.bands), (400, 400, 3));
         assert!(matches!(neon.samples, Samples::U8(_)));
 
-        let dir = testdata("satellite/sen2ships/casablanca");
+        let dir = crate::reference_data::expect("satellite/sen2ships/casablanca");
         let bands: Vec<PathBuf> =
             ["B02", "B03", "B04", "B08", "B11"].iter().map(|b| dir.join(format!("{b}.tif"))).collect();
         let scene = Raster::read_bands(&bands).expect("band files");
@@ -508,7 +509,7 @@ mod tests {
         let e = neon.check_bands(&truncated, &[0, 4]).expect_err("band 4");
         assert!(e.to_string().contains("3 bands, but band 4"), "{e}");
 
-        let dir2 = testdata("satellite/sen2ships/casablanca");
+        let dir2 = crate::reference_data::expect("satellite/sen2ships/casablanca");
         let e = Raster::read_bands(&[dir2.join("B02.tif"), testdata("aerial/OSBS_029.tif")]).expect_err("mismatch");
         assert!(e.to_string().contains("OSBS_029.tif"), "{e}");
     }
@@ -516,7 +517,8 @@ mod tests {
     #[test]
     fn a_band_file_damaged_anywhere_reads_or_fails_naming_the_file_never_panics() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let bytes = std::fs::read(testdata("satellite/sen2ships/casablanca/B02.tif")).expect("read");
+        let bytes =
+            std::fs::read(crate::reference_data::expect("satellite/sen2ships/casablanca/B02.tif")).expect("read");
         let damaged = dir.path().join("damaged.tif");
         let mut failures = 0;
         // every 7th byte of the header and the first tags, then every 997th to the end

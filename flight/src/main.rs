@@ -9,7 +9,7 @@ use kestrel_flight::clock::Clock;
 use kestrel_flight::config::LoadedFlightMission;
 use kestrel_flight::mission_detector::MissionDetector;
 use kestrel_flight::pipeline::{Pipeline, Stop};
-use kestrel_flight::{evaluate, frame_file, model_check, models};
+use kestrel_flight::{evaluate, frame_file, model_check, models, scene_evaluation};
 use kestrel_link::cli::{self, LogArgs};
 use kestrel_thermal::config::LoadedThermalMission;
 
@@ -84,18 +84,30 @@ enum Command {
         #[arg(required = true, value_name = "IMAGE")]
         inputs: Vec<PathBuf>,
     },
-    /// Score the detector against labels: mAP@0.5, precision and recall.
+    /// Score the detector against labelled scenes: per scene and pooled precision, recall, false
+    /// alarms and AP at IoU 0.5 and 0.3.
     Eval {
         #[arg(long, value_name = "FILE")]
         mission: PathBuf,
         #[arg(long, value_name = "NAME")]
         model: Option<String>,
-        /// A folder of the labelled images, or one scene folder of band files.
-        #[arg(long, value_name = "DIR")]
-        images: PathBuf,
-        /// COCO JSON, CSV (image_path,xmin,ymin,xmax,ymax,label) or Pascal VOC XML.
+        /// One scene: a folder of the labelled images, or a scene folder of band files (with
+        /// --labels).
+        #[arg(long, value_name = "DIR", requires = "labels")]
+        images: Option<PathBuf>,
+        /// The labels of --images: COCO JSON, CSV (image_path,xmin,ymin,xmax,ymax,label) or Pascal
+        /// VOC XML.
+        #[arg(long, value_name = "FILE", requires = "images")]
+        labels: Option<PathBuf>,
+        /// Write each scene's and the pooled precision-recall curve as an SVG plot.
         #[arg(long, value_name = "FILE")]
-        labels: PathBuf,
+        pr_curve: Option<PathBuf>,
+        /// Write the whole evaluation (scores and curves) as JSON.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Scene folders (each holding its labels file), or folders of scene folders.
+        #[arg(value_name = "SCENE", required_unless_present = "images")]
+        scenes: Vec<PathBuf>,
     },
     /// Make a model-signing key pair: the signing key goes to FILE (owner-only, keep it off the
     /// spacecraft and out of the repository); the verifying key is printed.
@@ -162,7 +174,15 @@ fn main() -> ExitCode {
             detect(&mission, model.as_deref(), geojson.as_deref(), &inputs)
         }
         Command::Screen { mission, inputs } => screen(&mission, &inputs),
-        Command::Eval { mission, model, images, labels } => evaluate(&mission, model.as_deref(), &images, &labels),
+        Command::Eval { mission, model, images, labels, pr_curve, report, scenes } => {
+            let mut scenes = scene_evaluation::find_scenes(&scenes);
+            if let (Some(images), Some(labels)) = (images, labels) {
+                let name =
+                    images.file_name().map_or_else(|| images.display().to_string(), |n| n.to_string_lossy().into());
+                scenes.insert(0, Ok(scene_evaluation::LabelledScene { name, folder: images, labels }));
+            }
+            evaluate(&mission, model.as_deref(), scenes, pr_curve.as_deref(), report.as_deref())
+        }
         Command::Keygen { secret } => models::generate_key_pair(&secret)
             .map(|public| println!("signing key written to {}\nverifying key: {public}", secret.display()))
             .map_err(Into::into),
@@ -285,53 +305,57 @@ fn screen(mission: &Path, inputs: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn evaluate(mission: &Path, model: Option<&str>, images: &Path, labels_path: &Path) -> anyhow::Result<()> {
+fn evaluate(
+    mission: &Path,
+    model: Option<&str>,
+    scenes: Vec<Result<scene_evaluation::LabelledScene, scene_evaluation::SceneError>>,
+    pr_curve: Option<&Path>,
+    report: Option<&Path>,
+) -> anyhow::Result<()> {
     let loaded = LoadedFlightMission::load(mission)?;
     let mut detector = MissionDetector::load(&loaded, model)?;
-    let labels = evaluate::read_labels(labels_path)?;
-    let mut names: Vec<String> = labels.iter().map(|l| l.image.clone()).collect();
-    names.sort();
-    names.dedup();
-    // a scene folder is one frame, whatever its labels call it
-    let scene_folder = detector.is_scene_folder(images);
-    if scene_folder && names.len() > 1 {
-        anyhow::bail!(
-            "`{}` is one scene (a folder of band files), but `{}` labels {} images",
-            images.display(),
-            labels_path.display(),
-            names.len()
+    let evaluation = scene_evaluation::evaluate(&mut detector, scenes);
+    println!("{} at score >= {} (IoU 0.5; AP also at IoU 0.3):", evaluation.model, evaluation.min_score);
+    println!(
+        "  {:<24} {:>6} {:>6} {:>9} {:>6} {:>6} {:>7} {:>7}",
+        "scene", "labels", "kept", "precision", "recall", "false", "AP@0.5", "AP@0.3"
+    );
+    let row = |name: &str, s: &evaluate::Scores| {
+        println!(
+            "  {:<24} {:>6} {:>6} {:>9.3} {:>6.3} {:>6} {:>7.3} {:>7.3}",
+            name, s.labels, s.kept, s.precision, s.recall, s.false_alarms, s.map50, s.map30
+        )
+    };
+    for result in &evaluation.scenes {
+        if let scene_evaluation::SceneOutcome::Scored { scores, .. } = &result.outcome {
+            row(&result.scene, scores);
+        }
+    }
+    let scored = evaluation.scenes.len() - evaluation.failures().count();
+    row(&format!("pooled ({scored} scenes)"), &evaluation.pooled);
+    if scored > 0 {
+        println!("  false alarms per scene: {:.2}", evaluation.pooled.false_alarms as f64 / scored as f64);
+    }
+    if let Some(best) = evaluation.best_f1 {
+        println!(
+            "  best F1 over these scenes at score >= {:.3} (precision {:.3}, recall {:.3}): on validation scenes, the manifest's min_score",
+            best.score, best.precision, best.recall
         );
     }
-    let mut scored = Vec::new();
-    let inputs: Vec<PathBuf> =
-        names.iter().map(|name| if scene_folder { images.to_path_buf() } else { images.join(name) }).collect();
-    // one input per name, in order
-    let mut names_in_order = names.iter();
-    detector.detect_each(&inputs, |input, found| {
-        let name = names_in_order.next().ok_or_else(|| anyhow::anyhow!("`{}` has no label name", input.display()))?;
-        for d in found? {
-            scored.push(evaluate::ScoredBox {
-                image: name.clone(),
-                class: d.class_name,
-                score: d.score,
-                pixel_box: d.pixel_box,
-            });
-        }
-        Ok::<_, anyhow::Error>(())
-    })?;
-    let scores = evaluate::score(&labels, &scored, detector.spec().min_score);
-    println!(
-        "{}: {} labels, {} detections; mAP@0.5 {:.3}, precision {:.3}, recall {:.3} (score >= {})",
-        detector.spec().name,
-        scores.labels,
-        scores.detections,
-        scores.map50,
-        scores.precision,
-        scores.recall,
-        detector.spec().min_score
-    );
-    for (class, ap) in &scores.per_class {
-        println!("  {class}: AP@0.5 {ap:.3}");
+    if let Some(path) = pr_curve {
+        std::fs::write(path, scene_evaluation::precision_recall_svg(&evaluation))
+            .map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display()))?;
+    }
+    if let Some(path) = report {
+        std::fs::write(path, serde_json::to_string_pretty(&evaluation)?)
+            .map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display()))?;
+    }
+    let failures: Vec<(&str, &str)> = evaluation.failures().collect();
+    for (scene, error) in &failures {
+        eprintln!("error: scene {scene}: {error}");
+    }
+    if !failures.is_empty() {
+        anyhow::bail!("{} of {} scenes could not be scored", failures.len(), evaluation.scenes.len());
     }
     Ok(())
 }

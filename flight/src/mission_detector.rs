@@ -29,6 +29,14 @@ pub enum MissionDetectorError {
     Georef(#[from] GeorefError),
     #[error("model `{model}` takes {expected} channels; the mission feeds it {found} ({key})")]
     Channels { model: String, expected: usize, found: usize, key: &'static str },
+    #[error(
+        "`{0}` is a scene folder, but the model takes multi-band images only (its manifest entry states `bands`, no `band_files`)"
+    )]
+    NoBandFiles(PathBuf),
+    #[error(
+        "`{0}` is an image, but the model takes scene folders of band files only (its manifest entry states `band_files`, no `bands`)"
+    )]
+    NoBands(PathBuf),
     #[error("`{0}`: the thread reading it stopped")]
     Reader(PathBuf),
     #[error("cloud model `{model}` takes {found} px tiles; the detector takes {expected} (flight.cloud_screen.model)")]
@@ -39,7 +47,11 @@ pub enum MissionDetectorError {
 pub struct MissionDetector {
     detector: Detector,
     cloud_screen: Option<CloudScreen>,
+    /// What a frame is read as: the detector's band files and bands, then the cloud screen's
+    /// that the detector does not take.
     config: DetectorConfig,
+    /// The detector's channels: the first bands of a frame.
+    channels: usize,
     /// The weights of the detector (first) and the cloud screen that are in flight's memory.
     weights: Vec<ResidentWeights>,
     /// The execution provider the detector's session runs on.
@@ -53,11 +65,12 @@ impl MissionDetector {
         Self::with_model(mission, model)
     }
 
-    /// The detector running `model` (verified by the caller) with the mission's bands.
+    /// The detector running `model` (verified by the caller) on its bands: the manifest entry's
+    /// own when it states them, the mission's otherwise.
     pub fn with_model(mission: &LoadedFlightMission, model: VerifiedModel) -> Result<Self, MissionDetectorError> {
-        let config = mission.config.flight.detector.clone();
         check_kind(&model, ModelKind::Detector, "flight.detector.model")?;
         let max_iou = model.entry.max_iou.ok_or_else(|| ModelError::NoMaxIou { name: model.entry.name.clone() })?;
+        let mut config = inputs_of(&mission.config.flight.detector, &model);
         check_channels(&config, &model)?;
         let spec = DetectorSpec {
             name: model.entry.name.clone(),
@@ -96,7 +109,8 @@ impl MissionDetector {
             .map(|screen| {
                 let cloud_model = manifest_model(mission, &screen.model)?;
                 check_kind(&cloud_model, ModelKind::CloudMask, "flight.cloud_screen.model")?;
-                check_channels(&config, &cloud_model)?;
+                let cloud_inputs = inputs_of(&mission.config.flight.detector, &cloud_model);
+                check_channels(&cloud_inputs, &cloud_model)?;
                 if cloud_model.entry.input_size != input_size {
                     return Err(MissionDetectorError::CloudInputSize {
                         model: cloud_model.entry.name.clone(),
@@ -104,10 +118,18 @@ impl MissionDetector {
                         found: cloud_model.entry.input_size,
                     });
                 }
+                // the frame is read once, with the detector's bands first and then those of the
+                // cloud model's that the detector does not take
+                let bands = cloud_inputs
+                    .band_files
+                    .iter()
+                    .zip(&cloud_inputs.bands)
+                    .map(|(file, &band)| frame_band(&mut config, file, band))
+                    .collect();
                 let spec = CloudScreenSpec {
                     name: cloud_model.entry.name.clone(),
                     input_size: cloud_model.entry.input_size,
-                    channels: cloud_model.entry.input_channels,
+                    bands,
                     cloud_probability: cloud_model.entry.min_score,
                     max_cloud_fraction: *screen.max_cloud_fraction.get_ref() as f32,
                     reflectance_scale: *screen.reflectance_scale.get_ref() as f32,
@@ -116,7 +138,8 @@ impl MissionDetector {
                 Ok(CloudScreen::new(session(mission, &cloud_model, &mut weights)?.0, spec))
             })
             .transpose()?;
-        Ok(Self { detector, cloud_screen, config, weights, provider })
+        let channels = model.entry.input_channels;
+        Ok(Self { detector, cloud_screen, config, channels, weights, provider })
     }
 
     /// The execution provider the detector runs on (the first of the mission's that works).
@@ -139,9 +162,10 @@ impl MissionDetector {
         self.weights.iter().flat_map(ResidentWeights::regions).collect()
     }
 
-    /// Whether `dir` is a scene folder holding the mission's band files.
+    /// Whether `dir` is a scene folder: it holds any of the mission's band files (reading it names
+    /// those that are missing).
     pub fn is_scene_folder(&self, dir: &Path) -> bool {
-        self.config.band_files.first().is_some_and(|f| dir.join(f).is_file())
+        self.config.band_files.iter().any(|f| dir.join(f).is_file())
     }
 
     /// Reads a frame (an image file, or a folder of the mission's band files) with the model's
@@ -153,7 +177,7 @@ impl MissionDetector {
     /// Detections in one frame (in its tiles that the cloud screen lets through).
     pub fn detect(&mut self, input: &Path) -> Result<Vec<FrameDetection>, MissionDetectorError> {
         let (raster, georef) = self.read_frame(input)?;
-        let ranges = self.scaling(&raster);
+        let ranges = scaling(&self.config, self.channels, &raster);
         detect_clear_tiles(&mut self.detector, self.cloud_screen.as_mut(), &raster, &ranges, georef.as_ref())
     }
 
@@ -170,11 +194,11 @@ impl MissionDetector {
         inputs: &[PathBuf],
         mut each: impl FnMut(&Path, Result<Vec<FrameDetection>, MissionDetectorError>) -> Result<(), E>,
     ) -> Result<(), E> {
-        let Self { detector, cloud_screen, config, .. } = self;
-        let config = &*config;
+        let Self { detector, cloud_screen, config, channels, .. } = self;
+        let (config, channels) = (&*config, *channels);
         let prepare = move |input: &Path| {
             read_frame(config, input).map(|(raster, georef)| {
-                let ranges = scaling(config, &raster);
+                let ranges = scaling(config, channels, &raster);
                 (raster, ranges, georef)
             })
         };
@@ -198,7 +222,7 @@ impl MissionDetector {
     /// How each channel of a frame (as `read_frame` gives it) is scaled onto 0..1: the mission's
     /// quantiles of the scene.
     pub fn scaling(&self, raster: &Raster) -> Vec<(f32, f32)> {
-        scaling(&self.config, raster)
+        scaling(&self.config, self.channels, raster)
     }
 
     /// The detector itself, for a pipeline that runs (and checkpoints) a frame tile by tile.
@@ -234,17 +258,58 @@ fn check_kind(model: &VerifiedModel, expected: ModelKind, key: &'static str) -> 
     })
 }
 
-/// The mission feeds the model as many channels as it takes.
-fn check_channels(config: &DetectorConfig, model: &VerifiedModel) -> Result<(), MissionDetectorError> {
-    let expected = model.entry.input_channels;
-    for (found, key) in
-        [(config.band_files.len(), "flight.detector.band_files"), (config.bands.len(), "flight.detector.bands")]
-    {
-        if found != expected {
-            return Err(MissionDetectorError::Channels { model: model.entry.name.clone(), expected, found, key });
+/// The model's inputs: its manifest entry's own band files and bands when it states either (one
+/// left out means the model reads no frame of that kind), the mission's otherwise.
+fn inputs_of(mission: &DetectorConfig, model: &VerifiedModel) -> DetectorConfig {
+    let mut config = mission.clone();
+    let entry = &model.entry;
+    if entry.band_files.is_some() || entry.bands.is_some() {
+        config.band_files = entry.band_files.clone().unwrap_or_default();
+        config.bands = entry.bands.clone().unwrap_or_default();
+    }
+    config
+}
+
+/// The frame band that `file` (in a scene folder) or `band` (of a multi-band image) is, added
+/// after the others when the frame does not have it yet.
+fn frame_band(frame: &mut DetectorConfig, file: &str, band: usize) -> usize {
+    let by_file = frame.band_files.iter().position(|f| f == file);
+    let by_band = frame.bands.iter().position(|&b| b == band);
+    match (by_file, by_band) {
+        (Some(i), Some(j)) if i == j => i,
+        _ => {
+            frame.band_files.push(file.to_owned());
+            frame.bands.push(band);
+            frame.band_files.len() - 1
         }
     }
-    Ok(())
+}
+
+/// The mission (or the model's manifest entry) feeds the model as many channels as it takes, from
+/// scene folders (band files), multi-band images (bands) or both.
+fn check_channels(config: &DetectorConfig, model: &VerifiedModel) -> Result<(), MissionDetectorError> {
+    let expected = model.entry.input_channels;
+    let own = model.entry.band_files.is_some() || model.entry.bands.is_some();
+    let keys = if own {
+        ["band_files of the model's manifest entry", "bands of the model's manifest entry"]
+    } else {
+        ["flight.detector.band_files", "flight.detector.bands"]
+    };
+    let mut inputs = [(config.band_files.len(), keys[0]), (config.bands.len(), keys[1])].into_iter();
+    if config.band_files.is_empty() && config.bands.is_empty() {
+        return Err(MissionDetectorError::Channels {
+            model: model.entry.name.clone(),
+            expected,
+            found: 0,
+            key: keys[0],
+        });
+    }
+    match inputs.find(|&(found, _)| found != 0 && found != expected) {
+        Some((found, key)) => {
+            Err(MissionDetectorError::Channels { model: model.entry.name.clone(), expected, found, key })
+        }
+        None => Ok(()),
+    }
 }
 
 /// A session of `model` on the mission's execution providers; its weights are kept with the
@@ -271,20 +336,26 @@ pub fn manifest_model(mission: &LoadedFlightMission, name: &str) -> Result<Verif
 /// and its georeferencing when the files carry it.
 fn read_frame(config: &DetectorConfig, input: &Path) -> Result<(Raster, Option<GeoTransform>), MissionDetectorError> {
     if input.is_dir() {
+        if config.band_files.is_empty() {
+            return Err(MissionDetectorError::NoBandFiles(input.to_path_buf()));
+        }
         let files: Vec<PathBuf> = config.band_files.iter().map(|f| input.join(f)).collect();
         let raster = Raster::read_bands(&files)?;
         let georef = georef_of(&files[0])?;
         return Ok((raster, georef));
+    }
+    if config.bands.is_empty() {
+        return Err(MissionDetectorError::NoBands(input.to_path_buf()));
     }
     let raster = Raster::read(input)?;
     raster.check_bands(input, &config.bands)?;
     Ok((select_bands(&raster, &config.bands), georef_of(input)?))
 }
 
-/// The mission's quantiles of each channel of the scene.
-fn scaling(config: &DetectorConfig, raster: &Raster) -> Vec<(f32, f32)> {
+/// The mission's quantiles of each of the detector's `channels` of the scene.
+fn scaling(config: &DetectorConfig, channels: usize, raster: &Raster) -> Vec<(f32, f32)> {
     let [low, high] = *config.scale_quantiles.get_ref();
-    (0..raster.bands).map(|b| raster.band_range(b, low, high)).collect()
+    (0..channels.min(raster.bands)).map(|b| raster.band_range(b, low, high)).collect()
 }
 
 /// The georeferencing of a TIFF; none for other files.

@@ -37,6 +37,15 @@ pub struct ModelEntry {
     pub input_size: u32,
     /// Input channels (bands) the model takes.
     pub input_channels: usize,
+    /// The band files of a scene folder that feed the model's channels, in order, when they are
+    /// the model's own (it was trained on them); otherwise the mission's
+    /// `flight.detector.band_files`.
+    #[serde(default)]
+    pub band_files: Option<Vec<String>>,
+    /// The bands (0-based) of a multi-band image that feed the model's channels, in order, when
+    /// they are the model's own; otherwise the mission's `flight.detector.bands`.
+    #[serde(default)]
+    pub bands: Option<Vec<usize>>,
     /// A detector's score threshold; a cloud mask's probability above which a cell is cloud.
     pub min_score: f32,
     /// A detector's overlap above which the weaker of two boxes is suppressed.

@@ -89,6 +89,12 @@ pub struct Summary {
     pub raw_bytes_captured: u64,
     pub cadu_bytes_downlinked: u64,
     pub reduction_factor: f64,
+    /// Detections per megabyte (10^6 bytes) of CADUs downlinked: what the link's bytes bought (in
+    /// a drained run every detection made was delivered).
+    pub detections_per_downlinked_mb: f64,
+    /// The payload's energy per tile run through the detector, joules: the power model's
+    /// `gpu_active_w` over the wall-clock time the detector took.
+    pub payload_energy_per_tile_j: f64,
     pub products_made: u64,
     pub products_acknowledged: u64,
     pub products_queued: usize,
@@ -118,6 +124,7 @@ impl Summary {
              frames {} ({} quarantined), tiles {} ({} screened out, {} late: screen only, {} clouded), detections {}\n\
              detector runs: {}\n\
              raw bytes captured {}, CADU bytes downlinked {}: reduction factor {:.1}\n\
+             detections per downlinked MB {:.2}, payload energy per detected tile {:.3} J\n\
              products made {}, acknowledged {}, still queued {}, sent again {}\n\
              contacts {}, commands executed {} / refused {}, uplink frames refused {}\n\
              peak temperatures: {}\n\
@@ -136,6 +143,8 @@ impl Summary {
             self.raw_bytes_captured,
             self.cadu_bytes_downlinked,
             self.reduction_factor,
+            self.detections_per_downlinked_mb,
+            self.payload_energy_per_tile_j,
             self.products_made,
             self.products_acknowledged,
             self.products_queued,
@@ -547,6 +556,11 @@ impl Pipeline {
             raw_bytes_captured: c.bytes_captured,
             cadu_bytes_downlinked: c.cadu_bytes_downlinked,
             reduction_factor: c.bytes_captured as f64 / c.cadu_bytes_downlinked.max(1) as f64,
+            detections_per_downlinked_mb: c.detections as f64 / (c.cadu_bytes_downlinked.max(1) as f64 / 1e6),
+            payload_energy_per_tile_j: {
+                let detected = c.tiles - c.tiles_screened - c.tiles_late - c.tiles_clouded;
+                self.gpu_active_w * (c.detector_busy_us as f64 / 1e6) / detected.max(1) as f64
+            },
             products_made: c.products_made,
             products_acknowledged: c.products_acknowledged,
             products_queued: self.checkpoint.queue_len(),
@@ -748,12 +762,15 @@ impl Pipeline {
         let arrival = match self.spool.examine(&claimed) {
             Ok(arrival) => arrival,
             Err(e) => {
-                // unreadable even as bytes: quarantine it under its own name
-                let target = self.state_dir.join("quarantine").join(claimed.file_name().unwrap_or_default());
-                std::fs::rename(&claimed, &target).map_err(|e| RunError::Other(e.to_string()))?;
+                // unreadable even as bytes: out of the way under a name of its own, so that it is
+                // not claimed again at the next start
+                let outcome = match self.spool.quarantine_unexamined(&claimed)? {
+                    Some(target) => format!("quarantined as `{}`", target.display()),
+                    None => "it could not be moved, and was removed".to_owned(),
+                };
                 let mut change = self.change();
                 change.state.counters.frames_quarantined += 1;
-                change.event(now, Severity::Warning, "spool", format!("{e}; quarantined as `{}`", target.display()));
+                change.event(now, Severity::Warning, "spool", format!("{e}; {outcome}"));
                 self.commit(change)?;
                 return Ok(true);
             }
@@ -849,6 +866,9 @@ impl Pipeline {
             work.done.insert(index, result.clone());
         }
         let mut change = self.change();
+        if decision == Decision::Run {
+            change.state.counters.detector_busy_us += started.elapsed().as_micros() as u64;
+        }
         for (index, result) in indices.into_iter().zip(results) {
             change.state.counters.tiles += 1;
             if decision == Decision::ScreenOnly {
@@ -898,7 +918,9 @@ impl Pipeline {
 
     fn quarantine(&mut self, mut record: FrameRecord, reason: &str, now: i64) -> Result<(), RunError> {
         let from = self.state_dir.join(&record.file);
-        let relative = PathBuf::from("quarantine").join(from.file_name().unwrap_or_default());
+        let name = from.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let unused = crate::spool::unused_path(&self.state_dir.join("quarantine"), &name);
+        let relative = PathBuf::from("quarantine").join(unused.file_name().unwrap_or_default());
         let mut change = self.change();
         change.state.counters.frames_quarantined += 1;
         let message = format!("frame `{}` ({:016x}) is not usable: {reason}; quarantined", record.name, record.id);
@@ -907,8 +929,9 @@ impl Pipeline {
         record.file.clone_from(&relative);
         change.batch.frame(record);
         self.commit(change)?;
-        if from.exists() {
-            std::fs::rename(&from, self.state_dir.join(&relative)).map_err(|e| RunError::Other(e.to_string()))?;
+        // the record already says quarantined: a file that cannot be moved is not worth a stop
+        if from.exists() && std::fs::rename(&from, self.state_dir.join(&relative)).is_err() {
+            crate::spool::remove(&from)?;
         }
         Ok(())
     }
@@ -1159,6 +1182,17 @@ impl Pipeline {
     /// an earlier contact or longer ago than the acknowledgement timeout.
     fn send(&mut self, now: i64) -> Result<bool, RunError> {
         let Some(session) = self.session.as_ref() else { return Ok(false) };
+        if let Err(e) = session.check() {
+            let mut change = self.change();
+            change.event(now, Severity::Warning, "downlink", format!("the ground connection failed: {e}"));
+            self.session = None;
+            self.retry_at = Instant::now() + Duration::from_millis(500);
+            self.commit(change)?;
+            return Ok(true);
+        }
+        if !session.ready() {
+            return Ok(false);
+        }
         let contact = session.contact.id;
         let timeout_ms = (self.parameter("ack_timeout_s") * 1000.0) as i64;
         let eligible = |sent: &Option<Sent>| match sent {

@@ -35,7 +35,7 @@ pub struct CloudScreen {
     session: ort::session::Session,
     name: String,
     input_size: u32,
-    /// The raster's bands the model takes: all of them, in order.
+    /// The raster's bands the model takes, in order.
     bands: Vec<usize>,
     /// Each channel's samples at reflectance 0 and 1.
     reflectance: Vec<(f32, f32)>,
@@ -58,7 +58,8 @@ pub struct CloudCover {
 pub struct CloudScreenSpec {
     pub name: String,
     pub input_size: u32,
-    pub channels: usize,
+    /// The frame's bands that feed the model's channels, in order.
+    pub bands: Vec<usize>,
     pub cloud_probability: f32,
     pub max_cloud_fraction: f32,
     pub reflectance_scale: f32,
@@ -72,14 +73,14 @@ impl CloudScreen {
             session,
             name: spec.name,
             input_size: spec.input_size,
-            bands: (0..spec.channels).collect(),
-            reflectance: vec![full; spec.channels],
+            reflectance: vec![full; spec.bands.len()],
+            bands: spec.bands,
             cloud_probability: spec.cloud_probability,
             max_cloud_fraction: spec.max_cloud_fraction,
         }
     }
 
-    /// The cloud cover of one tile of `raster` (whose bands are the model's channels, in order).
+    /// The cloud cover of one tile of `raster` (a frame as the mission detector reads it).
     pub fn cover(&mut self, raster: &Raster, window: Window) -> Result<CloudCover, DetectError> {
         let (tensor, scale) = raster.tile_tensor(window, &self.bands, &self.reflectance, self.input_size);
         let (shape, probabilities) = run_model(&mut self.session, &self.name, tensor)?;

@@ -223,7 +223,11 @@ pub fn unused_path(dir: &Path, name: &str) -> PathBuf {
 /// Removes a frame file or folder kept on board.
 pub fn remove(path: &Path) -> Result<(), SpoolError> {
     // a link is removed itself, never what it points at
-    let result = if path.symlink_metadata().is_ok_and(|m| m.is_dir()) { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    let result = if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
     match result {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(spool_error(path, e)),
         _ => Ok(()),
@@ -313,7 +317,8 @@ mod tests {
             places.push(spool.quarantine_unexamined(&claimed).expect("quarantined").expect("moved"));
             assert!(claimed.symlink_metadata().is_err(), "no longer claimed");
         }
-        let names: Vec<_> = places.iter().map(|p| p.file_name().expect("name").to_string_lossy().into_owned()).collect();
+        let names: Vec<_> =
+            places.iter().map(|p| p.file_name().expect("name").to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["unexamined-frame.png", "unexamined-frame.png-2", "unexamined-frame.png-3"]);
         assert!(places.iter().all(|p| p.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink())));
     }

@@ -20,7 +20,7 @@ fn detector(model: &Path) -> Detector {
         name: "vessels-s2".into(),
         classes: vec!["vessel".into()],
         input_size: 128,
-        bands: vec![0, 1, 2],
+        bands: vec![0, 1],
         min_score: 0.5,
         max_iou: 0.4,
         tile_overlap: 32,

@@ -11,17 +11,17 @@ use ort::value::Tensor;
 
 #[test]
 fn rust_and_python_agree_on_the_vessel_model() {
-    agree("vessels-s2", 128);
+    agree("vessels-s2", 2, 128);
 }
 
 #[test]
 fn rust_and_python_agree_on_the_tree_model() {
-    agree("trees-neon", 256);
+    agree("trees-neon", 3, 256);
 }
 
-/// Runs model `name` (3 channels, `size` px) on the reference input and compares its raw output
-/// and decoded detections with Python's.
-fn agree(name: &str, size: usize) {
+/// Runs model `name` (`channels` channels, `size` px) on the reference input and compares its raw
+/// output and decoded detections with Python's.
+fn agree(name: &str, channels: usize, size: usize) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let reference: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(root.join(format!("models/reference/{name}.json"))).expect("reference"),
@@ -34,8 +34,9 @@ fn agree(name: &str, size: usize) {
         .session(&root.join(format!("models/{name}.onnx")), &[ExecutionProviderKind::Cpu], 1)
         .expect("session")
         .session;
-    let input =
-        Array4::from_shape_fn((1, 3, size, size), |(_, c, y, x)| ((7 * x + 13 * y + 29 * c) % 256) as f32 / 255.0);
+    let input = Array4::from_shape_fn((1, channels, size, size), |(_, c, y, x)| {
+        ((7 * x + 13 * y + 29 * c) % 256) as f32 / 255.0
+    });
     let outputs = session.run(ort::inputs![Tensor::from_array(input).expect("tensor")]).expect("run");
     let (got_shape, data) = outputs[0].try_extract_tensor::<f32>().expect("floats");
     assert_eq!(&got_shape[..], &shape[..]);

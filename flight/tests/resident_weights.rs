@@ -14,7 +14,7 @@ use ort::value::Tensor;
 
 fn output(session: &mut Session) -> Vec<f32> {
     let input =
-        Array4::from_shape_fn((1, 3, 128, 128), |(_, c, y, x)| ((5 * x + 11 * y + 31 * c) % 256) as f32 / 255.0);
+        Array4::from_shape_fn((1, 2, 128, 128), |(_, c, y, x)| ((5 * x + 11 * y + 31 * c) % 256) as f32 / 255.0);
     let outputs = session.run(ort::inputs![Tensor::from_array(input).expect("tensor")]).expect("run");
     outputs[0].try_extract_tensor::<f32>().expect("floats").1.to_vec()
 }

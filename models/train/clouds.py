@@ -7,7 +7,8 @@ share of the cells over it whose probability reaches the manifest's `min_score`.
 No labelled cloud masks are at hand, so the clouds are synthetic, composited onto real clear
 imagery: I = (1 - a) I_ground + a C, with a cloud's reflectance C (nearly white, from dim grey decks
 to bright tops) and an opacity a whose shapes are either fractal noise or the bright parts of real
-cloud fields (GOES-16 full disk, Landsat 7: testdata/satellite/{goes16,landsat7}). A cell's target is
+cloud fields (GOES-16 full disk, Landsat 7: the shared data's satellite/{goes16,landsat7}, read from
+$KESTREL_DATA or ../shared/data, never committed). A cell's target is
 its share of pixels with a >= 0.1. The ground is the sen2ships Sentinel-2 scenes (B02, B03, B11);
 they are contrast-stretched, not calibrated, so each crop is mapped onto a clear-sky reflectance
 range drawn at random (2nd percentile 0.01-0.05 and 98th 0.12-0.30 in B02 and B03, 0.2-0.45 in B11).
@@ -31,7 +32,9 @@ from PIL import Image
 import yolo_layout
 
 ROOT = yolo_layout.ROOT
-SATELLITE = os.path.join(ROOT, "testdata", "satellite")
+SATELLITE = yolo_layout.data_dir(
+    "satellite", "ShipDetectionExperts/sen2ships, rasterio's test data and sentinel-hub/eo-learn on GitHub"
+)
 BANDS = ["B02", "B03", "B11"]
 TILE = 128
 STRIDE = 8

@@ -4,7 +4,7 @@ The input is a pattern both languages make exactly: input[c, y, x] = ((7x + 13y 
 The file holds the raw output and the detections above the manifest's score threshold, decoded the
 YOLOv8 way (cx, cy, w, h -> corners; best class), before NMS.
 
-    /tmp/trainvenv/bin/python models/train/reference_outputs.py models/vessels-s2.onnx 0.3 > models/reference/vessels-s2.json
+    /tmp/trainvenv/bin/python models/train/reference_outputs.py models/vessels-s2.onnx 0.05 > models/reference/vessels-s2.json
 """
 
 import json

@@ -20,13 +20,28 @@ import torch.nn.functional as F
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
-def arguments(model_file, steps):
+def data_dir(folder, upstream):
+    """`folder` of the shared reference data (`$KESTREL_DATA`, or `../shared/data` beside the
+    repository): third-party data is read from there, never committed. Stops with a message that
+    names the folder and where the data comes from when it is missing."""
+    base = os.environ.get("KESTREL_DATA") or os.path.join(ROOT, "..", "shared", "data")
+    path = os.path.normpath(os.path.join(base, folder))
+    if not os.path.isdir(path):
+        raise SystemExit(f"training data folder {path} is missing (set KESTREL_DATA to the shared data folder; upstream: {upstream})")
+    return path
+
+
+def parser(model_file, steps):
     """The training scripts' command line: where the ONNX file goes (`models/` by default) and how
-    many optimisation steps."""
+    many optimisation steps; a script may add its own options."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=os.path.join(ROOT, "models", model_file))
     parser.add_argument("--steps", type=int, default=steps)
-    return parser.parse_args()
+    return parser
+
+
+def arguments(model_file, steps):
+    return parser(model_file, steps).parse_args()
 
 
 def seed_everything(seed):
@@ -79,6 +94,56 @@ class Detector(nn.Module):
         return 0.5 + self.reach * (2 * torch.sigmoid(raw) - 1)
 
 
+def conv(cin, cout, stride=1, kernel=3):
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout), nn.SiLU())
+
+
+class Residual(nn.Module):
+    """Two 3x3 convolutions with a shortcut around them (a backbone stage's repeated block)."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.body = nn.Sequential(conv(channels, channels), conv(channels, channels))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class PyramidDetector(Detector):
+    """A backbone of strided stages with residual blocks down to four times the head's stride, and
+    a top-down feature pyramid (upsample, concatenate with the stage at that stride, convolve) back
+    to the head's stride: the head sees the small object's own pixels and the context around it
+    (water or quay, harbour or open sea) from the deeper stages. `widths` are the channels of the
+    stem and of the three stages; `stem_strides` stride-2 convolutions make the head's stride (2:
+    4 px; 3: 8 px, for larger objects at the same cost per cell). Decoding, targets and export are
+    `Detector`'s."""
+
+    def __init__(self, channels, widths, box_unit, reach=None, stem_strides=2):
+        nn.Module.__init__(self)
+        w2, w4, w8, w16 = widths
+        self.reach = reach
+        self.box_unit = box_unit
+        self.stride = 2**stem_strides
+        stem = [conv(channels, w2, 2)] + [conv(w2, w2, 2) for _ in range(stem_strides - 2)]
+        self.stem = nn.Sequential(*stem, conv(w2, w4, 2), Residual(w4))
+        self.down8 = nn.Sequential(conv(w4, w8, 2), Residual(w8), Residual(w8))
+        self.down16 = nn.Sequential(conv(w8, w16, 2), Residual(w16))
+        self.lateral16 = conv(w16, w8, kernel=1)
+        self.merge8 = conv(2 * w8, w8)
+        self.lateral8 = conv(w8, w4, kernel=1)
+        self.merge4 = nn.Sequential(conv(2 * w4, w4), conv(w4, w4))
+        self.head = nn.Conv2d(w4, 5, 1)
+
+    def raw(self, x):
+        p4 = self.stem(x)
+        p8 = self.down8(p4)
+        p16 = self.down16(p8)
+        up8 = F.interpolate(self.lateral16(p16), scale_factor=2.0, mode="nearest")
+        n8 = self.merge8(torch.cat([up8, p8], 1))
+        up4 = F.interpolate(self.lateral8(n8), scale_factor=2.0, mode="nearest")
+        return self.head(self.merge4(torch.cat([up4, p4], 1)))
+
+
 def crop(image, boxes, tile, rng, zoom_range, area=None):
     """A `tile`-sized crop of `image` (C, H, W) at a random zoom, centred near a labelled box more
     often than not, within `area` (x0, y0, x1, y1) when given; flipped and transposed at random
@@ -121,10 +186,13 @@ def photometric(tile, rng, gain=(0.7, 1.3), offset=(-0.1, 0.1), noise=0.02):
     return np.clip(tile * g + o + n, 0, 1)
 
 
-def targets(batch_boxes, grid, stride, box_unit, radius=0):
+def targets(batch_boxes, grid, stride, box_unit, radius=0, extent=0.0):
     """Each box is the positive of the cell its centre falls in and, with `radius`, of the cells
-    up to `radius` away from that one (a cell claimed twice keeps the box nearest its centre).
-    The box target is the centre relative to the cell's corner, in cells, and the log size."""
+    up to `radius` away from that one; with `extent`, also of the cells whose centres lie within
+    that share of the box's half-width and half-height of its centre (a long hull is claimed
+    along its length, not only at its middle). A cell claimed twice keeps the box nearest its
+    centre. The box target is the centre relative to the cell's corner, in cells, and the log
+    size."""
     n = len(batch_boxes)
     objectness = torch.zeros(n, grid, grid)
     box = torch.zeros(n, 4, grid, grid)
@@ -133,9 +201,15 @@ def targets(batch_boxes, grid, stride, box_unit, radius=0):
         for x0, y0, x1, y1 in boxes:
             cx, cy, bw, bh = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, 1.0), max(y1 - y0, 1.0)
             gx, gy = int(cx // stride), int(cy // stride)
-            for y in range(gy - radius, gy + radius + 1):
-                for x in range(gx - radius, gx + radius + 1):
+            rx = max(radius, int(np.ceil(extent * bw / 2 / stride)))
+            ry = max(radius, int(np.ceil(extent * bh / 2 / stride)))
+            for y in range(gy - ry, gy + ry + 1):
+                for x in range(gx - rx, gx + rx + 1):
                     if not (0 <= x < grid and 0 <= y < grid):
+                        continue
+                    near = abs(x - gx) <= radius and abs(y - gy) <= radius
+                    inside = abs((x + 0.5) * stride - cx) <= extent * bw / 2 and abs((y + 0.5) * stride - cy) <= extent * bh / 2
+                    if not (near or inside):
                         continue
                     distance = (cx / stride - x - 0.5) ** 2 + (cy / stride - y - 0.5) ** 2
                     # (with no radius the last box wins, as the committed tree model was trained)
@@ -165,15 +239,16 @@ def optimise(model, loss_at, steps, lr=3e-3):
     return model.eval()
 
 
-def train(model, sample, tile, steps, batch, lr=3e-3, radius=0):
+def train(model, sample, tile, steps, batch, lr=3e-3, radius=0, extent=0.0):
     """Focal loss on the score (almost every cell is background), L1 on the box; the positives
-    as `targets` gives them with `radius` (a model trained with a radius needs the reach for it)."""
+    as `targets` gives them with `radius` and `extent` (a model trained with either needs the
+    reach for it)."""
     grid = tile // model.stride
 
     def loss_at(_step):
         tiles, boxes = zip(*(sample() for _ in range(batch)))
         x = torch.tensor(np.stack(tiles))
-        objectness, box = targets(boxes, grid, model.stride, model.box_unit, radius)
+        objectness, box = targets(boxes, grid, model.stride, model.box_unit, radius, extent)
         raw = model.raw(x)
         logits = raw[:, 4]
         p = torch.sigmoid(logits)
@@ -184,7 +259,7 @@ def train(model, sample, tile, steps, batch, lr=3e-3, radius=0):
         wh = raw[:, 2:4].permute(0, 2, 3, 1)[positive]
         target = box.permute(0, 2, 3, 1)[positive]
         box_loss = F.l1_loss(xy, target[:, :2]) + F.l1_loss(wh, target[:, 2:]) if positive.any() else torch.tensor(0.0)
-        return focal + 2.0 * box_loss, f" (focal {focal.item():.4f}, box {float(box_loss):.4f})"
+        return focal + 2.0 * box_loss, f" (focal {focal.item():.4f}, box {box_loss.item():.4f})"
 
     return optimise(model, loss_at, steps, lr)
 

@@ -63,11 +63,12 @@ struct FrameSource {
 
 impl FrameSource {
     fn new(crop: u32) -> Self {
-        let scenes = ["busan", "san_francisco", "casablanca"]
+        let scenes = ["sen2ships/busan", "sen2ships-more/genoa", "sen2ships/casablanca"]
             .iter()
             .map(|scene| {
-                let folder = workspace_root().join("testdata/satellite/sen2ships").join(scene);
-                let bands: Vec<PathBuf> = ["B02.tif", "B03.tif", "B11.tif"].iter().map(|b| folder.join(b)).collect();
+                let folder = kestrel_flight::reference_data::expect("satellite").join(scene);
+                // the mission's bands first (the PNG's first two channels); the third is not read
+                let bands: Vec<PathBuf> = ["B08.tif", "B11.tif", "B11.tif"].iter().map(|b| folder.join(b)).collect();
                 Raster::read_bands(&bands).expect("scene bands")
             })
             .collect();

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,9 +30,10 @@ fn spool(scratch: &Scratch, frames: &[(&str, PathBuf)]) {
         let capture = std::time::UNIX_EPOCH + Duration::from_secs(1_773_964_800 + 600 * i as u64);
         if source.is_dir() {
             std::fs::create_dir_all(&hidden).expect("frame folder");
-            for band in ["B02.tif", "B03.tif", "B11.tif"] {
-                let target = hidden.join(band);
-                std::fs::copy(source.join(band), &target).expect("band");
+            let bands = std::fs::read_dir(source).expect("scene folder").map(|e| e.expect("entry").path());
+            for band in bands.filter(|p| p.extension().is_some_and(|e| e == "tif")) {
+                let target = hidden.join(band.file_name().expect("a file name"));
+                std::fs::copy(&band, &target).expect("band");
                 std::fs::File::options().write(true).open(&target).and_then(|f| f.set_modified(capture)).expect("time");
             }
         } else {
@@ -43,11 +45,11 @@ fn spool(scratch: &Scratch, frames: &[(&str, PathBuf)]) {
 }
 
 fn scenes() -> Vec<(&'static str, PathBuf)> {
-    let data = workspace_root().join("testdata");
+    let ports = kestrel_flight::reference_data::expect("satellite/sen2ships");
     vec![
-        ("casablanca", data.join("satellite/sen2ships/casablanca")),
-        ("san_francisco", data.join("satellite/sen2ships/san_francisco")),
-        ("osbs.tif", data.join("aerial/OSBS_029.tif")),
+        ("casablanca", ports.join("casablanca")),
+        ("busan", ports.join("busan")),
+        ("osbs.tif", workspace_root().join("testdata/aerial/OSBS_029.tif")),
     ]
 }
 
@@ -103,6 +105,45 @@ fn huge_png() -> Vec<u8> {
     png.extend(ihdr);
     png.extend(crc.to_be_bytes());
     png
+}
+
+/// Hands `entry` (made under a hidden name by `make`) over to the spool as `name`.
+fn spool_entry(scratch: &Scratch, name: &str, make: impl FnOnce(&Path)) {
+    let spool = scratch.path().join("var/flight/spool");
+    std::fs::create_dir_all(&spool).expect("spool");
+    let hidden = spool.join(format!(".{name}"));
+    make(&hidden);
+    std::fs::rename(&hidden, spool.join(name)).expect("hand-off");
+}
+
+fn fifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().expect("mkfifo runs");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+#[test]
+fn spool_entries_that_never_end_are_quarantined_and_flight_goes_on_across_restarts() {
+    let scratch = Scratch::new();
+    let ground = Ground::for_flight(&scratch);
+    // a FIFO no one writes, a link to a file that never ends, and a real scene behind them
+    spool_entry(&scratch, "camera.fifo", fifo);
+    spool_entry(&scratch, "endless.png", |hidden| std::os::unix::fs::symlink("/dev/zero", hidden).expect("symlink"));
+    spool(&scratch, &scenes()[..1]);
+    let summary = run_until_drained(&scratch);
+    assert_eq!(count(&summary, "frames"), 1, "the scene: {summary}");
+    assert_eq!(count(&summary, "frames_quarantined"), 2, "{summary}");
+    assert!(count(&summary, "products_acknowledged") > 0, "{summary}");
+    assert_eq!(count(&summary, "products_acknowledged"), count(&summary, "products_made"), "{summary}");
+    let quarantine = scratch.path().join("var/flight/state/quarantine");
+    assert!(quarantine.join("unexamined-camera.fifo").symlink_metadata().is_ok_and(|m| m.file_type().is_fifo()));
+
+    // the same name again: quarantined beside the first, and flight still starts and drains
+    spool_entry(&scratch, "camera.fifo", fifo);
+    let summary = run_until_drained(&scratch);
+    assert_eq!(count(&summary, "frames_quarantined"), 3, "{summary}");
+    assert!(quarantine.join("unexamined-camera.fifo-2").symlink_metadata().is_ok());
+    assert_eq!(std::fs::read_dir(scratch.path().join("var/flight/state/incoming")).expect("incoming").count(), 0);
+    drop(ground);
 }
 
 #[test]
@@ -312,6 +353,53 @@ fn telecommands_run_once_and_forged_or_replayed_ones_are_refused() {
     assert_eq!(summary["mode"], "NOMINAL", "the replayed SetMode Safe did not run: {summary}");
 }
 
+#[test]
+fn a_ground_that_never_reads_holds_up_neither_processing_nor_commands() {
+    let scratch = Scratch::new();
+    // a station that takes the connection and sends one command up, but reads nothing: its small
+    // receive buffer fills within the first products, and flight's writes would block
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("receive buffer");
+    socket.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().expect("address").into()).expect("bind");
+    socket.listen(1).expect("listen");
+    let listener: TcpListener = socket.into();
+    scratch.flight_mission(&listener.local_addr().expect("address").to_string());
+    // a watchdog shorter than a blocked write's timeout: a main loop held up by the link is killed
+    let path = scratch.path().join("mission.toml");
+    let text = std::fs::read_to_string(&path).expect("mission");
+    std::fs::write(&path, text.replacen("watchdog_timeout_s = 30.0", "watchdog_timeout_s = 3.0", 1)).expect("write");
+    let mut sender = UplinkSender::new(SecurityAssociation::new(1, &[0u8; 32], false), 42, 1, 1);
+    let command = sender
+        .command(5, &Telecommand::SetParameter { name: "housekeeping_interval_s".into(), value: 5.0 })
+        .expect("fits");
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let ground = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().expect("flight connects");
+        std::thread::sleep(Duration::from_secs(1));
+        socket.write_all(&command).expect("uplink");
+        // held open, never read, until flight is done
+        let _ = stopped.recv();
+    });
+    let ports = kestrel_flight::reference_data::expect("satellite");
+    spool(
+        &scratch,
+        &[
+            ("casablanca", ports.join("sen2ships/casablanca")),
+            ("busan", ports.join("sen2ships/busan")),
+            ("genoa", ports.join("sen2ships-more/genoa")),
+        ],
+    );
+    let output = flight(&scratch, &["--for", "10m", "--summary", "summary.json"]).output().expect("flight runs");
+    drop(stop);
+    ground.join().expect("ground thread");
+    assert!(output.status.success(), "flight was held up: {}", stderr(&output));
+    let summary = read_summary(&scratch);
+    assert_eq!(count(&summary, "frames"), 3, "{summary}");
+    assert!(count(&summary, "products_made") > 3, "{summary}");
+    assert_eq!(count(&summary, "products_acknowledged"), 0, "the station read nothing: {summary}");
+    assert_eq!(count(&summary, "commands_executed"), 1, "{summary}");
+}
+
 /// Gives a scratch mission its own copy of the model manifest, signed with a key pair made for
 /// the test; returns the signing key's path.
 fn own_signing_key(scratch: &Scratch) -> PathBuf {
@@ -513,7 +601,7 @@ fn the_cloud_screen_keeps_a_clouded_frame_from_the_detector_and_it_still_goes_do
     )
     .expect("write");
     // real Sentinel-2 reflectance of one place: date 0 under cloud, date 3 clear (one tile each)
-    let dates = workspace_root().join("testdata/satellite/sentinel2-cloudy-clear");
+    let dates = kestrel_flight::reference_data::cloudy_clear_dates().unwrap_or_else(|e| panic!("{e}"));
     spool(&scratch, &[("cloudy", dates.join("date-0")), ("clear", dates.join("date-3"))]);
     let summary = run_until_drained(&scratch);
     assert_eq!(count(&summary, "frames"), 2);

@@ -17,6 +17,8 @@ fn copy_plan(dir: &Path, name: &str, edit: (&str, &str)) {
     let text = std::fs::read_to_string(workspace_root().join("radiation-sim/plans").join(name)).expect("plan");
     let text = text.replace(edit.0, edit.1);
     let text = text.replace("../../testdata", &workspace_root().join("testdata").display().to_string());
+    let text = text.replace("../../var/", &workspace_root().join("var/").display().to_string());
+    let text = text.replace("../../../shared/data", &kestrel_flight::reference_data::root().display().to_string());
     std::fs::write(dir.join(name), text).expect("plan");
 }
 
