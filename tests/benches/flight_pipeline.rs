@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use image::{ImageBuffer, Rgb};
-use kestrel_e2e::{Ground, Scratch, binary, workspace_root};
+use kestrel_e2e::{Ground, Scratch, binary};
 use kestrel_flight::imagery::{Raster, Samples};
 use kestrel_link::noise::Rng;
 
