@@ -338,7 +338,7 @@ fn evaluate(
     }
     if let Some(best) = evaluation.best_f1 {
         println!(
-            "  best F1 over these scenes at score >= {:.3} (precision {:.3}, recall {:.3}): on validation scenes, the manifest's min_score",
+            "  best F1 over these scenes at score >= {:.3} (precision {:.3}, recall {:.3}); over validation scenes, that is the threshold for the manifest's min_score",
             best.score, best.precision, best.recall
         );
     }
