@@ -7,7 +7,8 @@
 //! one session (a second session's idle threads would slow the first), without the cloud screen;
 //! its cost per tile is measured after them, on its own, and last the session on weights in
 //! flight's memory (what flight runs) against one on ONNX Runtime's own copy.
-//! `cargo bench -p kestrel-flight [--features cuda] --bench detect [-- --rounds N] [--max-batch N]`
+//! `cargo bench -p kestrel-flight [--features cuda] --bench detect [-- --rounds N] [--max-batch N] [--also NAME]`
+//! (`--also`: another detector of the manifest, e.g. the one being replaced, on the same scenes)
 //! (`--max-batch` in place of the mission's `flight.inference.max_batch`; a GPU gains from larger
 //! batches). Figures go in docs/benchmarks.md.
 
@@ -63,6 +64,15 @@ fn main() {
         .map(|s| kestrel_flight::reference_data::expect("satellite").join(s))
         .collect();
     measure(&mission, None, &scenes, rounds);
+    // another detector of the manifest on the same scenes, side by side (a model being replaced,
+    // listed in a manifest of its own for the run)
+    if let Some(at) = args.iter().position(|a| a == "--also") {
+        let Some(name) = args.get(at + 1) else {
+            eprintln!("detect bench: --also takes a model name of the manifest");
+            std::process::exit(2);
+        };
+        measure(&mission, Some(name), &scenes, rounds);
+    }
     // a heavier model (256 px tiles, 8-bit RGB files): the path's cost per frame weighs less
     let aerial = ["aerial/OSBS_029.tif", "aerial/2019_YELL_2_541000_4977000_image_crop.png"];
     measure(&mission, Some("trees-neon"), &aerial.map(|f| root().join("testdata").join(f)), rounds);
