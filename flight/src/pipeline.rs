@@ -558,7 +558,7 @@ impl Pipeline {
             reduction_factor: c.bytes_captured as f64 / c.cadu_bytes_downlinked.max(1) as f64,
             detections_per_downlinked_mb: c.detections as f64 / (c.cadu_bytes_downlinked.max(1) as f64 / 1e6),
             payload_energy_per_tile_j: {
-                let detected = c.tiles - c.tiles_screened - c.tiles_late - c.tiles_clouded;
+                let detected = c.tiles.saturating_sub(c.tiles_screened + c.tiles_late + c.tiles_clouded);
                 self.gpu_active_w * (c.detector_busy_us as f64 / 1e6) / detected.max(1) as f64
             },
             products_made: c.products_made,
