@@ -20,8 +20,9 @@ cp models/models.toml models/model-signing.pub models/*.onnx models/*.md "$stage
 cp mission.toml deploy/kestrel-flight.service "$stage/"
 cat > "$stage/install.sh" <<'INSTALL'
 #!/usr/bin/env bash
-# Installs the bundle into /opt/kestrel and enables the service. The link key named by
-# mission.toml ([link.security] key_file) must be put in place by the operator: it is not shipped.
+# Installs the bundle into /opt/kestrel and enables the service. The keys named by
+# mission.toml (the link key, [link.security] key_file; the station key, [flight.downlink] station_key_file)
+# must be put in place by the operator: they are not shipped.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 id kestrel >/dev/null 2>&1 || useradd --system --home /opt/kestrel --shell /usr/sbin/nologin kestrel
@@ -31,7 +32,7 @@ chown -R kestrel:kestrel /opt/kestrel/var
 install -m 0644 "$here"/kestrel-flight.service /etc/systemd/system/kestrel-flight.service
 systemctl daemon-reload
 systemctl enable kestrel-flight.service
-echo "installed; put the link key at the path mission.toml names, then: systemctl start kestrel-flight"
+echo "installed; put the link and station keys at the paths mission.toml names, then: systemctl start kestrel-flight"
 INSTALL
 chmod +x "$stage/install.sh"
 tar -C target/bundle -czf "target/$name.tar.gz" "$name"

@@ -8,7 +8,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 mkdir -p "$root/keys"
 chmod 700 "$root/keys"
-for secret in link.key operator.token; do
+for secret in link.key operator.token station-kestrel-bench.key; do
   if [ ! -f "$root/keys/$secret" ]; then
     (umask 077; python3 -c 'import secrets; print(secrets.token_hex(32))' > "$root/keys/$secret")
     echo "setup: made a development secret keys/$secret"

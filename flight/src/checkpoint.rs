@@ -27,7 +27,7 @@ const LAYOUT_KEY: &[u8] = b"layout";
 /// record (a new counter in the flight state) shifts everything after it, and an older record
 /// may still decode, wrongly: raised with every change to a record type, and a checkpoint of
 /// another layout is refused as a whole rather than read.
-pub const LAYOUT: u32 = 2;
+pub const LAYOUT: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -140,6 +140,9 @@ pub struct Counters {
     /// Wall-clock time the detector spent on tiles, microseconds (the payload's energy per tile
     /// is this at its active power).
     pub detector_busy_us: u64,
+    /// Frames that arrived with the content of a frame already on board (waiting, processed or
+    /// quarantined): dropped, each with an event naming the frame it duplicates.
+    pub frames_duplicate: u64,
 }
 
 /// Everything besides frames, tiles and the queue that a restart must resume from.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use kestrel_link::config::LinkConfig;
 use kestrel_link::mission::{MissionError, MissionFile, MissionInfo};
 use kestrel_link::profile::LinkProfile;
+use kestrel_link::station::StationName;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -85,6 +86,10 @@ pub struct ProductsConfig {
 pub struct DownlinkConfig {
     /// The radio: the ground station service's CADU port that a contact connects to.
     pub ground_address: String,
+    /// The radio stands in for a ground station's front end: it signs on to the ground station
+    /// service as this station (one of `[[ground.stations]]`) with the station's key file.
+    pub station: Spanned<String>,
+    pub station_key_file: Spanned<PathBuf>,
     /// When contacts happen.
     pub contacts: Contacts,
     /// A product sent and not acknowledged within this time is sent again, seconds.
@@ -194,6 +199,8 @@ pub struct LoadedFlightMission {
     pub config: FlightMission,
     /// The `[link]` section made ready to use, key loaded.
     pub link: LinkProfile,
+    /// The station the radio signs on as, and its key.
+    pub station: (StationName, [u8; 32]),
 }
 
 impl LoadedFlightMission {
@@ -201,6 +208,10 @@ impl LoadedFlightMission {
         let file = MissionFile::read(path)?;
         let config: FlightMission = file.parse()?;
         let link = config.link.profile(&file)?;
+        let downlink = &config.flight.downlink;
+        let station = StationName::new(downlink.station.get_ref())
+            .map_err(|e| file.error_at(downlink.station.span(), "flight.downlink.station", e.to_string()))?;
+        let station = (station, file.key_file("flight.downlink.station_key_file", &downlink.station_key_file)?);
         let providers = &config.flight.inference.execution_providers;
         if providers.get_ref().is_empty() {
             return Err(file.error_at(
@@ -292,7 +303,7 @@ impl LoadedFlightMission {
                 return Err(file.error_at(value.span(), key, format!("must be within 8 to 4096 pixels, found {v}")));
             }
         }
-        Ok(Self { file, config, link })
+        Ok(Self { file, config, link, station })
     }
 
     /// A path from the `[flight]` section, resolved against the mission file's folder.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use kestrel_link::encoder::{CaduEncoder, EncoderState};
 use kestrel_link::packet::{self, SequenceCounters};
 use kestrel_link::profile::{LinkProfile, virtual_channel};
+use kestrel_link::station::{self, SignOnError, StationName};
 
 use crate::checkpoint::QueuedProduct;
 use crate::contacts::Contact;
@@ -29,6 +30,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the end of a contact waits for the radio to write what it still holds.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// A ground that does not answer the station's sign-on within this is not reached.
+const SIGN_ON_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The radio's side of the downlink: CADU batches written in order on a thread of its own.
 #[derive(Debug)]
@@ -60,6 +64,15 @@ impl Radio {
     }
 }
 
+/// Why a contact could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Connect(#[from] std::io::Error),
+    #[error("station sign-on: {0}")]
+    SignOn(#[from] SignOnError),
+}
+
 #[derive(Debug)]
 pub struct Session {
     pub contact: Contact,
@@ -74,21 +87,25 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects to the ground for `contact`, resuming the link counters.
+    /// Connects to the ground for `contact`, signs on as `station`, and resumes the link counters.
     pub fn open(
         address: &str,
+        station: &(StationName, [u8; 32]),
         contact: Contact,
         profile: &LinkProfile,
         encoder: EncoderState,
         packet_counts: &[(u16, u16)],
-    ) -> std::io::Result<Self> {
+    ) -> Result<Self, OpenError> {
         let target = address
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "address resolves to nothing"))?;
-        let socket = TcpStream::connect_timeout(&target, Duration::from_secs(2))?;
+        let mut socket = TcpStream::connect_timeout(&target, Duration::from_secs(2))?;
         socket.set_nodelay(true)?;
         socket.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        socket.set_read_timeout(Some(SIGN_ON_TIMEOUT))?;
+        station::sign_on(&mut socket, &station.0, &station.1)?;
+        socket.set_read_timeout(None)?;
         let radio = Radio::start(socket.try_clone()?);
         let mut reader = socket.try_clone()?;
         let (sender, uplink) = mpsc::channel();

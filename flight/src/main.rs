@@ -25,7 +25,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check a mission file for flight: syntax, every key, ranges, and that the files it names exist.
+    /// Check a mission file for flight: syntax, every key, ranges, and that the files it names
+    /// exist; with the `[thermal]` section (TLE, stations, plant) that `flight run` also reads.
     Check {
         #[arg(long, value_name = "FILE")]
         mission: PathBuf,
@@ -139,7 +140,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     cli.log.init();
     let result = match cli.command {
+        // what `flight run` reads: the flight view, and `[thermal]` (contacts, the scheduler's plant)
         Command::Check { mission } => LoadedFlightMission::load(&mission)
+            .and_then(|loaded| LoadedThermalMission::load(&mission).map(|_| loaded))
             .map(|loaded| {
                 let m = &loaded.config;
                 println!(

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use kestrel_link::cli::escape_controls;
 use kestrel_link::packet::Apid;
 use kestrel_link::product::Severity;
 use kestrel_link::security::ReplayGuard;
@@ -79,6 +80,8 @@ pub struct Summary {
     pub model: String,
     pub frames: u64,
     pub frames_quarantined: u64,
+    /// Frames dropped because their content is a frame's already on board (each with an event).
+    pub frames_duplicate: u64,
     pub tiles: u64,
     pub tiles_screened: u64,
     /// Tiles that got the screen only: their frame's deadline came first (`late_tiles = "screen"`).
@@ -121,7 +124,7 @@ impl Summary {
             self.tiles_per_run.iter().rev().map(|(tiles, runs)| format!("{runs} of {tiles} tiles")).collect();
         format!(
             "flight run: {:.0} s of mission time, mode {}, running {}\n\
-             frames {} ({} quarantined), tiles {} ({} screened out, {} late: screen only, {} clouded), detections {}\n\
+             frames {} ({} quarantined, {} duplicates dropped), tiles {} ({} screened out, {} late: screen only, {} clouded), detections {}\n\
              detector runs: {}\n\
              raw bytes captured {}, CADU bytes downlinked {}: reduction factor {:.1}\n\
              detections per downlinked MB {:.2}, payload energy per detected tile {:.3} J\n\
@@ -134,6 +137,7 @@ impl Summary {
             self.model,
             self.frames,
             self.frames_quarantined,
+            self.frames_duplicate,
             self.tiles,
             self.tiles_screened,
             self.tiles_late,
@@ -548,6 +552,7 @@ impl Pipeline {
             model: self.running_model(),
             frames: c.frames,
             frames_quarantined: c.frames_quarantined,
+            frames_duplicate: c.frames_duplicate,
             tiles: c.tiles,
             tiles_screened: c.tiles_screened,
             tiles_late: c.tiles_late,
@@ -716,6 +721,7 @@ impl Pipeline {
                 ("spool_waiting", self.spool.waiting() as f64),
                 ("frames", c.frames as f64),
                 ("frames_quarantined", c.frames_quarantined as f64),
+                ("frames_duplicate", c.frames_duplicate as f64),
                 ("tiles", c.tiles as f64),
                 ("tiles_screened", c.tiles_screened as f64),
                 ("tiles_late", c.tiles_late as f64),
@@ -765,7 +771,7 @@ impl Pipeline {
                 // unreadable even as bytes: out of the way under a name of its own, so that it is
                 // not claimed again at the next start
                 let outcome = match self.spool.quarantine_unexamined(&claimed)? {
-                    Some(target) => format!("quarantined as `{}`", target.display()),
+                    Some(target) => format!("quarantined as `{}`", escape_controls(&target.to_string_lossy())),
                     None => "it could not be moved, and was removed".to_owned(),
                 };
                 let mut change = self.change();
@@ -777,20 +783,28 @@ impl Pipeline {
         };
         let id = arrival.frame_id();
         match self.checkpoint.frame(id)? {
-            Some(record) if record.state == FrameState::Claimed => {
+            // recorded before a restart and not yet in its place: this is that frame, resumed
+            Some(record) if record.state == FrameState::Claimed && !self.state_dir.join(&record.file).exists() => {
                 self.spool.settle(&arrival, &self.state_dir, &record.file)?;
             }
+            // the same content again, whatever its name: dropped as the duplicate of that frame
+            // (reported before it is dropped: a crash between the two reports it twice, never not at all)
             Some(record) => {
-                self.spool.discard(&arrival)?;
                 let mut change = self.change();
+                change.state.counters.frames_duplicate += 1;
                 let message = format!(
-                    "frame `{}` has the content of frame {id:016x} (`{}`), already {}: dropped",
-                    arrival.name,
-                    record.name,
-                    if matches!(record.state, FrameState::Done { .. }) { "processed" } else { "quarantined" }
+                    "frame `{}` has the content of frame {id:016x} (`{}`), {}: dropped as its duplicate",
+                    escape_controls(&arrival.name),
+                    escape_controls(&record.name),
+                    match record.state {
+                        FrameState::Claimed => "waiting to be processed",
+                        FrameState::Done { .. } => "already processed",
+                        FrameState::Quarantined { .. } => "already quarantined",
+                    }
                 );
                 change.event(now, Severity::Info, "spool", message);
                 self.commit(change)?;
+                self.spool.discard(&arrival)?;
             }
             None => {
                 let mut change = self.change();
@@ -923,7 +937,12 @@ impl Pipeline {
         let relative = PathBuf::from("quarantine").join(unused.file_name().unwrap_or_default());
         let mut change = self.change();
         change.state.counters.frames_quarantined += 1;
-        let message = format!("frame `{}` ({:016x}) is not usable: {reason}; quarantined", record.name, record.id);
+        let message = format!(
+            "frame `{}` ({:016x}) is not usable: {}; quarantined",
+            escape_controls(&record.name),
+            record.id,
+            escape_controls(reason)
+        );
         change.event(now, Severity::Warning, "ingest", message);
         record.state = FrameState::Quarantined { reason: reason.to_owned() };
         record.file.clone_from(&relative);
@@ -1072,7 +1091,15 @@ impl Pipeline {
             }
             let state = self.checkpoint.state();
             let address = self.mission.config.flight.downlink.ground_address.clone();
-            match Session::open(&address, contact, &self.mission.link, state.encoder.clone(), &state.packet_counts) {
+            let station = &self.mission.station;
+            match Session::open(
+                &address,
+                station,
+                contact,
+                &self.mission.link,
+                state.encoder.clone(),
+                &state.packet_counts,
+            ) {
                 Ok(session) => {
                     self.session = Some(session);
                     let mut change = self.change();

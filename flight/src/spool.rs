@@ -9,10 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+use kestrel_link::cli::escape_controls;
 use sha2::{Digest, Sha256};
 
+/// The path's control characters (a newline in a file name) are escaped when it is shown.
 #[derive(Debug, thiserror::Error)]
-#[error("spool `{path}`: {message}")]
+#[error("spool `{}`: {message}", escape_controls(&path.to_string_lossy()))]
 pub struct SpoolError {
     pub path: PathBuf,
     pub message: String,
@@ -304,6 +306,16 @@ mod tests {
         }
         let device = spool.examine(Path::new("/dev/null")).expect_err("a device").to_string();
         assert!(device.contains("a device"), "{device}");
+    }
+
+    #[test]
+    fn a_newline_in_an_entry_name_is_escaped_wherever_the_name_is_shown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::new(dir.path().join("spool"), &dir.path().join("state")).expect("spool");
+        let claimed = dir.path().join("state/incoming/a.png\n2026-03-20T00:00:00Z  INFO forged");
+        std::os::unix::fs::symlink("/dev/zero", &claimed).expect("symlink");
+        let e = spool.examine(&claimed).expect_err("a link").to_string();
+        assert!(!e.contains('\n') && e.contains("a.png\\n2026-03-20"), "{e}");
     }
 
     #[test]

@@ -94,7 +94,7 @@ fn mbit_per_s(bytes: usize, seconds: f64) -> f64 {
 }
 
 fn ingest(name: &str, archive: Arc<dyn Archive>, stream: &[u8], products: usize) {
-    let mut station = StationIngest::new("bench", profile(), archive.clone());
+    let mut station = StationIngest::new("bench", profile(), archive.clone()).expect("ingest");
     let started = Instant::now();
     let mut acknowledged = 0;
     for chunk in stream.chunks(1 << 20) {
@@ -127,7 +127,10 @@ fn api_latency() {
     }
     let detections_stored = archive.detection_count().expect("count");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let service = Arc::new(Service::new(profile(), archive, "bench-operator-token".into()).expect("service"));
+    // no station signs on in this benchmark, and no upload is made
+    let (stations, model_key) = (Default::default(), ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key());
+    let service = Service::new(profile(), archive, "bench-operator-token".into(), stations, model_key.to_bytes());
+    let service = Arc::new(service.expect("service"));
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
     let address = listener.local_addr().expect("address");
     runtime.spawn(async move { axum::serve(listener, kestrel_ground::http::router(service)).await });

@@ -1,12 +1,14 @@
 //! The view of the mission file that the ground station reads: `[mission]`, `[link]`, `[ground]`,
 //! and from `[thermal]` the TLE and the ground stations (for the console's track and passes).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use kestrel_link::config::LinkConfig;
 use kestrel_link::mission::{MissionError, MissionFile, MissionInfo};
 use kestrel_link::profile::LinkProfile;
+use kestrel_link::station::StationName;
 use kestrel_thermal::config::LoadedThermalMission;
 use serde::Deserialize;
 
@@ -18,6 +20,19 @@ pub struct GroundMission {
     pub mission: MissionInfo,
     pub link: LinkConfig,
     pub ground: GroundConfig,
+    /// Of `[flight]`, only what the ground checks uploads with (flight owns the section's schema).
+    pub flight: FlightView,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FlightView {
+    pub detector: DetectorView,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DetectorView {
+    /// The public key that model signatures verify with, on board and before an upload.
+    pub verifying_key: Spanned<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -31,6 +46,17 @@ pub struct GroundConfig {
     pub archive_dir: PathBuf,
     /// File holding the operator token that commands from the console and the API must present.
     pub operator_token_file: Spanned<PathBuf>,
+    /// The stations that may deliver CADUs and relay telecommands; any other client is refused.
+    pub stations: Spanned<Vec<StationEntry>>,
+}
+
+/// One `[[ground.stations]]` entry: the name a station signs on with, and its key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StationEntry {
+    pub name: Spanned<String>,
+    /// File holding the station's 256-bit sign-on key (64 hexadecimal digits).
+    pub key_file: Spanned<PathBuf>,
 }
 
 /// A mission file read and checked for the ground station.
@@ -41,6 +67,9 @@ pub struct LoadedGroundMission {
     /// The `[link]` section made ready to use, key loaded.
     pub link: LinkProfile,
     pub predictions: Predictions,
+    /// Each declared station's sign-on key.
+    pub station_keys: BTreeMap<StationName, [u8; 32]>,
+    pub model_verifying_key: [u8; 32],
 }
 
 impl LoadedGroundMission {
@@ -49,7 +78,30 @@ impl LoadedGroundMission {
         let config: GroundMission = file.parse()?;
         let link = config.link.profile(&file)?;
         file.existing_file("ground.operator_token_file", &config.ground.operator_token_file)?;
+        let station_keys = station_keys(&file, &config.ground.stations)?;
+        let model_verifying_key =
+            file.key_file("flight.detector.verifying_key", &config.flight.detector.verifying_key)?;
         let predictions = Predictions::new(&LoadedThermalMission::load(file.path())?);
-        Ok(Self { file, config, link, predictions })
+        Ok(Self { file, config, link, predictions, station_keys, model_verifying_key })
     }
+}
+
+fn station_keys(
+    file: &MissionFile,
+    stations: &Spanned<Vec<StationEntry>>,
+) -> Result<BTreeMap<StationName, [u8; 32]>, MissionError> {
+    if stations.get_ref().is_empty() {
+        return Err(file.error_at(stations.span(), "ground.stations", "declare at least one station"));
+    }
+    let mut keys = BTreeMap::new();
+    for (i, station) in stations.get_ref().iter().enumerate() {
+        let name = StationName::new(station.name.get_ref())
+            .map_err(|e| file.error_at(station.name.span(), &format!("ground.stations[{i}].name"), e.to_string()))?;
+        let key = file.key_file(&format!("ground.stations[{i}].key_file"), &station.key_file)?;
+        if keys.insert(name, key).is_some() {
+            let message = format!("station `{}` is declared twice", station.name.get_ref());
+            return Err(file.error_at(station.name.span(), &format!("ground.stations[{i}].name"), message));
+        }
+    }
+    Ok(keys)
 }

@@ -6,7 +6,6 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -26,6 +25,11 @@ pub const MAX_PAGE: usize = 10_000;
 pub const MAX_BODY: usize = 64 * 1024;
 /// Largest model file an upload request may carry.
 pub const MAX_MODEL_BODY: usize = 8 << 20;
+/// The earliest and the latest time a time parameter (`from_ms`, `to_ms`) may name, ms since the
+/// Unix epoch: 1970-01-01 and 2100-01-01 (UTC). Outside them a time is a mistake (the year 9999,
+/// the ends of i64), and nothing archived or predicted is there.
+pub const EARLIEST_MS: i64 = 0;
+pub const LATEST_MS: i64 = 4_102_444_800_000;
 
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
@@ -45,7 +49,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/track", get(track))
         .route("/api/sites", get(sites))
         .route("/api/commands", get(audit_trail).post(command))
-        .route("/api/models/{name}", post(upload_model).layer(DefaultBodyLimit::max(MAX_MODEL_BODY)))
+        .route("/api/models/{name}", post(upload_model))
         .route("/metrics", get(metrics))
         .merge(crate::console::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -54,11 +58,18 @@ pub fn router(service: Arc<Service>) -> Router {
 
 /// The operator's name when the request carries the operator token.
 fn operator(service: &Service, headers: &HeaderMap) -> Option<String> {
-    let token =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))?;
+    let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token)?;
     service.is_operator(token).then(|| {
         headers.get("x-operator").and_then(|v| v.to_str().ok()).unwrap_or("operator").chars().take(64).collect()
     })
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value; the scheme is matched without regard to
+/// case (RFC 7235 section 2.1), and more than one space may follow it.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim_start_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn unauthorized() -> Response {
@@ -96,6 +107,7 @@ fn command_response(sent: Result<(u64, usize), CommandError>) -> Response {
             (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id, "stations": stations }))).into_response()
         }
         Err(CommandError::TooLarge) => error(StatusCode::PAYLOAD_TOO_LARGE, CommandError::TooLarge.to_string()),
+        Err(CommandError::BadSignature) => error(StatusCode::BAD_REQUEST, CommandError::BadSignature.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -113,8 +125,9 @@ async fn upload_model(
     headers: HeaderMap,
     Path(name): Path<String>,
     Query(query): Query<UploadQuery>,
-    file: Bytes,
+    body: axum::body::Body,
 ) -> Response {
+    // the body is read only for the operator: a stranger cannot make the ground hold 8 MiB
     let Some(operator) = operator(&service, &headers) else { return unauthorized() };
     let valid_name =
         !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
@@ -128,6 +141,10 @@ async fn upload_model(
     let Some(signature) = bytes else {
         return error(StatusCode::BAD_REQUEST, "`signature` must be 128 hexadecimal digits (64 bytes)");
     };
+    let Ok(file) = axum::body::to_bytes(body, MAX_MODEL_BODY).await else {
+        let message = format!("the model file is larger than {MAX_MODEL_BODY} bytes, or did not arrive whole");
+        return error(StatusCode::PAYLOAD_TOO_LARGE, message);
+    };
     if file.is_empty() {
         return error(StatusCode::BAD_REQUEST, "the request body (the model file) is empty");
     }
@@ -139,13 +156,18 @@ async fn audit_trail(State(service): State<Arc<Service>>, headers: HeaderMap, Qu
     if operator(&service, &headers).is_none() {
         return unauthorized();
     }
-    match service.archive.audit_trail(page.limit.unwrap_or(100).min(MAX_PAGE)) {
+    let limit = match page_limit(page.limit, 100) {
+        Ok(limit) => limit,
+        Err(refusal) => return refusal.into_response(),
+    };
+    match service.archive.audit_trail(limit) {
         Ok(entries) => Json(entries).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
 /// A refusal: what `error` makes, before it is made (small enough to return in a `Result`).
+#[derive(Debug)]
 struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
@@ -158,17 +180,66 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
+fn bad_request(message: String) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message)
+}
+
+/// A page size: `default` when there is none, refused (400) above [`MAX_PAGE`].
+fn page_limit(limit: Option<usize>, default: usize) -> Result<usize, ApiError> {
+    match limit {
+        Some(n) if n > MAX_PAGE => Err(bad_request(format!("`limit` must be at most {MAX_PAGE}, found {n}"))),
+        limit => Ok(limit.unwrap_or(default)),
+    }
+}
+
+/// A time parameter, refused (400) outside [`EARLIEST_MS`] to [`LATEST_MS`].
+fn time_param(name: &str, value: Option<i64>) -> Result<Option<i64>, ApiError> {
+    match value {
+        Some(ms) if !(EARLIEST_MS..=LATEST_MS).contains(&ms) => Err(bad_request(format!(
+            "`{name}` must be within {EARLIEST_MS} (1970-01-01) and {LATEST_MS} (2100-01-01), ms since the Unix \
+             epoch, found {ms}"
+        ))),
+        value => Ok(value),
+    }
+}
+
+/// `bbox=west,south,east,north` in degrees: four finite numbers, longitudes within -180 to 180,
+/// latitudes within -90 to 90, south not above north. West above east is a box across the
+/// antimeridian.
+fn bbox_param(text: &str) -> Result<[f64; 4], ApiError> {
+    let values: Vec<f64> = text
+        .split(',')
+        .map(|v| v.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad_request(format!("`bbox` `{text}`: expected west,south,east,north in degrees")))?;
+    let [west, south, east, north] = values[..] else {
+        return Err(bad_request(format!("`bbox` `{text}`: expected four numbers, west,south,east,north")));
+    };
+    let within = |v: f64, limit: f64| v.is_finite() && (-limit..=limit).contains(&v);
+    if !(within(west, 180.0) && within(east, 180.0)) {
+        return Err(bad_request(format!("`bbox` `{text}`: west and east must be longitudes within -180 to 180")));
+    }
+    if !(within(south, 90.0) && within(north, 90.0)) {
+        return Err(bad_request(format!("`bbox` `{text}`: south and north must be latitudes within -90 to 90")));
+    }
+    if south > north {
+        return Err(bad_request(format!("`bbox` `{text}`: south is above north")));
+    }
+    Ok([west, south, east, north])
+}
+
 /// Products and detections in the archive.
 fn archive_counts(service: &Service) -> Result<(u64, u64), crate::archive::ArchiveError> {
     Ok((service.archive.product_count()?, service.archive.detection_count()?))
 }
 
 async fn stats(State(service): State<Arc<Service>>) -> Response {
-    let stations: Vec<_> = service.stations.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+    let stations = service.station_list();
     match archive_counts(&service) {
         Ok((products, detections)) => Json(serde_json::json!({
             "archive": { "products": products, "detections": detections },
             "stations": stations,
+            "sign_on_refusals": service.sign_on_refusals(),
         }))
         .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -182,7 +253,10 @@ struct Page {
 }
 
 async fn products(State(service): State<Arc<Service>>, Query(page): Query<Page>) -> Response {
-    let limit = page.limit.unwrap_or(100).min(MAX_PAGE);
+    let limit = match page_limit(page.limit, 100) {
+        Ok(limit) => limit,
+        Err(refusal) => return refusal.into_response(),
+    };
     match service.archive.records(page.after, limit) {
         Ok(records) => Json(records).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -240,9 +314,9 @@ struct Window {
 fn latest(service: &Service, kind: Kind, window: &Window) -> Result<Vec<Product>, ApiError> {
     let query = TimelineQuery {
         kind,
-        from_ms: window.from_ms.unwrap_or(i64::MIN),
-        to_ms: window.to_ms.unwrap_or(i64::MAX),
-        limit: window.limit.unwrap_or(100).min(MAX_PAGE),
+        from_ms: time_param("from_ms", window.from_ms)?.unwrap_or(i64::MIN),
+        to_ms: time_param("to_ms", window.to_ms)?.unwrap_or(i64::MAX),
+        limit: page_limit(window.limit, 100)?,
         newest_first: true,
     };
     let envelopes =
@@ -319,8 +393,10 @@ fn prediction_window(
     before_ms: i64,
     after_ms: i64,
 ) -> Result<(i64, i64), ApiError> {
+    page_limit(window.limit, 0)?;
+    let (from_ms, to_ms) = (time_param("from_ms", window.from_ms)?, time_param("to_ms", window.to_ms)?);
     // the archive is read for the spacecraft's time only when a bound is missing
-    let (from, to) = match (window.from_ms, window.to_ms) {
+    let (from, to) = match (from_ms, to_ms) {
         (Some(from), Some(to)) => (from, to),
         (from, to) => {
             let now = service.spacecraft_time_ms();
@@ -398,30 +474,17 @@ struct DetectionParams {
 }
 
 impl DetectionParams {
-    /// The query, or what is wrong with the parameters (a 400).
-    fn query(self) -> Result<DetectionQuery, String> {
-        let bbox = match self.bbox {
-            None => None,
-            Some(text) => {
-                let values: Vec<f64> = text
-                    .split(',')
-                    .map(|v| v.trim().parse::<f64>())
-                    .collect::<Result<_, _>>()
-                    .map_err(|_| format!("bbox `{text}`: expected west,south,east,north in degrees"))?;
-                let [west, south, east, north] = values[..] else {
-                    return Err(format!("bbox `{text}`: expected four numbers"));
-                };
-                Some([west, south, east, north])
-            }
-        };
+    /// The query, or what is wrong with the parameters (a 400 naming the parameter).
+    fn query(self) -> Result<DetectionQuery, ApiError> {
+        let bbox = self.bbox.as_deref().map(bbox_param).transpose()?;
         let all = DetectionQuery::default();
         Ok(DetectionQuery {
-            from_ms: self.from_ms.unwrap_or(all.from_ms),
-            to_ms: self.to_ms.unwrap_or(all.to_ms),
+            from_ms: time_param("from_ms", self.from_ms)?.unwrap_or(all.from_ms),
+            to_ms: time_param("to_ms", self.to_ms)?.unwrap_or(all.to_ms),
             class: self.class,
             bbox,
             offset: self.offset.unwrap_or(0),
-            limit: self.limit.unwrap_or(all.limit).min(MAX_PAGE),
+            limit: page_limit(self.limit, all.limit)?,
         })
     }
 }
@@ -429,7 +492,7 @@ impl DetectionParams {
 async fn detections(State(service): State<Arc<Service>>, Query(params): Query<DetectionParams>) -> Response {
     let query = match params.query() {
         Ok(query) => query,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        Err(refusal) => return refusal.into_response(),
     };
     match service.archive.detections(&query) {
         Ok(found) => Json(found).into_response(),
@@ -453,7 +516,7 @@ async fn detection_cells(
     }
     let query = match filters.query() {
         Ok(query) => query,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        Err(refusal) => return refusal.into_response(),
     };
     match service.archive.detection_cells(&query, cell.cell_deg) {
         Ok(cells) => Json(cells).into_response(),
@@ -464,7 +527,7 @@ async fn detection_cells(
 async fn detections_geojson(State(service): State<Arc<Service>>, Query(params): Query<DetectionParams>) -> Response {
     let query = match params.query() {
         Ok(query) => query,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        Err(refusal) => return refusal.into_response(),
     };
     match service.archive.detections(&query) {
         Ok(found) => {
@@ -486,7 +549,7 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
     };
     let _ = writeln!(out, "# TYPE kestrel_archive_products gauge\nkestrel_archive_products {products}");
     let _ = writeln!(out, "# TYPE kestrel_archive_detections gauge\nkestrel_archive_detections {detections}");
-    let stations = service.stations.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let stations = service.station_list();
     let series: [(&str, &str, StationCounter); 8] = [
         ("kestrel_station_bytes_received_total", "counter", |s| s.bytes_received),
         ("kestrel_station_cadus_total", "counter", |s| s.link.cadus),
@@ -499,9 +562,86 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
     ];
     for (name, kind, value) in series {
         let _ = writeln!(out, "# TYPE {name} {kind}");
-        for status in stations.values() {
-            let _ = writeln!(out, "{name}{{station=\"{}\"}} {}", status.station, value(status));
+        for status in &stations {
+            let (station, connection) = (&status.station, status.connection);
+            let _ = writeln!(out, "{name}{{station=\"{station}\",connection=\"{connection}\"}} {}", value(status));
         }
     }
+    let refusals = service.sign_on_refusals();
+    let _ = writeln!(out, "# TYPE kestrel_station_sign_on_refused_total counter");
+    for (reason, count) in [
+        ("malformed", refusals.malformed),
+        ("unknown_station", refusals.unknown_station),
+        ("not_authentic", refusals.not_authentic),
+        ("timed_out", refusals.timed_out),
+        ("over_limit", refusals.over_limit),
+    ] {
+        let _ = writeln!(out, "kestrel_station_sign_on_refused_total{{reason=\"{reason}\"}} {count}");
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(query: &str) -> DetectionParams {
+        let uri: axum::http::Uri = format!("/api/detections?{query}").parse().expect("a URI");
+        Query::try_from_uri(&uri).expect("parameters").0
+    }
+
+    /// The status and message of a refused query.
+    fn refusal(query: &str) -> (StatusCode, String) {
+        let ApiError(status, message) = params(query).query().expect_err(query);
+        (status, message)
+    }
+
+    #[test]
+    fn a_bbox_that_is_not_a_box_on_the_earth_is_refused_naming_it() {
+        for bad in [
+            "bbox=NaN,0,10,10",
+            "bbox=0,0,inf,10",
+            "bbox=-inf,0,10,10",
+            "bbox=0,-91,10,10",
+            "bbox=0,0,181,10",
+            "bbox=0,20,10,10",
+            "bbox=1,2,3",
+            "bbox=a,b,c,d",
+        ] {
+            let (status, message) = refusal(bad);
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(message.starts_with("`bbox`"), "{bad}: {message}");
+        }
+        let across = params("bbox=170,-10,-170,10").query().expect("a box across the antimeridian");
+        assert_eq!(across.bbox, Some([170.0, -10.0, -170.0, 10.0]));
+        let query = params("bbox=-180,-90,180,90").query().expect("the whole earth");
+        assert_eq!(query.bbox, Some([-180.0, -90.0, 180.0, 90.0]));
+    }
+
+    #[test]
+    fn a_limit_above_the_maximum_and_times_out_of_range_are_refused() {
+        let (status, message) = refusal(&format!("limit={}", MAX_PAGE + 1));
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(message.contains("`limit`") && message.contains(&MAX_PAGE.to_string()), "{message}");
+        assert_eq!(params(&format!("limit={MAX_PAGE}")).query().expect("the maximum").limit, MAX_PAGE);
+        assert_eq!(page_limit(None, 100).expect("default"), 100);
+        // 9999-01-01, and before 1970
+        for bad in ["to_ms=253370764800000", "from_ms=-1"] {
+            let (status, message) = refusal(bad);
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(message.starts_with(&format!("`{}`", bad.split('=').next().unwrap_or(""))), "{message}");
+        }
+        let query = params(&format!("from_ms={EARLIEST_MS}&to_ms={LATEST_MS}")).query().expect("the extremes");
+        assert_eq!((query.from_ms, query.to_ms), (EARLIEST_MS, LATEST_MS));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        for header in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR   t0k"] {
+            assert_eq!(bearer_token(header), Some("t0k"), "{header}");
+        }
+        for header in ["Basic t0k", "Bearer", "Bearer ", "Bearert0k", "t0k"] {
+            assert_eq!(bearer_token(header), None, "{header}");
+        }
+    }
 }

@@ -13,6 +13,7 @@ use kestrel_link::decoder::{CaduDecoder, DecodeStats};
 use kestrel_link::packet::{Apid, SegmentReassembler};
 use kestrel_link::product::Product;
 use kestrel_link::profile::LinkProfile;
+use kestrel_link::security::{ReplayGuard, SecurityAssociation};
 use serde::Serialize;
 
 use crate::archive::{Archive, ArchiveError, Stored};
@@ -35,6 +36,14 @@ pub struct IngestStats {
 
 /// Verified products, with their envelopes as received, on their way to the storing thread.
 type Verified = Vec<(Product, Vec<u8>)>;
+
+/// A batch for the storing thread: its products, when they arrived, and the decoder's anti-replay
+/// marks once it had decoded them (raised in the archive once they are stored).
+struct Batch {
+    verified: Verified,
+    now_unix_ms: i64,
+    replay_marks: Vec<(u8, u64)>,
+}
 
 /// What the storing thread did with one batch.
 #[derive(Debug, Default)]
@@ -61,39 +70,57 @@ pub struct StationIngest {
     stats: IngestStats,
     /// Products the packets so far completed: (APID, payload).
     completed: Vec<(u16, Vec<u8>)>,
-    to_store: Option<SyncSender<(Verified, i64)>>,
+    to_store: Option<SyncSender<Batch>>,
     /// Per store: how many batches it took, and what came of them.
     outcomes: Receiver<(usize, Result<BatchOutcome, ArchiveError>)>,
     storer: Option<JoinHandle<()>>,
     in_flight: usize,
+    archive: Arc<dyn Archive>,
+    /// The security association whose anti-replay marks this stream resumes and raises, and the
+    /// marks it resumed from.
+    spi: Option<u16>,
+    resumed_marks: Vec<(u8, u64)>,
 }
 
 impl StationIngest {
-    pub fn new(station: impl Into<String>, profile: LinkProfile, archive: Arc<dyn Archive>) -> Self {
+    /// A station's stream, refusing every frame at or below the archive's anti-replay marks.
+    pub fn new(
+        station: impl Into<String>,
+        profile: LinkProfile,
+        archive: Arc<dyn Archive>,
+    ) -> Result<Self, ArchiveError> {
         let station = station.into();
-        let (to_store, batches) = sync_channel::<(Verified, i64)>(BATCHES_QUEUED);
+        let spi = profile.security.as_ref().map(SecurityAssociation::spi);
+        let marks = spi.map(|spi| archive.downlink_replay_marks(spi)).transpose()?.unwrap_or_default();
+        let (to_store, batches) = sync_channel::<Batch>(BATCHES_QUEUED);
         let (done, outcomes) = channel();
-        let name = station.clone();
+        let (name, storing) = (station.clone(), archive.clone());
         let storer = std::thread::Builder::new()
             .name("ingest-store".into())
             .spawn(move || {
-                while let Ok((mut verified, mut now_unix_ms)) = batches.recv() {
+                while let Ok(mut batch) = batches.recv() {
                     // group commit: what queued while the last store ran goes in one transaction
                     let mut merged = 1;
-                    while let Ok((more, later)) = batches.try_recv() {
-                        verified.extend(more);
-                        now_unix_ms = later;
+                    while let Ok(more) = batches.try_recv() {
+                        batch.verified.extend(more.verified);
+                        batch.now_unix_ms = more.now_unix_ms;
+                        batch.replay_marks = more.replay_marks;
                         merged += 1;
                     }
-                    if done.send((merged, store(&name, archive.as_ref(), verified, now_unix_ms))).is_err() {
+                    let outcome = store(&name, storing.as_ref(), batch.verified, batch.now_unix_ms).and_then(|o| {
+                        spi.map(|spi| storing.raise_downlink_replay_marks(spi, &batch.replay_marks))
+                            .transpose()
+                            .map(|_| o)
+                    });
+                    if done.send((merged, outcome)).is_err() {
                         break;
                     }
                 }
             })
             .ok();
-        Self {
+        Ok(Self {
             station,
-            decoder: CaduDecoder::new(profile),
+            decoder: CaduDecoder::resuming(profile, ReplayGuard::resume(marks.iter().copied())),
             reassembler: SegmentReassembler::default(),
             stats: IngestStats::default(),
             completed: Vec::new(),
@@ -101,7 +128,10 @@ impl StationIngest {
             outcomes,
             storer,
             in_flight: 0,
-        }
+            archive,
+            spi,
+            resumed_marks: marks,
+        })
     }
 
     pub fn stats(&self) -> IngestStats {
@@ -142,6 +172,11 @@ impl StationIngest {
         if let Some(storer) = self.storer.take() {
             let _ = storer.join();
         }
+        // frames that completed no product still raise the marks
+        let marks = self.decoder.replay_marks();
+        if let Some(spi) = self.spi.filter(|_| marks != self.resumed_marks) {
+            self.archive.raise_downlink_replay_marks(spi, &marks)?;
+        }
         safe
     }
 
@@ -170,7 +205,8 @@ impl StationIngest {
             return Ok(());
         }
         let to_store = self.to_store.as_ref().ok_or_else(storer_gone)?;
-        to_store.send((verified, now_unix_ms)).map_err(|_| storer_gone())?;
+        let batch = Batch { verified, now_unix_ms, replay_marks: self.decoder.replay_marks() };
+        to_store.send(batch).map_err(|_| storer_gone())?;
         self.in_flight += 1;
         Ok(())
     }

@@ -7,6 +7,7 @@ pub mod console;
 pub mod decode_file;
 pub mod geojson;
 pub mod http;
+pub mod http_server;
 pub mod ingest;
 pub mod openapi;
 pub mod predict;

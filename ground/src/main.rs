@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use kestrel_ground::archive::{self, DetectionQuery};
 use kestrel_ground::config::LoadedGroundMission;
 use kestrel_ground::decode_file::{Report, decode_file};
+use kestrel_ground::http_server;
 use kestrel_ground::serve::{self, Service};
 use kestrel_link::cli::{self, LogArgs};
 use kestrel_link::profile::LinkProfile;
@@ -142,7 +143,9 @@ fn serve(mission: &Path, store: Option<&str>) -> anyhow::Result<()> {
     if token.len() < 16 {
         anyhow::bail!("the operator token in `{}` is shorter than 16 characters", token_file.display());
     }
-    let service = Service::new(loaded.link.clone(), Arc::from(open_archive(&loaded, store)?), token)?;
+    let archive = Arc::from(open_archive(&loaded, store)?);
+    let service =
+        Service::new(loaded.link.clone(), archive, token, loaded.station_keys.clone(), loaded.model_verifying_key)?;
     let service = Arc::new(service.with_predictions(loaded.predictions.clone()));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
@@ -150,9 +153,16 @@ fn serve(mission: &Path, store: Option<&str>) -> anyhow::Result<()> {
         let http = serve::bind(ground.http_listen).await?;
         println!("ground: CADUs on {}, HTTP on {}", stations.local_addr()?, http.local_addr()?);
         tokio::spawn(serve::accept_stations(service.clone(), stations));
-        let api = axum::serve(http, kestrel_ground::http::router(service.clone()));
+        let limits = http_server::Limits::for_this_process();
+        tracing::info!(
+            "HTTP: at most {} connections ({} from one address), headers within {} s",
+            limits.max_connections,
+            limits.max_per_peer,
+            limits.header_read_timeout.as_secs()
+        );
+        let api = http_server::serve(http, kestrel_ground::http::router(service.clone()), limits);
         tokio::select! {
-            result = api => result.map_err(anyhow::Error::from),
+            never = api => match never {},
             () = shutdown_signal() => {
                 tracing::info!("stopping");
                 Ok(())

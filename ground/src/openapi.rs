@@ -26,20 +26,30 @@ pub const PATHS: &[(&str, &[&str])] = &[
 
 fn detection_filters() -> Value {
     json!([
-        { "name": "from_ms", "in": "query", "schema": { "type": "integer" }, "description": "frame time from (inclusive), ms since the Unix epoch" },
-        { "name": "to_ms", "in": "query", "schema": { "type": "integer" }, "description": "frame time to (exclusive)" },
+        { "name": "from_ms", "in": "query", "schema": time_ms(), "description": "frame time from (inclusive), ms since the Unix epoch" },
+        { "name": "to_ms", "in": "query", "schema": time_ms(), "description": "frame time to (exclusive)" },
         { "name": "class", "in": "query", "schema": { "type": "string" } },
-        { "name": "bbox", "in": "query", "schema": { "type": "string" }, "description": "west,south,east,north in degrees" },
+        { "name": "bbox", "in": "query", "schema": { "type": "string" }, "description": "west,south,east,north in degrees: longitudes within -180 to 180, latitudes within -90 to 90, south not above north, west above east a box across the antimeridian" },
         { "name": "offset", "in": "query", "schema": { "type": "integer" }, "description": "matches to skip (paging)" },
-        { "name": "limit", "in": "query", "schema": { "type": "integer", "maximum": crate::http::MAX_PAGE } }
+        { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 0, "maximum": crate::http::MAX_PAGE, "default": 1000 } }
     ])
+}
+
+/// A time parameter's schema: ms since the Unix epoch, 1970-01-01 to 2100-01-01.
+fn time_ms() -> Value {
+    json!({ "type": "integer", "minimum": crate::http::EARLIEST_MS, "maximum": crate::http::LATEST_MS })
+}
+
+/// A page size's schema.
+fn limit() -> Value {
+    json!({ "type": "integer", "minimum": 0, "maximum": crate::http::MAX_PAGE, "default": 100 })
 }
 
 fn window(what: &str) -> Value {
     json!([
-        { "name": "from_ms", "in": "query", "schema": { "type": "integer" }, "description": format!("{what} from (inclusive), ms since the Unix epoch") },
-        { "name": "to_ms", "in": "query", "schema": { "type": "integer" }, "description": format!("{what} to (exclusive)") },
-        { "name": "limit", "in": "query", "schema": { "type": "integer", "maximum": crate::http::MAX_PAGE, "default": 100 } }
+        { "name": "from_ms", "in": "query", "schema": time_ms(), "description": format!("{what} from (inclusive), ms since the Unix epoch") },
+        { "name": "to_ms", "in": "query", "schema": time_ms(), "description": format!("{what} to (exclusive)") },
+        { "name": "limit", "in": "query", "schema": limit() }
     ])
 }
 
@@ -50,40 +60,40 @@ pub fn document() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": { "title": "Kestrel ground station", "version": env!("CARGO_PKG_VERSION") },
-        "components": { "securitySchemes": { "operator": { "type": "http", "scheme": "bearer", "description": "the operator token from the mission's ground.operator_token_file" } } },
+        "components": { "securitySchemes": { "operator": { "type": "http", "scheme": "bearer", "description": "the operator token from the mission's ground.operator_token_file (`Authorization: Bearer TOKEN`, the scheme in any case)" } } },
         "paths": {
             "/api/stats": { "get": { "summary": "archive counts, and link and ingest counters per station connection", "responses": { "200": { "description": "statistics" } } } },
             "/api/products": { "get": {
                 "summary": "product records in id order",
-                "parameters": [ { "name": "after", "in": "query", "schema": { "type": "integer" } }, { "name": "limit", "in": "query", "schema": { "type": "integer" } } ],
-                "responses": { "200": { "description": "records" } } } },
+                "parameters": [ { "name": "after", "in": "query", "schema": { "type": "integer" } }, { "name": "limit", "in": "query", "schema": limit() } ],
+                "responses": { "200": { "description": "records" }, "400": { "description": "a limit over the maximum" } } } },
             "/api/products/{id}": { "get": { "summary": "a product, decoded and verified again", "parameters": id, "responses": { "200": { "description": "the product" }, "404": { "description": "no such product" } } } },
             "/api/products/{id}/image": { "get": { "summary": "the PNG of a chip or thumbnail product", "parameters": id, "responses": { "200": { "description": "image/png" }, "404": { "description": "no such image product" } } } },
-            "/api/detections": { "get": { "summary": "detections in frame-time order", "parameters": detection_filters(), "responses": { "200": { "description": "detections" }, "400": { "description": "bad filter" } } } },
-            "/api/detections.geojson": { "get": { "summary": "detections as a GeoJSON FeatureCollection", "parameters": detection_filters(), "responses": { "200": { "description": "application/geo+json" } } } },
+            "/api/detections": { "get": { "summary": "detections in frame-time order", "parameters": detection_filters(), "responses": { "200": { "description": "detections" }, "400": { "description": "a bad filter (named): a time out of range, a bbox off the Earth, a limit over the maximum" } } } },
+            "/api/detections.geojson": { "get": { "summary": "detections as a GeoJSON FeatureCollection", "parameters": detection_filters(), "responses": { "200": { "description": "application/geo+json" }, "400": { "description": "a bad filter (named), as for /api/detections" } } } },
             "/api/detections/cells": { "get": {
                 "summary": "matching detections counted in a latitude/longitude grid (the console's clusters): mean position and count per cell",
                 "parameters": detection_filters().as_array().into_iter().flatten().cloned()
                     .chain([json!({ "name": "cell_deg", "in": "query", "required": true, "schema": { "type": "number", "minimum": 0.001, "maximum": 90 } })])
                     .collect::<Vec<_>>(),
-                "responses": { "200": { "description": "cells" }, "400": { "description": "bad filter or cell size" } } } },
+                "responses": { "200": { "description": "cells" }, "400": { "description": "a bad filter (named, as for /api/detections) or cell size" } } } },
             "/api/chips/{frame_id}/{index}": { "get": {
                 "summary": "the PNG chip of detection `index` of frame `frame_id` (flight sends chips of a frame's best detections only)",
                 "parameters": [ { "name": "frame_id", "in": "path", "required": true, "schema": { "type": "integer", "format": "uint64" } }, { "name": "index", "in": "path", "required": true, "schema": { "type": "integer" } } ],
                 "responses": { "200": { "description": "image/png" }, "404": { "description": "no chip of that detection arrived" } } } },
-            "/api/frames": { "get": { "summary": "frames whose thumbnails arrived, latest first, with footprints (lat, lon corners); the thumbnail is /api/products/{product_id}/image", "parameters": window("frame time"), "responses": { "200": { "description": "frames" } } } },
-            "/api/events": { "get": { "summary": "events from the spacecraft, latest first", "parameters": window("event time"), "responses": { "200": { "description": "events" } } } },
-            "/api/telemetry": { "get": { "summary": "the latest housekeeping samples in time order: time and named values", "parameters": window("sample time"), "responses": { "200": { "description": "samples" } } } },
-            "/api/passes": { "get": { "summary": "passes over the mission's ground stations predicted from its TLE (default: from an hour before the spacecraft's latest housekeeping time to a day after)", "parameters": window("AOS"), "responses": { "200": { "description": "passes" }, "400": { "description": "an empty window or one over 7 days" }, "404": { "description": "the mission file has no orbit" } } } },
+            "/api/frames": { "get": { "summary": "frames whose thumbnails arrived, latest first, with footprints (lat, lon corners); the thumbnail is /api/products/{product_id}/image", "parameters": window("frame time"), "responses": { "200": { "description": "frames" }, "400": { "description": "a time out of range or a limit over the maximum (named)" } } } },
+            "/api/events": { "get": { "summary": "events from the spacecraft, latest first", "parameters": window("event time"), "responses": { "200": { "description": "events" }, "400": { "description": "a time out of range or a limit over the maximum (named)" } } } },
+            "/api/telemetry": { "get": { "summary": "the latest housekeeping samples in time order: time and named values", "parameters": window("sample time"), "responses": { "200": { "description": "samples" }, "400": { "description": "a time out of range or a limit over the maximum (named)" } } } },
+            "/api/passes": { "get": { "summary": "passes over the mission's ground stations predicted from its TLE (default: from an hour before the spacecraft's latest housekeeping time to a day after)", "parameters": window("AOS"), "responses": { "200": { "description": "passes" }, "400": { "description": "an empty window, one over 7 days, or a time out of range" }, "404": { "description": "the mission file has no orbit" } } } },
             "/api/track": { "get": {
                 "summary": "the predicted ground track (default: half an orbit before the spacecraft's latest housekeeping time to one after)",
                 "parameters": window("track time").as_array().into_iter().flatten().cloned()
                     .chain([json!({ "name": "step_ms", "in": "query", "schema": { "type": "integer", "default": 30000 } })])
                     .collect::<Vec<_>>(),
-                "responses": { "200": { "description": "points: time, latitude, longitude" }, "400": { "description": "an empty window or one over 7 days" }, "404": { "description": "the mission file has no orbit" } } } },
+                "responses": { "200": { "description": "points: time, latitude, longitude" }, "400": { "description": "an empty window, one over 7 days, or a time out of range" }, "404": { "description": "the mission file has no orbit" } } } },
             "/api/sites": { "get": { "summary": "the ground stations of the mission file", "responses": { "200": { "description": "name, latitude, longitude" } } } },
             "/api/commands": {
-                "get": { "summary": "the audit trail of operator commands, newest first", "security": operator, "responses": { "200": { "description": "entries" }, "401": { "description": "no or wrong operator token" } } },
+                "get": { "summary": "the audit trail of operator commands, newest first", "security": operator, "parameters": [ { "name": "limit", "in": "query", "schema": limit() } ], "responses": { "200": { "description": "entries" }, "400": { "description": "a limit over the maximum" }, "401": { "description": "no or wrong operator token" } } },
                 "post": {
                     "summary": "send a telecommand through every connected station; recorded in the audit trail",
                     "security": operator,

@@ -1,17 +1,21 @@
 //! `ground serve`: CADU streams from any number of stations over TCP at once, each decoded and
 //! verified on its own, into one archive; acknowledgements back up each station's socket as
-//! protected telecommand frames; and the HTTP API. A station that sends garbage, stalls, or drops
-//! mid-CADU affects only its own connection.
+//! protected telecommand frames; and the HTTP API. A connection is served only once it has signed
+//! on as a station the mission declares (`kestrel_link::station`): until then it gets no
+//! telecommand and none of its bytes is decoded. A station that sends garbage, stalls, or drops
+//! mid-CADU affects only its own connection; what any client can hold is bounded (sign-on time,
+//! connections at once, the station table, writes a station does not take).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kestrel_link::decoder::DecodeStats;
 use kestrel_link::product::{Kind, Product};
 use kestrel_link::profile::LinkProfile;
 use kestrel_link::security::SecurityAssociation;
+use kestrel_link::station::{CHALLENGE_LEN, Challenge, HELLO_LEN, Hello, PROOF_LEN, StationName};
 use kestrel_link::uplink::{Telecommand, UPLOAD_SEGMENT_LEN, UplinkSender};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -28,12 +32,33 @@ const ARSN_BLOCK: u64 = 1024;
 const ACK_VCID: u8 = 0;
 const READ_CHUNK: usize = 256 * 1024;
 /// How often a station's connection looks for products stored since its last read.
-const STORE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+const STORE_POLL: Duration = Duration::from_millis(5);
+/// A connection must sign on within this, or it is closed.
+const SIGN_ON_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections signing on at once, from all peers and from one address; beyond, a new one is
+/// closed at once (so strangers cannot crowd out a station's sign-on from elsewhere).
+const MAX_SIGNING_ON: usize = 256;
+const MAX_SIGNING_ON_PER_ADDRESS: usize = 32;
+/// Signed-on station connections at once.
+const MAX_STATION_CONNECTIONS: usize = 256;
+/// Closed station connections the table keeps (the newest), besides the open ones.
+pub const STATION_HISTORY: usize = 64;
+/// A station that does not take an uplink write within this is disconnected: frames queued for
+/// it would wait with it, and its share of the command ring with them.
+const STATION_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Uplink bytes go to the stations in chunks of at most this, through a ring of `COMMAND_RING`
+/// chunks shared by all stations: a model upload is held once, never a copy per station.
+const UPLINK_CHUNK: usize = 64 * 1024;
+const COMMAND_RING: usize = 512;
 
 /// What the service shows about one station connection.
 #[derive(Debug, Clone, Serialize)]
 pub struct StationStatus {
+    /// The name it signed on with.
     pub station: String,
+    /// This connection's number (the service counts connections from 1).
+    pub connection: u64,
+    pub peer: String,
     pub connected: bool,
     pub bytes_received: u64,
     pub acknowledgements_sent: u64,
@@ -56,11 +81,17 @@ pub struct Service {
     security: SecurityAssociation,
     spacecraft_id: u16,
     uplink: Mutex<Uplink>,
-    pub stations: Mutex<BTreeMap<String, StationStatus>>,
+    stations: Mutex<StationTable>,
+    station_keys: BTreeMap<StationName, [u8; 32]>,
+    /// Peers signing on now.
+    signing_on: Mutex<BTreeMap<IpAddr, usize>>,
+    sign_on_refusals: Mutex<SignOnRefusals>,
+    /// Public key that a model upload's signature must verify with (flight's own).
+    model_verifying_key: ed25519_dalek::VerifyingKey,
     /// What console and API commands must present.
     operator_token: String,
-    /// Command frames for every connected station (the spacecraft runs a frame once, however
-    /// many stations relay it: its anti-replay check drops the copies).
+    /// Command frames, in chunks, for every signed-on station (the spacecraft runs a frame once,
+    /// however many stations relay it: its anti-replay check drops the copies).
     commands: tokio::sync::broadcast::Sender<Arc<Vec<u8>>>,
     /// The spacecraft's track and passes, when the mission file has its orbit.
     pub predictions: Option<Predictions>,
@@ -73,6 +104,71 @@ pub enum CommandError {
     Archive(#[from] ArchiveError),
     #[error("the command does not fit one telecommand frame")]
     TooLarge,
+    #[error("the model's signature does not verify with the mission's model verifying key")]
+    BadSignature,
+}
+
+/// Connections refused before or at sign-on, by reason.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SignOnRefusals {
+    /// Bytes that are not a sign-on (or a connection closed before its hello was whole).
+    pub malformed: u64,
+    /// A hello naming no `[[ground.stations]]` entry.
+    pub unknown_station: u64,
+    /// A proof that does not verify under the named station's key.
+    pub not_authentic: u64,
+    pub timed_out: u64,
+    /// Connections closed because too many were signing on or connected already.
+    pub over_limit: u64,
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    Malformed,
+    UnknownStation,
+    NotAuthentic,
+    TimedOut,
+    OverLimit,
+}
+
+/// Station connections: every open one, and the newest closed ones up to `STATION_HISTORY`.
+#[derive(Debug, Default)]
+struct StationTable {
+    next_connection: u64,
+    connections: BTreeMap<u64, StationStatus>,
+}
+
+impl StationTable {
+    fn open(&mut self, station: &StationName, peer: SocketAddr) -> Option<StationStatus> {
+        if self.connections.values().filter(|s| s.connected).count() >= MAX_STATION_CONNECTIONS {
+            return None;
+        }
+        self.next_connection += 1;
+        let status = StationStatus {
+            station: station.to_string(),
+            connection: self.next_connection,
+            peer: peer.to_string(),
+            connected: true,
+            bytes_received: 0,
+            acknowledgements_sent: 0,
+            link: DecodeStats::default(),
+            ingest: IngestStats::default(),
+        };
+        self.connections.insert(status.connection, status.clone());
+        Some(status)
+    }
+
+    fn update(&mut self, status: StationStatus) {
+        let closed = !status.connected;
+        self.connections.insert(status.connection, status);
+        if closed {
+            let closed: Vec<u64> = self.connections.values().filter(|s| !s.connected).map(|s| s.connection).collect();
+            for connection in &closed[..closed.len().saturating_sub(STATION_HISTORY)] {
+                self.connections.remove(connection);
+            }
+        }
+    }
 }
 
 fn now_unix_ms() -> i64 {
@@ -83,6 +179,8 @@ fn now_unix_ms() -> i64 {
 pub enum ServeError {
     #[error("the link profile has no security association: ground serve needs the mission's key")]
     NoSecurity,
+    #[error("the model verifying key is not an ed25519 public key")]
+    ModelKey,
     #[error(transparent)]
     Archive(#[from] ArchiveError),
     #[error("cannot listen on {address}: {source}")]
@@ -90,8 +188,16 @@ pub enum ServeError {
 }
 
 impl Service {
-    pub fn new(profile: LinkProfile, archive: Arc<dyn Archive>, operator_token: String) -> Result<Self, ServeError> {
+    pub fn new(
+        profile: LinkProfile,
+        archive: Arc<dyn Archive>,
+        operator_token: String,
+        station_keys: BTreeMap<StationName, [u8; 32]>,
+        model_verifying_key: [u8; 32],
+    ) -> Result<Self, ServeError> {
         let security = profile.security.clone().ok_or(ServeError::NoSecurity)?;
+        let model_verifying_key =
+            ed25519_dalek::VerifyingKey::from_bytes(&model_verifying_key).map_err(|_| ServeError::ModelKey)?;
         let spacecraft_id = u16::from(profile.spacecraft_id.unwrap_or(0));
         let first = archive.reserve_uplink_arsns(ARSN_BLOCK)?;
         Ok(Self {
@@ -103,9 +209,13 @@ impl Service {
             profile,
             security,
             spacecraft_id,
-            stations: Mutex::new(BTreeMap::new()),
+            stations: Mutex::new(StationTable::default()),
+            station_keys,
+            signing_on: Mutex::new(BTreeMap::new()),
+            sign_on_refusals: Mutex::new(SignOnRefusals::default()),
+            model_verifying_key,
             operator_token,
-            commands: tokio::sync::broadcast::channel(64).0,
+            commands: tokio::sync::broadcast::channel(COMMAND_RING).0,
             predictions: None,
         })
     }
@@ -145,7 +255,8 @@ impl Service {
 
     /// Uploads `file` as the new weights of model `model` (signed by the operator's model-signing
     /// key: `signature` over its SHA-256): its segments, then the `InstallModel` command, all
-    /// under one audit id, which is also the transfer's.
+    /// under one audit id, which is also the transfer's. A signature that flight would refuse is
+    /// refused here, before a byte goes up.
     pub fn upload_model(
         &self,
         operator: &str,
@@ -154,6 +265,13 @@ impl Service {
         signature: Vec<u8>,
     ) -> Result<(u64, usize), CommandError> {
         let sha256: [u8; 32] = Sha256::digest(file).into();
+        let verified = <[u8; 64]>::try_from(signature.as_slice()).is_ok_and(|bytes| {
+            use ed25519_dalek::Verifier;
+            self.model_verifying_key.verify(&sha256, &ed25519_dalek::Signature::from_bytes(&bytes)).is_ok()
+        });
+        if !verified {
+            return Err(CommandError::BadSignature);
+        }
         let hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
         let text = serde_json::json!({ "UploadModel": { "model": model, "length": file.len(), "sha256": hex } });
         let frames = file.len().div_ceil(UPLOAD_SEGMENT_LEN) as u64 + 1;
@@ -193,7 +311,10 @@ impl Service {
             self.archive.audit(&entry(format!("command {id}: refused, too large for one frame")))?;
             return Err(CommandError::TooLarge);
         };
-        let stations = self.commands.send(Arc::new(bytes)).unwrap_or(0);
+        let mut stations = 0;
+        for chunk in bytes.chunks(UPLINK_CHUNK) {
+            stations = self.commands.send(Arc::new(chunk.to_vec())).unwrap_or(0);
+        }
         let outcome = match stations {
             0 => format!("command {id}: no station connected, not sent"),
             n => format!("command {id}: sent through {n} station(s)"),
@@ -221,41 +342,127 @@ impl Service {
     }
 
     fn update(&self, status: StationStatus) {
-        self.stations.lock().unwrap_or_else(|e| e.into_inner()).insert(status.station.clone(), status);
+        self.stations.lock().unwrap_or_else(|e| e.into_inner()).update(status);
     }
 
-    /// Sends the acknowledgement of `safe` (ids stored) up a station's socket.
-    async fn acknowledge(&self, socket: &mut TcpStream, station: &str, safe: &[u64], status: &mut StationStatus) {
+    /// Every open station connection and the newest closed ones, oldest first.
+    pub fn station_list(&self) -> Vec<StationStatus> {
+        self.stations.lock().unwrap_or_else(|e| e.into_inner()).connections.values().cloned().collect()
+    }
+
+    /// Connections refused before or at sign-on so far.
+    pub fn sign_on_refusals(&self) -> SignOnRefusals {
+        self.sign_on_refusals.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn refuse(&self, peer: SocketAddr, refusal: Refusal) {
+        let mut refusals = self.sign_on_refusals.lock().unwrap_or_else(|e| e.into_inner());
+        let count = match refusal {
+            Refusal::Malformed => &mut refusals.malformed,
+            Refusal::UnknownStation => &mut refusals.unknown_station,
+            Refusal::NotAuthentic => &mut refusals.not_authentic,
+            Refusal::TimedOut => &mut refusals.timed_out,
+            Refusal::OverLimit => &mut refusals.over_limit,
+        };
+        *count += 1;
+        tracing::debug!(%peer, ?refusal, "connection refused");
+    }
+
+    /// Writes `bytes` up a station's socket within `STATION_WRITE_TIMEOUT`; false if it did not.
+    async fn write_up(socket: &mut TcpStream, bytes: &[u8]) -> bool {
+        matches!(tokio::time::timeout(STATION_WRITE_TIMEOUT, socket.write_all(bytes)).await, Ok(Ok(())))
+    }
+
+    /// Sends the acknowledgement of `safe` (ids stored) up a station's socket; false if the
+    /// station did not take it.
+    async fn acknowledge(&self, socket: &mut TcpStream, safe: &[u64], status: &mut StationStatus) -> bool {
         if safe.is_empty() {
-            return;
+            return true;
         }
         match self.acknowledgement(safe) {
             Ok(frames) => {
-                if let Err(e) = socket.write_all(&frames).await {
-                    tracing::warn!(%station, error = %e, "cannot send acknowledgements");
-                } else {
+                let taken = Self::write_up(socket, &frames).await;
+                if taken {
                     status.acknowledgements_sent += safe.len() as u64;
                 }
+                taken
             }
-            Err(e) => tracing::error!(%station, error = %e, "cannot reserve uplink sequence numbers"),
+            Err(e) => {
+                tracing::error!(station = %status.station, error = %e, "cannot reserve uplink sequence numbers");
+                true
+            }
         }
     }
 
-    /// Serves one station until it disconnects.
-    async fn station(self: Arc<Self>, mut socket: TcpStream, peer: SocketAddr) {
-        let station = peer.to_string();
-        tracing::info!(%station, "station connected");
-        let mut ingest = StationIngest::new(station.clone(), self.profile.clone(), self.archive.clone());
-        let mut status = StationStatus {
-            station: station.clone(),
-            connected: true,
-            bytes_received: 0,
-            acknowledgements_sent: 0,
-            link: DecodeStats::default(),
-            ingest: IngestStats::default(),
+    /// The station's side of sign-on, read and answered on `socket`: the name it proved.
+    async fn sign_on(&self, socket: &mut TcpStream) -> Result<StationName, Refusal> {
+        let mut hello = [0u8; HELLO_LEN];
+        socket.read_exact(&mut hello).await.map_err(|_| Refusal::Malformed)?;
+        let hello = Hello::decode(&hello).map_err(|_| Refusal::Malformed)?;
+        let key = self.station_keys.get(&hello.name).ok_or(Refusal::UnknownStation)?;
+        let challenge = Challenge::answer(&hello, key).map_err(|_| Refusal::Malformed)?;
+        let answer: [u8; CHALLENGE_LEN] = challenge.encode();
+        socket.write_all(&answer).await.map_err(|_| Refusal::Malformed)?;
+        let mut proof = [0u8; PROOF_LEN];
+        socket.read_exact(&mut proof).await.map_err(|_| Refusal::Malformed)?;
+        challenge.verify(&hello, key, &proof).map_err(|_| Refusal::NotAuthentic)?;
+        Ok(hello.name)
+    }
+
+    /// Takes a new connection: one more signing on from its address, or refused over the limits.
+    fn admit(&self, peer: SocketAddr) -> bool {
+        let mut signing_on = self.signing_on.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, here) = (signing_on.values().sum::<usize>(), signing_on.get(&peer.ip()).copied().unwrap_or(0));
+        if total >= MAX_SIGNING_ON || here >= MAX_SIGNING_ON_PER_ADDRESS {
+            return false;
+        }
+        *signing_on.entry(peer.ip()).or_default() += 1;
+        true
+    }
+
+    fn signed_on(&self, peer: SocketAddr) {
+        let mut signing_on = self.signing_on.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = signing_on.get_mut(&peer.ip()) {
+            *count -= 1;
+            if *count == 0 {
+                signing_on.remove(&peer.ip());
+            }
+        }
+    }
+
+    /// Serves one connection: its sign-on, then its station's stream until it disconnects.
+    async fn connection(self: Arc<Self>, mut socket: TcpStream, peer: SocketAddr) {
+        if !self.admit(peer) {
+            self.refuse(peer, Refusal::OverLimit);
+            return;
+        }
+        let signed = tokio::time::timeout(SIGN_ON_TIMEOUT, self.sign_on(&mut socket)).await;
+        self.signed_on(peer);
+        let name = match signed {
+            Ok(Ok(name)) => name,
+            Ok(Err(refusal)) => return self.refuse(peer, refusal),
+            Err(_) => return self.refuse(peer, Refusal::TimedOut),
+        };
+        let opened = self.stations.lock().unwrap_or_else(|e| e.into_inner()).open(&name, peer);
+        let Some(status) = opened else { return self.refuse(peer, Refusal::OverLimit) };
+        self.station(socket, status).await;
+    }
+
+    /// Serves a signed-on station until it disconnects.
+    async fn station(&self, mut socket: TcpStream, mut status: StationStatus) {
+        let station = status.station.clone();
+        tracing::info!(%station, peer = %status.peer, connection = status.connection, "station signed on");
+        // subscribed before anything else, so that no command sent from now on is missed
+        let mut commands = self.commands.subscribe();
+        let mut ingest = match StationIngest::new(station.clone(), self.profile.clone(), self.archive.clone()) {
+            Ok(ingest) => ingest,
+            Err(e) => {
+                tracing::error!(%station, error = %e, "archive failure; closing the station's connection");
+                status.connected = false;
+                return self.update(status);
+            }
         };
         let mut buffer = vec![0u8; READ_CHUNK];
-        let mut commands = self.commands.subscribe();
         loop {
             let read = tokio::select! {
                 read = socket.read(&mut buffer) => read,
@@ -263,7 +470,10 @@ impl Service {
                 () = tokio::time::sleep(STORE_POLL), if ingest.in_flight() > 0 => {
                     match ingest.poll() {
                         Ok(safe) => {
-                            self.acknowledge(&mut socket, &station, &safe, &mut status).await;
+                            if !self.acknowledge(&mut socket, &safe, &mut status).await {
+                                tracing::warn!(%station, "the station does not take its acknowledgements; disconnected");
+                                break;
+                            }
                             status.ingest = ingest.stats();
                             self.update(status.clone());
                         }
@@ -275,13 +485,17 @@ impl Service {
                     continue;
                 }
                 frame = commands.recv() => {
-                    match frame {
-                        Ok(frame) => {
-                            if let Err(e) = socket.write_all(&frame).await {
-                                tracing::warn!(%station, error = %e, "cannot send a command");
-                            }
+                    let taken = match frame {
+                        Ok(frame) => Self::write_up(&mut socket, &frame).await,
+                        Err(e) => {
+                            // the stream up it has a gap now: a fresh connection starts clean
+                            tracing::warn!(%station, error = %e, "the station fell behind the uplink");
+                            false
                         }
-                        Err(e) => tracing::warn!(%station, error = %e, "command frames missed"),
+                    };
+                    if !taken {
+                        tracing::warn!(%station, "the station does not take its uplink; disconnected");
+                        break;
                     }
                     continue;
                 }
@@ -306,10 +520,10 @@ impl Service {
                     break;
                 }
             };
-            self.acknowledge(&mut socket, &station, &safe, &mut status).await;
+            let acknowledged = self.acknowledge(&mut socket, &safe, &mut status).await;
             status.link = ingest.link_stats();
             status.ingest = ingest.stats();
-            if ended {
+            if ended || !acknowledged {
                 break;
             }
             self.update(status.clone());
@@ -326,11 +540,11 @@ pub async fn accept_stations(service: Arc<Service>, listener: TcpListener) {
         match listener.accept().await {
             Ok((socket, peer)) => {
                 let _ = socket.set_nodelay(true);
-                tokio::spawn(service.clone().station(socket, peer));
+                tokio::spawn(service.clone().connection(socket, peer));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }

@@ -107,6 +107,24 @@ fn records_page_in_id_order_and_detections_come_back_in_time_order() {
 }
 
 #[test]
+fn a_box_across_the_antimeridian_finds_what_lies_on_either_side_of_it() {
+    both(|archive, _| {
+        for (id, longitude) in [(1, 179.5), (2, -179.5), (3, 0.0)] {
+            let mut p = detections(id, id as i64, 1);
+            if let Body::Detections(d) = &mut p.body {
+                d.detections[0].longitude = longitude;
+            }
+            archive.store(&p, &p.encode().bytes, "a", 0).expect("store");
+        }
+        let across = DetectionQuery { bbox: Some([179.0, 33.0, -179.0, 34.0]), ..DetectionQuery::default() };
+        let found: Vec<u64> = archive.detections(&across).expect("query").iter().map(|d| d.product_id).collect();
+        assert_eq!(found, vec![1, 2]);
+        let counted: u64 = archive.detection_cells(&across, 10.0).expect("cells").iter().map(|c| c.count).sum();
+        assert_eq!(counted, 2);
+    });
+}
+
+#[test]
 fn uplink_sequence_numbers_are_never_handed_out_twice() {
     both(|first, second| {
         let a = first.reserve_uplink_arsns(100).expect("reserve");
@@ -114,6 +132,20 @@ fn uplink_sequence_numbers_are_never_handed_out_twice() {
         let c = first.reserve_uplink_arsns(1).expect("reserve");
         assert!(a >= 1);
         assert_eq!((b, c), (a + 100, a + 200));
+    });
+}
+
+#[test]
+fn downlink_replay_marks_only_rise_and_are_kept_per_security_association() {
+    both(|first, second| {
+        assert!(first.downlink_replay_marks(1).expect("marks").is_empty());
+        first.raise_downlink_replay_marks(1, &[(0, 50), (2, 7)]).expect("raise");
+        second.raise_downlink_replay_marks(1, &[(0, 40), (2, 9), (5, 1)]).expect("raise");
+        second.raise_downlink_replay_marks(3, &[(0, 1000)]).expect("another SPI");
+        let mut marks = second.downlink_replay_marks(1).expect("marks");
+        marks.sort_unstable();
+        assert_eq!(marks, vec![(0, 50), (2, 9), (5, 1)], "a lower mark never lowers one");
+        assert_eq!(first.downlink_replay_marks(3).expect("marks"), vec![(0, 1000)]);
     });
 }
 

@@ -1,10 +1,14 @@
 //! What every Kestrel command line shares: the log options and how an error ends the process.
 
-use std::fmt::Display;
+use std::borrow::Cow;
+use std::fmt::{Display, Write as _};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -30,10 +34,42 @@ impl LogArgs {
         let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
         // An error here only means a subscriber is already installed.
         let _ = match self.log_format {
-            LogFormat::Text => builder.try_init(),
+            LogFormat::Text => builder.fmt_fields(EscapedFields).try_init(),
             LogFormat::Json => builder.json().flatten_event(true).try_init(),
         };
     }
+}
+
+/// The text format's fields, the message among them, with control characters escaped
+/// ([`escape_controls`]): whatever a logged name holds, one event is one line. (The JSON format
+/// escapes them itself.)
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EscapedFields;
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'writer>, fields: R) -> std::fmt::Result {
+        let mut text = String::new();
+        DefaultFields::new().format_fields(Writer::new(&mut text), fields)?;
+        writer.write_str(&escape_controls(&text))
+    }
+}
+
+/// `text` with each control character (newline, carriage return, escape, ...) written as its
+/// Rust escape (`\n`, `\u{1b}`): a name that came from outside (a spool file's) shown in a log line
+/// or an event can neither break the line nor forge another.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            let _ = write!(escaped, "{}", c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    Cow::Owned(escaped)
 }
 
 /// Ends a command: success, or the error on stderr prefixed with the program's name and exit code 1.
@@ -44,5 +80,49 @@ pub fn finish<E: Display>(program: &str, result: Result<(), E>) -> ExitCode {
             eprintln!("{program}: error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_nothing_else() {
+        assert!(matches!(escape_controls("frame-1.tif ü `x`"), Cow::Borrowed(_)));
+        assert_eq!(escape_controls("a\nINFO forged\r\u{1b}[31m\t"), "a\\nINFO forged\\r\\u{1b}[31m\\t");
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_newline_in_a_logged_name_cannot_forge_a_text_log_line() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .fmt_fields(EscapedFields)
+            .finish();
+        let name = "a.png\n2026-03-20T00:00:00Z ERROR flight: forged";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(source = "spool", path = %name, "spool `{name}`: a FIFO; quarantined");
+        });
+        let text = String::from_utf8(captured.0.lock().expect("log").clone()).expect("utf-8");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert_eq!(text.matches("a.png\\n2026").count(), 2, "message and field, escaped: {text}");
     }
 }

@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use crate::mission::{MissionError, MissionFile};
 use crate::profile::LinkProfile;
-use crate::security::{SecurityAssociation, read_key_file};
+use crate::security::SecurityAssociation;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,10 +51,7 @@ impl LinkConfig {
         if *self.downlink_rate_bps.get_ref() == 0 {
             return Err(file.error_at(self.downlink_rate_bps.span(), "link.downlink_rate_bps", "must be above 0"));
         }
-        const KEY: &str = "link.security.key_file";
-        let key_file = &self.security.key_file;
-        let path = file.existing_file(KEY, key_file)?;
-        let key = read_key_file(&path).map_err(|e| file.error_at(key_file.span(), KEY, e.to_string()))?;
+        let key = file.key_file("link.security.key_file", &self.security.key_file)?;
         Ok(LinkProfile {
             spacecraft_id: Some(self.spacecraft_id),
             rs_interleave: usize::from(*self.rs_interleave.get_ref()),

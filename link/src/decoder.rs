@@ -110,16 +110,27 @@ pub struct CaduDecoder {
 
 impl CaduDecoder {
     pub fn new(profile: LinkProfile) -> Self {
+        Self::resuming(profile, ReplayGuard::default())
+    }
+
+    /// A decoder that refuses every frame at or below what `replay` has already accepted (the
+    /// marks a receiver keeps across connections and restarts).
+    pub fn resuming(profile: LinkProfile, replay: ReplayGuard) -> Self {
         Self {
             layout: profile.layout(),
             sync: Synchronizer::new(profile.cadu_len()),
             rs: ReedSolomon::new(profile.rs_interleave),
             block: Vec::with_capacity(profile.cadu_len()),
             channels: BTreeMap::new(),
-            replay: ReplayGuard::default(),
+            replay,
             stats: DecodeStats::default(),
             profile,
         }
+    }
+
+    /// The anti-replay marks so far: per virtual channel, the last sequence number accepted.
+    pub fn replay_marks(&self) -> Vec<(u8, u64)> {
+        self.replay.marks()
     }
 
     /// The counters so far.

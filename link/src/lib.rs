@@ -18,6 +18,7 @@ pub mod profile;
 pub mod randomizer;
 pub mod reed_solomon;
 pub mod security;
+pub mod station;
 pub mod sync;
 pub mod telecommand;
 pub mod uplink;

@@ -125,6 +125,12 @@ impl MissionFile {
         }
     }
 
+    /// Reads the 256-bit key in the key file that `value` names (under the dotted `key`).
+    pub fn key_file(&self, key: &str, value: &Spanned<PathBuf>) -> Result<[u8; 32], MissionError> {
+        let path = self.existing_file(key, value)?;
+        crate::security::read_key_file(&path).map_err(|e| self.error_at(value.span(), key, e.to_string()))
+    }
+
     /// An error about the value at `span` (from a [`Spanned`] field) under the dotted `key`.
     pub fn error_at(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> MissionError {
         MissionError {
@@ -137,12 +143,49 @@ impl MissionFile {
 
     fn toml_error(&self, error: &toml::de::Error, table: Option<&Spanned<DeTable<'_>>>) -> MissionError {
         let span = error.span();
+        let message = error.message().trim_end().to_owned();
+        let key = match (&span, table) {
+            (Some(span), Some(table)) => key_at(table.get_ref(), span),
+            // a syntax error has no table to look in; a duplicate key's span is the key itself
+            (Some(span), None) if message.starts_with("duplicate key") => self.written_key_at(span),
+            _ => None,
+        };
         MissionError {
             file: self.path.clone(),
-            position: Some(self.line_column(span.as_ref().map_or(0, |s| s.start))),
-            key: span.zip(table).and_then(|(span, table)| key_at(table.get_ref(), &span)),
-            message: error.message().trim_end().to_owned(),
+            position: Some(self.line_column(span.map_or(0, |s| s.start))),
+            key,
+            message,
         }
+    }
+
+    /// The dotted path of the key written at `span`, read from the text (for errors the parser
+    /// finds before there is a table): the table header above it, then the key as written on its
+    /// line (`a.b = 1` gives both parts); a header itself names its table.
+    fn written_key_at(&self, span: &Range<usize>) -> Option<String> {
+        let start = self.text.get(..span.start)?.rfind('\n').map_or(0, |i| i + 1);
+        let line = self.text.get(start..span.end)?.trim_start();
+        let header = |line: &str| {
+            let line = line.trim();
+            let array = line.starts_with("[[");
+            let name = line.trim_start_matches('[').split(']').next().unwrap_or("").trim().to_owned();
+            (array, name)
+        };
+        if line.starts_with('[') {
+            return Some(header(line).1);
+        }
+        // inside an inline table only the key itself is named
+        let written = if line.contains('=') { self.text.get(span.clone())? } else { line };
+        let above = &self.text[..start];
+        let table = above.lines().rev().map(str::trim_start).find(|l| l.starts_with('['));
+        Some(match table.map(header) {
+            None => written.to_owned(),
+            Some((false, name)) => format!("{name}.{written}"),
+            Some((true, name)) => {
+                // the index of this entry of an array of tables
+                let entries = above.lines().filter(|l| header(l) == (true, name.clone())).count();
+                format!("{name}[{}].{written}", entries.saturating_sub(1))
+            }
+        })
     }
 
     fn line_column(&self, offset: usize) -> (usize, usize) {
@@ -299,6 +342,26 @@ mod tests {
         let e = error(&format!("{HEAD}[flight]\nstations = []\n"));
         assert_eq!(e.key.as_deref(), Some("flight"));
         assert!(e.message.contains("missing field `threads`"), "{e}");
+    }
+
+    #[test]
+    fn a_duplicate_key_is_named_with_its_table() {
+        let e = error(&format!("{HEAD}[flight]\nthreads = 2\nthreads = 3\n"));
+        assert_eq!((e.position, e.key.as_deref()), (Some((6, 1)), Some("flight.threads")), "{e}");
+        assert!(e.to_string().starts_with("m.toml:6:1: key `flight.threads`: duplicate key"), "{e}");
+        // in an entry of an array of tables, and a dotted key
+        let e = error(&format!(
+            "{HEAD}[flight]\nthreads = 1\n[[flight.stations]]\nname = \"a\"\n[[flight.stations]]\nname = \"b\"\nname = \"c\"\n"
+        ));
+        assert_eq!((e.position, e.key.as_deref()), (Some((10, 1)), Some("flight.stations[1].name")), "{e}");
+        let e = error(&format!("{HEAD}[flight]\nx.y = 1\nx.y = 2\n"));
+        assert_eq!(e.key.as_deref(), Some("flight.x.y"), "{e}");
+        // a table declared twice names the table
+        let e = error(&format!("{HEAD}[flight]\nthreads = 1\n[flight]\nthreads = 2\n"));
+        assert_eq!((e.position.map(|p| p.0), e.key.as_deref()), (Some(6), Some("flight")), "{e}");
+        // a key before any table
+        let e = error(&format!("name = \"a\"\nname = \"b\"\n{HEAD}"));
+        assert_eq!(e.key.as_deref(), Some("name"), "{e}");
     }
 
     #[test]

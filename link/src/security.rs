@@ -171,6 +171,13 @@ impl ReplayGuard {
         Self { last: last.into_iter().collect() }
     }
 
+    /// The last accepted ARSN of each virtual channel.
+    pub fn marks(&self) -> Vec<(u8, u64)> {
+        let mut marks: Vec<(u8, u64)> = self.last.iter().map(|(&vcid, &arsn)| (vcid, arsn)).collect();
+        marks.sort_unstable();
+        marks
+    }
+
     /// Accepts `arsn` on `vcid` only if it is above the last one accepted there.
     pub fn accept(&mut self, vcid: u8, arsn: u64) -> Result<(), SecurityError> {
         match self.last.get(&vcid) {

@@ -2,8 +2,9 @@
 //! error rate the campaign sets while it runs (0 passes the bytes untouched), and one-off faults
 //! in the next bytes to pass — an error burst, bytes dropped or sent twice, a bit slip (the
 //! receiver's clock losing bits: everything after it arrives shifted). The uplink goes through
-//! unchanged. Each connection from flight gets its own connection to the ground, as a radio pass
-//! would.
+//! unchanged, and so does the station's sign-on at the start of the downlink (it crosses the
+//! station's terrestrial link, not the radio). Each connection from flight gets its own connection
+//! to the ground, as a radio pass would.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kestrel_link::noise::{Rng, burst, flip_bits};
+use kestrel_link::station::STATION_SIGN_ON_LEN;
 
 /// A one-off fault applied to the next downlink bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,19 +178,29 @@ fn relay(flight: TcpStream, ground: SocketAddr, state: Arc<LinkState>, running: 
     let mut rng = Rng::new(seed);
     let mut slipped = Slipped::default();
     let mut buffer = vec![0u8; 64 * 1024];
+    let mut sign_on_left = STATION_SIGN_ON_LEN;
     while running.load(Ordering::SeqCst) {
         match flight_read.read(&mut buffer) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                let clean = sign_on_left.min(n);
+                sign_on_left -= clean;
+                if ground_write.write_all(&buffer[..clean]).is_err() {
+                    break;
+                }
+                let radio = &mut buffer[clean..n];
+                if radio.is_empty() {
+                    continue;
+                }
                 let ber = state.ber();
                 if ber > 0.0 {
-                    let flipped = flip_bits(&mut buffer[..n], ber, &mut rng);
+                    let flipped = flip_bits(radio, ber, &mut rng);
                     state.bits_flipped.fetch_add(flipped, Ordering::Relaxed);
                 }
-                state.bytes_down.fetch_add(n as u64, Ordering::Relaxed);
+                state.bytes_down.fetch_add(radio.len() as u64, Ordering::Relaxed);
                 let faults = state.take_pending();
                 state.faults_applied.fetch_add(faults.len() as u64, Ordering::Relaxed);
-                let out = apply(buffer[..n].to_vec(), &faults, &mut slipped, &mut rng);
+                let out = apply(radio.to_vec(), &faults, &mut slipped, &mut rng);
                 if ground_write.write_all(&out).is_err() {
                     break;
                 }

@@ -44,6 +44,21 @@ pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The station that the reference mission declares, and its key file under the scratch's `keys/`.
+pub const STATION: &str = "kestrel-bench";
+pub const STATION_KEY_FILE: &str = "station-kestrel-bench.key";
+pub const STATION_KEY: [u8; 32] = [0x5a; 32];
+
+/// A connection to a ground's CADU port, signed on as the mission's station.
+pub fn signed_on_station(cadu: &str) -> std::net::TcpStream {
+    let mut socket = std::net::TcpStream::connect(cadu).expect("connect to the CADU port");
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    let name = kestrel_link::station::StationName::new(STATION).expect("station name");
+    kestrel_link::station::sign_on(&mut socket, &name, &STATION_KEY).expect("sign-on");
+    socket.set_read_timeout(None).expect("timeout");
+    socket
+}
+
 /// A scratch copy of the reference mission with its own development secrets.
 #[derive(Debug)]
 pub struct Scratch {
@@ -58,6 +73,8 @@ impl Scratch {
         for secret in ["link.key", "operator.token"] {
             std::fs::write(dir.path().join("keys").join(secret), "00".repeat(32)).expect("secret");
         }
+        let station_key: String = STATION_KEY.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(dir.path().join("keys").join(STATION_KEY_FILE), station_key).expect("station key");
         // the files the mission names besides its secrets: the model manifest and its public key
         std::fs::create_dir(dir.path().join("models")).expect("models dir");
         for file in ["models.toml", "model-signing.pub"] {
@@ -125,6 +142,13 @@ impl Drop for Ground {
 }
 
 impl Ground {
+    /// The process's resident memory, bytes (Linux).
+    pub fn resident_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("process status");
+        let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).expect("VmRSS");
+        kib.trim().trim_end_matches("kB").trim().parse::<u64>().expect("a number of kB") * 1024
+    }
+
     /// Starts the ground for a scratch flight mission and points the mission's radio at it.
     pub fn for_flight(scratch: &Scratch) -> Self {
         scratch.flight_mission("127.0.0.1:9");
@@ -136,14 +160,21 @@ impl Ground {
     /// Starts `ground serve --mission mission.toml` (plus `extra`) in `dir`, and waits for the
     /// line that says where it listens.
     pub fn start(dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(binary("ground"))
-            .args(["serve", "--mission", "mission.toml"])
-            .args(extra)
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ground starts");
+        Self::spawn(Command::new(binary("ground")).args(["serve", "--mission", "mission.toml"]).args(extra), dir)
+    }
+
+    /// `start`, with the process's soft open-file limit set to `files` (`ulimit -Sn`; systemd's
+    /// default for a service is 1,024).
+    pub fn start_with_open_files(dir: &Path, files: u64, extra: &[&str]) -> Self {
+        let ground = binary("ground");
+        let mut command = Command::new("sh");
+        command.args(["-c", r#"ulimit -Sn "$0" && exec "$@""#, &files.to_string()]).arg(ground);
+        Self::spawn(command.args(["serve", "--mission", "mission.toml"]).args(extra), dir)
+    }
+
+    fn spawn(command: &mut Command, dir: &Path) -> Self {
+        let mut child =
+            command.current_dir(dir).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("ground starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)

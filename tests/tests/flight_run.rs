@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kestrel_e2e::{Ground, Scratch, binary, stderr, workspace_root};
+use kestrel_e2e::{Ground, STATION_KEY, Scratch, binary, stderr, workspace_root};
 use kestrel_flight::models as flight_models;
 use kestrel_ground::archive::Archive;
 use kestrel_ground::archive::SledArchive;
 use kestrel_link::noise::Rng;
 use kestrel_link::product::Kind;
 use kestrel_link::security::SecurityAssociation;
+use kestrel_link::station;
 use kestrel_link::uplink::{Mode, Telecommand, UplinkSender};
 
 /// Puts frames into the spool as the camera driver does: written under a hidden name, stamped
@@ -375,6 +376,8 @@ fn a_ground_that_never_reads_holds_up_neither_processing_nor_commands() {
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     let ground = std::thread::spawn(move || {
         let (mut socket, _) = listener.accept().expect("flight connects");
+        // sign-on is the one exchange this station reads
+        answer_sign_on(&mut socket);
         std::thread::sleep(Duration::from_secs(1));
         socket.write_all(&command).expect("uplink");
         // held open, never read, until flight is done
@@ -503,6 +506,7 @@ fn fly_with_uplink(
 ) -> (std::process::Output, serde_json::Value) {
     let ground = std::thread::spawn(move || {
         let (mut socket, _) = listener.accept().expect("flight connects");
+        answer_sign_on(&mut socket);
         socket.write_all(&uplink).expect("uplink");
         socket.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
         let mut sink = vec![0u8; 1 << 16];
@@ -512,6 +516,19 @@ fn fly_with_uplink(
     assert!(output.status.success(), "{}", stderr(&output));
     ground.join().expect("ground thread");
     (output, read_summary(scratch))
+}
+
+/// The ground's side of station sign-on, for a stand-in ground: flight's radio must sign on as the
+/// mission's station.
+fn answer_sign_on(socket: &mut std::net::TcpStream) {
+    let mut hello = [0u8; station::HELLO_LEN];
+    socket.read_exact(&mut hello).expect("hello");
+    let hello = station::Hello::decode(&hello).expect("a sign-on");
+    let challenge = station::Challenge::answer(&hello, &STATION_KEY).expect("challenge");
+    socket.write_all(&challenge.encode()).expect("challenge");
+    let mut proof = [0u8; station::PROOF_LEN];
+    socket.read_exact(&mut proof).expect("proof");
+    challenge.verify(&hello, &STATION_KEY, &proof).expect("flight signs on as the mission's station");
 }
 
 fn read_summary(scratch: &Scratch) -> serde_json::Value {
@@ -613,4 +630,29 @@ fn the_cloud_screen_keeps_a_clouded_frame_from_the_detector_and_it_still_goes_do
     let of_kind = |kind: Kind| archive.values().filter(|(k, _)| *k == kind).count();
     assert_eq!(of_kind(Kind::Detections), 2, "both frames are reported");
     assert_eq!(of_kind(Kind::Thumbnail), 2, "the clouded frame is thumbnailed too");
+}
+
+#[test]
+fn frames_of_identical_content_are_each_reported_as_the_duplicate_of_the_first() {
+    let scratch = Scratch::new();
+    let ground = Ground::for_flight(&scratch);
+    let osbs = workspace_root().join("testdata/aerial/OSBS_029.tif");
+    // queued together: the second and third come while the first is still to be processed
+    spool(&scratch, &[("first.tif", osbs.clone()), ("second.tif", osbs.clone()), ("third.tif", osbs)]);
+    let summary = run_until_drained(&scratch);
+    assert_eq!(count(&summary, "frames"), 1, "{summary}");
+    assert_eq!(count(&summary, "frames_duplicate"), 2, "{summary}");
+    assert_eq!(count(&summary, "frames_quarantined"), 0, "{summary}");
+    assert_eq!(count(&summary, "products_acknowledged"), count(&summary, "products_made"), "{summary}");
+    drop(ground);
+    let archive = archive(&scratch);
+    let duplicates: Vec<String> =
+        archived_events(&scratch, &archive).into_iter().filter(|e| e.contains("dropped as its duplicate")).collect();
+    assert_eq!(duplicates.len(), 2, "an event per duplicate: {duplicates:?}");
+    for name in ["second.tif", "third.tif"] {
+        assert!(
+            duplicates.iter().any(|e| e.contains(&format!("`{name}`")) && e.contains("(`first.tif`)")),
+            "{name} is named as the duplicate of first.tif: {duplicates:?}"
+        );
+    }
 }

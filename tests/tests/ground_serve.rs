@@ -8,7 +8,7 @@ use std::time::Duration;
 
 mod station;
 
-use kestrel_e2e::{Ground, Scratch};
+use kestrel_e2e::{Ground, Scratch, signed_on_station};
 use kestrel_link::noise::Rng;
 use kestrel_link::product::{Body, Chip, Event, Product, Severity};
 use kestrel_link::security::SecurityAssociation;
@@ -52,7 +52,7 @@ fn products(ids: std::ops::Range<u64>) -> Vec<Product> {
 
 /// Sends `bytes` as a station, in `chunk`-byte writes, and returns the ids acknowledged to it.
 fn station(address: &str, bytes: &[u8], chunk: usize, pause: Duration, security: SecurityAssociation) -> Vec<u64> {
-    let mut socket = TcpStream::connect(address).expect("connect");
+    let mut socket = signed_on_station(address);
     for part in bytes.chunks(chunk) {
         socket.write_all(part).expect("send");
         std::thread::sleep(pause);
@@ -88,13 +88,13 @@ fn two_stations_one_archive_each_product_once_and_acknowledged() {
     let garbage = std::thread::spawn(move || {
         let mut rng = Rng::new(3);
         let noise: Vec<u8> = (0..500_000).map(|_| rng.next_u64() as u8).collect();
-        let mut socket = TcpStream::connect(&cadu).expect("connect");
+        let mut socket = signed_on_station(&cadu);
         let _ = socket.write_all(&noise);
     });
     let cadu = ground.cadu.clone();
     let cut = stream_a[..stream_a.len() / 2 + 333].to_vec();
     let dropped = std::thread::spawn(move || {
-        let mut socket = TcpStream::connect(&cadu).expect("connect");
+        let mut socket = signed_on_station(&cadu);
         let _ = socket.write_all(&cut);
         drop(socket);
     });
@@ -235,11 +235,13 @@ fn two_ground_processes_on_one_postgres_archive_store_each_product_once() {
     let (a_stream, a_security) = (downlink.clone(), security.clone());
     let a = std::thread::spawn(move || station(&a_address, &a_stream, 20_000, Duration::ZERO, a_security));
     let b = std::thread::spawn(move || station(&b_address, &downlink, 30_000, Duration::ZERO, security));
-    let (mut acked_a, mut acked_b) = (a.join().expect("a"), b.join().expect("b"));
-    acked_a.sort_unstable();
-    acked_b.sort_unstable();
-    assert_eq!(acked_a, (0..90).collect::<Vec<_>>());
-    assert_eq!(acked_b, (0..90).collect::<Vec<_>>());
+    let (acked_a, acked_b) = (a.join().expect("a"), b.join().expect("b"));
+    // the archive's anti-replay marks are shared too: a frame one process has accepted is a
+    // replay to the other if it arrives there later, so each product is acknowledged by one or both
+    let mut acked: Vec<u64> = acked_a.iter().chain(&acked_b).copied().collect();
+    acked.sort_unstable();
+    acked.dedup();
+    assert_eq!(acked, (0..90).collect::<Vec<_>>());
 
     let stored = |http: &str| {
         let stats = settled_stats(http, 1);
@@ -317,9 +319,16 @@ fn a_model_upload_goes_up_as_segments_then_its_install_command_under_one_audit_i
     let security = profile.security.clone().expect("security");
     let token = std::fs::read_to_string(scratch.path().join("keys/operator.token")).expect("token");
     let bearer = format!("Bearer {}", token.trim());
+    // the mission's model verifying key made for the test, and the file signed with it
+    let secret = scratch.path().join("test-signing.key");
+    let public = kestrel_flight::models::generate_key_pair(&secret).expect("key pair");
+    std::fs::write(scratch.path().join("models/model-signing.pub"), public).expect("verifying key");
     let ground = start_ground(&scratch);
     let file: String = (0..5000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
-    let signature = "ab".repeat(64);
+    std::fs::write(scratch.path().join("upload.onnx"), &file).expect("model file");
+    let digest = kestrel_flight::models::file_sha256(&scratch.path().join("upload.onnx")).expect("digest");
+    let signed = kestrel_flight::models::sign_digest(&secret, &digest).expect("sign");
+    let signature = kestrel_flight::models::hex(&signed);
     let path = format!("/api/models/vessels-s2?signature={signature}");
     assert_eq!(request(&ground.http, "POST", &path, &[], &file).0, 401, "no token");
     let headers = [("Authorization", bearer.as_str())];
@@ -330,6 +339,15 @@ fn a_model_upload_goes_up_as_segments_then_its_install_command_under_one_audit_i
     assert_eq!(status, 400, "a name that is not a model name");
 
     let mut station = connected_stations(&ground, 1).remove(0);
+    // signatures that flight would refuse never go up: all zeros, and another file's
+    for refused in [
+        "00".repeat(64),
+        kestrel_flight::models::hex(&kestrel_flight::models::sign_digest(&secret, &[7; 32]).expect("sign")),
+    ] {
+        let (status, reply) =
+            request(&ground.http, "POST", &format!("/api/models/vessels-s2?signature={refused}"), &headers, &file);
+        assert_eq!(status, 400, "{reply}");
+    }
     let (status, reply) = request(&ground.http, "POST", &path, &headers, &file);
     assert_eq!(status, 202, "{reply}");
     let id = reply["id"].as_u64().expect("audit id");
@@ -357,7 +375,7 @@ fn a_model_upload_goes_up_as_segments_then_its_install_command_under_one_audit_i
         panic!("an InstallModel command follows the segments")
     };
     assert_eq!((command_id, transfer, model.as_str(), length), (id, id, "vessels-s2", 5000));
-    assert_eq!(sent, vec![0xab; 64]);
+    assert_eq!(sent, signed.to_vec());
     let digest = kestrel_flight::models::hex(&sha256);
     let (_, trail) = request(&ground.http, "GET", "/api/commands", &headers, "");
     assert!(
@@ -412,6 +430,11 @@ fn commands_need_the_operator_token_are_audited_and_go_up_every_station() {
 
     let (status, trail) = request(&ground.http, "GET", "/api/commands", &[("Authorization", &bearer)], "");
     assert_eq!(status, 200);
+    // the scheme in any case (RFC 7235), and a page over the maximum refused
+    let lower = format!("bearer {}", token.trim());
+    assert_eq!(request(&ground.http, "GET", "/api/commands", &[("Authorization", &lower)], "").0, 200, "bearer");
+    let over = format!("/api/commands?limit={}", kestrel_ground::http::MAX_PAGE + 1);
+    assert_eq!(request(&ground.http, "GET", &over, &[("Authorization", &bearer)], "").0, 400, "{over}");
     let trail = trail.as_array().expect("entries");
     assert!(
         trail.iter().any(|e| e["operator"] == "alice"
@@ -489,6 +512,21 @@ fn the_console_is_served_and_its_queries_refuse_bad_parameters() {
         "/api/track?from_ms=0&to_ms=999999999999",
         "/api/passes?from_ms=-9223372036854775808",
         "/api/track?from_ms=-9223372036854775808&to_ms=9223372036854775807",
+        // the year 9999, for a day
+        "/api/track?from_ms=253370764800000&to_ms=253370851200000",
+        "/api/passes?from_ms=253370764800000&to_ms=253370851200000",
+        "/api/events?to_ms=253370764800000",
+        // not a box on the Earth
+        "/api/detections?bbox=NaN,0,10,10",
+        "/api/detections?bbox=0,0,inf,10",
+        "/api/detections.geojson?bbox=0,0,10,200",
+        "/api/detections/cells?cell_deg=1&bbox=0,10,10,-10",
+        // above the documented maximum page
+        "/api/detections?limit=10001",
+        "/api/products?limit=10001",
+        "/api/events?limit=10001",
+        "/api/telemetry?limit=10001",
+        "/api/frames?limit=10001",
     ] {
         let (status, body) = get(&ground.http, bad);
         assert_eq!(status, 400, "{bad}: {body}");
@@ -501,4 +539,74 @@ fn the_console_is_served_and_its_queries_refuse_bad_parameters() {
     assert_eq!(names.into_iter().collect::<Vec<_>>(), ["Inuvik", "Svalbard"], "a day over both stations");
     let (_, track) = get(&ground.http, "/api/track?from_ms=1773964800000&to_ms=1773971000000&step_ms=60000");
     assert_eq!(track.as_array().map(Vec::len), Some(104), "a point a minute, both ends included");
+}
+
+/// The soft limit on this process's open files (`ulimit -Sn`), from `/proc/self/limits`.
+fn soft_open_file_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("/proc/self/limits");
+    let line = limits.lines().find_map(|l| l.strip_prefix("Max open files")).expect("the open-file limit");
+    line.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(u64::MAX)
+}
+
+/// The status of `GET path`, if the whole answer came within `bound`.
+fn status_within(http: &str, path: &str, bound: Duration) -> Result<u16, String> {
+    let address: std::net::SocketAddr = http.parse().expect("address");
+    let deadline = std::time::Instant::now() + bound;
+    let mut socket = TcpStream::connect_timeout(&address, bound).map_err(|e| format!("connect: {e}"))?;
+    let left = deadline.saturating_duration_since(std::time::Instant::now()).max(Duration::from_millis(1));
+    socket.set_read_timeout(Some(left)).expect("timeout");
+    socket
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: kestrel\r\nConnection: close\r\n\r\n").as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut bytes = Vec::new();
+    socket.read_to_end(&mut bytes).map_err(|e| format!("no whole answer within {bound:?}: {e}"))?;
+    let answer = String::from_utf8_lossy(&bytes);
+    answer.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("not an HTTP answer: {answer:?}"))
+}
+
+/// Issue 23, item 6: requests that never finish their headers used to stay open for ever, and
+/// 1,100 of them made the API unreachable. The ground runs with the open-file limit a systemd
+/// service gets (1,024), as in the probe.
+#[test]
+fn eleven_hundred_connections_that_never_finish_their_headers_leave_the_api_answering() {
+    const IDLE: usize = 1_100;
+    let files = soft_open_file_limit();
+    assert!(files >= 1_300, "this test holds {IDLE} sockets open: raise `ulimit -n` (now {files}) to 1,300 or more");
+    let (scratch, _) = scratch_mission();
+    let ground = Ground::start_with_open_files(scratch.path(), 1024, &[]);
+    assert_eq!(status_within(&ground.http, "/api/stats", Duration::from_secs(15)), Ok(200));
+    let address: std::net::SocketAddr = ground.http.parse().expect("address");
+    let mut idle = Vec::with_capacity(IDLE);
+    for i in 0..IDLE {
+        let mut socket = TcpStream::connect_timeout(&address, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("idle connection {i} could not connect: {e}"));
+        let partial: &[u8] =
+            if i % 2 == 0 { b"GET /api/sta" } else { b"GET /api/stats HTTP/1.1\r\nHost: kestrel\r\nX-Never-Ends: " };
+        // the ground may have closed it already to make room for a newer one
+        let _ = socket.write_all(partial);
+        idle.push(socket);
+    }
+    let opened = std::time::Instant::now();
+    // the API answers while they are all open on this side (a watchdog, not a speed requirement)
+    assert_eq!(
+        status_within(&ground.http, "/api/stats", Duration::from_secs(15)),
+        Ok(200),
+        "the API did not answer with {IDLE} connections waiting"
+    );
+    // and the ground lets none of them stay: each was closed to make room for a newer one, or at
+    // the 10 s header timeout
+    let deadline = opened + Duration::from_secs(25);
+    for (i, mut socket) in idle.into_iter().enumerate() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now()).max(Duration::from_millis(1));
+        socket.set_read_timeout(Some(left)).expect("timeout");
+        let mut bytes = Vec::new();
+        if let Err(e) = socket.read_to_end(&mut bytes) {
+            assert!(
+                !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+                "idle connection {i} was still open {:?} after the last one was opened",
+                opened.elapsed()
+            );
+        }
+    }
+    assert_eq!(status_within(&ground.http, "/api/stats", Duration::from_secs(15)), Ok(200));
 }

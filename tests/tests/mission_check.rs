@@ -151,6 +151,26 @@ fn a_key_file_that_does_not_exist_is_named() {
 }
 
 #[test]
+fn the_station_declarations_are_checked() {
+    let scratch = Scratch::new();
+    let station = "[[ground.stations]]\nname = \"kestrel-bench\"\nkey_file = \"keys/station-kestrel-bench.key\"\n";
+    assert!(scratch.reference.contains(station), "the reference mission declares its station");
+    scratch.mission_with(station, &format!("{station}\n{station}"));
+    let message = check_fails("ground", &scratch);
+    assert!(message.contains("key `ground.stations[1].name`: station `kestrel-bench` is declared twice"), "{message}");
+    scratch.mission_with("name = \"kestrel-bench\"", "name = \"kestrel bench\"");
+    let message = check_fails("ground", &scratch);
+    assert!(message.contains("key `ground.stations[0].name`"), "{message}");
+    scratch.mission_with(station, "");
+    let message = check_fails("ground", &scratch);
+    assert!(message.contains("key `ground`: missing field `stations`"), "{message}");
+    scratch
+        .mission_with("station_key_file = \"keys/station-kestrel-bench.key\"", "station_key_file = \"keys/gone.key\"");
+    let message = check_fails("flight", &scratch);
+    assert!(message.contains("key `flight.downlink.station_key_file`"), "{message}");
+}
+
+#[test]
 fn a_mission_file_that_does_not_exist_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = run("flight", &["check", "--mission", "nowhere.toml"], dir.path());
@@ -202,4 +222,37 @@ fn the_cloud_screen_section_is_checked() {
         message.contains(&format!("mission.toml:{line}:22: key `flight.cloud_screen.reflectance_offset`")),
         "{message}"
     );
+}
+
+#[test]
+fn every_check_refuses_a_tle_with_a_bad_checksum_or_an_epoch_far_from_the_missions() {
+    let scratch = Scratch::new();
+    scratch.mission_with("0  9992\"", "0  9993\"");
+    let line = scratch.line_of("tle = [");
+    for binary in ["flight", "ground", "thermal"] {
+        let message = check_fails(binary, &scratch);
+        assert!(message.contains(&format!("mission.toml:{line}:7: key `thermal.tle`")), "{binary}: {message}");
+        assert!(message.contains("checksum"), "{binary}: {message}");
+    }
+    scratch.mission_with("epoch = \"2026-03-20T00:00:00Z\"", "epoch = \"1996-03-20T00:00:00Z\"");
+    let line = scratch.line_of("tle = [");
+    for binary in ["flight", "ground", "thermal"] {
+        let message = check_fails(binary, &scratch);
+        assert!(message.contains(&format!("mission.toml:{line}:7: key `thermal.tle`")), "{binary}: {message}");
+        assert!(message.contains("2026-03-20T00:00:00Z") && message.contains("1996-03-20T00:00:00Z"), "{message}");
+    }
+}
+
+#[test]
+fn a_duplicate_key_is_named() {
+    let scratch = Scratch::new();
+    scratch.mission_with("intra_threads = 2", "intra_threads = 2\nintra_threads = 3");
+    let line = scratch.line_of("intra_threads = 3");
+    for binary in ["flight", "ground", "thermal"] {
+        let message = check_fails(binary, &scratch);
+        assert!(
+            message.contains(&format!("mission.toml:{line}:1: key `flight.inference.intra_threads`: duplicate key")),
+            "{binary}: {message}"
+        );
+    }
 }

@@ -125,6 +125,10 @@ pub struct LoadedThermalMission {
 pub const REQUIRED_ORBIT_DAYS: f64 = 3.0;
 /// Below this height an orbit is re-entering, not flying a mission.
 pub const DECAY_HEIGHT_KM: f64 = 150.0;
+/// How far the TLE's epoch may be from the mission's `[mission] epoch`, days. Further, and the
+/// element set is another spacecraft's or long stale: SGP4's error grows by kilometres a day, and
+/// every contact, eclipse, plan and ground track predicted from it would be wrong.
+pub const MAX_TLE_EPOCH_OFFSET_DAYS: f64 = 30.0;
 
 impl LoadedThermalMission {
     pub fn load(path: &Path) -> Result<Self, MissionError> {
@@ -156,6 +160,20 @@ impl LoadedThermalMission {
         let orbit = Orbit::from_tle(&tle.get_ref()[0], &tle.get_ref()[1])
             .map_err(|e| file.error_at(tle.span(), "thermal.tle", e.to_string()))?;
         let epoch = orbit.epoch_unix();
+        let mission_epoch = config.mission.epoch_ms() as f64 / 1000.0;
+        let offset_days = (epoch - mission_epoch) / 86_400.0;
+        if offset_days.abs() > MAX_TLE_EPOCH_OFFSET_DAYS {
+            let message = format!(
+                "the TLE's epoch {} is {:.1} days {} the mission's epoch {} (`mission.epoch`); at most \
+                 {MAX_TLE_EPOCH_OFFSET_DAYS} days either side are allowed: this element set is another \
+                 spacecraft's or stale",
+                utc_text(epoch),
+                offset_days.abs(),
+                if offset_days < 0.0 { "before" } else { "after" },
+                config.mission.epoch,
+            );
+            return Err(file.error_at(tle.span(), "thermal.tle", message));
+        }
         let mut t = epoch;
         while t <= epoch + REQUIRED_ORBIT_DAYS * 86_400.0 {
             let (r, _) = orbit.teme(t).map_err(|e| file.error_at(tle.span(), "thermal.tle", e.to_string()))?;
@@ -242,5 +260,36 @@ impl LoadedThermalMission {
         node_named(&p.payload_node, &key("payload_node"))?;
         node_named(&p.battery_node, &key("battery_node"))?;
         Ok(Self { file, config, orbit })
+    }
+}
+
+/// A Unix time as `YYYY-MM-DDTHH:MM:SSZ` (whole seconds, proleptic Gregorian).
+pub fn utc_text(t_unix: f64) -> String {
+    let seconds = t_unix.floor() as i64;
+    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let (hour, minute, second) = (second_of_day / 3600, second_of_day / 60 % 60, second_of_day % 60);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_times_as_utc_text() {
+        assert_eq!(utc_text(0.0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_text(1_773_964_800.0), "2026-03-20T00:00:00Z");
+        assert_eq!(utc_text(951_827_696.5), "2000-02-29T12:34:56Z");
+        assert_eq!(utc_text(-1.0), "1969-12-31T23:59:59Z");
     }
 }

@@ -104,3 +104,26 @@ fn a_bad_tle_and_a_decaying_orbit_are_refused_with_the_key() {
     assert_eq!(error.key.as_deref(), Some("thermal.tle"), "{error}");
     assert!(error.message.contains("the orbit decays"), "{error}");
 }
+
+#[test]
+fn a_tle_whose_epoch_is_far_from_the_missions_is_refused_naming_both() {
+    const EPOCH: &str = "epoch = \"2026-03-20T00:00:00Z\"";
+    // the reference TLE's epoch is 2026-03-20: decades away, and a little over the limit
+    for (mission_epoch, days) in
+        [("1996-03-20T00:00:00Z", "10957.0 days after"), ("2026-04-20T00:00:00Z", "31.0 days before")]
+    {
+        let error = load_with(EPOCH, &format!("epoch = \"{mission_epoch}\"")).expect_err(mission_epoch);
+        assert_eq!(error.key.as_deref(), Some("thermal.tle"), "{error}");
+        assert!(error.position.is_some(), "{error}");
+        assert!(
+            error.message.contains("the TLE's epoch 2026-03-20T00:00:00Z")
+                && error.message.contains(days)
+                && error.message.contains(mission_epoch),
+            "{error}"
+        );
+    }
+    // within the limit either side
+    for mission_epoch in ["2026-02-19T00:00:00Z", "2026-04-18T00:00:00Z"] {
+        load_with(EPOCH, &format!("epoch = \"{mission_epoch}\"")).expect(mission_epoch);
+    }
+}

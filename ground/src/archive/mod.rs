@@ -87,7 +87,8 @@ pub struct DetectionQuery {
     pub to_ms: i64,
     /// Only this class.
     pub class: Option<String>,
-    /// Only inside this box: west, south, east, north (degrees).
+    /// Only inside this box: west, south, east, north (degrees); west above east is a box across
+    /// the antimeridian.
     pub bbox: Option<[f64; 4]>,
     /// Matches to pass over before the first returned (paging).
     pub offset: usize,
@@ -130,7 +131,13 @@ impl DetectionQuery {
     /// Whether a position passes the box filter.
     pub fn admits_position(&self, latitude: f64, longitude: f64) -> bool {
         self.bbox.is_none_or(|[west, south, east, north]| {
-            (south..=north).contains(&latitude) && (west..=east).contains(&longitude)
+            let across_antimeridian = west > east;
+            let in_longitude = if across_antimeridian {
+                longitude >= west || longitude <= east
+            } else {
+                (west..=east).contains(&longitude)
+            };
+            (south..=north).contains(&latitude) && in_longitude
         })
     }
 }
@@ -192,6 +199,13 @@ pub trait Archive: Send + Sync + Debug {
     /// before it returns, and shared by every ground process on the archive, so no number is ever
     /// used twice (that would reuse an AES-GCM IV).
     fn reserve_uplink_arsns(&self, count: u64) -> Result<u64, ArchiveError>;
+    /// The downlink's anti-replay marks under security association `spi`: per virtual channel, the
+    /// highest sequence number accepted by any connection of any ground process on the archive.
+    /// A new station connection refuses every frame at or below them, so a recorded downlink
+    /// replayed later is refused however it arrives.
+    fn downlink_replay_marks(&self, spi: u16) -> Result<Vec<(u8, u64)>, ArchiveError>;
+    /// Raises the marks under `spi` to `marks` where they are higher (never lowers one), durably.
+    fn raise_downlink_replay_marks(&self, spi: u16, marks: &[(u8, u64)]) -> Result<(), ArchiveError>;
     /// Appends an entry (its `id` is assigned here) to the audit trail, durably; returns the id.
     fn audit(&self, entry: &AuditEntry) -> Result<u64, ArchiveError>;
     /// The latest `limit` audit entries, newest first.

@@ -60,6 +60,12 @@ CREATE TABLE IF NOT EXISTS detections (
 );
 CREATE INDEX IF NOT EXISTS detections_by_time ON detections (frame_time_ms, product_id, idx);
 CREATE TABLE IF NOT EXISTS uplink (id INTEGER PRIMARY KEY, next_arsn BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS downlink_replay (
+    spi INTEGER NOT NULL,
+    vcid SMALLINT NOT NULL,
+    last_arsn BIGINT NOT NULL,
+    PRIMARY KEY (spi, vcid)
+);
 CREATE TABLE IF NOT EXISTS conflicts (
     id BIGINT NOT NULL,
     envelope_crc BIGINT NOT NULL,
@@ -79,7 +85,8 @@ CREATE TABLE IF NOT EXISTS audit (
 
 /// The filters of a detection query, over parameters $1 to $7 (see `filter_params`).
 const DETECTION_FILTER: &str = "frame_time_ms >= $1 AND frame_time_ms < $2 AND ($3::TEXT IS NULL OR class_name = $3)
-     AND latitude BETWEEN $4 AND $5 AND longitude BETWEEN $6 AND $7";
+     AND latitude BETWEEN $4 AND $5
+     AND (CASE WHEN $6::DOUBLE PRECISION <= $7::DOUBLE PRECISION THEN longitude BETWEEN $6 AND $7 ELSE longitude >= $6 OR longitude <= $7 END)";
 
 fn filter_params(query: &DetectionQuery) -> Vec<&(dyn ToSql + Sync)> {
     let [west, south, east, north] = query.bbox.as_ref().unwrap_or(&WHOLE_EARTH);
@@ -488,6 +495,32 @@ impl Archive for PostgresArchive {
                 )
                 .map_err(storage)?;
             Ok(row.get::<_, i64>(0) as u64)
+        })
+    }
+
+    fn downlink_replay_marks(&self, spi: u16) -> Result<Vec<(u8, u64)>, ArchiveError> {
+        self.call(move |client| {
+            let rows = client
+                .query("SELECT vcid, last_arsn FROM downlink_replay WHERE spi = $1", &[&i32::from(spi)])
+                .map_err(storage)?;
+            Ok(rows.iter().map(|row| (row.get::<_, i16>(0) as u8, row.get::<_, i64>(1) as u64)).collect())
+        })
+    }
+
+    fn raise_downlink_replay_marks(&self, spi: u16, marks: &[(u8, u64)]) -> Result<(), ArchiveError> {
+        let marks: Vec<(i16, i64)> = marks.iter().map(|&(vcid, mark)| (i16::from(vcid), mark as i64)).collect();
+        self.call(move |client| {
+            let mut transaction = client.transaction().map_err(storage)?;
+            for (vcid, mark) in &marks {
+                transaction
+                    .execute(
+                        "INSERT INTO downlink_replay (spi, vcid, last_arsn) VALUES ($1, $2, $3)
+                         ON CONFLICT (spi, vcid) DO UPDATE SET last_arsn = GREATEST(downlink_replay.last_arsn, $3)",
+                        &[&i32::from(spi), vcid, mark],
+                    )
+                    .map_err(storage)?;
+            }
+            transaction.commit().map_err(storage)
         })
     }
 

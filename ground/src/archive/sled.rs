@@ -72,6 +72,14 @@ fn timeline_key(kind: u8, time_ms: i64, product_id: u64) -> [u8; 17] {
     key
 }
 
+/// `downlink_arsn` | SPI | VCID: the downlink's anti-replay mark of one virtual channel.
+fn replay_mark_key(spi: u16, vcid: u8) -> Vec<u8> {
+    let mut key = b"downlink_arsn".to_vec();
+    key.extend(spi.to_be_bytes());
+    key.push(vcid);
+    key
+}
+
 fn chip_key(frame_id: u64, index: u32) -> [u8; 12] {
     let mut key = [0u8; 12];
     key[..8].copy_from_slice(&frame_id.to_be_bytes());
@@ -397,6 +405,34 @@ impl Archive for SledArchive {
             .map_err(storage)?;
         self.meta.flush().map_err(storage)?;
         Ok(first)
+    }
+
+    fn downlink_replay_marks(&self, spi: u16) -> Result<Vec<(u8, u64)>, ArchiveError> {
+        let prefix = replay_mark_key(spi, 0);
+        self.meta
+            .scan_prefix(&prefix[..prefix.len() - 1])
+            .map(|entry| {
+                let (key, value) = entry.map_err(storage)?;
+                let vcid = key.last().copied().unwrap_or_default();
+                let mark = value.as_ref().try_into().map(u64::from_be_bytes).map_err(|_| {
+                    ArchiveError::Storage(format!("the replay mark of virtual channel {vcid} is not 8 bytes"))
+                })?;
+                Ok((vcid, mark))
+            })
+            .collect()
+    }
+
+    fn raise_downlink_replay_marks(&self, spi: u16, marks: &[(u8, u64)]) -> Result<(), ArchiveError> {
+        for &(vcid, mark) in marks {
+            self.meta
+                .fetch_and_update(replay_mark_key(spi, vcid), |old| {
+                    let old = old.and_then(|v| v.try_into().ok()).map_or(0, u64::from_be_bytes);
+                    Some(old.max(mark).to_be_bytes().to_vec())
+                })
+                .map_err(storage)?;
+        }
+        self.meta.flush().map_err(storage)?;
+        Ok(())
     }
 
     fn audit(&self, entry: &AuditEntry) -> Result<u64, ArchiveError> {

@@ -3,9 +3,10 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use kestrel_e2e::{Ground, Scratch};
+use kestrel_e2e::{Ground, Scratch, signed_on_station};
 use kestrel_ground::config::LoadedGroundMission;
 use kestrel_link::encoder::{CaduEncoder, EncoderState};
 use kestrel_link::packet::SequenceCounters;
@@ -20,9 +21,13 @@ pub fn scratch_mission() -> (Scratch, LinkProfile) {
     (scratch, profile)
 }
 
-/// The CADU stream carrying products, their envelopes as given (so a test can corrupt one).
+/// The CADU stream carrying products, their envelopes as given (so a test can corrupt one). Each
+/// stream goes on with the frame sequence numbers where the last one left off, as one spacecraft's
+/// downlink does: the ground refuses a number it has accepted before as a replay.
 pub fn stream(profile: &LinkProfile, envelopes: &[(u16, Vec<u8>)]) -> Vec<u8> {
-    let mut encoder = CaduEncoder::new(profile.clone(), EncoderState::default());
+    static NEXT_ARSN: AtomicU64 = AtomicU64::new(1);
+    let state = EncoderState { next_arsn: NEXT_ARSN.fetch_add(1 << 20, Ordering::SeqCst), ..EncoderState::default() };
+    let mut encoder = CaduEncoder::new(profile.clone(), state);
     let mut counters = SequenceCounters::default();
     let mut out = Vec::new();
     for (apid, envelope) in envelopes {
@@ -81,15 +86,11 @@ pub fn request(http: &str, method: &str, path: &str, headers: &[(&str, &str)], b
     (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
 }
 
-/// `count` station connections, once the service lists them.
+/// `count` station connections, signed on, once the service lists them.
 pub fn connected_stations(ground: &Ground, count: usize) -> Vec<TcpStream> {
-    let mut stations: Vec<TcpStream> = (0..count).map(|_| TcpStream::connect(&ground.cadu).expect("station")).collect();
+    let stations: Vec<TcpStream> = (0..count).map(|_| signed_on_station(&ground.cadu)).collect();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while get(&ground.http, "/api/stats").1["stations"].as_array().map_or(0, Vec::len) < count {
-        // a station appears in the statistics after its first read; send it something
-        for s in &mut stations {
-            let _ = s.write_all(&[0x55; 16]);
-        }
         assert!(std::time::Instant::now() < deadline, "stations never appeared");
         std::thread::sleep(Duration::from_millis(20));
     }
