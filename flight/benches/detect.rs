@@ -6,7 +6,8 @@
 //! raw session one tile per run, which shows what the batches gain. All four use the detector's
 //! one session (a second session's idle threads would slow the first), without the cloud screen;
 //! its cost per tile is measured after them, on its own, and last the session on weights in
-//! flight's memory (what flight runs) against one on ONNX Runtime's own copy.
+//! flight's memory (what flight runs) against one on ONNX Runtime's own copy; and what resizing a
+//! tile costs, nearest neighbour against bilinear.
 //! `cargo bench -p kestrel-flight [--features cuda] --bench detect [-- --rounds N] [--max-batch N] [--also NAME]`
 //! (`--also`: another detector of the manifest, e.g. the one being replaced, on the same scenes)
 //! (`--max-batch` in place of the mission's `flight.inference.max_batch`; a GPU gains from larger
@@ -78,6 +79,7 @@ fn main() {
     measure(&mission, Some("trees-neon"), &aerial.map(|f| root().join("testdata").join(f)), rounds);
     cloud_screen_cost(&with_screen, &scenes, rounds);
     resident_weights_cost(&mission, &scenes, rounds);
+    resize_cost(rounds);
 }
 
 /// The three measurements for model `name` (the mission's detector when `None`) on `scenes`.
@@ -200,7 +202,7 @@ fn tile_tensors(detector: &mut MissionDetector, scenes: &[PathBuf]) -> Vec<Array
         let ranges = detector.scaling(&raster);
         let spec = detector.spec().clone();
         for window in detector.detector().windows(&raster) {
-            tensors.push(raster.tile_tensor(window, &spec.bands, &ranges, spec.input_size).0);
+            tensors.push(raster.tile_tensor(window, &spec.bands, &ranges, spec.input_size, &spec.preprocess).0);
         }
     }
     tensors
@@ -209,6 +211,31 @@ fn tile_tensors(detector: &mut MissionDetector, scenes: &[PathBuf]) -> Vec<Array
 /// The weights in flight's memory (what flight runs) against ONNX Runtime's own copy (a session
 /// of the model file as ONNX Runtime loads it), on the same tiles, in turn; and the time of the
 /// weights' check, which flight runs once per frame.
+/// What resizing costs a tile that is not at the model's size (a user's model trained at another
+/// size than flight's tiles, or a frame smaller than a tile): the whole 400 x 400 NEON tile into
+/// 256 and 640 px inputs, nearest neighbour against bilinear (Ultralytics' centred letterbox).
+fn resize_cost(rounds: usize) {
+    use kestrel_flight::model_io::{Preprocess, Resize};
+    let raster = kestrel_flight::imagery::Raster::read(&root().join("testdata/aerial/OSBS_029.tif")).expect("NEON");
+    let window = kestrel_flight::tile::Window { x: 0, y: 0, width: raster.width, height: raster.height };
+    for size in [256, 640] {
+        let per_tile = |resize| {
+            let preprocess = Preprocess { resize, ..Preprocess::ULTRALYTICS };
+            let reps = 20 * rounds;
+            let started = Instant::now();
+            for _ in 0..reps {
+                std::hint::black_box(raster.tile_tensor(window, &[0, 1, 2], &[(0.0, 255.0); 3], size, &preprocess));
+            }
+            started.elapsed().as_secs_f64() * 1e3 / reps as f64
+        };
+        let (nearest, bilinear) = (per_tile(Resize::Nearest), per_tile(Resize::Bilinear));
+        println!(
+            "resize a {}x{} tile into {size} px: nearest {nearest:.2} ms, bilinear {bilinear:.2} ms a tile",
+            raster.width, raster.height
+        );
+    }
+}
+
 fn resident_weights_cost(mission: &LoadedFlightMission, scenes: &[PathBuf], rounds: usize) {
     let mut detector = MissionDetector::load(mission, None).expect("the detector");
     if detector.provider() != ExecutionProviderKind::Cpu {

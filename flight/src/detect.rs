@@ -1,10 +1,15 @@
-//! Decoding the output of any ONNX detector in the YOLOv8/YOLO11 export layout, and class-aware
+//! Decoding the output of an ONNX detector in the layouts YOLO exports give, and class-aware
 //! non-maximum suppression, within a tile and across tiles.
 //!
-//! The layout: one output tensor `[1, 4 + C, N]` per tile (`[tiles, 4 + C, N]` for a batch, when
-//! the model's first axis is free): for each of N candidates, the box centre x, y, width and
-//! height in input pixels, then C class scores (already sigmoid-ed). Anything else is refused with
-//! what was expected and what was found.
+//! The layouts (`model_io::OutputLayout`), one output tensor per run, its first axis the tiles:
+//! - `[1, 4 + C, N]`: for each of N candidates, the box centre x, y, width and height in input
+//!   pixels, then C class scores (already sigmoid-ed);
+//! - `[1, K, 6]` (end to end): for each of K detections x1, y1, x2, y2, score and class id,
+//!   suppressed already (flight's NMS finds nothing more to merge within a tile).
+//!
+//! Anything else is refused with what was expected and what was found.
+
+use crate::model_io::{OutputLayout, Placement, Preprocess};
 
 /// A detection in frame pixels.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -15,10 +20,14 @@ pub struct Candidate {
     pub pixel_box: [f32; 4],
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LayoutError {
     #[error("the model's output is {found:?}; a YOLOv8/YOLO11 detector gives [1, 4 + classes, candidates]{detail}")]
     Shape { found: Vec<i64>, detail: String },
+    #[error("the model's output is {found:?}; an end-to-end detector gives [1, detections, 6]{detail}")]
+    EndToEndShape { found: Vec<i64>, detail: String },
+    #[error("the model's scores reach {found}; a detector's are within 0 to 1 (sigmoid-ed)")]
+    Scores { found: f32 },
     #[error("the model's output has {found} values for shape {shape:?}")]
     Length { found: usize, shape: Vec<i64> },
 }
@@ -32,6 +41,49 @@ pub fn check_layout(shape: &[i64], classes: usize) -> Result<usize, LayoutError>
         [1, rows, _] => refuse(format!(": {} rows, expected 4 + {classes}", rows)),
         _ => refuse(String::new()),
     }
+}
+
+/// Candidates above `min_score` in one tile's output of `layout`, in the input's pixels.
+pub fn decode_layout(
+    layout: OutputLayout,
+    output: &[f32],
+    shape: &[i64],
+    classes: usize,
+    min_score: f32,
+) -> Result<Vec<Candidate>, LayoutError> {
+    match layout {
+        OutputLayout::Candidates => decode(output, shape, classes, min_score),
+        OutputLayout::EndToEnd => decode_end_to_end(output, shape, classes, min_score),
+    }
+}
+
+/// Detections above `min_score` in a `[1, k, 6]` end-to-end output, in the input's pixels.
+pub fn decode_end_to_end(
+    output: &[f32],
+    shape: &[i64],
+    classes: usize,
+    min_score: f32,
+) -> Result<Vec<Candidate>, LayoutError> {
+    let refuse = |detail: String| LayoutError::EndToEndShape { found: shape.to_vec(), detail };
+    let &[1, k, 6] = shape else { return Err(refuse(String::new())) };
+    if output.len() != k.max(0) as usize * 6 {
+        return Err(LayoutError::Length { found: output.len(), shape: shape.to_vec() });
+    }
+    let mut found = Vec::new();
+    for row in output.chunks_exact(6) {
+        let (score, class) = (row[4], row[5]);
+        if !(score >= min_score && score.is_finite()) {
+            continue;
+        }
+        let class_id = class.round();
+        if !(0.0..classes as f32).contains(&class_id) {
+            return Err(refuse(format!(": a detection of class {class}, beyond the {classes} classes")));
+        }
+        if row[2] > row[0] && row[3] > row[1] {
+            found.push(Candidate { class_id: class_id as usize, score, pixel_box: [row[0], row[1], row[2], row[3]] });
+        }
+    }
+    Ok(found)
 }
 
 /// Candidates above `min_score` in a `[1, 4 + classes, n]` output, in the input's pixels.
@@ -140,6 +192,9 @@ pub struct DetectorSpec {
     pub max_iou: f32,
     /// Overlap between neighbouring tiles, frame pixels.
     pub tile_overlap: u32,
+    /// How a tile becomes the model's input, and how its output holds the detections.
+    pub preprocess: Preprocess,
+    pub layout: OutputLayout,
 }
 
 /// A detection in a frame, with where it is on the Earth when the frame is georeferenced.
@@ -214,14 +269,15 @@ struct BatchMaker {
     model: String,
     bands: Vec<usize>,
     input_size: u32,
+    preprocess: Preprocess,
     /// A run of fewer tiles is filled up to this many with blank ones (0: never).
     fill_to: usize,
 }
 
-/// A batch's input tensor, and the letterbox scale of each of its (non-blank) tiles.
+/// A batch's input tensor, and where each of its (non-blank) tiles landed in it.
 struct Batch {
     tensor: ndarray::Array4<f32>,
-    scales: Vec<f32>,
+    placements: Vec<Placement>,
 }
 
 impl BatchMaker {
@@ -235,14 +291,14 @@ impl BatchMaker {
         let per_tile = self.bands.len() * side * side;
         let run_tiles = windows.len().max(self.fill_to);
         let mut values = vec![0.0; run_tiles * per_tile];
-        let scales = windows
+        let placements = windows
             .iter()
             .zip(values.chunks_mut(per_tile))
-            .map(|(window, out)| raster.tile_into(*window, &self.bands, ranges, self.input_size, out))
+            .map(|(window, out)| raster.tile_into(*window, &self.bands, ranges, self.input_size, &self.preprocess, out))
             .collect();
         let tensor = ndarray::Array4::from_shape_vec((run_tiles, self.bands.len(), side, side), values)
             .map_err(|e| DetectError::Run { model: self.model.clone(), message: e.to_string() })?;
-        Ok(Batch { tensor, scales })
+        Ok(Batch { tensor, placements })
     }
 }
 
@@ -287,6 +343,7 @@ impl Detector {
             model: self.spec.name.clone(),
             bands: self.spec.bands.clone(),
             input_size: self.spec.input_size,
+            preprocess: self.spec.preprocess,
             fill_to: if self.accelerated { self.max_batch } else { 0 },
         }
     }
@@ -424,12 +481,16 @@ impl Detector {
         let run_tiles = batch.tensor.shape()[0];
         let (shape, data) = self.run(batch.tensor)?;
         let layout_error = |source| DetectError::Layout { model: self.spec.name.clone(), source };
+        let shape_error = |found: Vec<i64>, detail: String| match self.spec.layout {
+            OutputLayout::Candidates => LayoutError::Shape { found, detail },
+            OutputLayout::EndToEnd => LayoutError::EndToEndShape { found, detail },
+        };
         let [tiles, rows, candidates] = shape[..] else {
-            return Err(layout_error(LayoutError::Shape { found: shape, detail: String::new() }));
+            return Err(layout_error(shape_error(shape, String::new())));
         };
         if tiles != run_tiles as i64 {
             let detail = format!(" for a batch of {run_tiles} tiles");
-            return Err(layout_error(LayoutError::Shape { found: shape, detail }));
+            return Err(layout_error(shape_error(shape, detail)));
         }
         // every window gets its own slice of the output (decode refuses an empty or short one),
         // so the results are exactly one per window; the blank tiles' slices are dropped
@@ -437,39 +498,51 @@ impl Detector {
         if tile_output * run_tiles != data.len() {
             return Err(layout_error(LayoutError::Length { found: data.len(), shape }));
         }
+        let spec = &self.spec;
         windows
             .iter()
-            .zip(batch.scales)
+            .zip(batch.placements)
             .enumerate()
-            .map(|(i, (window, scale))| {
+            .map(|(i, (window, placement))| {
                 let output = &data[i * tile_output..(i + 1) * tile_output];
-                let found = decode(output, &[1, rows, candidates], self.spec.classes.len(), self.spec.min_score)
+                let shape = [1, rows, candidates];
+                let found = decode_layout(spec.layout, output, &shape, spec.classes.len(), spec.min_score)
                     .map_err(layout_error)?;
-                Ok(self.in_frame(found, *window, scale))
+                Ok(self.in_frame(found, *window, &placement))
             })
             .collect()
     }
 
-    /// A tile's candidates, from the model's input pixels (letterboxed at `scale`) to the frame's,
-    /// after non-maximum suppression within the tile.
-    fn in_frame(&self, found: Vec<Candidate>, window: crate::tile::Window, scale: f32) -> Vec<Candidate> {
+    /// A tile's candidates, from the model's input pixels (the tile letterboxed at `placement`) to
+    /// the frame's, after non-maximum suppression within the tile.
+    fn in_frame(&self, found: Vec<Candidate>, window: crate::tile::Window, placement: &Placement) -> Vec<Candidate> {
         let spec = &self.spec;
         let (x0, y0) = (window.x as f32, window.y as f32);
         let (x1, y1) = (x0 + window.width as f32, y0 + window.height as f32);
         let mut candidates = Vec::new();
         for c in nms(found, spec.max_iou) {
-            let b = c.pixel_box;
-            let frame_box = [
-                (x0 + b[0] / scale).max(x0),
-                (y0 + b[1] / scale).max(y0),
-                (x0 + b[2] / scale).min(x1),
-                (y0 + b[3] / scale).min(y1),
-            ];
+            let b = placement.to_tile(c.pixel_box);
+            let frame_box = [(x0 + b[0]).max(x0), (y0 + b[1]).max(y0), (x0 + b[2]).min(x1), (y0 + b[3]).min(y1)];
             if frame_box[2] > frame_box[0] && frame_box[3] > frame_box[1] {
                 candidates.push(Candidate { pixel_box: frame_box, ..c });
             }
         }
         candidates
+    }
+
+    /// Runs the model once on a fixed input and decodes it as a tile's output: a layout flight
+    /// cannot decode, or scores outside 0..1 (logits, or another task's numbers), are refused when
+    /// the model loads rather than at the first frame.
+    pub fn check_output(&mut self) -> Result<(), DetectError> {
+        let (shape, data) = self.run(self.pattern(0))?;
+        let layout_error = |source| DetectError::Layout { model: self.spec.name.clone(), source };
+        let spec = &self.spec;
+        let found =
+            decode_layout(spec.layout, &data, &shape, spec.classes.len(), f32::NEG_INFINITY).map_err(layout_error)?;
+        match found.iter().map(|c| c.score).find(|score| !(0.0..=1.0 + 1e-6).contains(score)) {
+            Some(found) => Err(layout_error(LayoutError::Scores { found })),
+            None => Ok(()),
+        }
     }
 
     /// The model's raw output for a fixed input: taken when the model loads and again now and

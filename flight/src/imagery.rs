@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use ndarray::Array4;
 use tiff::decoder::{Decoder, DecodingResult, Limits};
 
+use crate::model_io::{Placement, Preprocess, Resize};
 use crate::tile::Window;
 
 /// Pixel values, band-interleaved: sample (x, y, b) is at `(y * width + x) * bands + b`.
@@ -330,73 +331,107 @@ impl Raster {
     }
 
     /// The model input for one tile: `[1, bands, size, size]`, each chosen band scaled from its
-    /// `(low, high)` range to 0..1 (clamped), the tile letterboxed (scaled to fit, keeping its
-    /// aspect, padded with 0.5). Returns the tensor and the scale from tile pixels to input pixels.
-    pub fn tile_tensor(&self, window: Window, bands: &[usize], ranges: &[(f32, f32)], size: u32) -> (Array4<f32>, f32) {
+    /// `(low, high)` range to 0..1 (clamped), the tile letterboxed as `preprocess` says (scaled to
+    /// fit, keeping its aspect, and padded). Returns the tensor and where the tile landed in it.
+    pub fn tile_tensor(
+        &self,
+        window: Window,
+        bands: &[usize],
+        ranges: &[(f32, f32)],
+        size: u32,
+        preprocess: &Preprocess,
+    ) -> (Array4<f32>, Placement) {
         let side = size as usize;
         let mut tensor = Array4::<f32>::zeros((1, bands.len(), side, side));
         // a fresh array is in standard layout, so it is one slice
         let out = tensor.as_slice_mut().unwrap_or_default();
-        let scale = self.tile_into(window, bands, ranges, size, out);
-        (tensor, scale)
+        let placement = self.tile_into(window, bands, ranges, size, preprocess, out);
+        (tensor, placement)
     }
 
     /// As [`Raster::tile_tensor`], into `out`: one tile's `bands * size * size` values (a tile's
-    /// place in a batch). Returns the scale; `out` of another length is left as it is.
-    pub fn tile_into(&self, window: Window, bands: &[usize], ranges: &[(f32, f32)], size: u32, out: &mut [f32]) -> f32 {
-        let scale = size as f32 / window.width.max(window.height) as f32;
+    /// place in a batch). Returns the placement; `out` of another length is left as it is.
+    pub fn tile_into(
+        &self,
+        window: Window,
+        bands: &[usize],
+        ranges: &[(f32, f32)],
+        size: u32,
+        preprocess: &Preprocess,
+        out: &mut [f32],
+    ) -> Placement {
+        let placement = Placement::of(window.width, window.height, size, preprocess.letterbox);
         let side = size as usize;
         if out.len() != bands.len() * side * side {
-            return scale;
+            return placement;
         }
-        out.fill(0.5);
-        let (out_w, out_h) = (
-            ((window.width as f32 * scale).round() as usize).min(side),
-            ((window.height as f32 * scale).round() as usize).min(side),
-        );
-        // the source column of each output column, as a sample offset within a row
-        let columns: Vec<usize> = (0..out_w)
-            .map(|ox| {
-                let x = (window.x + ((ox as f32 + 0.5) / scale) as u32).min(window.x + window.width - 1);
-                x as usize * self.bands
-            })
-            .collect();
+        out.fill(preprocess.pad);
+        let (out_w, out_h) = placement.extent;
+        let (left, top) = (placement.offset.0 as usize, placement.offset.1 as usize);
+        let scale = placement.scale;
         let scaling: Vec<(f32, f32)> =
             ranges.iter().map(|&(low, high)| (low, 1.0 / (high - low).max(f32::EPSILON))).collect();
         let plane = side * side;
-        // a tile at the model's own size reads each row's samples in order: stepping through them,
-        // rather than through `columns`, lets the compiler vectorise the scaling
-        let unscaled = out_w == window.width as usize;
-        for oy in 0..out_h {
-            let y = (window.y + ((oy as f32 + 0.5) / scale) as u32).min(window.y + window.height - 1);
-            let row = y as usize * self.width as usize * self.bands;
-            for (c, (&band, &(low, inverse))) in bands.iter().zip(&scaling).enumerate() {
-                let target = &mut out[c * plane + oy * side..c * plane + oy * side + out_w];
-                let normalise = |value: u16| ((f32::from(value) - low) * inverse).clamp(0.0, 1.0);
-                let start = row + columns.first().copied().unwrap_or(0) + band;
-                match &self.samples {
-                    Samples::U8(v) if unscaled => {
-                        let source = v[start..].iter().step_by(self.bands);
-                        target.iter_mut().zip(source).for_each(|(t, &value)| *t = normalise(u16::from(value)));
-                    }
-                    Samples::U16(v) if unscaled => {
-                        let source = v[start..].iter().step_by(self.bands);
-                        target.iter_mut().zip(source).for_each(|(t, &value)| *t = normalise(value));
-                    }
-                    Samples::U8(v) => {
-                        for (t, &x) in target.iter_mut().zip(&columns) {
-                            *t = normalise(u16::from(v[row + x + band]));
+        let unscaled = out_w == window.width as usize && out_h == window.height as usize;
+        if unscaled || preprocess.resize == Resize::Nearest {
+            // the source column of each output column, as a sample offset within a row
+            let columns: Vec<usize> = (0..out_w)
+                .map(|ox| {
+                    let x = (window.x + ((ox as f32 + 0.5) / scale) as u32).min(window.x + window.width - 1);
+                    x as usize * self.bands
+                })
+                .collect();
+            for oy in 0..out_h {
+                let y = (window.y + ((oy as f32 + 0.5) / scale) as u32).min(window.y + window.height - 1);
+                let row = y as usize * self.width as usize * self.bands;
+                for (c, (&band, &(low, inverse))) in bands.iter().zip(&scaling).enumerate() {
+                    let at = c * plane + (top + oy) * side + left;
+                    let target = &mut out[at..at + out_w];
+                    let normalise = |value: u16| ((f32::from(value) - low) * inverse).clamp(0.0, 1.0);
+                    let start = row + columns.first().copied().unwrap_or(0) + band;
+                    // a tile at the model's own size reads each row's samples in order: stepping
+                    // through them, rather than through `columns`, lets the compiler vectorise
+                    match &self.samples {
+                        Samples::U8(v) if unscaled => {
+                            let source = v[start..].iter().step_by(self.bands);
+                            target.iter_mut().zip(source).for_each(|(t, &value)| *t = normalise(u16::from(value)));
                         }
-                    }
-                    Samples::U16(v) => {
-                        for (t, &x) in target.iter_mut().zip(&columns) {
-                            *t = normalise(v[row + x + band]);
+                        Samples::U16(v) if unscaled => {
+                            let source = v[start..].iter().step_by(self.bands);
+                            target.iter_mut().zip(source).for_each(|(t, &value)| *t = normalise(value));
+                        }
+                        _ => {
+                            for (t, &x) in target.iter_mut().zip(&columns) {
+                                *t = normalise(self.sample(row + x + band));
+                            }
                         }
                     }
                 }
             }
+            return placement;
         }
-        scale
+        // bilinear, pixel centres aligned (OpenCV's INTER_LINEAR): each output pixel from the four
+        // samples around where its centre falls in the tile
+        let source = |o: usize, length: u32, origin: u32| {
+            let at = ((o as f32 + 0.5) / scale - 0.5).clamp(0.0, (length - 1) as f32);
+            let first = at.floor() as u32;
+            ((origin + first) as usize, (origin + (first + 1).min(length - 1)) as usize, at - first as f32)
+        };
+        let columns: Vec<_> = (0..out_w).map(|ox| source(ox, window.width, window.x)).collect();
+        for oy in 0..out_h {
+            let (y0, y1, fy) = source(oy, window.height, window.y);
+            let (row0, row1) = (y0 * self.width as usize, y1 * self.width as usize);
+            for (c, (&band, &(low, inverse))) in bands.iter().zip(&scaling).enumerate() {
+                let at = c * plane + (top + oy) * side + left;
+                let sample = |row: usize, x: usize| f32::from(self.sample((row + x) * self.bands + band));
+                for (t, &(x0, x1, fx)) in out[at..at + out_w].iter_mut().zip(&columns) {
+                    let upper = sample(row0, x0) + (sample(row0, x1) - sample(row0, x0)) * fx;
+                    let lower = sample(row1, x0) + (sample(row1, x1) - sample(row1, x0)) * fx;
+                    *t = ((upper + (lower - upper) * fy - low) * inverse).clamp(0.0, 1.0);
+                }
+            }
+        }
+        placement
     }
 }
 
@@ -462,11 +497,34 @@ mod tests {
     fn tiles_become_letterboxed_normalised_tensors() {
         let neon = Raster::read(&testdata("aerial/OSBS_029.tif")).expect("NEON tile");
         let window = Window { x: 0, y: 0, width: 400, height: 200 };
-        let (tensor, scale) = neon.tile_tensor(window, &[0, 1, 2], &[(0.0, 255.0); 3], 320);
+        let (tensor, placement) = neon.tile_tensor(window, &[0, 1, 2], &[(0.0, 255.0); 3], 320, &Preprocess::FLIGHT);
         assert_eq!(tensor.shape(), &[1, 3, 320, 320]);
-        assert!((scale - 0.8).abs() < 1e-6);
+        assert!((placement.scale - 0.8).abs() < 1e-6);
         assert!(tensor.iter().all(|v| (0.0..=1.0).contains(v)));
         assert_eq!(tensor[[0, 0, 300, 10]], 0.5, "below the letterboxed tile: padding");
+        // Ultralytics' letterbox: the tile in the middle, 80 rows of 114/255 above and below
+        let (tensor, placement) =
+            neon.tile_tensor(window, &[0, 1, 2], &[(0.0, 255.0); 3], 320, &Preprocess::ULTRALYTICS);
+        assert_eq!(placement.offset, (0.0, 80.0));
+        assert_eq!((tensor[[0, 0, 10, 10]], tensor[[0, 0, 310, 10]]), (114.0 / 255.0, 114.0 / 255.0));
+        assert_ne!(tensor[[0, 0, 160, 10]], 114.0 / 255.0, "the tile's own pixels in the middle");
+    }
+
+    #[test]
+    fn a_tile_resized_bilinearly_interpolates_between_the_samples_around_each_pixel() {
+        // a horizontal ramp 0, 10, 20, 30 doubled to 8 pixels: OpenCV's INTER_LINEAR gives
+        // 0, 2.5, 7.5, 12.5, 17.5, 22.5, 27.5, 30 (edges clamped)
+        let ramp =
+            Raster { width: 4, height: 4, bands: 1, samples: Samples::U8((0..16).map(|i| (i % 4) * 10).collect()) };
+        let window = Window { x: 0, y: 0, width: 4, height: 4 };
+        let bilinear = Preprocess { input_range: None, ..Preprocess::FLIGHT };
+        let (tensor, _) = ramp.tile_tensor(window, &[0], &[(0.0, 100.0)], 8, &bilinear);
+        let row: Vec<f32> = (0..8).map(|x| (tensor[[0, 0, 3, x]] * 100.0 * 1000.0).round() / 1000.0).collect();
+        assert_eq!(row, vec![0.0, 2.5, 7.5, 12.5, 17.5, 22.5, 27.5, 30.0]);
+        let nearest = Preprocess { resize: Resize::Nearest, ..Preprocess::FLIGHT };
+        let (tensor, _) = ramp.tile_tensor(window, &[0], &[(0.0, 100.0)], 8, &nearest);
+        let row: Vec<f32> = (0..8).map(|x| (tensor[[0, 0, 3, x]] * 100.0).round()).collect();
+        assert_eq!(row, vec![0.0, 0.0, 10.0, 10.0, 20.0, 20.0, 30.0, 30.0]);
     }
 
     #[test]
@@ -480,8 +538,8 @@ mod tests {
         let window = Window { x: 13, y: 9, width: 32, height: 32 };
         let (chosen, ranges) = ([3, 0, 2], [(100.0, 3000.0), (0.0, 4000.0), (50.0, 200.0)]);
         for raster in [wide, narrow] {
-            let (tensor, scale) = raster.tile_tensor(window, &chosen, &ranges, 32);
-            assert_eq!(scale, 1.0);
+            let (tensor, placement) = raster.tile_tensor(window, &chosen, &ranges, 32, &Preprocess::ULTRALYTICS);
+            assert_eq!((placement.scale, placement.offset), (1.0, (0.0, 0.0)));
             for (c, (&band, &(low, high))) in chosen.iter().zip(&ranges).enumerate() {
                 for (y, x) in [(0, 0), (0, 31), (17, 5), (31, 31)] {
                     let sample = raster.sample(((window.y + y) * width + window.x + x) as usize * bands + band);

@@ -16,6 +16,7 @@ pub mod health;
 pub mod imagery;
 pub mod mission_detector;
 pub mod model_check;
+pub mod model_io;
 pub mod models;
 pub mod onnx_runtime;
 pub mod pipeline;

@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 use kestrel_flight::checkpoint::Durability;
 use kestrel_flight::clock::Clock;
 use kestrel_flight::config::LoadedFlightMission;
-use kestrel_flight::mission_detector::MissionDetector;
+use kestrel_flight::mission_detector::{MissionDetector, MissionDetectorError};
+use kestrel_flight::models::ModelError;
 use kestrel_flight::pipeline::{Pipeline, Stop};
 use kestrel_flight::{evaluate, frame_file, model_check, models, scene_evaluation};
 use kestrel_link::cli::{self, LogArgs};
@@ -123,6 +124,9 @@ enum Command {
         key: PathBuf,
         #[arg(long, value_name = "FILE", default_value = "models/models.toml")]
         manifest: PathBuf,
+        /// The verifying key flight checks signatures with: the signing key must be its pair.
+        #[arg(long, value_name = "FILE", default_value = "models/model-signing.pub")]
+        verifying_key: PathBuf,
         /// The model's name in the manifest.
         #[arg(long, value_name = "NAME")]
         model: String,
@@ -133,6 +137,9 @@ enum Command {
         mission: PathBuf,
         #[arg(long, value_name = "FILE")]
         model: PathBuf,
+        /// The side fed for a free height or width when the file does not state its own (`imgsz`).
+        #[arg(long, value_name = "PIXELS", default_value_t = 640)]
+        size: usize,
     },
 }
 
@@ -141,20 +148,7 @@ fn main() -> ExitCode {
     cli.log.init();
     let result = match cli.command {
         // what `flight run` reads: the flight view, and `[thermal]` (contacts, the scheduler's plant)
-        Command::Check { mission } => LoadedFlightMission::load(&mission)
-            .and_then(|loaded| LoadedThermalMission::load(&mission).map(|_| loaded))
-            .map(|loaded| {
-                let m = &loaded.config;
-                println!(
-                    "{}: OK for flight (mission `{}`, spacecraft {}, RS interleave {}, providers {:?})",
-                    mission.display(),
-                    m.mission.name,
-                    m.link.spacecraft_id,
-                    m.link.rs_interleave.get_ref(),
-                    m.flight.inference.execution_providers.get_ref().iter().map(|k| k.name()).collect::<Vec<_>>(),
-                );
-            })
-            .map_err(anyhow::Error::from),
+        Command::Check { mission } => check(&mission),
         Command::Frame { mission, input, output } => LoadedFlightMission::load(&mission)
             .map_err(anyhow::Error::from)
             .and_then(|loaded| frame_file::frame_file(loaded.link, &input, &output).map_err(Into::into))
@@ -189,17 +183,50 @@ fn main() -> ExitCode {
         Command::Keygen { secret } => models::generate_key_pair(&secret)
             .map(|public| println!("signing key written to {}\nverifying key: {public}", secret.display()))
             .map_err(Into::into),
-        Command::SignModel { key, manifest, model } => models::sign(&manifest, &model, &key)
-            .map(|(sha256, signature)| {
-                println!("{} model `{model}`: sha256 {sha256}\nsignature {signature}", manifest.display())
-            })
-            .map_err(Into::into),
-        Command::ModelCheck { mission, model } => LoadedFlightMission::load(&mission)
+        Command::SignModel { key, manifest, verifying_key, model } => {
+            models::sign(&manifest, &model, &key, &verifying_key)
+                .map(|(sha256, signature)| {
+                    println!("{} model `{model}`: sha256 {sha256}\nsignature {signature}", manifest.display())
+                })
+                .map_err(Into::into)
+        }
+        Command::ModelCheck { mission, model, size } => LoadedFlightMission::load(&mission)
             .map_err(anyhow::Error::from)
-            .and_then(|loaded| model_check::run(&loaded.config.flight.inference, &model).map_err(Into::into))
+            .and_then(|loaded| model_check::run(&loaded.config.flight.inference, &model, size).map_err(Into::into))
             .map(|report| print!("{report}")),
     };
     cli::finish("flight", result)
+}
+
+/// `flight check`: the mission file, its `[thermal]` section, and the mission's models (in the
+/// manifest, signed, and loaded: their input and output checked as flight will run them).
+fn check(mission: &Path) -> anyhow::Result<()> {
+    let loaded = LoadedFlightMission::load(mission)?;
+    LoadedThermalMission::load(mission)?;
+    let detector = MissionDetector::load(&loaded, None).map_err(|e| match e {
+        MissionDetectorError::Model(ModelError::Unknown(_)) => {
+            anyhow::anyhow!("{}: key `flight.detector.model`: {e}", mission.display())
+        }
+        e => e.into(),
+    })?;
+    let m = &loaded.config;
+    let spec = detector.spec();
+    println!(
+        "{}: OK for flight (mission `{}`, spacecraft {}, RS interleave {}, providers {:?}; model `{}` loads on {}: \
+         {} channels of {} px, {} classes, output {})",
+        mission.display(),
+        m.mission.name,
+        m.link.spacecraft_id,
+        m.link.rs_interleave.get_ref(),
+        m.flight.inference.execution_providers.get_ref().iter().map(|k| k.name()).collect::<Vec<_>>(),
+        spec.name,
+        detector.provider().name(),
+        spec.bands.len(),
+        spec.input_size,
+        spec.classes.len(),
+        spec.layout.describe(),
+    );
+    Ok(())
 }
 
 fn run(

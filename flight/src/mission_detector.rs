@@ -9,6 +9,7 @@ use crate::config::{DetectorConfig, ExecutionProviderKind, LoadedFlightMission};
 use crate::detect::{Batching, DetectError, Detector, DetectorSpec, FrameDetection};
 use crate::georef::{GeoTransform, GeorefError};
 use crate::imagery::{ImageError, Raster};
+use crate::model_io::{self, ModelIo};
 use crate::models::{ModelError, ModelKind, VerifiedModel, load_verified};
 use crate::onnx_runtime::{OnnxRuntime, RuntimeError};
 use crate::resident_weights::ResidentWeights;
@@ -52,6 +53,8 @@ pub struct MissionDetector {
     config: DetectorConfig,
     /// The detector's channels: the first bands of a frame.
     channels: usize,
+    /// The detector's fixed input range, when it has one (else the per-scene quantiles).
+    input_range: Option<(f32, f32)>,
     /// The weights of the detector (first) and the cloud screen that are in flight's memory.
     weights: Vec<ResidentWeights>,
     /// The execution provider the detector's session runs on.
@@ -70,21 +73,24 @@ impl MissionDetector {
     pub fn with_model(mission: &LoadedFlightMission, model: VerifiedModel) -> Result<Self, MissionDetectorError> {
         check_kind(&model, ModelKind::Detector, "flight.detector.model")?;
         let max_iou = model.entry.max_iou.ok_or_else(|| ModelError::NoMaxIou { name: model.entry.name.clone() })?;
+        let mut weights = Vec::new();
+        let (detector_session, provider, io) = session(mission, &model, &mut weights)?;
         let mut config = inputs_of(&mission.config.flight.detector, &model);
-        check_channels(&config, &model)?;
+        check_channels(&config, &model, io.input_channels)?;
         let spec = DetectorSpec {
             name: model.entry.name.clone(),
-            classes: model.entry.classes.clone(),
-            input_size: model.entry.input_size,
-            bands: (0..model.entry.input_channels).collect(),
+            classes: io.classes.clone(),
+            input_size: io.input_size,
+            bands: (0..io.input_channels).collect(),
             min_score: model.entry.min_score,
             max_iou,
             tile_overlap: config.tile_overlap,
+            preprocess: io.preprocess,
+            layout: io.layout,
         };
         let input_size = spec.input_size;
-        let mut weights = Vec::new();
-        let (detector_session, provider) = session(mission, &model, &mut weights)?;
         let mut detector = Detector::new(detector_session, spec);
+        detector.check_output()?;
         let max_batch = *mission.config.flight.inference.max_batch.get_ref();
         match detector.allow_batches(max_batch)? {
             Batching::Tiles(tiles) => tracing::info!(model = %model.entry.name, tiles, "tiles per run at most"),
@@ -109,13 +115,14 @@ impl MissionDetector {
             .map(|screen| {
                 let cloud_model = manifest_model(mission, &screen.model)?;
                 check_kind(&cloud_model, ModelKind::CloudMask, "flight.cloud_screen.model")?;
+                let (cloud_session, _, cloud_io) = session(mission, &cloud_model, &mut weights)?;
                 let cloud_inputs = inputs_of(&mission.config.flight.detector, &cloud_model);
-                check_channels(&cloud_inputs, &cloud_model)?;
-                if cloud_model.entry.input_size != input_size {
+                check_channels(&cloud_inputs, &cloud_model, cloud_io.input_channels)?;
+                if cloud_io.input_size != input_size {
                     return Err(MissionDetectorError::CloudInputSize {
                         model: cloud_model.entry.name.clone(),
                         expected: input_size,
-                        found: cloud_model.entry.input_size,
+                        found: cloud_io.input_size,
                     });
                 }
                 // the frame is read once, with the detector's bands first and then those of the
@@ -128,18 +135,19 @@ impl MissionDetector {
                     .collect();
                 let spec = CloudScreenSpec {
                     name: cloud_model.entry.name.clone(),
-                    input_size: cloud_model.entry.input_size,
+                    input_size: cloud_io.input_size,
                     bands,
                     cloud_probability: cloud_model.entry.min_score,
                     max_cloud_fraction: *screen.max_cloud_fraction.get_ref() as f32,
                     reflectance_scale: *screen.reflectance_scale.get_ref() as f32,
                     reflectance_offset: *screen.reflectance_offset.get_ref() as f32,
                 };
-                Ok(CloudScreen::new(session(mission, &cloud_model, &mut weights)?.0, spec))
+                Ok(CloudScreen::new(cloud_session, spec))
             })
             .transpose()?;
-        let channels = model.entry.input_channels;
-        Ok(Self { detector, cloud_screen, config, channels, weights, provider })
+        let channels = io.input_channels;
+        let input_range = io.preprocess.input_range;
+        Ok(Self { detector, cloud_screen, config, channels, input_range, weights, provider })
     }
 
     /// The execution provider the detector runs on (the first of the mission's that works).
@@ -177,7 +185,7 @@ impl MissionDetector {
     /// Detections in one frame (in its tiles that the cloud screen lets through).
     pub fn detect(&mut self, input: &Path) -> Result<Vec<FrameDetection>, MissionDetectorError> {
         let (raster, georef) = self.read_frame(input)?;
-        let ranges = scaling(&self.config, self.channels, &raster);
+        let ranges = scaling(&self.config, self.channels, self.input_range, &raster);
         detect_clear_tiles(&mut self.detector, self.cloud_screen.as_mut(), &raster, &ranges, georef.as_ref())
     }
 
@@ -194,11 +202,11 @@ impl MissionDetector {
         inputs: &[PathBuf],
         mut each: impl FnMut(&Path, Result<Vec<FrameDetection>, MissionDetectorError>) -> Result<(), E>,
     ) -> Result<(), E> {
-        let Self { detector, cloud_screen, config, channels, .. } = self;
-        let (config, channels) = (&*config, *channels);
+        let Self { detector, cloud_screen, config, channels, input_range, .. } = self;
+        let (config, channels, input_range) = (&*config, *channels, *input_range);
         let prepare = move |input: &Path| {
             read_frame(config, input).map(|(raster, georef)| {
-                let ranges = scaling(config, channels, &raster);
+                let ranges = scaling(config, channels, input_range, &raster);
                 (raster, ranges, georef)
             })
         };
@@ -219,10 +227,10 @@ impl MissionDetector {
         })
     }
 
-    /// How each channel of a frame (as `read_frame` gives it) is scaled onto 0..1: the mission's
-    /// quantiles of the scene.
+    /// How each channel of a frame (as `read_frame` gives it) is scaled onto 0..1: the model's
+    /// fixed range, or the mission's quantiles of the scene.
     pub fn scaling(&self, raster: &Raster) -> Vec<(f32, f32)> {
-        scaling(&self.config, self.channels, raster)
+        scaling(&self.config, self.channels, self.input_range, raster)
     }
 
     /// The detector itself, for a pipeline that runs (and checkpoints) a frame tile by tile.
@@ -287,8 +295,7 @@ fn frame_band(frame: &mut DetectorConfig, file: &str, band: usize) -> usize {
 
 /// The mission (or the model's manifest entry) feeds the model as many channels as it takes, from
 /// scene folders (band files), multi-band images (bands) or both.
-fn check_channels(config: &DetectorConfig, model: &VerifiedModel) -> Result<(), MissionDetectorError> {
-    let expected = model.entry.input_channels;
+fn check_channels(config: &DetectorConfig, model: &VerifiedModel, expected: usize) -> Result<(), MissionDetectorError> {
     let own = model.entry.band_files.is_some() || model.entry.bands.is_some();
     let keys = if own {
         ["band_files of the model's manifest entry", "bands of the model's manifest entry"]
@@ -312,18 +319,20 @@ fn check_channels(config: &DetectorConfig, model: &VerifiedModel) -> Result<(), 
     }
 }
 
-/// A session of `model` on the mission's execution providers; its weights are kept with the
-/// others when they are in flight's memory.
+/// A session of `model` on the mission's execution providers, and the model as flight runs it
+/// (its manifest entry with its export's metadata, checked against the session); its weights are
+/// kept with the others when they are in flight's memory.
 fn session(
     mission: &LoadedFlightMission,
     model: &VerifiedModel,
     weights: &mut Vec<ResidentWeights>,
-) -> Result<(ort::session::Session, ExecutionProviderKind), RuntimeError> {
+) -> Result<(ort::session::Session, ExecutionProviderKind, ModelIo), MissionDetectorError> {
     let inference = &mission.config.flight.inference;
     let loaded =
         OnnxRuntime::get()?.session(&model.path, inference.execution_providers.get_ref(), inference.intra_threads)?;
+    let io = model_io::resolve_session(model, &loaded.session)?;
     weights.extend(loaded.weights);
-    Ok((loaded.session, loaded.choice.chosen))
+    Ok((loaded.session, loaded.choice.chosen, io))
 }
 
 /// Model `name` of the mission's manifest, its file's hash and signature verified.
@@ -352,10 +361,20 @@ fn read_frame(config: &DetectorConfig, input: &Path) -> Result<(Raster, Option<G
     Ok((select_bands(&raster, &config.bands), georef_of(input)?))
 }
 
-/// The mission's quantiles of each of the detector's `channels` of the scene.
-fn scaling(config: &DetectorConfig, channels: usize, raster: &Raster) -> Vec<(f32, f32)> {
+/// The range each of the detector's `channels` of the scene is scaled from: the model's fixed one,
+/// or the mission's quantiles of the scene.
+fn scaling(
+    config: &DetectorConfig,
+    channels: usize,
+    input_range: Option<(f32, f32)>,
+    raster: &Raster,
+) -> Vec<(f32, f32)> {
+    let channels = channels.min(raster.bands);
+    if let Some(range) = input_range {
+        return vec![range; channels];
+    }
     let [low, high] = *config.scale_quantiles.get_ref();
-    (0..channels.min(raster.bands)).map(|b| raster.band_range(b, low, high)).collect()
+    (0..channels).map(|b| raster.band_range(b, low, high)).collect()
 }
 
 /// The georeferencing of a TIFF; none for other files.

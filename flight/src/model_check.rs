@@ -1,6 +1,7 @@
 //! `flight model-check`: proves on the target that ONNX Runtime loads, that the mission's execution
-//! providers resolve, and that a given model runs. It feeds zeros (a symbolic dimension becomes 1);
-//! it says nothing about the quality of the model's answers.
+//! providers resolve, that a given model runs, and which detector output layout flight reads in
+//! what it gives. It feeds zeros of a real tile's size (a free batch axis becomes 1, free sides
+//! the export's `imgsz`, else `--size`); it says nothing about the quality of the model's answers.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,8 @@ use ndarray::{ArrayD, IxDyn};
 use ort::value::{Tensor, TensorElementType, ValueType};
 
 use crate::config::InferenceConfig;
+use crate::detect::decode_layout;
+use crate::model_io::{ExportMetadata, OutputLayout};
 use crate::onnx_runtime::{OnnxRuntime, ProviderChoice, RuntimeError};
 
 #[derive(Debug)]
@@ -21,14 +24,60 @@ pub struct ModelCheckReport {
     pub inputs: Vec<(String, Vec<usize>)>,
     pub outputs: Vec<(String, Vec<usize>)>,
     pub run_time: Duration,
+    /// The detector layout flight reads the first output as, and its classes; or why flight
+    /// reads no detections in it (a cloud mask, or another task's output).
+    pub layout: Result<(OutputLayout, usize), String>,
 }
 
-pub fn run(inference: &InferenceConfig, model: &Path) -> Result<ModelCheckReport, RuntimeError> {
+/// The detector layout flight reads one output in, with its classes, or why it reads none: the
+/// output decoded as a tile's, its scores within 0..1.
+fn detector_layout(
+    shape: &[i64],
+    data: &[f32],
+    metadata: Option<&ExportMetadata>,
+) -> Result<(OutputLayout, usize), String> {
+    let (layout, classes) = layout_of(shape, metadata).ok_or_else(|| {
+        format!(
+            "{shape:?} is neither {} nor {}",
+            OutputLayout::Candidates.describe(),
+            OutputLayout::EndToEnd.describe()
+        )
+    })?;
+    // an end-to-end output names its classes by number: any is read here
+    let decoded_classes = if layout == OutputLayout::EndToEnd { usize::MAX } else { classes };
+    let tile = data.len() / shape[0].max(1) as usize;
+    let found = decode_layout(layout, &data[..tile], &[1, shape[1], shape[2]], decoded_classes, f32::NEG_INFINITY)
+        .map_err(|e| e.to_string())?;
+    match found.iter().map(|c| c.score).find(|s| !(0.0..=1.0 + 1e-6).contains(s)) {
+        Some(score) => Err(format!("{shape:?} has a score of {score}; a detector's are within 0 to 1")),
+        None => Ok((layout, classes)),
+    }
+}
+
+/// The layout flight would read `shape` as (the export's own word first), and its classes.
+fn layout_of(shape: &[i64], metadata: Option<&ExportMetadata>) -> Option<(OutputLayout, usize)> {
+    match shape {
+        [_, _, 6] if metadata.is_some_and(|m| m.end2end) => Some((OutputLayout::EndToEnd, 0)),
+        _ if metadata.is_some_and(|m| m.end2end) => None,
+        // a [1, K, 6] end-to-end output lists more detections than it has fields
+        [_, k, 6] if *k > 6 => Some((OutputLayout::EndToEnd, 0)),
+        [_, rows, n] if *rows > 4 && n > rows => Some((OutputLayout::Candidates, (*rows - 4) as usize)),
+        _ => None,
+    }
+}
+
+pub fn run(inference: &InferenceConfig, model: &Path, side: usize) -> Result<ModelCheckReport, RuntimeError> {
     let runtime = OnnxRuntime::get()?;
     let loaded = runtime.session(model, inference.execution_providers.get_ref(), inference.intra_threads)?;
     let (mut session, providers) = (loaded.session, loaded.choice);
     let model_error = |message: String| RuntimeError::Model { path: model.to_path_buf(), message };
 
+    let metadata = session
+        .metadata()
+        .map_err(|e| e.to_string())
+        .and_then(|m| ExportMetadata::read(|key| m.custom(key)))
+        .map_err(&model_error)?;
+    let side = metadata.as_ref().and_then(|m| m.imgsz.as_ref()?.first().map(|&s| s as usize)).unwrap_or(side);
     let mut inputs = Vec::new();
     let mut values = Vec::new();
     for input in session.inputs() {
@@ -39,7 +88,11 @@ pub fn run(inference: &InferenceConfig, model: &Path) -> Result<ModelCheckReport
                 input.dtype()
             )));
         };
-        let dims: Vec<usize> = shape.iter().map(|&d| usize::try_from(d).unwrap_or(1).max(1)).collect();
+        let dims: Vec<usize> = shape
+            .iter()
+            .enumerate()
+            .map(|(axis, &d)| usize::try_from(d).unwrap_or(if axis >= 2 { side } else { 1 }).max(1))
+            .collect();
         let tensor = Tensor::from_array(ArrayD::<f32>::zeros(IxDyn(&dims))).map_err(|e| model_error(e.to_string()))?;
         inputs.push((input.name().to_owned(), dims));
         values.push((input.name().to_owned(), tensor));
@@ -55,6 +108,10 @@ pub fn run(inference: &InferenceConfig, model: &Path) -> Result<ModelCheckReport
             (name.to_owned(), shape)
         })
         .collect();
+    let layout = results[0]
+        .try_extract_tensor::<f32>()
+        .map_err(|e| e.to_string())
+        .and_then(|(shape, data)| detector_layout(shape, data, metadata.as_ref()));
 
     Ok(ModelCheckReport {
         library: runtime.library().to_path_buf(),
@@ -64,6 +121,7 @@ pub fn run(inference: &InferenceConfig, model: &Path) -> Result<ModelCheckReport
         inputs,
         outputs,
         run_time,
+        layout,
     })
 }
 
@@ -80,6 +138,13 @@ impl fmt::Display for ModelCheckReport {
         }
         for (name, shape) in &self.outputs {
             writeln!(f, "  output {name} {shape:?}")?;
+        }
+        match &self.layout {
+            Ok((layout @ OutputLayout::Candidates, classes)) => {
+                writeln!(f, "detector output: {} with {classes} classes", layout.describe())?
+            }
+            Ok((layout, _)) => writeln!(f, "detector output: {}", layout.describe())?,
+            Err(why) => writeln!(f, "not a detector output flight reads: {why}")?,
         }
         writeln!(f, "one inference ran in {:.3} ms", self.run_time.as_secs_f64() * 1e3)
     }

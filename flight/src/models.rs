@@ -25,18 +25,39 @@ pub struct ModelEntry {
     pub name: String,
     /// The ONNX file, relative to the manifest.
     pub file: Spanned<PathBuf>,
-    /// Hex SHA-256 of the file.
-    pub sha256: Spanned<String>,
-    /// Hex ed25519 signature of the SHA-256 digest.
-    pub signature: Spanned<String>,
+    /// Hex SHA-256 of the file (`flight sign-model` writes it). An entry without it is not signed
+    /// yet: that model is refused, the others load.
+    #[serde(default)]
+    pub sha256: Option<Spanned<String>>,
+    /// Hex ed25519 signature of the SHA-256 digest (`flight sign-model` writes it).
+    #[serde(default)]
+    pub signature: Option<Spanned<String>>,
     /// What the model gives: boxes (a detector) or a cloud mask.
     #[serde(default)]
     pub kind: ModelKind,
-    pub classes: Vec<String>,
-    /// Square input side, pixels.
-    pub input_size: u32,
-    /// Input channels (bands) the model takes.
-    pub input_channels: usize,
+    /// The class names, in the model's order; a model exported by Ultralytics names its own.
+    #[serde(default)]
+    pub classes: Option<Spanned<Vec<String>>>,
+    /// Square input side, pixels; an Ultralytics export states its own (`imgsz`).
+    #[serde(default)]
+    pub input_size: Option<Spanned<u32>>,
+    /// Input channels (bands) the model takes; an Ultralytics export states its own (`channels`).
+    #[serde(default)]
+    pub input_channels: Option<Spanned<usize>>,
+    /// How a tile's samples become the model's input: linearly from `[low, high]` onto 0..1
+    /// (`[0, 255]`: divided by 255, as Ultralytics trains); absent, each band between the
+    /// mission's per-scene quantiles (`flight.detector.scale_quantiles`).
+    #[serde(default)]
+    pub input_range: Option<Spanned<[f32; 2]>>,
+    /// How a tile other than the model's size is resized.
+    #[serde(default)]
+    pub resize: Option<crate::model_io::Resize>,
+    /// Where a resized tile sits in the model's square input.
+    #[serde(default)]
+    pub letterbox: Option<crate::model_io::Letterbox>,
+    /// The input value (after scaling) of the letterbox's padding.
+    #[serde(default)]
+    pub letterbox_pad: Option<Spanned<f32>>,
     /// The band files of a scene folder that feed the model's channels, in order, when they are
     /// the model's own (it was trained on them); otherwise the mission's
     /// `flight.detector.band_files`.
@@ -79,6 +100,22 @@ impl ModelKind {
 pub struct VerifiedModel {
     pub entry: ModelEntry,
     pub path: PathBuf,
+    /// The manifest it came from, and its place there: what errors about its keys point at.
+    pub manifest: MissionFile,
+    pub index: usize,
+}
+
+impl VerifiedModel {
+    /// An error about key `key` of this model's entry (`input_size`), at `span` when it has one.
+    pub fn key_error(&self, key: &str, span: Option<std::ops::Range<usize>>, message: impl Into<String>) -> ModelError {
+        let key = format!("models[{}].{key}", self.index);
+        let span = span.unwrap_or_else(|| self.entry.file.span());
+        ModelError::Manifest(self.manifest.error_at(
+            span,
+            &key,
+            format!("model `{}`: {}", self.entry.name, message.into()),
+        ))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,8 +191,31 @@ pub fn sign_digest(secret: &Path, digest: &[u8; 32]) -> Result<[u8; 64], ModelEr
 }
 
 /// Signs model `name` of the manifest with the signing key in `secret`: writes the file's SHA-256
-/// and the signature into the manifest, keeping its comments and layout.
-pub fn sign(manifest: &Path, name: &str, secret: &Path) -> Result<(String, String), ModelError> {
+/// and the signature into the manifest, keeping its comments and layout. The signature must
+/// verify with `verifying_key` (the one flight checks with): a verifying key given as the signing
+/// key, or the signing key of another pair, is refused before the manifest is touched.
+pub fn sign(
+    manifest: &Path,
+    name: &str,
+    secret: &Path,
+    verifying_key_file: &Path,
+) -> Result<(String, String), ModelError> {
+    let public = verifying_key(verifying_key_file)?;
+    let given = read_key::<32>(secret, "signing key")?;
+    let refuse = |message: String| ModelError::Key { path: secret.to_path_buf(), message };
+    if given == public.to_bytes() {
+        return Err(refuse(format!(
+            "this is the verifying key `{}`, not the signing key; give the file `flight keygen --secret` wrote",
+            verifying_key_file.display()
+        )));
+    }
+    if SigningKey::from_bytes(&given).verifying_key() != public {
+        return Err(refuse(format!(
+            "not the signing key of the verifying key `{}`: flight would refuse what it signs (a new pair needs \
+             its verifying key in place and every model signed again, docs/models.md)",
+            verifying_key_file.display()
+        )));
+    }
     let io = |e: String| ModelError::Io { path: manifest.to_path_buf(), message: e };
     let text = std::fs::read_to_string(manifest).map_err(|e| io(e.to_string()))?;
     let mut document: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| io(e.to_string()))?;
@@ -202,24 +262,32 @@ pub fn load_verified(manifest: &Path, verifying_key_file: &Path, name: &str) -> 
             let message = format!("model `{}` is declared twice", entry.name);
             return Err(file.error_at(entry.file.span(), &format!("models[{i}].name"), message).into());
         }
-        let expected = unhex::<32>(entry.sha256.get_ref()).ok_or_else(|| {
-            file.error_at(entry.sha256.span(), &format!("models[{i}].sha256"), "expected 64 hexadecimal digits")
-        })?;
-        let signature = unhex::<64>(entry.signature.get_ref()).ok_or_else(|| {
-            file.error_at(entry.signature.span(), &format!("models[{i}].signature"), "expected 128 hexadecimal digits")
-        })?;
         if entry.name == name {
-            found = Some((entry.clone(), expected, signature));
+            found = Some((i, entry.clone()));
         }
     }
-    let (entry, expected, signature) = found.ok_or_else(|| ModelError::Unknown(name.to_owned()))?;
+    let (index, entry) = found.ok_or_else(|| ModelError::Unknown(name.to_owned()))?;
+    let signed = |value: &Option<Spanned<String>>, key: &str, digits: usize| {
+        let key = format!("models[{index}].{key}");
+        let unsigned = || {
+            let message = format!("model `{name}` is not signed: `flight sign-model --model {name}` writes `{key}`");
+            file.error_at(entry.file.span(), &key, message)
+        };
+        let value = value.as_ref().ok_or_else(unsigned)?;
+        let expected = format!("expected {digits} hexadecimal digits");
+        Ok::<_, MissionError>((value.get_ref().clone(), file.error_at(value.span(), &key, expected)))
+    };
+    let (sha256, bad_sha256) = signed(&entry.sha256, "sha256", 64)?;
+    let (signature_hex, bad_signature) = signed(&entry.signature, "signature", 128)?;
+    let expected = unhex::<32>(&sha256).ok_or(bad_sha256)?;
+    let signature = unhex::<64>(&signature_hex).ok_or(bad_signature)?;
     let path = file.resolve(entry.file.get_ref());
     let refuse = |message: String| ModelError::Refused { name: entry.name.clone(), path: path.clone(), message };
     let digest = file_sha256(&path)?;
     if digest != expected {
-        return Err(refuse(format!("its SHA-256 is {}, the manifest says {}", hex(&digest), entry.sha256.get_ref())));
+        return Err(refuse(format!("its SHA-256 is {}, the manifest says {sha256}", hex(&digest))));
     }
     key.verify(&digest, &Signature::from_bytes(&signature))
         .map_err(|_| refuse("its signature does not verify with the verifying key".into()))?;
-    Ok(VerifiedModel { entry, path })
+    Ok(VerifiedModel { entry, path, manifest: file, index })
 }

@@ -192,6 +192,14 @@ impl OnnxRuntime {
                 }
             }
         }
+        // a file that is no model fails on every provider that got as far as reading it: say so,
+        // rather than that no provider is available
+        let unreadable = passed_over.iter().find(|(_, reason)| reason.contains("Protobuf parsing failed"));
+        if let Some((_, reason)) = unreadable {
+            let message =
+                format!("is not an ONNX model ONNX Runtime can read (truncated, or another kind of file): {reason}");
+            return Err(RuntimeError::Model { path: model.to_path_buf(), message });
+        }
         let reasons = passed_over.iter().map(|(k, r)| format!("{}: {r}", k.name())).collect::<Vec<_>>().join("; ");
         Err(RuntimeError::NoProvider { requested: preference.iter().map(|k| k.name()).collect(), reasons })
     }

@@ -7,6 +7,7 @@
 
 use crate::detect::{DetectError, run_model};
 use crate::imagery::Raster;
+use crate::model_io::Preprocess;
 use crate::tile::Window;
 
 /// A band varying by less than this share of its scene range counts as flat.
@@ -82,7 +83,10 @@ impl CloudScreen {
 
     /// The cloud cover of one tile of `raster` (a frame as the mission detector reads it).
     pub fn cover(&mut self, raster: &Raster, window: Window) -> Result<CloudCover, DetectError> {
-        let (tensor, scale) = raster.tile_tensor(window, &self.bands, &self.reflectance, self.input_size);
+        // the tile in the corner: the cells over its own pixels are the first rows and columns
+        let (tensor, placement) =
+            raster.tile_tensor(window, &self.bands, &self.reflectance, self.input_size, &Preprocess::FLIGHT);
+        let scale = placement.scale;
         let (shape, probabilities) = run_model(&mut self.session, &self.name, tensor)?;
         let refuse = |detail: &str| DetectError::Run {
             model: self.name.clone(),

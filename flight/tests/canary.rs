@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use kestrel_flight::config::ExecutionProviderKind;
 use kestrel_flight::detect::{CANARY_TOLERANCE, Detector, DetectorSpec, canary_difference};
+use kestrel_flight::model_io::{OutputLayout, Preprocess};
 use kestrel_flight::onnx_runtime::OnnxRuntime;
 
 fn detector(model: &Path) -> Detector {
@@ -24,6 +25,8 @@ fn detector(model: &Path) -> Detector {
         min_score: 0.5,
         max_iou: 0.4,
         tile_overlap: 32,
+        preprocess: Preprocess::FLIGHT,
+        layout: OutputLayout::Candidates,
     };
     Detector::new(session, spec)
 }

@@ -26,7 +26,7 @@ fn signed(dir: &Path) -> std::path::PathBuf {
     std::fs::write(dir.join("models.toml"), MANIFEST).expect("manifest");
     let public = generate_key_pair(&dir.join("signing.key")).expect("key pair");
     std::fs::write(dir.join("signing.pub"), &public).expect("public key");
-    sign(&dir.join("models.toml"), "sigmoid", &dir.join("signing.key")).expect("sign");
+    sign(&dir.join("models.toml"), "sigmoid", &dir.join("signing.key"), &dir.join("signing.pub")).expect("sign");
     dir.join("signing.pub")
 }
 
@@ -35,7 +35,7 @@ fn a_signed_model_verifies_and_the_manifest_keeps_its_comments() {
     let dir = tempfile::tempdir().expect("tempdir");
     let public = signed(dir.path());
     let model = load_verified(&dir.path().join("models.toml"), &public, "sigmoid").expect("verified");
-    assert_eq!(model.entry.classes, vec!["x"]);
+    assert_eq!(model.entry.classes.map(|c| c.into_inner()), Some(vec!["x".to_owned()]));
     let text = std::fs::read_to_string(dir.path().join("models.toml")).expect("read");
     assert!(text.starts_with("# test manifest"), "{text}");
     let key = std::fs::metadata(dir.path().join("signing.key")).expect("key");
@@ -75,6 +75,39 @@ fn a_changed_model_a_forged_signature_or_another_key_is_refused() {
     assert!(error.to_string().contains("signature does not verify"), "{error}");
 
     load_verified(&manifest, &public, "sigmoid").expect("still fine with the right key");
+}
+
+#[test]
+fn signing_with_the_verifying_key_or_another_pairs_key_is_refused_and_the_manifest_untouched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let public = signed(dir.path());
+    let manifest = dir.path().join("models.toml");
+    let before = std::fs::read_to_string(&manifest).expect("read");
+    let error = sign(&manifest, "sigmoid", &public, &public).expect_err("the verifying key as the signing key");
+    assert!(error.to_string().contains("is the verifying key"), "{error}");
+    generate_key_pair(&dir.path().join("other.key")).expect("another pair");
+    let error = sign(&manifest, "sigmoid", &dir.path().join("other.key"), &public).expect_err("another pair");
+    assert!(error.to_string().contains("not the signing key of the verifying key"), "{error}");
+    assert_eq!(std::fs::read_to_string(&manifest).expect("read"), before);
+}
+
+#[test]
+fn an_unsigned_entry_refuses_that_model_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let public = signed(dir.path());
+    let manifest = dir.path().join("models.toml");
+    let text = std::fs::read_to_string(&manifest).expect("read");
+    let unsigned = MANIFEST
+        .replace("# test manifest\n", "")
+        .replace("name = \"sigmoid\"", "name = \"unsigned\"")
+        .lines()
+        .filter(|l| !l.starts_with("sha256") && !l.starts_with("signature"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&manifest, format!("{text}\n{unsigned}\n")).expect("write");
+    load_verified(&manifest, &public, "sigmoid").expect("the signed model still loads");
+    let error = load_verified(&manifest, &public, "unsigned").expect_err("not signed").to_string();
+    assert!(error.contains("key `models[1].sha256`") && error.contains("is not signed"), "{error}");
 }
 
 #[test]

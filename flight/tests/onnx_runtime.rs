@@ -62,10 +62,15 @@ fn a_missing_or_corrupt_model_is_an_error_naming_the_file() {
     std::fs::write(&garbage, b"this is not a protobuf").expect("write");
     let error = runtime.session(&garbage, CPU, 1).expect_err("garbage model");
     assert!(error.to_string().contains("garbage.onnx"), "{error}");
+    assert!(
+        matches!(error, RuntimeError::Model { .. }) && error.to_string().contains("is not an ONNX model"),
+        "{error}"
+    );
 
     let truncated = dir.path().join("truncated.onnx");
     let bytes = std::fs::read(sigmoid_model()).expect("read");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
     let error = runtime.session(&truncated, CPU, 1).expect_err("truncated model");
     assert!(error.to_string().contains("truncated.onnx"), "{error}");
+    assert!(matches!(error, RuntimeError::Model { .. }), "not a missing provider: {error}");
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use kestrel_flight::detect::{Batching, DetectError, Detector, DetectorSpec};
 use kestrel_flight::georef::GeoTransform;
 use kestrel_flight::imagery::{Raster, Samples};
+use kestrel_flight::model_io::{OutputLayout, Preprocess};
 use kestrel_flight::onnx_runtime::OnnxRuntime;
 use ort::editor::{Graph, Model, Node, ONNX_DOMAIN, Opset};
 use ort::memory::Allocator;
@@ -37,14 +38,29 @@ fn constant<T: ort::value::PrimitiveTensorElementType + Copy + std::fmt::Debug>(
     tensor
 }
 
+/// How the bright-blob graph gives its cells.
+#[derive(Clone, Copy, PartialEq)]
+enum Layout {
+    /// `[1, 5, 64]`: centre, size and score per cell (YOLOv8/YOLO11).
+    Yolo,
+    /// The same numbers as `[1, 5, 8, 8]`: a layout no detector export gives.
+    Grid,
+    /// `[1, 64, 6]`: x1, y1, x2, y2, score and class per cell (end to end).
+    EndToEnd,
+}
+
 /// A one-class "bright blob" detector: every 8x8 cell of the 64x64 input is a candidate box whose
-/// score rises steeply with the cell's mean brightness. Output `[1, 5, 64]`, or, with
-/// `yolo_layout` false, the same numbers as `[1, 5, 8, 8]`.
-fn bright_blob_detector(yolo_layout: bool) -> ort::session::Session {
+/// score rises steeply with the cell's mean brightness, in `layout`.
+fn bright_blob_detector(layout: Layout) -> ort::session::Session {
     let runtime = OnnxRuntime::get().expect("ONNX Runtime");
     let mut graph = Graph::new().expect("graph");
     graph.set_inputs([outlet("images", &[1, 3, SIZE, SIZE])]).expect("inputs");
-    let output_shape: Vec<i64> = if yolo_layout { vec![1, 5, GRID * GRID] } else { vec![1, 5, GRID, GRID] };
+    let cells = GRID * GRID;
+    let (output_shape, reshape): (Vec<i64>, Vec<i64>) = match layout {
+        Layout::Yolo => (vec![1, 5, cells], vec![1, 5, cells]),
+        Layout::Grid => (vec![1, 5, GRID, GRID], vec![1, 5, GRID, GRID]),
+        Layout::EndToEnd => (vec![1, cells, 6], vec![1, 6, cells]),
+    };
     graph.set_outputs([outlet("output0", &output_shape)]).expect("outputs");
     let attrs = |pairs: Vec<(&str, Vec<i64>)>| {
         pairs.into_iter().map(|(n, v)| Attribute::new(n, v).expect("attribute")).collect::<Vec<_>>()
@@ -75,30 +91,45 @@ fn bright_blob_detector(yolo_layout: bool) -> ort::session::Session {
         .add_node(Node::new("Sigmoid", ONNX_DOMAIN, "sigmoid", ["logit"], ["score"], []).expect("node"))
         .expect("sigmoid");
     let concat_axis = Attribute::new("axis", 1i64).expect("axis");
+    let end_to_end = layout == Layout::EndToEnd;
+    let parts: &[&str] = if end_to_end { &["boxes", "score", "class"] } else { &["boxes", "score"] };
     graph
-        .add_node(
-            Node::new("Concat", ONNX_DOMAIN, "concat", ["boxes", "score"], ["grid"], [concat_axis]).expect("node"),
-        )
+        .add_node(Node::new("Concat", ONNX_DOMAIN, "concat", parts, ["grid"], [concat_axis]).expect("node"))
         .expect("concat");
+    let reshaped = if end_to_end { "rows" } else { "output0" };
     graph
-        .add_node(Node::new("Reshape", ONNX_DOMAIN, "reshape", ["grid", "shape"], ["output0"], []).expect("node"))
+        .add_node(Node::new("Reshape", ONNX_DOMAIN, "reshape", ["grid", "shape"], [reshaped], []).expect("node"))
         .expect("reshape");
+    if end_to_end {
+        let perm = Attribute::new("perm", vec![0i64, 2, 1]).expect("perm");
+        graph
+            .add_node(Node::new("Transpose", ONNX_DOMAIN, "transpose", ["rows"], ["output0"], [perm]).expect("node"))
+            .expect("transpose");
+        graph
+            .add_initializer("class", constant(&[1, 1, GRID, GRID], &vec![0f32; cells as usize]), false)
+            .expect("class");
+    }
 
     let mut boxes = vec![0f32; (4 * GRID * GRID) as usize];
     for i in 0..GRID {
         for j in 0..GRID {
             let at = |row: i64| (row * GRID * GRID + i * GRID + j) as usize;
-            boxes[at(0)] = ((j as f32) + 0.5) * CELL as f32;
-            boxes[at(1)] = ((i as f32) + 0.5) * CELL as f32;
-            boxes[at(2)] = CELL as f32;
-            boxes[at(3)] = CELL as f32;
+            let (cx, cy, side) = (((j as f32) + 0.5) * CELL as f32, ((i as f32) + 0.5) * CELL as f32, CELL as f32);
+            let values = if end_to_end {
+                [cx - side / 2.0, cy - side / 2.0, cx + side / 2.0, cy + side / 2.0]
+            } else {
+                [cx, cy, side, side]
+            };
+            for (row, value) in values.into_iter().enumerate() {
+                boxes[at(row as i64)] = value;
+            }
         }
     }
     graph.add_initializer("boxes", constant(&[1, 4, GRID, GRID], &boxes), false).expect("boxes");
     graph.add_initializer("axes", constant(&[1], &[1i64]), false).expect("axes");
     graph.add_initializer("half", constant(&[1], &[0.5f32]), false).expect("half");
     graph.add_initializer("gain", constant(&[1], &[20f32]), false).expect("gain");
-    graph.add_initializer("shape", constant(&[output_shape.len() as i64], &output_shape), false).expect("shape");
+    graph.add_initializer("shape", constant(&[reshape.len() as i64], &reshape), false).expect("shape");
 
     let mut model = Model::new([Opset::new(ONNX_DOMAIN, 22).expect("opset")]).expect("model");
     model.set_graph(graph).expect("graph");
@@ -114,6 +145,8 @@ fn spec() -> DetectorSpec {
         min_score: 0.5,
         max_iou: 0.5,
         tile_overlap: 16,
+        preprocess: Preprocess::FLIGHT,
+        layout: OutputLayout::Candidates,
     }
 }
 
@@ -133,7 +166,29 @@ fn frame() -> Raster {
 
 #[test]
 fn a_yolo_layout_graph_finds_the_bright_square_once_and_places_it() {
-    let mut detector = Detector::new(bright_blob_detector(true), spec());
+    finds_the_bright_square_once(Detector::new(bright_blob_detector(Layout::Yolo), spec()));
+}
+
+#[test]
+fn an_end_to_end_graph_finds_the_bright_square_once_and_places_it() {
+    let spec = DetectorSpec { layout: OutputLayout::EndToEnd, ..spec() };
+    let mut detector = Detector::new(bright_blob_detector(Layout::EndToEnd), spec);
+    detector.check_output().expect("an end-to-end output, scores within 0..1");
+    finds_the_bright_square_once(detector);
+}
+
+#[test]
+fn an_output_of_another_layout_than_the_manifests_is_refused_when_the_model_loads() {
+    let mut detector = Detector::new(bright_blob_detector(Layout::EndToEnd), spec());
+    let message = detector.check_output().expect_err("an end-to-end output read as candidates").to_string();
+    assert!(message.contains("[1, 64, 6]") && message.contains("[1, 4 + classes, candidates]"), "{message}");
+    let spec = DetectorSpec { layout: OutputLayout::EndToEnd, ..spec() };
+    let mut detector = Detector::new(bright_blob_detector(Layout::Yolo), spec);
+    let message = detector.check_output().expect_err("candidates read as end to end").to_string();
+    assert!(message.contains("[1, 5, 64]") && message.contains("[1, detections, 6]"), "{message}");
+}
+
+fn finds_the_bright_square_once(mut detector: Detector) {
     let neon = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/aerial/OSBS_029.tif");
     let georef = GeoTransform::from_tiff(&neon).expect("tags").expect("georeferenced");
     let found = detector.detect(&frame(), &[(0.0, 255.0); 3], Some(&georef)).expect("detect");
@@ -160,7 +215,7 @@ fn a_yolo_layout_graph_finds_the_bright_square_once_and_places_it() {
 
 #[test]
 fn a_graph_with_another_layout_is_refused_with_what_was_expected() {
-    let mut detector = Detector::new(bright_blob_detector(false), spec());
+    let mut detector = Detector::new(bright_blob_detector(Layout::Grid), spec());
     let error = detector.detect(&frame(), &[(0.0, 255.0); 3], None).expect_err("wrong layout");
     assert!(matches!(error, DetectError::Layout { .. }), "{error}");
     let message = error.to_string();
@@ -174,7 +229,7 @@ fn a_graph_with_another_layout_is_refused_with_what_was_expected() {
 
 #[test]
 fn a_graph_with_its_first_axis_fixed_at_one_runs_one_tile_at_a_time() {
-    let mut detector = Detector::new(bright_blob_detector(true), spec());
+    let mut detector = Detector::new(bright_blob_detector(Layout::Yolo), spec());
     assert_eq!(detector.allow_batches(4).expect("check"), Batching::FixedInput);
     assert_eq!(detector.max_batch(), 1);
     assert!(!detector.detect(&frame(), &[(0.0, 255.0); 3], None).expect("detect").is_empty());

@@ -75,11 +75,18 @@ impl Scratch {
         }
         let station_key: String = STATION_KEY.iter().map(|b| format!("{b:02x}")).collect();
         std::fs::write(dir.path().join("keys").join(STATION_KEY_FILE), station_key).expect("station key");
-        // the files the mission names besides its secrets: the model manifest and its public key
+        // the files the mission names besides its secrets: the model manifest and its public key,
         std::fs::create_dir(dir.path().join("models")).expect("models dir");
         for file in ["models.toml", "model-signing.pub"] {
             std::fs::copy(workspace_root().join("models").join(file), dir.path().join("models").join(file))
                 .expect("model file");
+        }
+        // and the models themselves, copied (never linked: a test may change its copy)
+        for entry in std::fs::read_dir(workspace_root().join("models")).expect("models folder").flatten() {
+            let name = entry.file_name();
+            if name.to_str().is_some_and(|n| n.ends_with(".onnx") || n.ends_with(".md")) {
+                std::fs::copy(entry.path(), dir.path().join("models").join(&name)).expect("model file");
+            }
         }
         let reference = std::fs::read_to_string(workspace_root().join("mission.toml")).expect("reference mission");
         Self { dir, reference }

@@ -414,7 +414,8 @@ fn own_signing_key(scratch: &Scratch) -> PathBuf {
     let secret = scratch.path().join("test-signing.key");
     let public = flight_models::generate_key_pair(&secret).expect("key pair");
     std::fs::write(models.join("model-signing.pub"), public).expect("verifying key");
-    flight_models::sign(&models.join("models.toml"), "vessels-s2", &secret).expect("sign");
+    flight_models::sign(&models.join("models.toml"), "vessels-s2", &secret, &models.join("model-signing.pub"))
+        .expect("sign");
     let path = scratch.path().join("mission.toml");
     let repository_models = workspace_root().join("models");
     let text =

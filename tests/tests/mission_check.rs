@@ -196,6 +196,35 @@ fn the_detector_section_is_checked() {
 }
 
 #[test]
+fn the_missions_model_must_be_in_the_manifest_signed_and_load() {
+    let scratch = Scratch::new();
+    scratch.mission_with("model = \"vessels-s2\"", "model = \"nowhere\"");
+    let message = check_fails("flight", &scratch);
+    assert!(
+        message.contains("key `flight.detector.model`") && message.contains("no model named `nowhere`"),
+        "{message}"
+    );
+    scratch.mission_with("", "");
+    let manifest = scratch.path().join("models/models.toml");
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    let unsigned: String = text.lines().filter(|l| !l.starts_with("sha256")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&manifest, unsigned).expect("write");
+    // errors in the manifest name the manifest's own line and key
+    let manifest_error = || {
+        let output = run("flight", &["check", "--mission", "mission.toml"], scratch.path());
+        assert!(!output.status.success(), "flight check accepted it: {}", stdout(&output));
+        stderr(&output)
+    };
+    let message = manifest_error();
+    assert!(message.starts_with("flight: error: models/models.toml:7:8: key `models[0].sha256`"), "{message}");
+    assert!(message.contains("is not signed"), "{message}");
+    std::fs::write(&manifest, &text).expect("restore");
+    std::fs::write(scratch.path().join("models/vessels-s2.onnx"), b"not a model").expect("damage");
+    let message = manifest_error();
+    assert!(message.contains("vessels-s2") && message.contains("SHA-256"), "{message}");
+}
+
+#[test]
 fn the_cloud_screen_section_is_checked() {
     let scratch = Scratch::new();
     scratch.mission_with("max_cloud_fraction = 0.7", "max_cloud_fraction = 70");

@@ -25,3 +25,27 @@ fn model_check_runs_a_model_and_logs_json() {
         assert!(line.contains("\"level\":"), "{line}");
     }
 }
+
+#[test]
+fn model_check_says_which_detector_layout_flight_reads_in_a_model() {
+    let scratch = Scratch::new();
+    scratch.mission_with("", "");
+    let check = |model: std::path::PathBuf| {
+        let output = std::process::Command::new(binary("flight"))
+            .args(["model-check", "--mission", "mission.toml", "--model"])
+            .arg(model)
+            .current_dir(scratch.path())
+            .output()
+            .expect("flight runs");
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+    let report = check(scratch.path().join("models/vessels-s2.onnx"));
+    assert!(
+        report.contains("detector output: [batch, 4 + classes, candidates]") && report.contains("with 1 classes"),
+        "{report}"
+    );
+    // a cloud mask runs, and is said to be no detector
+    let report = check(scratch.path().join("models/clouds-s2.onnx"));
+    assert!(report.contains("not a detector output flight reads: [1, 1, 16, 16]"), "{report}");
+}

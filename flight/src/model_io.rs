@@ -1,0 +1,466 @@
+//! How a model meets flight: how a tile's samples become its input (the manifest's preprocessing,
+//! or Ultralytics' own for a file Ultralytics exported), what the file says about itself (the
+//! export's metadata), and its session's input and output checked against the manifest when it
+//! loads, so that a model flight cannot run is refused then, naming the key, never at a tile.
+
+use serde::Deserialize;
+
+use crate::models::{ModelError, VerifiedModel};
+
+/// How a tile other than the model's size is resized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resize {
+    /// Each output pixel from the four samples around its centre, as training pipelines
+    /// (OpenCV's `INTER_LINEAR`, PyTorch's `bilinear`) resize.
+    Bilinear,
+    /// Each output pixel the sample under its centre.
+    Nearest,
+}
+
+/// Where a resized tile sits in the model's square input; the rest is padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Letterbox {
+    /// In the middle, the padding shared out on both sides (Ultralytics' letterbox).
+    #[serde(alias = "center")]
+    Centre,
+    /// In the top left corner, the padding right and below.
+    Corner,
+}
+
+/// How a tile's samples become the model's input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Preprocess {
+    /// Samples from `low` to `high` go linearly onto 0..1 (clamped); `None`: each band between
+    /// the mission's per-scene quantiles.
+    pub input_range: Option<(f32, f32)>,
+    pub resize: Resize,
+    pub letterbox: Letterbox,
+    /// The input value of the padding (after scaling).
+    pub pad: f32,
+}
+
+impl Preprocess {
+    /// Flight's own models': per-scene quantiles, the tile in the corner padded with 0.5.
+    pub const FLIGHT: Self =
+        Self { input_range: None, resize: Resize::Bilinear, letterbox: Letterbox::Corner, pad: 0.5 };
+    /// Ultralytics': samples divided by 255, resized bilinearly into the middle, padded with 114
+    /// (of 255).
+    pub const ULTRALYTICS: Self = Self {
+        input_range: Some((0.0, 255.0)),
+        resize: Resize::Bilinear,
+        letterbox: Letterbox::Centre,
+        pad: 114.0 / 255.0,
+    };
+}
+
+/// Where a `width` x `height` tile lands in a `size` x `size` input: the scale from tile pixels
+/// to input pixels, and the input pixel of the tile's top left corner.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Placement {
+    pub scale: f32,
+    pub offset: (f32, f32),
+    /// The tile's extent in the input, pixels.
+    pub extent: (usize, usize),
+}
+
+impl Placement {
+    pub fn of(width: u32, height: u32, size: u32, letterbox: Letterbox) -> Self {
+        let scale = size as f32 / width.max(height).max(1) as f32;
+        let side = size as usize;
+        let extent =
+            (((width as f32 * scale).round() as usize).min(side), ((height as f32 * scale).round() as usize).min(side));
+        let offset = match letterbox {
+            Letterbox::Corner => (0.0, 0.0),
+            // as Ultralytics rounds: the odd pixel of padding goes right and below
+            Letterbox::Centre => (
+                ((side - extent.0) as f32 / 2.0 - 0.1).round().max(0.0),
+                ((side - extent.1) as f32 / 2.0 - 0.1).round().max(0.0),
+            ),
+        };
+        Self { scale, offset, extent }
+    }
+
+    /// A box in input pixels, in tile pixels.
+    pub fn to_tile(&self, b: [f32; 4]) -> [f32; 4] {
+        let (dx, dy) = self.offset;
+        [(b[0] - dx) / self.scale, (b[1] - dy) / self.scale, (b[2] - dx) / self.scale, (b[3] - dy) / self.scale]
+    }
+}
+
+/// How a detector's output holds its detections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputLayout {
+    /// `[B, 4 + C, N]`: per candidate, the box centre x, y, width and height in input pixels, then
+    /// C class scores; suppression is flight's (YOLOv8, YOLO11, YOLO26 with `end2end=False`).
+    Candidates,
+    /// `[B, K, 6]`: per detection x1, y1, x2, y2 in input pixels, score and class, suppressed
+    /// already (YOLO26 and YOLOv10 end to end, YOLO11 with `nms=True`).
+    EndToEnd,
+}
+
+impl OutputLayout {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Candidates => "[batch, 4 + classes, candidates] (centre, size, class scores)",
+            Self::EndToEnd => "[batch, detections, 6] (x1, y1, x2, y2, score, class; end to end)",
+        }
+    }
+}
+
+/// What an Ultralytics export says about itself: its ONNX metadata (every value the Python
+/// `str()` of the exporter's own).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExportMetadata {
+    pub task: Option<String>,
+    pub imgsz: Option<Vec<u32>>,
+    pub names: Option<Vec<String>>,
+    pub channels: Option<usize>,
+    /// Whether the output is end to end (YOLO26, YOLOv10; or exported with `nms=True`).
+    pub end2end: bool,
+}
+
+impl ExportMetadata {
+    /// The metadata of a file Ultralytics exported (its `author` says so), read with `get`; `None`
+    /// for any other file. A value that is there but unreadable is an error naming its key.
+    pub fn read(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
+        if !get("author").is_some_and(|a| a.contains("Ultralytics")) {
+            return Ok(None);
+        }
+        let unreadable =
+            |key: &str, value: &str| format!("its Ultralytics metadata `{key}` is `{value}`, not readable");
+        let imgsz = get("imgsz")
+            .map(|v| {
+                let inner = v.trim().trim_start_matches('[').trim_end_matches(']');
+                inner
+                    .split(',')
+                    .map(|d| d.trim().parse::<u32>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| unreadable("imgsz", &v))
+            })
+            .transpose()?;
+        let names = get("names").map(|v| python_dict_names(&v).ok_or_else(|| unreadable("names", &v))).transpose()?;
+        let channels = get("channels").map(|v| v.trim().parse().map_err(|_| unreadable("channels", &v))).transpose()?;
+        let nms_in_graph = get("args").is_some_and(|args| args.replace(' ', "").contains("'nms':True"));
+        let end2end = get("end2end").is_some_and(|v| v.trim() == "True") || nms_in_graph;
+        Ok(Some(Self { task: get("task").map(|t| t.trim().to_owned()), imgsz, names, channels, end2end }))
+    }
+}
+
+/// The class names of a Python dict's `str()`, `{0: 'person', 1: "it's"}`, in key order.
+fn python_dict_names(text: &str) -> Option<Vec<String>> {
+    let mut rest = text.trim().strip_prefix('{')?.trim_start();
+    let mut names = Vec::new();
+    while !rest.starts_with('}') {
+        let (key, after) = rest.split_once(':')?;
+        if key.trim().parse::<usize>().ok()? != names.len() {
+            return None;
+        }
+        let after = after.trim_start();
+        let quote = after.chars().next().filter(|q| *q == '\'' || *q == '"')?;
+        let mut name = String::new();
+        let mut chars = after[1..].char_indices();
+        let end = loop {
+            match chars.next()? {
+                (_, '\\') => name.push(chars.next()?.1),
+                (i, c) if c == quote => break i + 2,
+                (_, c) => name.push(c),
+            }
+        };
+        names.push(name);
+        rest = after[end..].trim_start();
+        rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
+    }
+    Some(names)
+}
+
+/// A model as flight runs it: the manifest's entry, filled from and checked against the file's
+/// metadata and its session's input and output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelIo {
+    pub classes: Vec<String>,
+    pub input_size: u32,
+    pub input_channels: usize,
+    pub preprocess: Preprocess,
+    pub layout: OutputLayout,
+}
+
+/// The session's input and output as ONNX Runtime states them (-1 for a free dimension).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionShapes {
+    /// The input's element type (ONNX Runtime's name for it), and its shape.
+    pub input: Option<(String, Vec<i64>)>,
+    pub output: Option<Vec<i64>>,
+}
+
+impl SessionShapes {
+    pub fn of(session: &ort::session::Session) -> Self {
+        let input = session.inputs().first().and_then(|i| {
+            let ty = i.dtype().tensor_type()?;
+            Some((format!("{ty:?}"), i.dtype().tensor_shape()?.to_vec()))
+        });
+        let output = session.outputs().first().and_then(|o| Some(o.dtype().tensor_shape()?.to_vec()));
+        Self { input, output }
+    }
+}
+
+/// What the export tasks flight does not run are, and which export gives a detection model.
+fn task_refusal(task: &str) -> Option<String> {
+    let what = match task {
+        "detect" => return None,
+        "obb" => "an oriented-box (OBB) model; flight decodes axis-aligned boxes only",
+        "segment" => "a segmentation model; flight runs detection models",
+        "pose" => "a pose model; flight runs detection models",
+        "classify" => "a classification model; flight runs detection models",
+        _ => "of a task flight does not know; flight runs detection models",
+    };
+    Some(format!(
+        "the file is {what} (its Ultralytics metadata `task` is `{task}`); export a detection model \
+         (`yolo export model=yolo11n.pt format=onnx`, a detection checkpoint)"
+    ))
+}
+
+/// The model `model` as flight runs it in `session`: [`resolve`] with the session's own metadata
+/// and shapes.
+pub fn resolve_session(model: &VerifiedModel, session: &ort::session::Session) -> Result<ModelIo, ModelError> {
+    let metadata = match session.metadata() {
+        Ok(metadata) => ExportMetadata::read(|key| metadata.custom(key)),
+        Err(e) => Err(e.to_string()),
+    }
+    .map_err(|message| model.key_error("file", None, message))?;
+    resolve(model, metadata.as_ref(), &SessionShapes::of(session))
+}
+
+/// The model `model` as flight runs it: what its manifest entry states, what its export's
+/// metadata states where the entry is silent (a contradiction is refused, naming the key), and its
+/// session's input and output checked against both.
+pub fn resolve(
+    model: &VerifiedModel,
+    metadata: Option<&ExportMetadata>,
+    shapes: &SessionShapes,
+) -> Result<ModelIo, ModelError> {
+    let entry = &model.entry;
+    let refuse = |key: &str, span: Option<std::ops::Range<usize>>, message: String| model.key_error(key, span, message);
+    if let Some(refusal) = metadata.and_then(|m| m.task.as_deref()).and_then(task_refusal) {
+        return Err(refuse("file", None, refusal));
+    }
+    let stated_size = match metadata.and_then(|m| m.imgsz.as_deref()) {
+        None => None,
+        Some(sides) if !sides.is_empty() && sides.iter().all(|d| *d == sides[0]) => Some(sides[0]),
+        Some(sides) => {
+            let message = format!(
+                "its input is {sides:?} (Ultralytics metadata `imgsz`); flight's tiles are square: export with one `imgsz`"
+            );
+            return Err(refuse("file", None, message));
+        }
+    };
+    let input_size = agree(model, "input_size", entry.input_size.as_ref(), stated_size, "imgsz")?;
+    let channels =
+        agree(model, "input_channels", entry.input_channels.as_ref(), metadata.and_then(|m| m.channels), "channels")?;
+    let classes = agree(model, "classes", entry.classes.as_ref(), metadata.and_then(|m| m.names.clone()), "names")?;
+    let base = if metadata.is_some() { Preprocess::ULTRALYTICS } else { Preprocess::FLIGHT };
+    let range = entry.input_range.as_ref();
+    if let Some(&[low, high]) = range.map(toml::Spanned::get_ref)
+        && !(low.is_finite() && high.is_finite() && low < high)
+    {
+        return Err(refuse(
+            "input_range",
+            range.map(toml::Spanned::span),
+            format!("[{low}, {high}] is not a range, low below high"),
+        ));
+    }
+    let pad = entry.letterbox_pad.as_ref();
+    if let Some(&value) = pad.map(toml::Spanned::get_ref)
+        && !value.is_finite()
+    {
+        return Err(refuse("letterbox_pad", pad.map(toml::Spanned::span), format!("{value} is not a number")));
+    }
+    let preprocess = Preprocess {
+        input_range: range.map(|r| (r.get_ref()[0], r.get_ref()[1])).or(base.input_range),
+        resize: entry.resize.unwrap_or(base.resize),
+        letterbox: entry.letterbox.unwrap_or(base.letterbox),
+        pad: pad.map_or(base.pad, |p| *p.get_ref()),
+    };
+    let layout = if metadata.is_some_and(|m| m.end2end) { OutputLayout::EndToEnd } else { OutputLayout::Candidates };
+    let io = ModelIo { classes, input_size, input_channels: channels, preprocess, layout };
+    check_session(model, &io, shapes)?;
+    Ok(io)
+}
+
+/// The value of key `key`: the entry's, or the metadata's (`meta_key`) where the entry has none;
+/// both, and different, is a refusal.
+fn agree<T: Clone + PartialEq + std::fmt::Debug>(
+    model: &VerifiedModel,
+    key: &str,
+    stated: Option<&toml::Spanned<T>>,
+    exported: Option<T>,
+    meta_key: &str,
+) -> Result<T, ModelError> {
+    match (stated, exported) {
+        (Some(stated), Some(exported)) if *stated.get_ref() != exported => Err(model.key_error(
+            key,
+            Some(stated.span()),
+            format!(
+                "the manifest says {:?}, the file's Ultralytics metadata `{meta_key}` says {exported:?}",
+                stated.get_ref()
+            ),
+        )),
+        (Some(stated), _) => Ok(stated.get_ref().clone()),
+        (None, Some(exported)) => Ok(exported),
+        (None, None) => {
+            Err(model.key_error(key, None, format!("the manifest needs `{key}` (the file does not state it)")))
+        }
+    }
+}
+
+/// The session's input (`[batch, channels, size, size]` of float32, the batch 1 or free) and its
+/// output's rank and fixed dimensions against what flight will feed it and decode.
+fn check_session(model: &VerifiedModel, io: &ModelIo, shapes: &SessionShapes) -> Result<(), ModelError> {
+    let refuse = |message: String| model.key_error("file", None, message);
+    let Some((ty, input)) = &shapes.input else {
+        return Err(refuse("its input is not a tensor".into()));
+    };
+    if ty != "Float32" {
+        return Err(refuse(format!("its input is of {ty}; flight feeds float32 (export without `half=True`)")));
+    }
+    let side = i64::from(io.input_size);
+    match input[..] {
+        [batch, _, _, _] if batch != 1 && batch != -1 => {
+            return Err(refuse(format!(
+                "its input {input:?} has a fixed batch of {batch}; export with `batch=1` or `dynamic=True`"
+            )));
+        }
+        [_, c, _, _] if c != -1 && c != io.input_channels as i64 => {
+            return Err(model.key_error(
+                "input_channels",
+                model.entry.input_channels.as_ref().map(toml::Spanned::span),
+                format!("its input {input:?} takes {c} channels, not {}", io.input_channels),
+            ));
+        }
+        [_, _, h, w] if (h != -1 && h != side) || (w != -1 && w != side) => {
+            return Err(model.key_error(
+                "input_size",
+                model.entry.input_size.as_ref().map(toml::Spanned::span),
+                format!("its input {input:?} is not {side} x {side}"),
+            ));
+        }
+        [_, _, _, _] => {}
+        _ => return Err(refuse(format!("its input is {input:?}; flight feeds [batch, channels, height, width]"))),
+    }
+    // a cloud mask's output is the cloud screen's to check
+    let detector = model.entry.kind == crate::models::ModelKind::Detector;
+    if let Some(output) = shapes.output.as_ref().filter(|_| detector) {
+        let fits = match (io.layout, &output[..]) {
+            (OutputLayout::Candidates, [_, rows, _]) => *rows == -1 || *rows == 4 + io.classes.len() as i64,
+            (OutputLayout::EndToEnd, [_, _, fields]) => *fields == -1 || *fields == 6,
+            _ => false,
+        };
+        if !fits {
+            let classes = io.classes.len();
+            return Err(refuse(format!(
+                "its output is {output:?}; flight decodes {} here, with {classes} classes{}",
+                io.layout.describe(),
+                if output.len() == 3 && io.layout == OutputLayout::Candidates && output[1] > 4 + classes as i64 {
+                    " (more rows than classes: an oriented-box, pose or segmentation model gives more)"
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn ultralytics(pairs: &[(&str, &str)]) -> Result<Option<ExportMetadata>, String> {
+        let mut map: BTreeMap<&str, &str> = pairs.iter().copied().collect();
+        map.insert("author", "Ultralytics");
+        ExportMetadata::read(|k| map.get(k).map(|v| (*v).to_owned()))
+    }
+
+    #[test]
+    fn an_ultralytics_export_states_its_task_size_classes_and_layout() {
+        let meta = ultralytics(&[
+            ("task", "detect"),
+            ("imgsz", "[640, 640]"),
+            ("names", r#"{0: 'person', 1: "it's", 2: 'a, b'}"#),
+            ("channels", "4"),
+            ("args", "{'batch': 1, 'nms': True, 'dynamic': False}"),
+        ])
+        .expect("readable")
+        .expect("an Ultralytics export");
+        assert_eq!(meta.imgsz, Some(vec![640, 640]));
+        assert_eq!(meta.names, Some(vec!["person".to_owned(), "it's".to_owned(), "a, b".to_owned()]));
+        assert_eq!((meta.channels, meta.end2end, meta.task.as_deref()), (Some(4), true, Some("detect")));
+        assert_eq!(ExportMetadata::read(|_| None), Ok(None), "another exporter's file");
+        assert!(ultralytics(&[("imgsz", "big")]).is_err());
+        assert!(ultralytics(&[("names", "{1: 'skips zero'}")]).is_err());
+    }
+
+    #[test]
+    fn a_centred_letterbox_places_a_tile_as_ultralytics_does() {
+        // 400 x 300 into 640: scale 1.6, 640 x 480, 80 rows of padding above and below
+        let p = Placement::of(400, 300, 640, Letterbox::Centre);
+        assert_eq!((p.scale, p.offset, p.extent), (1.6, (0.0, 80.0), (640, 480)));
+        assert_eq!(p.to_tile([0.0, 80.0, 640.0, 560.0]), [0.0, 0.0, 400.0, 300.0]);
+        let corner = Placement::of(400, 300, 640, Letterbox::Corner);
+        assert_eq!(corner.offset, (0.0, 0.0));
+        // an odd pixel of padding goes below
+        assert_eq!(Placement::of(10, 7, 10, Letterbox::Centre).offset, (0.0, 1.0));
+    }
+
+    /// A model whose manifest entry has `keys` besides the ones every entry needs.
+    fn model(keys: &str) -> VerifiedModel {
+        #[derive(serde::Deserialize)]
+        struct Manifest {
+            models: Vec<crate::models::ModelEntry>,
+        }
+        let text = format!(
+            "[[models]]\nname = \"m\"\nfile = \"m.onnx\"\n{keys}\nmin_score = 0.5\nmax_iou = 0.5\ncard = \"m.md\"\n"
+        );
+        let manifest = kestrel_link::mission::MissionFile::from_text("models.toml", text);
+        let entry = manifest.parse_document::<Manifest>().expect("manifest").models.remove(0);
+        VerifiedModel { entry, path: "m.onnx".into(), manifest, index: 0 }
+    }
+
+    fn shapes(ty: &str, input: &[i64], output: &[i64]) -> SessionShapes {
+        SessionShapes { input: Some((ty.to_owned(), input.to_vec())), output: Some(output.to_vec()) }
+    }
+
+    #[test]
+    fn a_session_flight_cannot_feed_or_decode_is_refused_at_load_naming_why() {
+        let m = model("classes = [\"a\", \"b\"]\ninput_size = 64\ninput_channels = 3");
+        let ok = resolve(&m, None, &shapes("Float32", &[-1, 3, 64, 64], &[-1, 6, 84])).expect("runs");
+        assert_eq!((ok.preprocess, ok.layout), (Preprocess::FLIGHT, OutputLayout::Candidates));
+        let refusal = |input: &[i64], output: &[i64], ty: &str| {
+            resolve(&m, None, &shapes(ty, input, output)).expect_err("refused").to_string()
+        };
+        let e = refusal(&[4, 3, 64, 64], &[4, 6, 84], "Float32");
+        assert!(e.contains("fixed batch of 4") && e.contains("dynamic=True"), "{e}");
+        let e = refusal(&[1, 3, 64, 64], &[1, 6, 84], "Float16");
+        assert!(e.contains("Float16") && e.contains("half=True"), "{e}");
+        let e = refusal(&[1, 4, 64, 64], &[1, 6, 84], "Float32");
+        assert!(e.contains("models[0].input_channels") && e.contains("models.toml:"), "{e}");
+        let e = refusal(&[1, 3, 384, 640], &[1, 6, 84], "Float32");
+        assert!(e.contains("models[0].input_size") && e.contains("not 64 x 64"), "{e}");
+        // an oriented-box output (one more row: the angle) with the detector's class count
+        let e = refusal(&[1, 3, 64, 64], &[1, 7, 84], "Float32");
+        assert!(e.contains("more rows than classes"), "{e}");
+        let e = refusal(&[1, 3, 64, 64], &[1, 300, 6], "Float32");
+        assert!(e.contains("[1, 300, 6]") && e.contains("with 2 classes"), "{e}");
+    }
+
+    #[test]
+    fn tasks_flight_does_not_run_say_which_export_gives_one_it_does() {
+        assert_eq!(task_refusal("detect"), None);
+        for task in ["obb", "segment", "pose", "classify"] {
+            let message = task_refusal(task).expect("refused");
+            assert!(message.contains(task) && message.contains("export a detection model"), "{message}");
+        }
+    }
+}
