@@ -321,11 +321,8 @@ impl Pipeline {
             u16::from(mission.link.spacecraft_id.unwrap_or(0)),
             ReplayGuard::resume(uplink_accepted.clone()),
         );
-        let contacts = ContactPlan::new(
-            flight.downlink.contacts,
-            thermal.clone(),
-            *mission.config.link.downlink_rate_bps.get_ref(),
-        );
+        let contacts =
+            ContactPlan::new(flight.downlink.contacts, thermal.clone(), mission.config.link.downlink_rate_bps());
         let watchdog_timeout = Duration::from_secs_f64(*flight.health.watchdog_timeout_s.get_ref());
         let (gpu_idle_w, gpu_active_w, battery_min_soc) =
             (*power.gpu_idle_w.get_ref(), *power.gpu_active_w.get_ref(), *power.battery_min_soc.get_ref());

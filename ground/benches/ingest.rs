@@ -21,9 +21,9 @@ use kestrel_link::security::SecurityAssociation;
 fn profile() -> LinkProfile {
     LinkProfile {
         spacecraft_id: Some(42),
-        rs_interleave: 4,
         frame_error_control: true,
         security: Some(SecurityAssociation::new(1, &[9; 32], false)),
+        ..LinkProfile::plain_ccsds()
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use kestrel_link::decoder::{CaduDecoder, DecodeStats};
 use kestrel_link::profile::LinkProfile;
+use kestrel_link::spacecraft::{KNOWN, Spacecraft};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeFileError {
@@ -113,11 +114,122 @@ impl fmt::Display for Report<'_> {
             s.extraction.idle_packets
         )?;
         for (apid, count) in &s.packets {
-            writeln!(f, "  APID {apid:>4}      {count}")?;
+            match s.sequence_gaps.get(apid) {
+                Some(gaps) => writeln!(f, "  APID {apid:>4}      {count} ({gaps} missing by sequence count)")?,
+                None => writeln!(f, "  APID {apid:>4}      {count}")?,
+            }
         }
         for issue in &s.issues {
             writeln!(f, "at byte {}: {}", issue.byte_offset, issue.what)?;
         }
         Ok(())
+    }
+}
+
+/// How much of a capture `--detect` reads: enough CADUs of any length to judge a profile by.
+const DETECT_BYTES: u64 = 8 << 20;
+
+/// How one known profile fits a capture.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Fit {
+    pub spacecraft: &'static str,
+    pub source: &'static str,
+    pub cadu_len: usize,
+    /// The sync marker was found at this CADU length, repeating.
+    pub sync_found: bool,
+    pub cadus: u64,
+    /// Share of CADUs Reed-Solomon could not correct.
+    pub rs_uncorrectable_share: f64,
+    /// Frames of this spacecraft, and of others (a header that does not match).
+    pub frames: u64,
+    pub other_spacecraft: u64,
+    pub bad_frame_version: u64,
+    /// First header pointers that did not match where the packets lie.
+    pub pointer_mismatches: u64,
+    pub packets: u64,
+    /// Every check passed: sync, Reed-Solomon clean, frame headers consistent, pointers consistent.
+    pub fits: bool,
+}
+
+impl Fit {
+    fn of(spacecraft: &'static Spacecraft, stats: &DecodeStats) -> Self {
+        let cadus = stats.cadus;
+        let share = |n: u64| if cadus == 0 { 1.0 } else { n as f64 / cadus as f64 };
+        let sync_found = stats.sync.asm_exact >= 2;
+        let frames = stats.frames();
+        let fits = sync_found
+            && share(stats.rs_uncorrectable) <= 0.1
+            && frames > 0
+            && stats.other_spacecraft == 0
+            && stats.bad_frame_version == 0
+            && stats.extraction.pointer_mismatches * 20 <= frames;
+        Self {
+            spacecraft: spacecraft.name,
+            source: spacecraft.source,
+            cadu_len: spacecraft.profile().cadu_len(),
+            sync_found,
+            cadus,
+            rs_uncorrectable_share: share(stats.rs_uncorrectable),
+            frames,
+            other_spacecraft: stats.other_spacecraft,
+            bad_frame_version: stats.bad_frame_version,
+            pointer_mismatches: stats.extraction.pointer_mismatches,
+            packets: stats.packets_total(),
+            fits,
+        }
+    }
+}
+
+/// Every known profile tried on the first few MiB of `input`, best fitting first.
+pub fn detect(input: &Path) -> Result<Vec<Fit>, DecodeFileError> {
+    let read_error = |source| DecodeFileError::Read { path: input.to_path_buf(), source };
+    let mut head = Vec::new();
+    File::open(input).map_err(read_error)?.take(DETECT_BYTES).read_to_end(&mut head).map_err(read_error)?;
+    let mut fits: Vec<Fit> = KNOWN
+        .iter()
+        .map(|spacecraft| {
+            let mut decoder = CaduDecoder::new(spacecraft.profile());
+            decoder.push(&head, &mut |_| {});
+            decoder.finish(&mut |_| {});
+            Fit::of(spacecraft, &decoder.stats())
+        })
+        .collect();
+    fits.sort_by_key(|f| (std::cmp::Reverse(f.fits), std::cmp::Reverse(f.packets)));
+    Ok(fits)
+}
+
+/// The human-readable `--detect` report.
+#[derive(Debug)]
+pub struct Detection<'a>(pub &'a [Fit]);
+
+impl fmt::Display for Detection<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.0.iter().any(|fit| fit.sync_found) {
+            return writeln!(f, "no CADU stream found: no sync marker repeats at any known CADU length");
+        }
+        writeln!(
+            f,
+            "{:<12} {:>5} {:>6} {:>8} {:>7} {:>6} {:>9} {:>8}  fits",
+            "spacecraft", "CADU", "CADUs", "RS bad", "frames", "other", "pointers", "packets"
+        )?;
+        for fit in self.0.iter().filter(|fit| fit.sync_found) {
+            writeln!(
+                f,
+                "{:<12} {:>5} {:>6} {:>7.1}% {:>7} {:>6} {:>9} {:>8}  {}",
+                fit.spacecraft,
+                fit.cadu_len,
+                fit.cadus,
+                fit.rs_uncorrectable_share * 100.0,
+                fit.frames,
+                fit.other_spacecraft,
+                fit.pointer_mismatches,
+                fit.packets,
+                if fit.fits { "yes" } else { "no" }
+            )?;
+        }
+        match self.0.iter().find(|fit| fit.fits) {
+            Some(best) => writeln!(f, "the capture is {} ({})", best.spacecraft, best.source),
+            None => writeln!(f, "a CADU stream, but no known profile fits it: describe it with --profile FILE"),
+        }
     }
 }

@@ -69,8 +69,19 @@ enum Command {
     /// packets per APID, and write the packets. Without --mission: plain CCSDS (1024-byte CADUs,
     /// RS interleave 4, no FECF, no authentication), as real spacecraft send.
     Decode {
-        #[arg(long, value_name = "FILE")]
+        /// Decode with this mission's `[link]` (its key verifies the frames).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["spacecraft", "profile", "detect"])]
         mission: Option<PathBuf>,
+        /// Decode with a known public mission's downlink profile (`--spacecraft list` names them).
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["profile", "detect"])]
+        spacecraft: Option<String>,
+        /// Decode with the channel a TOML file describes in a `[link]` table (the mission file's
+        /// `[link]` keys; `security` and `downlink_rate_bps` may be left out).
+        #[arg(long, value_name = "FILE", conflicts_with = "detect")]
+        profile: Option<PathBuf>,
+        /// Try every known profile on the capture and say which one fits.
+        #[arg(long)]
+        detect: bool,
         #[arg(long = "in", value_name = "STREAM")]
         input: PathBuf,
         /// Write the decoded packets here, back to back.
@@ -111,8 +122,15 @@ fn main() -> ExitCode {
             };
             export(&mission, store.as_deref(), &geojson, &query)
         }
-        Command::Decode { mission, input, packets, json } => {
-            decode(mission.as_deref(), &input, packets.as_deref(), json)
+        Command::Decode { mission, spacecraft, profile, detect, input, packets, json } => {
+            let channel = match (mission, spacecraft, profile) {
+                (Some(mission), _, _) => Channel::Mission(mission),
+                (_, Some(name), _) => Channel::Spacecraft(name),
+                (_, _, Some(file)) => Channel::File(file),
+                _ if detect => Channel::Detect,
+                _ => Channel::PlainCcsds,
+            };
+            decode(channel, &input, packets.as_deref(), json)
         }
     };
     cli::finish("ground", result)
@@ -186,10 +204,46 @@ async fn shutdown_signal() {
     }
 }
 
-fn decode(mission: Option<&Path>, input: &Path, packets: Option<&Path>, json: bool) -> anyhow::Result<()> {
-    let profile = match mission {
-        Some(path) => LoadedGroundMission::load(path)?.link,
-        None => LinkProfile::plain_ccsds(),
+/// What `ground decode` decodes a capture as.
+enum Channel {
+    Mission(PathBuf),
+    Spacecraft(String),
+    File(PathBuf),
+    Detect,
+    PlainCcsds,
+}
+
+/// A `[link]` table in a TOML file of its own: another spacecraft's channel.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    link: kestrel_link::config::LinkConfig,
+}
+
+fn decode(channel: Channel, input: &Path, packets: Option<&Path>, json: bool) -> anyhow::Result<()> {
+    let profile = match channel {
+        Channel::Mission(path) => LoadedGroundMission::load(&path)?.link,
+        Channel::Spacecraft(name) => match kestrel_link::spacecraft::by_name(&name) {
+            Some(known) => known.profile(),
+            None => {
+                let names: Vec<_> = kestrel_link::spacecraft::KNOWN.iter().map(|s| s.name).collect();
+                anyhow::bail!("no known spacecraft `{name}`; known: {}", names.join(", "));
+            }
+        },
+        Channel::File(path) => {
+            let file = kestrel_link::mission::MissionFile::read(&path)?;
+            file.parse_document::<ProfileFile>()?.link.channel(&file, "link")?
+        }
+        Channel::Detect => {
+            let fits = kestrel_ground::decode_file::detect(input)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&fits)?);
+            } else {
+                print!("{}", kestrel_ground::decode_file::Detection(&fits));
+            }
+            return Ok(());
+        }
+        Channel::PlainCcsds => LinkProfile::plain_ccsds(),
     };
     let stats = decode_file(profile, input, packets)?;
     if json {

@@ -41,9 +41,9 @@ fn main() {
     let megabytes: usize = std::env::var("KESTREL_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(128);
     let profile = LinkProfile {
         spacecraft_id: Some(42),
-        rs_interleave: 4,
         frame_error_control: true,
         security: Some(SecurityAssociation::new(1, &[9; 32], false)),
+        ..LinkProfile::plain_ccsds()
     };
     let source = packets(megabytes << 20);
     let mut boundaries = vec![0];
@@ -52,23 +52,18 @@ fn main() {
     }
     let sent_packets = boundaries.len() - 1;
 
-    let started = Instant::now();
-    let mut encoder = CaduEncoder::new(profile.clone(), EncoderState::default());
-    let mut stream = Vec::with_capacity(source.len() * 1024 / 860);
-    for packet in boundaries.windows(2) {
-        encoder.push_packets(1, &source[packet[0]..packet[1]]);
-        encoder.emit_full_frames(&mut stream);
-    }
-    encoder.flush(&mut stream);
-    let encode_s = started.elapsed().as_secs_f64();
-    println!(
-        "stream: {} MB of packets ({sent_packets} packets) -> {} MB of CADUs",
-        source.len() >> 20,
-        stream.len() >> 20
-    );
-    println!("encode (one core):                {:>7.0} Mbit/s of CADUs", mbit_per_s(stream.len(), encode_s));
-
-    let decode = |input: &[u8]| {
+    let encode = |profile: &LinkProfile| {
+        let started = Instant::now();
+        let mut encoder = CaduEncoder::new(profile.clone(), EncoderState::default());
+        let mut stream = Vec::with_capacity(source.len() * 1024 / 860);
+        for packet in boundaries.windows(2) {
+            encoder.push_packets(1, &source[packet[0]..packet[1]]);
+            encoder.emit_full_frames(&mut stream);
+        }
+        encoder.flush(&mut stream);
+        (started.elapsed().as_secs_f64(), stream)
+    };
+    let decode = |profile: &LinkProfile, input: &[u8]| {
         let mut decoder = CaduDecoder::new(profile.clone());
         let mut delivered = 0usize;
         let started = Instant::now();
@@ -78,7 +73,16 @@ fn main() {
         decoder.finish(&mut |_| delivered += 1);
         (started.elapsed().as_secs_f64(), delivered, decoder.stats())
     };
-    let (clean_s, clean_packets, _) = decode(&stream);
+
+    let (encode_s, stream) = encode(&profile);
+    println!(
+        "stream: {} MB of packets ({sent_packets} packets) -> {} MB of CADUs",
+        source.len() >> 20,
+        stream.len() >> 20
+    );
+    println!("encode (one core):                {:>7.0} Mbit/s of CADUs", mbit_per_s(stream.len(), encode_s));
+
+    let (clean_s, clean_packets, _) = decode(&profile, &stream);
     println!(
         "decode clean (one core):          {:>7.0} Mbit/s, {clean_packets} of {sent_packets} packets",
         mbit_per_s(stream.len(), clean_s)
@@ -86,12 +90,28 @@ fn main() {
 
     let mut noisy = stream.clone();
     let flipped = noise::flip_bits(&mut noisy, 1e-4, &mut Rng::new(42));
-    let (noisy_s, noisy_packets, stats) = decode(&noisy);
+    let (noisy_s, noisy_packets, stats) = decode(&profile, &noisy);
     println!(
         "decode BER 1e-4 (one core):       {:>7.0} Mbit/s, {noisy_packets} of {sent_packets} packets, {flipped} bit errors, {} symbols corrected, {} uncorrectable",
         mbit_per_s(stream.len(), noisy_s),
         stats.rs_corrected_symbols,
         stats.rs_uncorrectable
+    );
+
+    // a Metop-like layout beside it: a 2-byte insert zone and an operational control field
+    let zoned = LinkProfile { insert_zone_len: 2, operational_control_field: true, ..profile.clone() };
+    let (_, zoned_stream) = encode(&zoned);
+    let (zoned_s, zoned_packets, _) = decode(&zoned, &zoned_stream);
+    println!(
+        "decode clean, insert zone + OCF:  {:>7.0} Mbit/s, {zoned_packets} of {sent_packets} packets",
+        mbit_per_s(zoned_stream.len(), zoned_s)
+    );
+    let mut zoned_noisy = zoned_stream.clone();
+    noise::flip_bits(&mut zoned_noisy, 1e-4, &mut Rng::new(42));
+    let (zoned_noisy_s, zoned_noisy_packets, _) = decode(&zoned, &zoned_noisy);
+    println!(
+        "decode BER 1e-4, IZ + OCF:        {:>7.0} Mbit/s, {zoned_noisy_packets} of {sent_packets} packets",
+        mbit_per_s(zoned_stream.len(), zoned_noisy_s)
     );
 
     let started = Instant::now();

@@ -5,13 +5,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::coding::Coding;
 use crate::fecf;
 use crate::frame::{self, FrameLayout, IDLE_VCID, PrimaryHeader};
 use crate::mpdu::{ExtractionStats, MpduUnpacker};
 use crate::packet::PacketHeader;
 use crate::profile::LinkProfile;
-use crate::randomizer;
-use crate::reed_solomon::ReedSolomon;
 use crate::security::{Direction, ReplayGuard, SecurityError};
 use crate::sync::{Found, SyncStats, Synchronizer};
 
@@ -58,6 +57,9 @@ pub struct DecodeStats {
     pub virtual_channels: BTreeMap<u8, ChannelStats>,
     /// Packets delivered per APID.
     pub packets: BTreeMap<u16, u64>,
+    /// Packets missing per APID by their 14-bit sequence counts (a jump between two delivered
+    /// packets of one APID; idle packets, APID 2047, are not counted).
+    pub sequence_gaps: BTreeMap<u16, u64>,
     pub extraction: ExtractionStats,
     /// The first problems, with where they are.
     pub issues: Vec<Issue>,
@@ -101,8 +103,10 @@ pub struct CaduDecoder {
     profile: LinkProfile,
     layout: FrameLayout,
     sync: Synchronizer,
-    rs: ReedSolomon,
+    coding: Coding,
     channels: BTreeMap<u8, RxChannel>,
+    /// The last sequence count delivered per APID.
+    sequence_counts: BTreeMap<u16, u16>,
     replay: ReplayGuard,
     block: Vec<u8>,
     stats: DecodeStats,
@@ -118,10 +122,11 @@ impl CaduDecoder {
     pub fn resuming(profile: LinkProfile, replay: ReplayGuard) -> Self {
         Self {
             layout: profile.layout(),
-            sync: Synchronizer::new(profile.cadu_len()),
-            rs: ReedSolomon::new(profile.rs_interleave),
+            sync: Synchronizer::with_marker(profile.cadu_len(), profile.asm),
+            coding: Coding::new(&profile),
             block: Vec::with_capacity(profile.cadu_len()),
             channels: BTreeMap::new(),
+            sequence_counts: BTreeMap::new(),
             replay,
             stats: DecodeStats::default(),
             profile,
@@ -167,8 +172,7 @@ impl CaduDecoder {
 
     fn decode_block(&mut self, offset: u64, flywheel: bool, deliver: &mut impl FnMut(Delivered<'_>)) {
         self.stats.cadus += 1;
-        randomizer::apply(&mut self.block);
-        match self.rs.decode(&mut self.block) {
+        match self.coding.decode(&mut self.block) {
             Ok(0) => {}
             Ok(corrected) => {
                 self.stats.rs_corrected_symbols += corrected as u64;
@@ -206,7 +210,7 @@ impl CaduDecoder {
         }
         if let Some(security) = &self.profile.security {
             let verified = security
-                .verify(Direction::Downlink, header.vcid, frame, frame::PRIMARY_HEADER_LEN, layout.mpdu_end())
+                .verify(Direction::Downlink, header.vcid, frame, layout.security_start(), layout.mpdu_end())
                 .and_then(|arsn| self.replay.accept(header.vcid, arsn));
             if let Err(e) = verified {
                 match e {
@@ -239,10 +243,17 @@ impl CaduDecoder {
         let pointer = frame::first_header_pointer(mpdu);
         let zone = &mpdu[frame::MPDU_HEADER_LEN..];
         let vcid = header.vcid;
-        let packets = &mut self.stats.packets;
-        channel.unpacker.push_zone(pointer, zone, continuous, &mut self.stats.extraction, &mut |packet| {
+        let DecodeStats { packets, sequence_gaps, extraction, .. } = &mut self.stats;
+        let counts = &mut self.sequence_counts;
+        channel.unpacker.push_zone(pointer, zone, continuous, extraction, &mut |packet| {
             if let Ok(header) = PacketHeader::parse(packet) {
                 *packets.entry(header.apid).or_default() += 1;
+                if let Some(last) = counts.insert(header.apid, header.sequence_count) {
+                    let missing = header.sequence_count.wrapping_sub(last).wrapping_sub(1) & 0x3FFF;
+                    if missing > 0 {
+                        *sequence_gaps.entry(header.apid).or_default() += u64::from(missing);
+                    }
+                }
             }
             deliver(Delivered { vcid, packet });
         });

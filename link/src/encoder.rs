@@ -3,14 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use crate::coding::Coding;
 use crate::fecf;
 use crate::frame::{self, FHP_IDLE_DATA, FrameLayout, IDLE_VCID, PrimaryHeader};
 use crate::mpdu::MpduPacker;
 use crate::profile::LinkProfile;
-use crate::randomizer;
-use crate::reed_solomon::ReedSolomon;
 use crate::security::Direction;
-use crate::sync::{ASM, ASM_LEN};
+use crate::sync::ASM_LEN;
 
 /// The counters an encoder must resume from after a restart, so that frame counts continue and
 /// no anti-replay sequence number is ever used twice.
@@ -31,7 +30,7 @@ struct Channel {
 pub struct CaduEncoder {
     profile: LinkProfile,
     layout: FrameLayout,
-    rs: ReedSolomon,
+    coding: Coding,
     channels: BTreeMap<u8, Channel>,
     state: EncoderState,
     zone: Vec<u8>,
@@ -41,8 +40,8 @@ impl CaduEncoder {
     /// An encoder for `profile`, which must name a spacecraft id.
     pub fn new(profile: LinkProfile, state: EncoderState) -> Self {
         let layout = profile.layout();
-        let rs = ReedSolomon::new(profile.rs_interleave);
-        Self { zone: vec![0; layout.packet_zone_len()], profile, layout, rs, channels: BTreeMap::new(), state }
+        let coding = Coding::new(&profile);
+        Self { zone: vec![0; layout.packet_zone_len()], profile, layout, coding, channels: BTreeMap::new(), state }
     }
 
     pub fn state(&self) -> &EncoderState {
@@ -105,7 +104,7 @@ impl CaduEncoder {
     fn append_cadu(&mut self, vcid: u8, pointer: u16, out: &mut Vec<u8>) {
         let layout = self.layout;
         let start = out.len();
-        out.extend_from_slice(&ASM.to_be_bytes());
+        out.extend_from_slice(&self.profile.asm.to_be_bytes());
         out.resize(start + self.profile.cadu_len(), 0);
         let block = &mut out[start + ASM_LEN..];
         let frame = &mut block[..layout.frame_len];
@@ -119,6 +118,8 @@ impl CaduEncoder {
         };
         *count = (*count + 1) % frame::FRAME_COUNT_MODULUS;
         header.write(frame);
+        // the insert zone and the OCF stay zero: this sender has nothing to put in them
+        frame[frame::PRIMARY_HEADER_LEN..layout.security_start()].fill(0);
         let mpdu = layout.mpdu_start();
         frame::write_mpdu_header(&mut frame[mpdu..], pointer);
         frame[mpdu + frame::MPDU_HEADER_LEN..layout.mpdu_end()].copy_from_slice(&self.zone);
@@ -126,12 +127,11 @@ impl CaduEncoder {
         if let Some(security) = self.profile.security.as_ref().filter(|_| vcid != IDLE_VCID) {
             let arsn = self.state.next_arsn;
             self.state.next_arsn += 1;
-            security.protect(Direction::Downlink, vcid, arsn, frame, frame::PRIMARY_HEADER_LEN, layout.mpdu_end());
+            security.protect(Direction::Downlink, vcid, arsn, frame, layout.security_start(), layout.mpdu_end());
         }
         if layout.fecf {
             fecf::seal(frame);
         }
-        self.rs.encode(block);
-        randomizer::apply(block);
+        self.coding.encode(block);
     }
 }

@@ -1,7 +1,8 @@
 //! AOS transfer frames (CCSDS 732.0-B) carrying a multiplexing PDU (M_PDU) of space packets.
 //!
 //! ```text
-//! | primary header 6 | [security header] | M_PDU header 2 | packet zone | [security trailer] | [FECF 2] |
+//! | primary header 6 | [insert zone] | [security header] | M_PDU header 2 | packet zone |
+//!     [security trailer] | [OCF 4] | [FECF 2] |
 //! ```
 //! The primary header: version `01` (2 bits), spacecraft id (8), virtual channel id (6), virtual
 //! channel frame count (24), signalling field (replay flag, count-usage flag, 2 spare, 4-bit count
@@ -19,6 +20,8 @@ pub const PRIMARY_HEADER_LEN: usize = 6;
 pub const MPDU_HEADER_LEN: usize = 2;
 /// The frame error control field.
 pub const FECF_LEN: usize = crate::fecf::FECF_BYTES;
+/// The operational control field (a CLCW or other report).
+pub const OCF_LEN: usize = 4;
 
 /// Frame counts are 24-bit and wrap.
 pub const FRAME_COUNT_MODULUS: u32 = 1 << 24;
@@ -77,25 +80,43 @@ pub fn frames_missing(previous: u32, current: u32) -> u32 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameLayout {
     pub frame_len: usize,
+    pub insert_zone_len: usize,
     pub security_header_len: usize,
     pub security_trailer_len: usize,
+    /// Whether the frame carries the operational control field.
+    pub ocf: bool,
     pub fecf: bool,
 }
 
 impl FrameLayout {
+    /// Offset of the security header (right after the insert zone).
+    pub fn security_start(&self) -> usize {
+        PRIMARY_HEADER_LEN + self.insert_zone_len
+    }
+
     /// Offset of the M_PDU header.
     pub fn mpdu_start(&self) -> usize {
-        PRIMARY_HEADER_LEN + self.security_header_len
+        self.security_start() + self.security_header_len
     }
 
     /// End of the M_PDU (start of the security trailer).
     pub fn mpdu_end(&self) -> usize {
-        self.frame_len - self.security_trailer_len - if self.fecf { FECF_LEN } else { 0 }
+        self.frame_len.saturating_sub(self.trailer_len())
+    }
+
+    /// Bytes after the M_PDU: security trailer, OCF, FECF.
+    fn trailer_len(&self) -> usize {
+        self.security_trailer_len + if self.ocf { OCF_LEN } else { 0 } + if self.fecf { FECF_LEN } else { 0 }
+    }
+
+    /// Bytes of every frame that are not packet zone.
+    pub fn fixed_len(&self) -> usize {
+        self.mpdu_start() + MPDU_HEADER_LEN + self.trailer_len()
     }
 
     /// Bytes of packet zone per frame.
     pub fn packet_zone_len(&self) -> usize {
-        self.mpdu_end() - self.mpdu_start() - MPDU_HEADER_LEN
+        self.frame_len.saturating_sub(self.fixed_len())
     }
 }
 

@@ -4,6 +4,7 @@
 //! See ARCHITECTURE.md for the map of its modules and docs/ICD.md for the wire formats.
 
 pub mod cli;
+pub mod coding;
 pub mod config;
 pub mod decoder;
 pub mod encoder;
@@ -18,6 +19,7 @@ pub mod profile;
 pub mod randomizer;
 pub mod reed_solomon;
 pub mod security;
+pub mod spacecraft;
 pub mod station;
 pub mod sync;
 pub mod telecommand;

@@ -27,7 +27,8 @@ pub fn sequence() -> &'static [u8; MAX_LEN] {
 
 /// Randomizes or derandomizes (the operation is its own inverse) a code block in place.
 pub fn apply(block: &mut [u8]) {
-    for (byte, pn) in block.iter_mut().zip(sequence().iter()) {
+    // the sequence repeats every 255 bytes (its bits every 255), so any length cycles through it
+    for (byte, pn) in block.iter_mut().zip(sequence().iter().cycle()) {
         *byte ^= pn;
     }
 }

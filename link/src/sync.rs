@@ -72,6 +72,8 @@ enum State {
 #[derive(Debug)]
 pub struct Synchronizer {
     block_len: usize,
+    /// The attached sync marker searched for.
+    marker: u32,
     buffer: Vec<u8>,
     /// Absolute byte offset of `buffer[0]`.
     base: u64,
@@ -82,10 +84,16 @@ pub struct Synchronizer {
 }
 
 impl Synchronizer {
-    /// A synchronizer for CADUs of `cadu_len` bytes (ASM included).
+    /// A synchronizer for CADUs of `cadu_len` bytes (the standard ASM included).
     pub fn new(cadu_len: usize) -> Self {
+        Self::with_marker(cadu_len, ASM)
+    }
+
+    /// A synchronizer for CADUs of `cadu_len` bytes that begin with `marker`.
+    pub fn with_marker(cadu_len: usize, marker: u32) -> Self {
         Self {
             block_len: cadu_len - ASM_LEN,
+            marker,
             buffer: Vec::new(),
             base: 0,
             state: State::Search { from: 0 },
@@ -142,7 +150,7 @@ impl Synchronizer {
     }
 
     fn asm_errors(&self, bit: u64) -> u32 {
-        (self.word_at(bit) ^ ASM).count_ones()
+        (self.word_at(bit) ^ self.marker).count_ones()
     }
 
     fn has_bits(&self, bit: u64, count: u64) -> bool {

@@ -35,9 +35,9 @@ fn real_packets() -> Vec<Vec<u8>> {
 fn flight_profile(key: &[u8; 32]) -> LinkProfile {
     LinkProfile {
         spacecraft_id: Some(42),
-        rs_interleave: 4,
         frame_error_control: true,
         security: Some(SecurityAssociation::new(1, key, false)),
+        ..LinkProfile::plain_ccsds()
     }
 }
 

@@ -52,32 +52,104 @@ fn ground_decode_decodes_the_npp_noaa20_and_aqua_captures() {
 }
 
 #[test]
-fn flight_frame_then_ground_decode_returns_the_real_packets_bit_exact() {
+fn ground_decode_detect_names_each_real_captures_spacecraft() {
     let scratch = Scratch::new();
-    scratch.mission_with("", "");
+    for (name, spacecraft) in [
+        ("npp.20241206T173815.dat", "suomi-npp"),
+        ("snpp_synchronized_cadus.dat", "suomi-npp"),
+        ("noaa20.20241206T162710.dat", "noaa-20"),
+        ("aqua.20241206T175646.dat", "aqua"),
+    ] {
+        let input = testdata(&format!("cadu/{name}"));
+        let fits =
+            decode_json(&["decode", "--detect", "--in", input.to_str().expect("utf-8"), "--json"], scratch.path());
+        let fitting: Vec<&str> = fits
+            .as_array()
+            .expect("fits")
+            .iter()
+            .filter(|f| f["fits"] == true)
+            .filter_map(|f| f["spacecraft"].as_str())
+            .collect();
+        assert_eq!(fitting, [spacecraft], "{name}: {fits}");
+    }
+    std::fs::write(
+        scratch.path().join("random.bin"),
+        (0..500_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect::<Vec<_>>(),
+    )
+    .expect("write");
+    let output = run("ground", &["decode", "--detect", "--in", "random.bin"], scratch.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output).lines().next(),
+        Some("no CADU stream found: no sync marker repeats at any known CADU length")
+    );
+}
+
+#[test]
+fn ground_decode_with_a_users_profile_file_or_a_known_spacecraft_gives_the_same_packets() {
+    let scratch = Scratch::new();
+    let input = testdata("cadu/noaa20.20241206T162710.dat");
+    let input = input.to_str().expect("utf-8");
+    let profile = "[link]\nspacecraft_id = 159\nrs_interleave = 4\nframe_error_control = false\n";
+    std::fs::write(scratch.path().join("noaa20.toml"), profile).expect("write");
+    let by_file = decode_json(&["decode", "--profile", "noaa20.toml", "--in", input, "--json"], scratch.path());
+    let by_name = decode_json(&["decode", "--spacecraft", "NOAA-20", "--in", input, "--json"], scratch.path());
+    assert_eq!(by_file["packets"], by_name["packets"]);
+    assert_eq!(by_file["other_spacecraft"], 0);
+    assert!(by_file["packets"].as_object().is_some_and(|m| !m.is_empty()));
+    // another spacecraft's profile: its frames are counted as another spacecraft's, not decoded
+    let wrong = decode_json(&["decode", "--spacecraft", "suomi-npp", "--in", input, "--json"], scratch.path());
+    assert!(wrong["other_spacecraft"].as_u64().is_some_and(|n| n > 1000), "{wrong}");
+
+    // a profile with a wrong key or an impossible layout is refused, naming the key and line
+    std::fs::write(scratch.path().join("bad.toml"), format!("{profile}insert_zone_len = 900\n")).expect("write");
+    let output = run("ground", &["decode", "--profile", "bad.toml", "--in", input], scratch.path());
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("bad.toml") && message.contains("link.insert_zone_len"), "{message}");
+    std::fs::write(scratch.path().join("typo.toml"), format!("{profile}randomiser = \"off\"\n")).expect("write");
+    let output = run("ground", &["decode", "--profile", "typo.toml", "--in", input], scratch.path());
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("randomiser"), "{}", stderr(&output));
+    let output = run("ground", &["decode", "--spacecraft", "voyager-1", "--in", input], scratch.path());
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("no known spacecraft `voyager-1`"), "{}", stderr(&output));
+}
+
+#[test]
+fn flight_frame_then_ground_decode_returns_the_real_packets_bit_exact() {
     let mut all = Vec::new();
     for name in ["CYGNSS_F7_L0_2022_086_10_15_V01_F__first101pkts.tlm", "ecm_raw2.bin"] {
         all.extend(std::fs::read(testdata(&format!("packets/{name}"))).expect("packets"));
     }
-    std::fs::write(scratch.path().join("in.pkts"), &all).expect("write");
-    let output = run(
-        "flight",
-        &["frame", "--mission", "mission.toml", "--in", "in.pkts", "--out", "stream.cadu"],
-        scratch.path(),
-    );
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stdout(&output).starts_with("1131 packets"), "{}", stdout(&output));
+    // the reference mission's channel, and one flying an insert zone, an OCF and a shortened code
+    let other_layout = "frame_error_control = true\ninsert_zone_len = 8\noperational_control_field = true\nvirtual_fill = 23\nrandomizer = \"frame-data\"";
+    for (from, to, cadu_len) in [("", "", 1024), ("frame_error_control = true", other_layout, 1024 - 92)] {
+        let scratch = Scratch::new();
+        scratch.mission_with(from, to);
+        std::fs::write(scratch.path().join("in.pkts"), &all).expect("write");
+        let output = run(
+            "flight",
+            &["frame", "--mission", "mission.toml", "--in", "in.pkts", "--out", "stream.cadu"],
+            scratch.path(),
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(stdout(&output).starts_with("1131 packets"), "{}", stdout(&output));
+        let stream = std::fs::metadata(scratch.path().join("stream.cadu")).expect("stream").len();
+        assert_eq!(stream % cadu_len, 0, "{to}");
 
-    let report = decode_json(
-        &["decode", "--mission", "mission.toml", "--in", "stream.cadu", "--packets", "out.pkts", "--json"],
-        scratch.path(),
-    );
-    assert_eq!(report["authentication_failures"], 0);
-    // CYGNSS and ECM packets share no APID, so each APID's packets keep their order; compare
-    // per APID since the two files interleave differently across virtual channels
-    let back = std::fs::read(scratch.path().join("out.pkts")).expect("packets");
-    assert_eq!(back.len(), all.len());
-    assert_eq!(split_by_apid(&back), split_by_apid(&all));
+        let report = decode_json(
+            &["decode", "--mission", "mission.toml", "--in", "stream.cadu", "--packets", "out.pkts", "--json"],
+            scratch.path(),
+        );
+        assert_eq!(report["authentication_failures"], 0);
+        assert_eq!(report["cadus"], stream / cadu_len, "{to}");
+        // CYGNSS and ECM packets share no APID, so each APID's packets keep their order; compare
+        // per APID since the two files interleave differently across virtual channels
+        let back = std::fs::read(scratch.path().join("out.pkts")).expect("packets");
+        assert_eq!(back.len(), all.len());
+        assert_eq!(split_by_apid(&back), split_by_apid(&all));
+    }
 }
 
 fn split_by_apid(stream: &[u8]) -> std::collections::BTreeMap<u16, Vec<Vec<u8>>> {
