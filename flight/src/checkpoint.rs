@@ -27,7 +27,7 @@ const LAYOUT_KEY: &[u8] = b"layout";
 /// record (a new counter in the flight state) shifts everything after it, and an older record
 /// may still decode, wrongly: raised with every change to a record type, and a checkpoint of
 /// another layout is refused as a whole rather than read.
-pub const LAYOUT: u32 = 3;
+pub const LAYOUT: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {

@@ -5,107 +5,208 @@
 //! - `[1, 4 + C, N]`: for each of N candidates, the box centre x, y, width and height in input
 //!   pixels, then C class scores (already sigmoid-ed);
 //! - `[1, K, 6]` (end to end): for each of K detections x1, y1, x2, y2, score and class id,
-//!   suppressed already (flight's NMS finds nothing more to merge within a tile).
+//!   suppressed already;
+//! - `[1, K, 4 + C]` (RT-DETR): for each of K queries the box centre and size as fractions of
+//!   the input's side, then C class scores (sigmoid-ed), suppressed already;
+//! - `[1, 4 + C + 1, N]` (oriented boxes): as the first, then the box's rotation in radians.
 //!
 //! Anything else is refused with what was expected and what was found.
 
 use crate::model_io::{OutputLayout, Placement, Preprocess};
+
+/// An oriented box: its centre and size in pixels and its rotation, radians, clockwise in image
+/// axes (x right, y down), as Ultralytics' `xywhr`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RotatedBox {
+    pub centre: [f32; 2],
+    pub size: [f32; 2],
+    pub angle: f32,
+}
+
+impl RotatedBox {
+    /// The same box with its long side as its width and its angle in 0..π, the one form every
+    /// box has (Ultralytics regularizes its boxes so too).
+    pub fn regularized(self) -> Self {
+        let [w, h] = self.size;
+        let (size, angle) =
+            if w >= h { ([w, h], self.angle) } else { ([h, w], self.angle + std::f32::consts::FRAC_PI_2) };
+        Self { size, angle: angle.rem_euclid(std::f32::consts::PI), ..self }
+    }
+
+    /// The four corners, pixels, going round the box.
+    pub fn corners(&self) -> [[f32; 2]; 4] {
+        let (sin, cos) = self.angle.sin_cos();
+        let [cx, cy] = self.centre;
+        let (hw, hh) = (self.size[0] / 2.0, self.size[1] / 2.0);
+        [(-hw, -hh), (hw, -hh), (hw, hh), (-hw, hh)]
+            .map(|(dx, dy)| [cx + dx * cos - dy * sin, cy + dx * sin + dy * cos])
+    }
+
+    /// The smallest axis-aligned box around it: x min, y min, x max, y max.
+    pub fn envelope(&self) -> [f32; 4] {
+        self.corners().iter().fold([f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY], |e, [x, y]| {
+            [e[0].min(*x), e[1].min(*y), e[2].max(*x), e[3].max(*y)]
+        })
+    }
+
+    /// The box moved by `(-dx, -dy)`, then shrunk by `scale` about the origin.
+    pub fn placed(&self, dx: f32, dy: f32, scale: f32) -> Self {
+        Self {
+            centre: [(self.centre[0] - dx) / scale, (self.centre[1] - dy) / scale],
+            size: [self.size[0] / scale, self.size[1] / scale],
+            angle: self.angle,
+        }
+    }
+
+    /// Probabilistic IoU (Llerena et al., 2021): each box as a 2-D Gaussian of its extent's
+    /// covariance, 1 minus their Hellinger distance. It is what Ultralytics suppresses oriented
+    /// boxes by, so flight keeps the boxes Ultralytics keeps.
+    pub fn probiou(&self, other: &Self) -> f32 {
+        const EPS: f64 = 1e-7;
+        let covariance = |b: &Self| {
+            let (a, c) = (f64::from(b.size[0]).powi(2) / 12.0, f64::from(b.size[1]).powi(2) / 12.0);
+            let (sin, cos) = f64::from(b.angle).sin_cos();
+            (a * cos * cos + c * sin * sin, a * sin * sin + c * cos * cos, (a - c) * cos * sin)
+        };
+        let ((a1, b1, c1), (a2, b2, c2)) = (covariance(self), covariance(other));
+        let (dx, dy) = (f64::from(self.centre[0] - other.centre[0]), f64::from(self.centre[1] - other.centre[1]));
+        let (a, b, c) = (a1 + a2, b1 + b2, c1 + c2);
+        let det = a * b - c * c;
+        // the Bhattacharyya distance: the centres' Mahalanobis part and the shapes' part
+        let centres = (a * dy * dy + b * dx * dx - 2.0 * c * dx * dy) / (det + EPS) / 4.0;
+        let shapes =
+            (det / (4.0 * ((a1 * b1 - c1 * c1).max(0.0) * (a2 * b2 - c2 * c2).max(0.0)).sqrt() + EPS) + EPS).ln() / 2.0;
+        let distance = (centres + shapes).clamp(EPS, 100.0);
+        (1.0 - (1.0 - (-distance).exp() + EPS).sqrt()) as f32
+    }
+}
 
 /// A detection in frame pixels.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Candidate {
     pub class_id: usize,
     pub score: f32,
-    /// x min, y min, x max, y max.
+    /// x min, y min, x max, y max (of an oriented box: the axis-aligned box around it).
     pub pixel_box: [f32; 4],
+    /// The oriented box, from a model of the oriented layout.
+    pub rotated: Option<RotatedBox>,
+    /// The top left corner of the tile it was found in, frame pixels: the detections of an
+    /// end-to-end model are suppressed within their tile already.
+    pub tile: [u32; 2],
+}
+
+impl Candidate {
+    pub fn axis_aligned(class_id: usize, score: f32, pixel_box: [f32; 4]) -> Self {
+        Self { class_id, score, pixel_box, rotated: None, tile: [0, 0] }
+    }
+
+    fn oriented(class_id: usize, score: f32, rotated: RotatedBox) -> Self {
+        let rotated = rotated.regularized();
+        Self { class_id, score, pixel_box: rotated.envelope(), rotated: Some(rotated), tile: [0, 0] }
+    }
+
+    /// How much two same-class detections overlap: probabilistic IoU for oriented boxes, IoU
+    /// otherwise.
+    fn overlap(&self, other: &Self) -> f32 {
+        match (self.rotated, other.rotated) {
+            (Some(a), Some(b)) => a.probiou(&b),
+            _ => iou(&self.pixel_box, &other.pixel_box),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LayoutError {
-    #[error("the model's output is {found:?}; a YOLOv8/YOLO11 detector gives [1, 4 + classes, candidates]{detail}")]
-    Shape { found: Vec<i64>, detail: String },
-    #[error("the model's output is {found:?}; an end-to-end detector gives [1, detections, 6]{detail}")]
-    EndToEndShape { found: Vec<i64>, detail: String },
+    #[error("the model's output is {found:?}; {} gives {}{detail}", layout.family(), layout.shape())]
+    Shape { layout: OutputLayout, found: Vec<i64>, detail: String },
     #[error("the model's scores reach {found}; a detector's are within 0 to 1 (sigmoid-ed)")]
     Scores { found: f32 },
     #[error("the model's output has {found} values for shape {shape:?}")]
     Length { found: usize, shape: Vec<i64> },
 }
 
-/// Checks a YOLO output shape against the number of classes the manifest declares; returns the
-/// number of candidates.
-pub fn check_layout(shape: &[i64], classes: usize) -> Result<usize, LayoutError> {
-    let refuse = |detail: String| Err(LayoutError::Shape { found: shape.to_vec(), detail });
-    match shape {
-        [1, rows, n] if *rows == 4 + classes as i64 && *n > 0 => Ok(*n as usize),
-        [1, rows, _] => refuse(format!(": {} rows, expected 4 + {classes}", rows)),
+/// Checks a `[1, rows, n]` output shape against the rows `layout` has with `classes`; returns n.
+pub fn check_layout(layout: OutputLayout, shape: &[i64], classes: usize) -> Result<usize, LayoutError> {
+    let refuse = |detail: String| Err(LayoutError::Shape { layout, found: shape.to_vec(), detail });
+    let rows = layout.rows(classes) as i64;
+    match (layout, shape) {
+        (OutputLayout::Candidates | OutputLayout::Oriented, [1, r, n]) if *r == rows && *n > 0 => Ok(*n as usize),
+        (OutputLayout::EndToEnd | OutputLayout::RtDetr, [1, k, r]) if *r == rows && *k >= 0 => Ok(*k as usize),
+        (OutputLayout::Candidates | OutputLayout::Oriented, [1, r, _]) => {
+            refuse(format!(": {r} rows, expected {rows}"))
+        }
+        (OutputLayout::EndToEnd | OutputLayout::RtDetr, [1, _, r]) => {
+            refuse(format!(": {r} values a detection, expected {rows}"))
+        }
         _ => refuse(String::new()),
     }
 }
 
-/// Candidates above `min_score` in one tile's output of `layout`, in the input's pixels.
+/// Candidates above `min_score` in one tile's output of `layout` for an input `size` pixels
+/// square, in the input's pixels.
 pub fn decode_layout(
     layout: OutputLayout,
     output: &[f32],
     shape: &[i64],
     classes: usize,
+    size: u32,
     min_score: f32,
 ) -> Result<Vec<Candidate>, LayoutError> {
+    let n = check_layout(layout, shape, classes)?;
+    let rows = layout.rows(classes);
+    if output.len() != rows * n {
+        return Err(LayoutError::Length { found: output.len(), shape: shape.to_vec() });
+    }
+    let best_class = |scores: &mut dyn Iterator<Item = f32>| {
+        scores.enumerate().fold((0, f32::NEG_INFINITY), |best, (c, s)| if s > best.1 { (c, s) } else { best })
+    };
+    let kept = |score: f32, w: f32, h: f32| score >= min_score && score.is_finite() && w > 0.0 && h > 0.0;
+    let mut found = Vec::new();
     match layout {
-        OutputLayout::Candidates => decode(output, shape, classes, min_score),
-        OutputLayout::EndToEnd => decode_end_to_end(output, shape, classes, min_score),
-    }
-}
-
-/// Detections above `min_score` in a `[1, k, 6]` end-to-end output, in the input's pixels.
-pub fn decode_end_to_end(
-    output: &[f32],
-    shape: &[i64],
-    classes: usize,
-    min_score: f32,
-) -> Result<Vec<Candidate>, LayoutError> {
-    let refuse = |detail: String| LayoutError::EndToEndShape { found: shape.to_vec(), detail };
-    let &[1, k, 6] = shape else { return Err(refuse(String::new())) };
-    if output.len() != k.max(0) as usize * 6 {
-        return Err(LayoutError::Length { found: output.len(), shape: shape.to_vec() });
-    }
-    let mut found = Vec::new();
-    for row in output.chunks_exact(6) {
-        let (score, class) = (row[4], row[5]);
-        if !(score >= min_score && score.is_finite()) {
-            continue;
+        OutputLayout::Candidates | OutputLayout::Oriented => {
+            // one row a quantity, one column a candidate
+            let at = |row: usize, i: usize| output[row * n + i];
+            for i in 0..n {
+                let (class_id, score) = best_class(&mut (0..classes).map(|c| at(4 + c, i)));
+                let (cx, cy, w, h) = (at(0, i), at(1, i), at(2, i), at(3, i));
+                if !kept(score, w, h) {
+                    continue;
+                }
+                found.push(if layout == OutputLayout::Oriented {
+                    let angle = at(4 + classes, i);
+                    Candidate::oriented(class_id, score, RotatedBox { centre: [cx, cy], size: [w, h], angle })
+                } else {
+                    Candidate::axis_aligned(class_id, score, [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0])
+                });
+            }
         }
-        let class_id = class.round();
-        if !(0.0..classes as f32).contains(&class_id) {
-            return Err(refuse(format!(": a detection of class {class}, beyond the {classes} classes")));
+        OutputLayout::EndToEnd => {
+            for row in output.chunks_exact(rows) {
+                let (score, class) = (row[4], row[5]);
+                if !kept(score, row[2] - row[0], row[3] - row[1]) {
+                    continue;
+                }
+                let class_id = class.round();
+                if !(0.0..classes as f32).contains(&class_id) {
+                    let detail = format!(": a detection of class {class}, beyond the {classes} classes");
+                    return Err(LayoutError::Shape { layout, found: shape.to_vec(), detail });
+                }
+                found.push(Candidate::axis_aligned(class_id as usize, score, [row[0], row[1], row[2], row[3]]));
+            }
         }
-        if row[2] > row[0] && row[3] > row[1] {
-            found.push(Candidate { class_id: class_id as usize, score, pixel_box: [row[0], row[1], row[2], row[3]] });
-        }
-    }
-    Ok(found)
-}
-
-/// Candidates above `min_score` in a `[1, 4 + classes, n]` output, in the input's pixels.
-pub fn decode(output: &[f32], shape: &[i64], classes: usize, min_score: f32) -> Result<Vec<Candidate>, LayoutError> {
-    let n = check_layout(shape, classes)?;
-    if output.len() != (4 + classes) * n {
-        return Err(LayoutError::Length { found: output.len(), shape: shape.to_vec() });
-    }
-    let row = |r: usize| &output[r * n..(r + 1) * n];
-    let (cx, cy, w, h) = (row(0), row(1), row(2), row(3));
-    let mut found = Vec::new();
-    for i in 0..n {
-        let (class_id, score) = (0..classes)
-            .map(|c| (c, row(4 + c)[i]))
-            .fold((0, f32::NEG_INFINITY), |best, (c, s)| if s > best.1 { (c, s) } else { best });
-        if score >= min_score && w[i] > 0.0 && h[i] > 0.0 && score.is_finite() {
-            let (half_w, half_h) = (w[i] / 2.0, h[i] / 2.0);
-            found.push(Candidate {
-                class_id,
-                score,
-                pixel_box: [cx[i] - half_w, cy[i] - half_h, cx[i] + half_w, cy[i] + half_h],
-            });
+        OutputLayout::RtDetr => {
+            let side = size as f32;
+            for row in output.chunks_exact(rows) {
+                let (class_id, score) = best_class(&mut row[4..].iter().copied());
+                let [cx, cy, w, h] = [row[0], row[1], row[2], row[3]].map(|v| v * side);
+                if kept(score, w, h) {
+                    found.push(Candidate::axis_aligned(
+                        class_id,
+                        score,
+                        [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0],
+                    ));
+                }
+            }
         }
     }
     Ok(found)
@@ -120,13 +221,28 @@ pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     if union > 0.0 { intersection / union } else { 0.0 }
 }
 
-/// Class-aware non-maximum suppression: the best-scoring box of each cluster of same-class boxes
-/// overlapping by more than `max_iou` survives. Merges detections that straddle tiles, too.
-pub fn nms(mut candidates: Vec<Candidate>, max_iou: f32) -> Vec<Candidate> {
+/// Class-aware non-maximum suppression, as the model's own tool suppresses:
+/// - axis-aligned boxes: the best-scoring box of each cluster of same-class boxes overlapping by
+///   more than `max_iou` survives (torchvision's rule);
+/// - oriented boxes: a box survives if no better-scoring same-class box overlaps it by
+///   `max_iou` or more in probabilistic IoU, kept or not (Ultralytics' "fast NMS" for them).
+///
+/// With `within_tiles` false two boxes of the same tile never suppress each other (an
+/// end-to-end model's are suppressed already). Merges detections that straddle tiles, too.
+pub fn nms(mut candidates: Vec<Candidate>, max_iou: f32, within_tiles: bool) -> Vec<Candidate> {
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let rivals = |a: &Candidate, b: &Candidate| a.class_id == b.class_id && (within_tiles || a.tile != b.tile);
+    if candidates.iter().any(|c| c.rotated.is_some()) {
+        return (0..candidates.len())
+            .filter(|&i| {
+                candidates[..i].iter().all(|k| !rivals(k, &candidates[i]) || k.overlap(&candidates[i]) < max_iou)
+            })
+            .map(|i| candidates[i])
+            .collect();
+    }
     let mut kept: Vec<Candidate> = Vec::new();
     for candidate in candidates {
-        if kept.iter().all(|k| k.class_id != candidate.class_id || iou(&k.pixel_box, &candidate.pixel_box) <= max_iou) {
+        if kept.iter().all(|k| !rivals(k, &candidate) || k.overlap(&candidate) <= max_iou) {
             kept.push(candidate);
         }
     }
@@ -153,9 +269,9 @@ mod tests {
     #[test]
     fn decodes_the_yolo_layout() {
         let (data, shape) = output();
-        let found = decode(&data, &shape, 2, 0.25).expect("layout");
+        let found = decode_layout(OutputLayout::Candidates, &data, &shape, 2, 128, 0.25).expect("layout");
         assert_eq!(found.len(), 2);
-        assert_eq!(found[0], Candidate { class_id: 1, score: 0.8, pixel_box: [8.0, 17.0, 12.0, 23.0] });
+        assert_eq!(found[0], Candidate::axis_aligned(1, 0.8, [8.0, 17.0, 12.0, 23.0]));
         assert_eq!(found[1].class_id, 0);
         assert_eq!(found[1].pixel_box, [96.0, 96.0, 104.0, 104.0]);
     }
@@ -163,17 +279,72 @@ mod tests {
     #[test]
     fn another_layout_is_refused_with_what_was_expected() {
         let (data, _) = output();
-        let e = decode(&data, &[1, 3, 6], 2, 0.25).expect_err("rows");
-        assert!(e.to_string().contains("[1, 3, 6]") && e.to_string().contains("expected 4 + 2"), "{e}");
-        let e = decode(&data, &[1, 3, 6, 1], 2, 0.25).expect_err("rank");
-        assert!(e.to_string().contains("[1, 4 + classes, candidates]"), "{e}");
-        assert!(matches!(decode(&data[..10], &[1, 6, 3], 2, 0.25), Err(LayoutError::Length { .. })));
+        let decode = |data: &[f32], shape: &[i64]| decode_layout(OutputLayout::Candidates, data, shape, 2, 128, 0.25);
+        let e = decode(&data, &[1, 3, 6]).expect_err("rows");
+        assert!(e.to_string().contains("[1, 3, 6]") && e.to_string().contains("expected 6"), "{e}");
+        let e = decode(&data, &[1, 3, 6, 1]).expect_err("rank");
+        assert!(e.to_string().contains("[batch, 4 + classes, candidates]"), "{e}");
+        assert!(matches!(decode(&data[..10], &[1, 6, 3]), Err(LayoutError::Length { .. })));
+    }
+
+    #[test]
+    fn oriented_and_rt_detr_outputs_decode_to_boxes_in_input_pixels() {
+        // two candidates, one class: cx, cy, w, h, score, angle; the second taller than wide
+        let rows: [[f32; 2]; 6] = [[20.0, 40.0], [30.0, 40.0], [10.0, 4.0], [4.0, 10.0], [0.9, 0.8], [0.5, 0.25]];
+        let found = decode_layout(OutputLayout::Oriented, &rows.concat(), &[1, 6, 2], 1, 64, 0.5).expect("oriented");
+        let r = found[0].rotated.expect("rotated");
+        assert_eq!((r.centre, r.size, r.angle), ([20.0, 30.0], [10.0, 4.0], 0.5));
+        // regularized: the long side is the width, the angle a quarter turn on, within 0..π
+        let r = found[1].rotated.expect("rotated");
+        assert_eq!(r.size, [10.0, 4.0]);
+        assert!((r.angle - (0.25 + std::f32::consts::FRAC_PI_2)).abs() < 1e-6);
+        // RT-DETR: fractions of the side, the best class's score
+        let query = [0.5, 0.25, 0.25, 0.125, 0.1, 0.7];
+        let found = decode_layout(OutputLayout::RtDetr, &query, &[1, 1, 6], 2, 64, 0.5).expect("RT-DETR");
+        assert_eq!(found, vec![Candidate::axis_aligned(1, 0.7, [24.0, 12.0, 40.0, 20.0])]);
+        let e = decode_layout(OutputLayout::RtDetr, &query, &[1, 1, 6], 1, 64, 0.5).expect_err("classes");
+        assert!(e.to_string().contains("an RT-DETR detector") && e.to_string().contains("expected 5"), "{e}");
+    }
+
+    #[test]
+    fn probabilistic_iou_is_one_for_the_same_box_however_written_and_falls_with_distance() {
+        let a = RotatedBox { centre: [50.0, 50.0], size: [20.0, 6.0], angle: 0.4 };
+        let same = RotatedBox { size: [6.0, 20.0], angle: 0.4 + std::f32::consts::FRAC_PI_2, ..a };
+        assert!(a.probiou(&same) > 0.999, "{}", a.probiou(&same));
+        assert!(a.probiou(&a.regularized()) > 0.999);
+        let near = RotatedBox { centre: [53.0, 51.0], ..a };
+        let far = RotatedBox { centre: [90.0, 50.0], ..a };
+        let crossed = RotatedBox { angle: 0.4 + std::f32::consts::FRAC_PI_2, ..a };
+        assert!(a.probiou(&near) < 0.999 && a.probiou(&near) > a.probiou(&crossed) && a.probiou(&far) < 1e-3);
+        assert!((a.probiou(&near) - near.probiou(&a)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn oriented_boxes_are_suppressed_as_ultralytics_does_by_any_better_box() {
+        let at =
+            |score, x| Candidate::oriented(0, score, RotatedBox { centre: [x, 0.0], size: [20.0, 4.0], angle: 0.0 });
+        // b overlaps a, c overlaps b but not a: fast NMS drops c too (b, though dropped, is better)
+        let (a, b, c) = (at(0.9, 0.0), at(0.8, 3.0), at(0.7, 6.0));
+        assert!(a.overlap(&b) >= 0.75 && b.overlap(&c) >= 0.75 && a.overlap(&c) < 0.75);
+        assert_eq!(nms(vec![c, b, a], 0.75, true), vec![a]);
+        let other_class = Candidate { class_id: 1, ..b };
+        assert_eq!(nms(vec![a, other_class], 0.75, true), vec![a, other_class]);
+    }
+
+    #[test]
+    fn an_end_to_end_models_boxes_of_one_tile_are_not_suppressed_again() {
+        let a = Candidate::axis_aligned(0, 0.9, [0.0, 0.0, 10.0, 10.0]);
+        let b = Candidate::axis_aligned(0, 0.8, [1.0, 0.0, 11.0, 10.0]);
+        assert_eq!(nms(vec![a, b], 0.5, false), vec![a, b]);
+        let from_the_next_tile = Candidate { tile: [64, 0], ..b };
+        assert_eq!(nms(vec![a, from_the_next_tile], 0.5, false), vec![a]);
+        assert_eq!(nms(vec![a, b], 0.5, true), vec![a]);
     }
 
     #[test]
     fn nms_keeps_the_best_of_each_class_cluster() {
-        let c = |class_id, score, x: f32| Candidate { class_id, score, pixel_box: [x, 0.0, x + 10.0, 10.0] };
-        let kept = nms(vec![c(0, 0.6, 1.0), c(0, 0.9, 0.0), c(1, 0.5, 0.0), c(0, 0.7, 50.0)], 0.5);
+        let c = |class_id, score, x: f32| Candidate::axis_aligned(class_id, score, [x, 0.0, x + 10.0, 10.0]);
+        let kept = nms(vec![c(0, 0.6, 1.0), c(0, 0.9, 0.0), c(1, 0.5, 0.0), c(0, 0.7, 50.0)], 0.5, true);
         assert_eq!(kept, vec![c(0, 0.9, 0.0), c(0, 0.7, 50.0), c(1, 0.5, 0.0)]);
         assert!((iou(&[0.0, 0.0, 10.0, 10.0], &[5.0, 0.0, 15.0, 10.0]) - 1.0 / 3.0).abs() < 1e-6);
     }
@@ -206,6 +377,16 @@ pub struct FrameDetection {
     pub pixel_box: [f32; 4],
     /// WGS84 latitude and longitude of the box centre.
     pub lat_lon: Option<(f64, f64)>,
+    /// The oriented box, from a model of the oriented layout.
+    pub rotated: Option<OrientedDetection>,
+}
+
+/// An oriented detection's box in the frame, and its corners on the Earth.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OrientedDetection {
+    pub box_: RotatedBox,
+    /// WGS84 latitude and longitude of the four corners, in [`RotatedBox::corners`]' order.
+    pub outline: Option<Vec<(f64, f64)>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -481,10 +662,8 @@ impl Detector {
         let run_tiles = batch.tensor.shape()[0];
         let (shape, data) = self.run(batch.tensor)?;
         let layout_error = |source| DetectError::Layout { model: self.spec.name.clone(), source };
-        let shape_error = |found: Vec<i64>, detail: String| match self.spec.layout {
-            OutputLayout::Candidates => LayoutError::Shape { found, detail },
-            OutputLayout::EndToEnd => LayoutError::EndToEndShape { found, detail },
-        };
+        let layout = self.spec.layout;
+        let shape_error = |found: Vec<i64>, detail: String| LayoutError::Shape { layout, found, detail };
         let [tiles, rows, candidates] = shape[..] else {
             return Err(layout_error(shape_error(shape, String::new())));
         };
@@ -506,8 +685,9 @@ impl Detector {
             .map(|(i, (window, placement))| {
                 let output = &data[i * tile_output..(i + 1) * tile_output];
                 let shape = [1, rows, candidates];
-                let found = decode_layout(spec.layout, output, &shape, spec.classes.len(), spec.min_score)
-                    .map_err(layout_error)?;
+                let found =
+                    decode_layout(spec.layout, output, &shape, spec.classes.len(), spec.input_size, spec.min_score)
+                        .map_err(layout_error)?;
                 Ok(self.in_frame(found, *window, &placement))
             })
             .collect()
@@ -520,11 +700,13 @@ impl Detector {
         let (x0, y0) = (window.x as f32, window.y as f32);
         let (x1, y1) = (x0 + window.width as f32, y0 + window.height as f32);
         let mut candidates = Vec::new();
-        for c in nms(found, spec.max_iou) {
+        let found = if spec.layout.suppressed() { found } else { nms(found, spec.max_iou, true) };
+        for c in found {
             let b = placement.to_tile(c.pixel_box);
             let frame_box = [(x0 + b[0]).max(x0), (y0 + b[1]).max(y0), (x0 + b[2]).min(x1), (y0 + b[3]).min(y1)];
+            let rotated = c.rotated.map(|r| placement.to_tile_rotated(r, (x0, y0)));
             if frame_box[2] > frame_box[0] && frame_box[3] > frame_box[1] {
-                candidates.push(Candidate { pixel_box: frame_box, ..c });
+                candidates.push(Candidate { pixel_box: frame_box, rotated, tile: [window.x, window.y], ..c });
             }
         }
         candidates
@@ -537,8 +719,8 @@ impl Detector {
         let (shape, data) = self.run(self.pattern(0))?;
         let layout_error = |source| DetectError::Layout { model: self.spec.name.clone(), source };
         let spec = &self.spec;
-        let found =
-            decode_layout(spec.layout, &data, &shape, spec.classes.len(), f32::NEG_INFINITY).map_err(layout_error)?;
+        let found = decode_layout(spec.layout, &data, &shape, spec.classes.len(), spec.input_size, f32::NEG_INFINITY)
+            .map_err(layout_error)?;
         match found.iter().map(|c| c.score).find(|score| !(0.0..=1.0 + 1e-6).contains(score)) {
             Some(found) => Err(layout_error(LayoutError::Scores { found })),
             None => Ok(()),
@@ -574,7 +756,7 @@ impl Detector {
         georef: Option<&crate::georef::GeoTransform>,
     ) -> Result<Vec<FrameDetection>, DetectError> {
         let spec = &self.spec;
-        nms(candidates, spec.max_iou)
+        nms(candidates, spec.max_iou, !spec.layout.suppressed())
             .into_iter()
             .map(|c| {
                 let centre = (
@@ -588,6 +770,21 @@ impl Detector {
                     score: c.score,
                     pixel_box: c.pixel_box,
                     lat_lon,
+                    rotated: c
+                        .rotated
+                        .map(|box_| {
+                            let corners = box_.corners();
+                            let outline = georef
+                                .map(|g| {
+                                    corners
+                                        .iter()
+                                        .map(|[x, y]| g.lat_lon(f64::from(*x), f64::from(*y)))
+                                        .collect::<Result<Vec<_>, _>>()
+                                })
+                                .transpose()?;
+                            Ok::<_, DetectError>(OrientedDetection { box_, outline })
+                        })
+                        .transpose()?,
                 })
             })
             .collect()

@@ -288,14 +288,29 @@ fn detect(mission: &Path, model: Option<&str>, geojson: Option<&Path>, inputs: &
         for d in &found {
             let [x0, y0, x1, y1] = d.pixel_box;
             let place = d.lat_lon.map_or(String::new(), |(lat, lon)| format!(" at {lat:.6}, {lon:.6}"));
-            println!("  {} {:.3} [{x0:.1}, {y0:.1}, {x1:.1}, {y1:.1}]{place}", d.class_name, d.score);
-            if let Some((lat, lon)) = d.lat_lon {
-                features.push(serde_json::json!({
-                    "type": "Feature",
-                    "geometry": { "type": "Point", "coordinates": [lon, lat] },
-                    "properties": { "frame": input.display().to_string(), "class": d.class_name, "score": d.score, "pixel_box": d.pixel_box },
-                }));
-            }
+            let oriented = d.rotated.as_ref().map(kestrel_flight::products::oriented_box);
+            let turned = oriented.map_or(String::new(), |o| {
+                let [cx, cy, w, h, angle] = o.pixel;
+                format!(" oriented {w:.1} x {h:.1} at {cx:.1}, {cy:.1}, {angle:.4} rad")
+            });
+            println!("  {} {:.3} [{x0:.1}, {y0:.1}, {x1:.1}, {y1:.1}]{turned}{place}", d.class_name, d.score);
+            // an image that is not georeferenced still gets its features, without a geometry
+            let geometry = match (oriented.as_ref().and_then(|o| o.ring()), d.lat_lon) {
+                (Some(ring), _) => serde_json::json!({ "type": "Polygon", "coordinates": [ring] }),
+                (None, Some((lat, lon))) => serde_json::json!({ "type": "Point", "coordinates": [lon, lat] }),
+                (None, None) => serde_json::Value::Null,
+            };
+            features.push(serde_json::json!({
+                "type": "Feature",
+                "geometry": geometry,
+                "properties": {
+                    "frame": input.display().to_string(),
+                    "class": d.class_name,
+                    "score": d.score,
+                    "pixel_box": d.pixel_box,
+                    "oriented_box": oriented.map(|o| o.pixel),
+                },
+            }));
         }
         Ok::<_, anyhow::Error>(())
     })?;

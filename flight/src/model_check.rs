@@ -30,23 +30,26 @@ pub struct ModelCheckReport {
 }
 
 /// The detector layout flight reads one output in, with its classes, or why it reads none: the
-/// output decoded as a tile's, its scores within 0..1.
+/// output decoded as a tile's (`side` pixels square), its scores within 0..1.
 fn detector_layout(
     shape: &[i64],
     data: &[f32],
     metadata: Option<&ExportMetadata>,
+    side: usize,
 ) -> Result<(OutputLayout, usize), String> {
-    let (layout, classes) = layout_of(shape, metadata).ok_or_else(|| {
-        format!(
+    let (layout, classes) = layout_of(shape, metadata).ok_or_else(|| match metadata {
+        Some(m) => format!("{shape:?} is not {}, the layout its Ultralytics metadata gives", m.layout.describe()),
+        None => format!(
             "{shape:?} is neither {} nor {}",
             OutputLayout::Candidates.describe(),
             OutputLayout::EndToEnd.describe()
-        )
+        ),
     })?;
     // an end-to-end output names its classes by number: any is read here
     let decoded_classes = if layout == OutputLayout::EndToEnd { usize::MAX } else { classes };
     let tile = data.len() / shape[0].max(1) as usize;
-    let found = decode_layout(layout, &data[..tile], &[1, shape[1], shape[2]], decoded_classes, f32::NEG_INFINITY)
+    let tile_shape = [1, shape[1], shape[2]];
+    let found = decode_layout(layout, &data[..tile], &tile_shape, decoded_classes, side as u32, f32::NEG_INFINITY)
         .map_err(|e| e.to_string())?;
     match found.iter().map(|c| c.score).find(|s| !(0.0..=1.0 + 1e-6).contains(s)) {
         Some(score) => Err(format!("{shape:?} has a score of {score}; a detector's are within 0 to 1")),
@@ -56,13 +59,17 @@ fn detector_layout(
 
 /// The layout flight would read `shape` as (the export's own word first), and its classes.
 fn layout_of(shape: &[i64], metadata: Option<&ExportMetadata>) -> Option<(OutputLayout, usize)> {
-    match shape {
-        [_, _, 6] if metadata.is_some_and(|m| m.end2end) => Some((OutputLayout::EndToEnd, 0)),
-        _ if metadata.is_some_and(|m| m.end2end) => None,
+    let &[_, a, b] = shape else { return None };
+    let classes = |values: i64, fixed: i64| usize::try_from(values - fixed).ok().filter(|c| *c > 0);
+    match metadata.map(|m| m.layout) {
+        Some(layout @ OutputLayout::Candidates) => Some((layout, classes(a, 4)?)),
+        Some(layout @ OutputLayout::Oriented) => Some((layout, classes(a, 5)?)),
+        Some(layout @ OutputLayout::RtDetr) => Some((layout, classes(b, 4)?)),
+        Some(layout @ OutputLayout::EndToEnd) => (b == 6).then_some((layout, 0)),
         // a [1, K, 6] end-to-end output lists more detections than it has fields
-        [_, k, 6] if *k > 6 => Some((OutputLayout::EndToEnd, 0)),
-        [_, rows, n] if *rows > 4 && n > rows => Some((OutputLayout::Candidates, (*rows - 4) as usize)),
-        _ => None,
+        None if b == 6 && a > 6 => Some((OutputLayout::EndToEnd, 0)),
+        None if a > 4 && b > a => Some((OutputLayout::Candidates, classes(a, 4)?)),
+        None => None,
     }
 }
 
@@ -111,7 +118,7 @@ pub fn run(inference: &InferenceConfig, model: &Path, side: usize) -> Result<Mod
     let layout = results[0]
         .try_extract_tensor::<f32>()
         .map_err(|e| e.to_string())
-        .and_then(|(shape, data)| detector_layout(shape, data, metadata.as_ref()));
+        .and_then(|(shape, data)| detector_layout(shape, data, metadata.as_ref(), side));
 
     Ok(ModelCheckReport {
         library: runtime.library().to_path_buf(),
@@ -140,10 +147,8 @@ impl fmt::Display for ModelCheckReport {
             writeln!(f, "  output {name} {shape:?}")?;
         }
         match &self.layout {
-            Ok((layout @ OutputLayout::Candidates, classes)) => {
-                writeln!(f, "detector output: {} with {classes} classes", layout.describe())?
-            }
-            Ok((layout, _)) => writeln!(f, "detector output: {}", layout.describe())?,
+            Ok((layout @ OutputLayout::EndToEnd, _)) => writeln!(f, "detector output: {}", layout.describe())?,
+            Ok((layout, classes)) => writeln!(f, "detector output: {} with {classes} classes", layout.describe())?,
             Err(why) => writeln!(f, "not a detector output flight reads: {why}")?,
         }
         writeln!(f, "one inference ran in {:.3} ms", self.run_time.as_secs_f64() * 1e3)

@@ -82,6 +82,13 @@ impl Placement {
         Self { scale, offset, extent }
     }
 
+    /// An oriented box in input pixels, in the pixels of the frame whose tile's corner is
+    /// `origin`.
+    pub fn to_tile_rotated(&self, b: crate::detect::RotatedBox, origin: (f32, f32)) -> crate::detect::RotatedBox {
+        let placed = b.placed(self.offset.0, self.offset.1, self.scale);
+        crate::detect::RotatedBox { centre: [placed.centre[0] + origin.0, placed.centre[1] + origin.1], ..placed }
+    }
+
     /// A box in input pixels, in tile pixels.
     pub fn to_tile(&self, b: [f32; 4]) -> [f32; 4] {
         let (dx, dy) = self.offset;
@@ -90,22 +97,59 @@ impl Placement {
 }
 
 /// How a detector's output holds its detections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum OutputLayout {
     /// `[B, 4 + C, N]`: per candidate, the box centre x, y, width and height in input pixels, then
     /// C class scores; suppression is flight's (YOLOv8, YOLO11, YOLO26 with `end2end=False`).
+    #[default]
     Candidates,
     /// `[B, K, 6]`: per detection x1, y1, x2, y2 in input pixels, score and class, suppressed
     /// already (YOLO26 and YOLOv10 end to end, YOLO11 with `nms=True`).
     EndToEnd,
+    /// `[B, K, 4 + C]`: per query the box centre x, y, width and height as fractions of the
+    /// input's side, then C class scores; suppressed already (RT-DETR).
+    RtDetr,
+    /// `[B, 4 + C + 1, N]`: as `Candidates`, then each box's rotation in radians (YOLO OBB models).
+    Oriented,
 }
 
 impl OutputLayout {
-    pub fn describe(self) -> &'static str {
+    pub fn describe(self) -> String {
+        format!("{} ({})", self.shape(), self.family())
+    }
+
+    pub fn shape(self) -> &'static str {
         match self {
-            Self::Candidates => "[batch, 4 + classes, candidates] (centre, size, class scores)",
-            Self::EndToEnd => "[batch, detections, 6] (x1, y1, x2, y2, score, class; end to end)",
+            Self::Candidates => "[batch, 4 + classes, candidates]",
+            Self::EndToEnd => "[batch, detections, 6]",
+            Self::RtDetr => "[batch, queries, 4 + classes]",
+            Self::Oriented => "[batch, 4 + classes + 1, candidates]",
         }
+    }
+
+    /// The models that give this layout.
+    pub fn family(self) -> &'static str {
+        match self {
+            Self::Candidates => "a YOLOv8/YOLO11 detector",
+            Self::EndToEnd => "an end-to-end detector (x1, y1, x2, y2, score, class)",
+            Self::RtDetr => "an RT-DETR detector (centre and size as fractions, class scores)",
+            Self::Oriented => "an oriented-box detector (centre, size, class scores, angle)",
+        }
+    }
+
+    /// The values one detection or candidate takes with `classes` classes.
+    pub fn rows(self, classes: usize) -> usize {
+        match self {
+            Self::Candidates | Self::RtDetr => 4 + classes,
+            Self::EndToEnd => 6,
+            Self::Oriented => 5 + classes,
+        }
+    }
+
+    /// Whether the model suppressed overlapping boxes itself.
+    pub fn suppressed(self) -> bool {
+        matches!(self, Self::EndToEnd | Self::RtDetr)
     }
 }
 
@@ -117,8 +161,10 @@ pub struct ExportMetadata {
     pub imgsz: Option<Vec<u32>>,
     pub names: Option<Vec<String>>,
     pub channels: Option<usize>,
-    /// Whether the output is end to end (YOLO26, YOLOv10; or exported with `nms=True`).
-    pub end2end: bool,
+    /// The output's layout: oriented for the `obb` task, RT-DETR's for an RT-DETR model (its
+    /// `description` names it), end to end for YOLO26 and YOLOv10 (`end2end`) or an export
+    /// with `nms=True`, else candidates.
+    pub layout: OutputLayout,
 }
 
 impl ExportMetadata {
@@ -144,7 +190,16 @@ impl ExportMetadata {
         let channels = get("channels").map(|v| v.trim().parse().map_err(|_| unreadable("channels", &v))).transpose()?;
         let nms_in_graph = get("args").is_some_and(|args| args.replace(' ', "").contains("'nms':True"));
         let end2end = get("end2end").is_some_and(|v| v.trim() == "True") || nms_in_graph;
-        Ok(Some(Self { task: get("task").map(|t| t.trim().to_owned()), imgsz, names, channels, end2end }))
+        let task = get("task").map(|t| t.trim().to_owned());
+        let rt_detr =
+            get("description").is_some_and(|d| d.to_lowercase().replace(['-', '_', ' '], "").contains("rtdetr"));
+        let layout = match task.as_deref() {
+            Some("obb") => OutputLayout::Oriented,
+            _ if rt_detr => OutputLayout::RtDetr,
+            _ if end2end => OutputLayout::EndToEnd,
+            _ => OutputLayout::Candidates,
+        };
+        Ok(Some(Self { task, imgsz, names, channels, layout }))
     }
 }
 
@@ -208,8 +263,7 @@ impl SessionShapes {
 /// What the export tasks flight does not run are, and which export gives a detection model.
 fn task_refusal(task: &str) -> Option<String> {
     let what = match task {
-        "detect" => return None,
-        "obb" => "an oriented-box (OBB) model; flight decodes axis-aligned boxes only",
+        "detect" | "obb" => return None,
         "segment" => "a segmentation model; flight runs detection models",
         "pose" => "a pose model; flight runs detection models",
         "classify" => "a classification model; flight runs detection models",
@@ -282,7 +336,11 @@ pub fn resolve(
         letterbox: entry.letterbox.unwrap_or(base.letterbox),
         pad: pad.map_or(base.pad, |p| *p.get_ref()),
     };
-    let layout = if metadata.is_some_and(|m| m.end2end) { OutputLayout::EndToEnd } else { OutputLayout::Candidates };
+    let stated_layout = entry.output_layout.as_ref();
+    let layout = match (stated_layout, metadata.map(|m| m.layout)) {
+        (None, None) => OutputLayout::Candidates,
+        (stated, exported) => agree(model, "output_layout", stated, exported, "task")?,
+    };
     let io = ModelIo { classes, input_size, input_channels: channels, preprocess, layout };
     check_session(model, &io, shapes)?;
     Ok(io)
@@ -351,21 +409,32 @@ fn check_session(model: &VerifiedModel, io: &ModelIo, shapes: &SessionShapes) ->
     // a cloud mask's output is the cloud screen's to check
     let detector = model.entry.kind == crate::models::ModelKind::Detector;
     if let Some(output) = shapes.output.as_ref().filter(|_| detector) {
+        let classes = io.classes.len();
+        let rows = io.layout.rows(classes) as i64;
         let fits = match (io.layout, &output[..]) {
-            (OutputLayout::Candidates, [_, rows, _]) => *rows == -1 || *rows == 4 + io.classes.len() as i64,
-            (OutputLayout::EndToEnd, [_, _, fields]) => *fields == -1 || *fields == 6,
+            (OutputLayout::Candidates | OutputLayout::Oriented, [_, r, _]) => *r == -1 || *r == rows,
+            (OutputLayout::EndToEnd | OutputLayout::RtDetr, [_, _, r]) => *r == -1 || *r == rows,
             _ => false,
         };
         if !fits {
-            let classes = io.classes.len();
-            return Err(refuse(format!(
-                "its output is {output:?}; flight decodes {} here, with {classes} classes{}",
-                io.layout.describe(),
-                if output.len() == 3 && io.layout == OutputLayout::Candidates && output[1] > 4 + classes as i64 {
-                    " (more rows than classes: an oriented-box, pose or segmentation model gives more)"
-                } else {
-                    ""
+            let c = classes as i64;
+            let hint = match &output[..] {
+                [_, r, _] if *r == 5 + c => {
+                    " (one row more than 4 + classes: an oriented-box model gives that; `output_layout = \"oriented\"`)"
                 }
+                [_, _, 6] if c == 2 => {
+                    " (6 values a detection: an end-to-end model, `output_layout = \"end-to-end\"`, or an RT-DETR one with 2 classes, `output_layout = \"rt-detr\"`)"
+                }
+                [_, _, v] if *v == 4 + c => {
+                    " (4 + classes values a query: an RT-DETR model gives that; `output_layout = \"rt-detr\"`)"
+                }
+                [_, _, 6] => " (6 values a detection: an end-to-end model; `output_layout = \"end-to-end\"`)",
+                [_, r, _] if *r > 5 + c => " (more rows than classes: a pose or segmentation model gives more)",
+                _ => "",
+            };
+            return Err(refuse(format!(
+                "its output is {output:?}; flight decodes {} here, with {classes} classes{hint}",
+                io.layout.describe()
             )));
         }
     }
@@ -396,7 +465,15 @@ mod tests {
         .expect("an Ultralytics export");
         assert_eq!(meta.imgsz, Some(vec![640, 640]));
         assert_eq!(meta.names, Some(vec!["person".to_owned(), "it's".to_owned(), "a, b".to_owned()]));
-        assert_eq!((meta.channels, meta.end2end, meta.task.as_deref()), (Some(4), true, Some("detect")));
+        assert_eq!(
+            (meta.channels, meta.layout, meta.task.as_deref()),
+            (Some(4), OutputLayout::EndToEnd, Some("detect"))
+        );
+        let layout = |pairs: &[(&str, &str)]| ultralytics(pairs).expect("readable").expect("Ultralytics").layout;
+        assert_eq!(layout(&[("task", "obb")]), OutputLayout::Oriented);
+        assert_eq!(layout(&[("task", "detect"), ("description", "Ultralytics rtdetr-l model")]), OutputLayout::RtDetr);
+        assert_eq!(layout(&[("task", "detect"), ("end2end", "True")]), OutputLayout::EndToEnd);
+        assert_eq!(layout(&[("task", "detect")]), OutputLayout::Candidates);
         assert_eq!(ExportMetadata::read(|_| None), Ok(None), "another exporter's file");
         assert!(ultralytics(&[("imgsz", "big")]).is_err());
         assert!(ultralytics(&[("names", "{1: 'skips zero'}")]).is_err());
@@ -450,15 +527,22 @@ mod tests {
         assert!(e.contains("models[0].input_size") && e.contains("not 64 x 64"), "{e}");
         // an oriented-box output (one more row: the angle) with the detector's class count
         let e = refusal(&[1, 3, 64, 64], &[1, 7, 84], "Float32");
-        assert!(e.contains("more rows than classes"), "{e}");
+        assert!(e.contains("an oriented-box model") && e.contains("output_layout"), "{e}");
         let e = refusal(&[1, 3, 64, 64], &[1, 300, 6], "Float32");
-        assert!(e.contains("[1, 300, 6]") && e.contains("with 2 classes"), "{e}");
+        assert!(e.contains("an end-to-end model") && e.contains("an RT-DETR one"), "{e}");
+        let oriented =
+            model("classes = [\"a\", \"b\"]\ninput_size = 64\ninput_channels = 3\noutput_layout = \"oriented\"");
+        let io = resolve(&oriented, None, &shapes("Float32", &[1, 3, 64, 64], &[1, 7, 84])).expect("oriented");
+        assert_eq!(io.layout, OutputLayout::Oriented);
+        let e = refusal(&[1, 3, 64, 64], &[1, 300, 7], "Float32");
+        assert!(e.contains("[1, 300, 7]") && e.contains("with 2 classes"), "{e}");
     }
 
     #[test]
     fn tasks_flight_does_not_run_say_which_export_gives_one_it_does() {
         assert_eq!(task_refusal("detect"), None);
-        for task in ["obb", "segment", "pose", "classify"] {
+        assert_eq!(task_refusal("obb"), None);
+        for task in ["segment", "pose", "classify"] {
             let message = task_refusal(task).expect("refused");
             assert!(message.contains(task) && message.contains("export a detection model"), "{message}");
         }

@@ -58,6 +58,10 @@ pub struct ModelEntry {
     /// The input value (after scaling) of the letterbox's padding.
     #[serde(default)]
     pub letterbox_pad: Option<Spanned<f32>>,
+    /// How the output holds the detections (else from the file's Ultralytics metadata, else
+    /// `candidates`).
+    #[serde(default)]
+    pub output_layout: Option<Spanned<crate::model_io::OutputLayout>>,
     /// The band files of a scene folder that feed the model's channels, in order, when they are
     /// the model's own (it was trained on them); otherwise the mission's
     /// `flight.detector.band_files`.

@@ -5,7 +5,9 @@
 //! makes byte-identical products under the same ids, which the ground stores once.
 
 use image::{ImageBuffer, Luma, Rgb};
-use kestrel_link::product::{self, Body, Chip, Detection, Detections, Event, Kind, Product, Severity, Thumbnail};
+use kestrel_link::product::{
+    self, Body, Chip, Detection, Detections, Event, Kind, OrientedBox, Product, Severity, Thumbnail,
+};
 
 use crate::checkpoint::QueuedProduct;
 use crate::detect::FrameDetection;
@@ -68,6 +70,16 @@ pub struct Sizes {
     pub thumbnail_px: u32,
 }
 
+/// An oriented detection as its product carries it.
+pub fn oriented_box(detection: &crate::detect::OrientedDetection) -> OrientedBox {
+    let b = detection.box_;
+    let mut corners = [[f64::NAN; 2]; 4];
+    for (corner, (lat, lon)) in corners.iter_mut().zip(detection.outline.iter().flatten()) {
+        *corner = [*lat, *lon];
+    }
+    OrientedBox { pixel: [b.centre[0], b.centre[1], b.size[0], b.size[1], b.angle], corners }
+}
+
 /// The products of one processed frame: its detections, chips for the best ones, a thumbnail.
 pub fn frame_products(frame: &FrameView<'_>, model: &str, detections: &[FrameDetection], sizes: Sizes) -> Vec<Product> {
     let id = |kind: &str, index: u32| stable_id(&[&frame.id.to_be_bytes(), kind.as_bytes(), &index.to_be_bytes()]);
@@ -92,6 +104,11 @@ pub fn frame_products(frame: &FrameView<'_>, model: &str, detections: &[FrameDet
                     }
                 })
                 .collect(),
+            oriented: detections
+                .iter()
+                .map(|d| d.rotated.as_ref().map(oriented_box))
+                .collect::<Option<_>>()
+                .unwrap_or_default(),
         }),
     }];
     let mut best: Vec<(usize, &FrameDetection)> = detections.iter().enumerate().collect();
@@ -232,6 +249,7 @@ mod tests {
             score,
             pixel_box: [x, 10.0, x + 8.0, 18.0],
             lat_lon: Some((1.0, 2.0)),
+            rotated: None,
         }
     }
 

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use kestrel_flight::config::ExecutionProviderKind;
-use kestrel_flight::detect::decode;
+use kestrel_flight::detect::decode_layout;
+use kestrel_flight::model_io::OutputLayout;
 use kestrel_flight::onnx_runtime::OnnxRuntime;
 use ndarray::Array4;
 use ort::value::Tensor;
@@ -46,8 +47,8 @@ fn agree(name: &str, channels: usize, size: usize) {
     assert!(worst < 1e-3, "raw outputs differ by up to {worst}");
 
     let min_score = reference["min_score"].as_f64().expect("min_score") as f32;
-    let ours =
-        decode(data, &shape, reference["classes"].as_u64().expect("classes") as usize, min_score).expect("layout");
+    let classes = reference["classes"].as_u64().expect("classes") as usize;
+    let ours = decode_layout(OutputLayout::Candidates, data, &shape, classes, size as u32, min_score).expect("layout");
     let theirs = reference["detections"].as_array().expect("detections");
     // a score within rounding of the threshold may fall either side
     let near = |s: f32| (s - min_score).abs() < 1e-4;

@@ -47,7 +47,16 @@ enum Layout {
     Grid,
     /// `[1, 64, 6]`: x1, y1, x2, y2, score and class per cell (end to end).
     EndToEnd,
+    /// `[1, 64, 5]`: centre and size as fractions of the input's side, then the score (RT-DETR).
+    RtDetr,
+    /// `[1, 6, 64]`: centre, size, score and a rotation of 0.3 rad per cell, each box 12 x 4
+    /// (oriented boxes).
+    Oriented,
 }
+
+/// The oriented boxes' rotation, radians, and size.
+const ANGLE: f32 = 0.3;
+const ORIENTED_SIZE: [f32; 2] = [12.0, 4.0];
 
 /// A one-class "bright blob" detector: every 8x8 cell of the 64x64 input is a candidate box whose
 /// score rises steeply with the cell's mean brightness, in `layout`.
@@ -60,6 +69,8 @@ fn bright_blob_detector(layout: Layout) -> ort::session::Session {
         Layout::Yolo => (vec![1, 5, cells], vec![1, 5, cells]),
         Layout::Grid => (vec![1, 5, GRID, GRID], vec![1, 5, GRID, GRID]),
         Layout::EndToEnd => (vec![1, cells, 6], vec![1, 6, cells]),
+        Layout::RtDetr => (vec![1, cells, 5], vec![1, 5, cells]),
+        Layout::Oriented => (vec![1, 6, cells], vec![1, 6, cells]),
     };
     graph.set_outputs([outlet("output0", &output_shape)]).expect("outputs");
     let attrs = |pairs: Vec<(&str, Vec<i64>)>| {
@@ -92,22 +103,34 @@ fn bright_blob_detector(layout: Layout) -> ort::session::Session {
         .expect("sigmoid");
     let concat_axis = Attribute::new("axis", 1i64).expect("axis");
     let end_to_end = layout == Layout::EndToEnd;
-    let parts: &[&str] = if end_to_end { &["boxes", "score", "class"] } else { &["boxes", "score"] };
+    let transposed = matches!(layout, Layout::EndToEnd | Layout::RtDetr);
+    let parts: &[&str] = match layout {
+        Layout::EndToEnd => &["boxes", "score", "class"],
+        Layout::Oriented => &["boxes", "score", "angle"],
+        _ => &["boxes", "score"],
+    };
     graph
         .add_node(Node::new("Concat", ONNX_DOMAIN, "concat", parts, ["grid"], [concat_axis]).expect("node"))
         .expect("concat");
-    let reshaped = if end_to_end { "rows" } else { "output0" };
+    let reshaped = if transposed { "rows" } else { "output0" };
     graph
         .add_node(Node::new("Reshape", ONNX_DOMAIN, "reshape", ["grid", "shape"], [reshaped], []).expect("node"))
         .expect("reshape");
-    if end_to_end {
+    if transposed {
         let perm = Attribute::new("perm", vec![0i64, 2, 1]).expect("perm");
         graph
             .add_node(Node::new("Transpose", ONNX_DOMAIN, "transpose", ["rows"], ["output0"], [perm]).expect("node"))
             .expect("transpose");
+    }
+    if end_to_end {
         graph
             .add_initializer("class", constant(&[1, 1, GRID, GRID], &vec![0f32; cells as usize]), false)
             .expect("class");
+    }
+    if layout == Layout::Oriented {
+        graph
+            .add_initializer("angle", constant(&[1, 1, GRID, GRID], &vec![ANGLE; cells as usize]), false)
+            .expect("angle");
     }
 
     let mut boxes = vec![0f32; (4 * GRID * GRID) as usize];
@@ -115,10 +138,11 @@ fn bright_blob_detector(layout: Layout) -> ort::session::Session {
         for j in 0..GRID {
             let at = |row: i64| (row * GRID * GRID + i * GRID + j) as usize;
             let (cx, cy, side) = (((j as f32) + 0.5) * CELL as f32, ((i as f32) + 0.5) * CELL as f32, CELL as f32);
-            let values = if end_to_end {
-                [cx - side / 2.0, cy - side / 2.0, cx + side / 2.0, cy + side / 2.0]
-            } else {
-                [cx, cy, side, side]
+            let values = match layout {
+                Layout::EndToEnd => [cx - side / 2.0, cy - side / 2.0, cx + side / 2.0, cy + side / 2.0],
+                Layout::RtDetr => [cx, cy, side, side].map(|v| v / SIZE as f32),
+                Layout::Oriented => [cx, cy, ORIENTED_SIZE[0], ORIENTED_SIZE[1]],
+                _ => [cx, cy, side, side],
             };
             for (row, value) in values.into_iter().enumerate() {
                 boxes[at(row as i64)] = value;
@@ -178,14 +202,53 @@ fn an_end_to_end_graph_finds_the_bright_square_once_and_places_it() {
 }
 
 #[test]
+fn an_rt_detr_graph_finds_the_bright_square_once_and_places_it() {
+    let spec = DetectorSpec { layout: OutputLayout::RtDetr, ..spec() };
+    let mut detector = Detector::new(bright_blob_detector(Layout::RtDetr), spec);
+    detector.check_output().expect("an RT-DETR output, scores within 0..1");
+    finds_the_bright_square_once(detector);
+}
+
+#[test]
+fn an_oriented_box_graph_finds_the_bright_square_with_its_rotated_boxes_on_the_earth() {
+    let spec = DetectorSpec { layout: OutputLayout::Oriented, ..spec() };
+    let mut detector = Detector::new(bright_blob_detector(Layout::Oriented), spec);
+    detector.check_output().expect("an oriented output, scores within 0..1");
+    let neon = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/aerial/OSBS_029.tif");
+    let georef = GeoTransform::from_tiff(&neon).expect("tags").expect("georeferenced");
+    let found = detector.detect(&frame(), &[(0.0, 255.0); 3], Some(&georef)).expect("detect");
+    assert!(!found.is_empty());
+    for d in &found {
+        let rotated = d.rotated.as_ref().expect("an oriented box");
+        assert_eq!(rotated.box_.size, ORIENTED_SIZE);
+        assert!((rotated.box_.angle - ANGLE).abs() < 1e-6);
+        // the axis-aligned box is the rotated one's envelope, within the tile
+        let envelope = rotated.box_.envelope();
+        assert!(d.pixel_box.iter().zip(envelope).all(|(a, b)| (a - b).abs() < 1e-3), "{d:?}");
+        let outline = rotated.outline.as_ref().expect("georeferenced corners");
+        assert_eq!(outline.len(), 4);
+        let (lat, lon) = d.lat_lon.expect("georeferenced");
+        for (corner_lat, corner_lon) in outline {
+            // 0.1 m pixels: corners within a few metres of the centre
+            assert!((corner_lat - lat).abs() < 1e-4 && (corner_lon - lon).abs() < 1e-4);
+        }
+    }
+    let centres: Vec<[f32; 2]> = found.iter().map(|d| d.rotated.as_ref().expect("oriented").box_.centre).collect();
+    for (i, a) in centres.iter().enumerate() {
+        assert!(centres[i + 1..].iter().all(|b| a != b), "a box seen by two tiles is kept twice: {a:?}");
+        assert!((64.0..=96.0).contains(&a[0]) && (32.0..=64.0).contains(&a[1]), "off the square: {a:?}");
+    }
+}
+
+#[test]
 fn an_output_of_another_layout_than_the_manifests_is_refused_when_the_model_loads() {
     let mut detector = Detector::new(bright_blob_detector(Layout::EndToEnd), spec());
     let message = detector.check_output().expect_err("an end-to-end output read as candidates").to_string();
-    assert!(message.contains("[1, 64, 6]") && message.contains("[1, 4 + classes, candidates]"), "{message}");
+    assert!(message.contains("[1, 64, 6]") && message.contains("[batch, 4 + classes, candidates]"), "{message}");
     let spec = DetectorSpec { layout: OutputLayout::EndToEnd, ..spec() };
     let mut detector = Detector::new(bright_blob_detector(Layout::Yolo), spec);
     let message = detector.check_output().expect_err("candidates read as end to end").to_string();
-    assert!(message.contains("[1, 5, 64]") && message.contains("[1, detections, 6]"), "{message}");
+    assert!(message.contains("[1, 5, 64]") && message.contains("[batch, detections, 6]"), "{message}");
 }
 
 fn finds_the_bright_square_once(mut detector: Detector) {
@@ -222,7 +285,7 @@ fn a_graph_with_another_layout_is_refused_with_what_was_expected() {
     assert!(
         message.contains("bright-blobs")
             && message.contains("[1, 5, 8, 8]")
-            && message.contains("[1, 4 + classes, candidates]"),
+            && message.contains("[batch, 4 + classes, candidates]"),
         "{message}"
     );
 }

@@ -45,6 +45,7 @@ fn detections(id: u64, n: usize) -> Product {
                     longitude: -7.0 - (id % 100) as f64 / 100.0,
                 })
                 .collect(),
+            oriented: vec![],
         }),
     }
 }

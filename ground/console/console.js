@@ -222,7 +222,23 @@ function drawMap() {
     ctx.fillText(cell.count >= 1000 ? `${Math.round(cell.count / 100) / 10}k` : String(cell.count), x, y);
     targets.push({ x, y, r, kind: "cluster", item: cell });
   }
+  let outlines = 0;
+  ctx.strokeStyle = "#ff5d8f";
+  ctx.lineWidth = 1.5;
   for (const d of map.points) {
+    const corners = d.oriented ? d.oriented.corners : null;
+    if (corners && corners.every(([lat, lon]) => Number.isFinite(lat) && Number.isFinite(lon))) {
+      // an oriented detection: its rotated box as placed on the Earth
+      ctx.beginPath();
+      corners.forEach(([lat, lon], i) => {
+        const [x, y] = project(lon, lat);
+        if (i === 0) ctx.moveTo(x, y);
+        else ctx.lineTo(x, y);
+      });
+      ctx.closePath();
+      ctx.stroke();
+      outlines += 1;
+    }
     const [x, y] = project(d.longitude, d.latitude);
     ctx.fillStyle = "#ff5d8f";
     ctx.beginPath();
@@ -237,6 +253,7 @@ function drawMap() {
   const represented = map.clusters.reduce((n, c) => n + c.count, 0) + map.points.length;
   canvas.dataset.clusters = String(map.clusters.length);
   canvas.dataset.points = String(map.points.length);
+  canvas.dataset.outlines = String(outlines);
   canvas.dataset.detections = String(represented);
   const [west, south, east, north] = visibleBox();
   $("map-info").textContent = `${fixed(south, 2)}…${fixed(north, 2)}°N ${fixed(west, 2)}…${fixed(east, 2)}°E · ` +
@@ -381,6 +398,10 @@ function openChip(d) {
     ["Frame time", `${utc(d.frame_time_ms)} UTC`], ["Latitude", fixed(d.latitude, 5)], ["Longitude", fixed(d.longitude, 5)],
     ["Pixel box", d.pixel_box.map((v) => fixed(v, 0)).join(", ")], ["Product", d.product_id],
   ];
+  if (d.oriented) {
+    const [cx, cy, w, h, angle] = d.oriented.pixel;
+    rows.splice(8, 0, ["Oriented box", `${fixed(w, 0)} x ${fixed(h, 0)} px at ${fixed(cx, 0)}, ${fixed(cy, 0)}, ${fixed((angle * 180) / Math.PI, 1)}°`]);
+  }
   $("chip-details").innerHTML = rows.map(([k, v]) => `<dt>${k}</dt><dd>${escapeHtml(v)}</dd>`).join("");
   $("chip-dialog").showModal();
 }

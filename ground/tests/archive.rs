@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use kestrel_ground::archive::{Archive, DetectionQuery, PostgresArchive, SledArchive, Stored, TimelineQuery};
-use kestrel_link::product::{Body, Chip, Detection, Detections, Event, Kind, Product, Severity};
+use kestrel_link::product::{Body, Chip, Detection, Detections, Event, Kind, OrientedBox, Product, Severity};
 
 fn postgres_url() -> String {
     std::env::var("KESTREL_TEST_POSTGRES")
@@ -47,6 +47,7 @@ fn detections(id: u64, time: i64, n: usize) -> Product {
                     longitude: -7.6,
                 })
                 .collect(),
+            oriented: vec![],
         }),
     }
 }
@@ -289,4 +290,30 @@ fn reopened<T, E: std::fmt::Debug>(open: impl Fn() -> Result<T, E>) -> T {
             Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
         }
     }
+}
+
+#[test]
+fn an_oriented_detections_box_is_kept_with_it_on_both_backends() {
+    both(|archive, other| {
+        let mut product = detections(77, 12_000, 2);
+        let Body::Detections(set) = &mut product.body else { unreachable!() };
+        let corners = [[33.61, -7.61], [33.61, -7.59], [33.59, -7.59], [33.59, -7.61]];
+        set.oriented = vec![
+            OrientedBox { pixel: [5.0, 6.0, 30.0, 8.0, 0.25], corners },
+            OrientedBox { pixel: [50.0, 60.0, 12.0, 4.0, 3.0], corners: [[f64::NAN; 2]; 4] },
+        ];
+        archive.store(&product, &product.encode().bytes, "a", 0).expect("store");
+        let query = DetectionQuery { from_ms: 11_000, to_ms: 13_000, ..DetectionQuery::default() };
+        let found = other.detections(&query).expect("query");
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].oriented.map(|o| (o.pixel, o.corners)), Some(([5.0, 6.0, 30.0, 8.0, 0.25], corners)));
+        let second = found[1].oriented.expect("oriented");
+        assert_eq!(second.pixel, [50.0, 60.0, 12.0, 4.0, 3.0]);
+        assert!(second.corners.iter().flatten().all(|v| v.is_nan()));
+        // an axis-aligned model's detections have none
+        let plain = detections(78, 12_500, 1);
+        archive.store(&plain, &plain.encode().bytes, "a", 0).expect("store");
+        let found = other.detections(&query).expect("query");
+        assert_eq!(found.iter().filter(|d| d.oriented.is_none()).count(), 1);
+    });
 }

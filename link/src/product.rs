@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::packet::Apid;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u16 = 1;
+pub const SCHEMA_VERSION: u16 = 2;
 const MAGIC: &[u8; 2] = b"KP";
 /// Envelope bytes before the compressed content.
 pub const ENVELOPE_LEN: usize = 2 + 2 + 1 + 8 + 4;
@@ -79,6 +79,39 @@ pub struct Detections {
     pub frame_time_ms: i64,
     pub model: String,
     pub detections: Vec<Detection>,
+    /// From a model of oriented boxes, each detection's, in order; empty otherwise. Last in the
+    /// product, so that a schema-1 product is a schema-2 one with this list empty.
+    pub oriented: Vec<OrientedBox>,
+}
+
+/// An oriented detection's box.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct OrientedBox {
+    /// Centre x, y and size (long side first) in frame pixels, and the rotation in radians
+    /// (0..π, clockwise in image axes), as Ultralytics' `xywhr`.
+    pub pixel: [f32; 5],
+    /// WGS84 latitude and longitude of its corners, going round the box; NaN where the frame is
+    /// not georeferenced.
+    pub corners: [[f64; 2]; 4],
+}
+
+impl OrientedBox {
+    /// The closed ring of its corners, `[longitude, latitude]`, counterclockwise (GeoJSON's
+    /// right-hand rule, RFC 7946); `None` when the corners are not on the Earth.
+    pub fn ring(&self) -> Option<Vec<[f64; 2]>> {
+        let mut ring: Vec<[f64; 2]> = self.corners.iter().map(|[lat, lon]| [*lon, *lat]).collect();
+        if ring.iter().flatten().any(|v| !v.is_finite()) {
+            return None;
+        }
+        // the shoelace sum is positive for a counterclockwise ring
+        let twice_area: f64 =
+            (0..4).map(|i| ring[i][0] * ring[(i + 1) % 4][1] - ring[(i + 1) % 4][0] * ring[i][1]).sum();
+        if twice_area < 0.0 {
+            ring.reverse();
+        }
+        ring.push(ring[0]);
+        Some(ring)
+    }
 }
 
 /// An image chip around a detection, PNG-encoded.
@@ -174,7 +207,7 @@ pub enum ProductError {
     Short(usize),
     #[error("not a Kestrel product (bytes 0-1 are {0:02x?}, expected \"KP\")")]
     Magic([u8; 2]),
-    #[error("product schema version {found} is not {SCHEMA_VERSION}, the one this build reads")]
+    #[error("product schema version {found} is not 1 to {SCHEMA_VERSION}, the ones this build reads")]
     Version { found: u16 },
     #[error("unknown product kind {0} at byte 4")]
     Kind(u8),
@@ -214,8 +247,20 @@ impl Product {
         if found != header.content_crc {
             return Err(ProductError::Crc { id, expected: header.content_crc, found });
         }
+        let mut content = content;
+        if header.version == 1 && header.kind == Kind::Detections {
+            // schema 2 appended the oriented boxes' list to detections: here it is, empty
+            content.push(0);
+        }
         let product: Product =
             postcard::from_bytes(&content).map_err(|e| ProductError::Schema { id, message: e.to_string() })?;
+        if let Body::Detections(set) = &product.body
+            && !set.oriented.is_empty()
+            && set.oriented.len() != set.detections.len()
+        {
+            let message = format!("{} oriented boxes for {} detections", set.oriented.len(), set.detections.len());
+            return Err(ProductError::Schema { id, message });
+        }
         if product.id != id || product.body.kind() != header.kind {
             return Err(ProductError::Mismatch {
                 id,
@@ -264,6 +309,8 @@ fn streamed(compressed: &[u8]) -> Result<Vec<u8>, String> {
 /// The fixed part of a product envelope, readable without decompressing (for de-duplication).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Envelope {
+    /// The schema version it was written in: 1 or 2 (this build writes 2).
+    pub version: u16,
     pub kind: Kind,
     pub id: u64,
     pub content_crc: u32,
@@ -278,7 +325,7 @@ impl Envelope {
             return Err(ProductError::Magic([bytes[0], bytes[1]]));
         }
         let version = u16::from_be_bytes([bytes[2], bytes[3]]);
-        if version != SCHEMA_VERSION {
+        if !(1..=SCHEMA_VERSION).contains(&version) {
             return Err(ProductError::Version { found: version });
         }
         let kind = Kind::from_byte(bytes[4]).ok_or(ProductError::Kind(bytes[4]))?;
@@ -286,7 +333,7 @@ impl Envelope {
         id.copy_from_slice(&bytes[5..13]);
         let mut crc = [0u8; 4];
         crc.copy_from_slice(&bytes[13..17]);
-        Ok(Self { kind, id: u64::from_be_bytes(id), content_crc: u32::from_be_bytes(crc) })
+        Ok(Self { version, kind, id: u64::from_be_bytes(id), content_crc: u32::from_be_bytes(crc) })
     }
 }
 
@@ -328,8 +375,66 @@ mod tests {
                     latitude: 33.6,
                     longitude: -7.6,
                 }],
+                oriented: vec![],
             }),
         }
+    }
+
+    #[test]
+    fn a_schema_1_product_reads_as_schema_2_without_oriented_boxes() {
+        // schema 1 as it was written: the same fields, without the oriented boxes' list
+        #[derive(Serialize)]
+        struct DetectionsV1 {
+            frame_id: u64,
+            frame_time_ms: i64,
+            model: String,
+            detections: Vec<Detection>,
+        }
+        #[derive(Serialize)]
+        enum BodyV1 {
+            Detections(DetectionsV1),
+        }
+        #[derive(Serialize)]
+        struct ProductV1 {
+            id: u64,
+            created_ms: i64,
+            body: BodyV1,
+        }
+        let expected = detections();
+        let Body::Detections(set) = &expected.body else { unreachable!() };
+        let old = ProductV1 {
+            id: expected.id,
+            created_ms: expected.created_ms,
+            body: BodyV1::Detections(DetectionsV1 {
+                frame_id: set.frame_id,
+                frame_time_ms: set.frame_time_ms,
+                model: set.model.clone(),
+                detections: set.detections.clone(),
+            }),
+        };
+        let content = postcard::to_stdvec(&old).expect("encode");
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&1u16.to_be_bytes());
+        bytes.push(Kind::Detections as u8);
+        bytes.extend_from_slice(&expected.id.to_be_bytes());
+        bytes.extend_from_slice(&crc32(&content).to_be_bytes());
+        bytes.extend(zstd::bulk::compress(&content, ZSTD_LEVEL).expect("compress"));
+        assert_eq!(Envelope::parse(&bytes).map(|e| e.version), Ok(1));
+        assert_eq!(Product::decode(&bytes), Ok(expected));
+    }
+
+    #[test]
+    fn oriented_boxes_travel_one_per_detection() {
+        let mut product = detections();
+        let Body::Detections(set) = &mut product.body else { unreachable!() };
+        set.oriented = vec![OrientedBox { pixel: [20.0, 26.0, 30.0, 8.0, 0.5], corners: [[33.6, -7.6]; 4] }];
+        assert_eq!(Product::decode(&product.encode().bytes), Ok(product.clone()));
+        let Body::Detections(set) = &mut product.body else { unreachable!() };
+        set.oriented.push(set.oriented[0]);
+        let refused = Product::decode(&product.encode().bytes);
+        assert!(
+            matches!(&refused, Err(ProductError::Schema { message, .. }) if message.contains("2 oriented boxes for 1"))
+        );
     }
 
     #[test]

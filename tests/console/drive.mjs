@@ -82,6 +82,8 @@ try {
   await waitForMapLoad(data);
   data = await mapData();
   check(Number(data.points) > 0 && Number(data.clusters) === 0, `zoomed to the chip's place, detections are drawn one by one: ${JSON.stringify(data)}`);
+  // every other frame's detections are oriented boxes: drawn as their rotated outlines
+  check(Number(data.outlines) > 0 && Number(data.outlines) < Number(data.points), `oriented detections are drawn as their outlines: ${JSON.stringify(data)}`);
   await shot("console-map-zoomed");
   // a detection on the map opens its chip too
   const points = await targets("detection");

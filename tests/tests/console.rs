@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use kestrel_e2e::{Ground, workspace_root};
 use kestrel_link::noise::Rng;
-use kestrel_link::product::{Body, Chip, Detection, Detections, Event, Housekeeping, Product, Severity, Thumbnail};
+use kestrel_link::product::{
+    Body, Chip, Detection, Detections, Event, Housekeeping, OrientedBox, Product, Severity, Thumbnail,
+};
 use kestrel_link::telecommand::TcReceiver;
 use kestrel_link::uplink::{self, Mode, Telecommand, UplinkMessage};
 use station::{connected_stations, envelopes, get, scratch_mission, stream};
@@ -32,6 +34,14 @@ const PORTS: [(f64, f64); 5] = [(33.60, -7.61), (35.10, 129.04), (37.80, -122.40
 
 fn uniform(rng: &mut Rng) -> f64 {
     (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A 40 x 12 px box turned by 0.5 rad, its corners about 0.0003 degrees from its centre.
+fn oriented_box(latitude: f64, longitude: f64) -> OrientedBox {
+    let (sin, cos) = 0.5f64.sin_cos();
+    let corners = [(-1.0, -0.3), (1.0, -0.3), (1.0, 0.3), (-1.0, 0.3)]
+        .map(|(x, y)| [latitude - 3e-4 * (x * sin + y * cos), longitude + 3e-4 * (x * cos - y * sin)]);
+    OrientedBox { pixel: [20.0, 6.0, 40.0, 12.0, 0.5], corners }
 }
 
 fn png(side: u32, seed: u64) -> Vec<u8> {
@@ -93,7 +103,13 @@ fn mission_products() -> Vec<Product> {
         let footprint = [[south + side, west], [south + side, west + side], [south, west + side], [south, west]];
         let thumbnail = Thumbnail { frame_id, frame_time_ms: time, footprint, png: png(16, frame) };
         products.push(Product { id: id(), created_ms: time, body: Body::Thumbnail(thumbnail) });
-        let set = Detections { frame_id, frame_time_ms: time, model: "vessels-s2".into(), detections };
+        // the newest frames come from a model of oriented boxes
+        let oriented = if frame >= FRAMES - FULLY_CHIPPED_FRAMES {
+            detections.iter().map(|d| oriented_box(d.latitude, d.longitude)).collect()
+        } else {
+            Vec::new()
+        };
+        let set = Detections { frame_id, frame_time_ms: time, model: "vessels-s2".into(), detections, oriented };
         products.push(Product { id: id(), created_ms: time, body: Body::Detections(set) });
     }
     let end = START_MS + FRAMES as i64 * FRAME_INTERVAL_MS;

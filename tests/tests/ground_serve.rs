@@ -282,6 +282,7 @@ fn detections_export_as_geojson_over_http_and_from_the_archive() {
                 detection("vessel", 37.8, -122.4),
                 detection("buoy", 33.6, -7.61),
             ],
+            oriented: vec![],
         }),
     };
     {

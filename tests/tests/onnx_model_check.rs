@@ -49,3 +49,37 @@ fn model_check_says_which_detector_layout_flight_reads_in_a_model() {
     let report = check(scratch.path().join("models/clouds-s2.onnx"));
     assert!(report.contains("not a detector output flight reads: [1, 1, 16, 16]"), "{report}");
 }
+
+#[test]
+fn flight_detect_writes_every_detection_as_geojson_placed_or_not() {
+    let scratch = Scratch::new();
+    scratch.mission_with("", "");
+    let aerial = kestrel_e2e::workspace_root().join("testdata/aerial");
+    let output = std::process::Command::new(binary("flight"))
+        .args(["detect", "--mission", "mission.toml", "--model", "trees-neon", "--geojson", "out.geojson"])
+        .arg(aerial.join("OSBS_029.tif"))
+        .arg(aerial.join("2019_YELL_2_541000_4977000_image_crop.png"))
+        .current_dir(scratch.path())
+        .output()
+        .expect("flight runs");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed: usize = stdout(&output)
+        .lines()
+        .filter_map(|l| l.strip_suffix(" detections")?.rsplit(": ").next()?.parse::<usize>().ok())
+        .sum();
+    let text = std::fs::read_to_string(scratch.path().join("out.geojson")).expect("GeoJSON written");
+    let collection: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let features = collection["features"].as_array().expect("features");
+    assert!(printed > 10 && features.len() == printed, "{printed} printed, {} features", features.len());
+    let geometry = |frame: &str| {
+        features
+            .iter()
+            .filter(|f| f["properties"]["frame"].as_str().is_some_and(|n| n.contains(frame)))
+            .map(|f| f["geometry"]["type"].as_str().unwrap_or("none"))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    // the NEON GeoTIFF is placed on the Earth; the PNG is not, and its detections still come out
+    assert_eq!(geometry("OSBS_029"), ["Point"].into());
+    assert_eq!(geometry("YELL"), ["none"].into());
+    assert!(features.iter().all(|f| f["properties"]["pixel_box"].as_array().is_some_and(|b| b.len() == 4)));
+}

@@ -66,6 +66,8 @@ pub struct DetectionRecord {
     pub pixel_box: [f32; 4],
     pub latitude: f64,
     pub longitude: f64,
+    /// The oriented box, from a model of oriented boxes.
+    pub oriented: Option<kestrel_link::product::OrientedBox>,
 }
 
 /// One operator command in the audit trail: who, when, what, and what came of it.
@@ -267,6 +269,7 @@ fn detection_records(product: &Product) -> Vec<DetectionRecord> {
                 pixel_box: d.pixel_box,
                 latitude: d.latitude,
                 longitude: d.longitude,
+                oriented: set.oriented.get(index).copied(),
             })
             .collect(),
         _ => Vec::new(),

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::mpsc::{Sender, channel};
 
-use kestrel_link::product::{Body, Kind, Product};
+use kestrel_link::product::{Body, Kind, OrientedBox, Product};
 use postgres::types::ToSql;
 use postgres::{Client, NoTls};
 
@@ -58,6 +58,9 @@ CREATE TABLE IF NOT EXISTS detections (
     longitude DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (product_id, idx)
 );
+-- schema 2 of the products: an oriented detection's box, its 5 pixel values and 8 corner
+-- coordinates as text (NaN kept); NULL otherwise
+ALTER TABLE detections ADD COLUMN IF NOT EXISTS oriented TEXT;
 CREATE INDEX IF NOT EXISTS detections_by_time ON detections (frame_time_ms, product_id, idx);
 CREATE TABLE IF NOT EXISTS uplink (id INTEGER PRIMARY KEY, next_arsn BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS downlink_replay (
@@ -197,7 +200,7 @@ fn store_rows(client: &mut Client, rows: &[Row]) -> Result<Vec<Stored>, ArchiveE
         tx.execute(
             "INSERT INTO detections SELECT * FROM UNNEST($1::BIGINT[], $2::INTEGER[], $3::BIGINT[], $4::BIGINT[],
                  $5::TEXT[], $6::TEXT[], $7::REAL[], $8::REAL[], $9::REAL[], $10::REAL[], $11::REAL[],
-                 $12::DOUBLE PRECISION[], $13::DOUBLE PRECISION[])",
+                 $12::DOUBLE PRECISION[], $13::DOUBLE PRECISION[], $14::TEXT[])",
             &[
                 &ints(&|d| to_sql(d.product_id)),
                 &detections.iter().map(|d| d.index as i32).collect::<Vec<i32>>(),
@@ -212,6 +215,7 @@ fn store_rows(client: &mut Client, rows: &[Row]) -> Result<Vec<Stored>, ArchiveE
                 &reals(&|d| d.pixel_box[3]),
                 &doubles(&|d| d.latitude),
                 &doubles(&|d| d.longitude),
+                &detections.iter().map(|d| d.oriented.as_ref().map(oriented_text)).collect::<Vec<Option<String>>>(),
             ],
         )
         .map_err(storage)?;
@@ -221,6 +225,29 @@ fn store_rows(client: &mut Client, rows: &[Row]) -> Result<Vec<Stored>, ArchiveE
 }
 
 type Job = Box<dyn FnOnce(&mut Client) + Send>;
+
+/// An oriented box as its column holds it: the pixel values, then the corners' coordinates, in
+/// Rust's shortest round-trip notation (NaN where the frame was not georeferenced).
+fn oriented_text(o: &OrientedBox) -> String {
+    let pixel = o.pixel.iter().map(f32::to_string);
+    pixel.chain(o.corners.iter().flatten().map(f64::to_string)).collect::<Vec<_>>().join(" ")
+}
+
+fn parse_oriented(text: &str) -> Result<OrientedBox, ArchiveError> {
+    let corrupt = || ArchiveError::Corrupt { key: "detections.oriented".into(), message: format!("`{text}`") };
+    let values: Vec<&str> = text.split(' ').collect();
+    if values.len() != 13 {
+        return Err(corrupt());
+    }
+    let mut out = OrientedBox { pixel: [0.0; 5], corners: [[0.0; 2]; 4] };
+    for (slot, v) in out.pixel.iter_mut().zip(&values[..5]) {
+        *slot = v.parse().map_err(|_| corrupt())?;
+    }
+    for (slot, v) in out.corners.iter_mut().flatten().zip(&values[5..]) {
+        *slot = v.parse().map_err(|_| corrupt())?;
+    }
+    Ok(out)
+}
 
 /// Ids are u64 on the link and BIGINT in PostgreSQL: stored bit for bit.
 fn to_sql(id: u64) -> i64 {
@@ -409,7 +436,7 @@ impl Archive for PostgresArchive {
         self.call(move |client| {
             let sql = format!(
                 "SELECT product_id, idx, frame_id, frame_time_ms, model, class_name, score, x_min, y_min, x_max, y_max,
-                        latitude, longitude
+                        latitude, longitude, oriented
                  FROM detections WHERE {DETECTION_FILTER}
                  ORDER BY frame_time_ms, product_id, idx OFFSET $8 LIMIT $9"
             );
@@ -417,21 +444,23 @@ impl Archive for PostgresArchive {
             let mut params = filter_params(&query);
             params.extend([&offset as &(dyn ToSql + Sync), &limit]);
             let rows = client.query(&sql, &params).map_err(storage)?;
-            Ok(rows
-                .iter()
-                .map(|row| DetectionRecord {
-                    product_id: from_sql(row.get(0)),
-                    index: row.get::<_, i32>(1) as u32,
-                    frame_id: from_sql(row.get(2)),
-                    frame_time_ms: row.get(3),
-                    model: row.get(4),
-                    class_name: row.get(5),
-                    score: row.get(6),
-                    pixel_box: [row.get(7), row.get(8), row.get(9), row.get(10)],
-                    latitude: row.get(11),
-                    longitude: row.get(12),
+            rows.iter()
+                .map(|row| {
+                    Ok(DetectionRecord {
+                        product_id: from_sql(row.get(0)),
+                        index: row.get::<_, i32>(1) as u32,
+                        frame_id: from_sql(row.get(2)),
+                        frame_time_ms: row.get(3),
+                        model: row.get(4),
+                        class_name: row.get(5),
+                        score: row.get(6),
+                        pixel_box: [row.get(7), row.get(8), row.get(9), row.get(10)],
+                        latitude: row.get(11),
+                        longitude: row.get(12),
+                        oriented: row.get::<_, Option<String>>(13).as_deref().map(parse_oriented).transpose()?,
+                    })
                 })
-                .collect())
+                .collect()
         })
     }
 

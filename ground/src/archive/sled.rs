@@ -19,7 +19,7 @@ use crate::archive::segments::{Segments, Span};
 
 /// Version of the derived trees' layout (`detections`, `timeline`, `chips`); an archive written
 /// with another is re-indexed from its products when opened.
-const SCHEMA_VERSION: u32 = 3;
+const SCHEMA_VERSION: u32 = 4;
 const SCHEMA_KEY: &[u8] = b"schema";
 /// Envelopes this large or larger go to the segment files.
 const SEGMENT_FROM: usize = 8 << 10;
