@@ -6,8 +6,8 @@
 //!   pixels, then C class scores (already sigmoid-ed);
 //! - `[1, K, 6]` (end to end): for each of K detections x1, y1, x2, y2, score and class id,
 //!   suppressed already;
-//! - `[1, K, 4 + C]` (RT-DETR): for each of K queries the box centre and size as fractions of
-//!   the input's side, then C class scores (sigmoid-ed), suppressed already;
+//! - `[1, K, 6]` (RT-DETR): for each of K queries the box centre and size as fractions of the
+//!   input's side, score and class id, suppressed already;
 //! - `[1, 4 + C + 1, N]` (oriented boxes): as the first, then the box's rotation in radians.
 //!
 //! Anything else is refused with what was expected and what was found.
@@ -180,10 +180,17 @@ pub fn decode_layout(
                 });
             }
         }
-        OutputLayout::EndToEnd => {
+        OutputLayout::EndToEnd | OutputLayout::RtDetr => {
+            let side = if layout == OutputLayout::RtDetr { size as f32 } else { 1.0 };
             for row in output.chunks_exact(rows) {
                 let (score, class) = (row[4], row[5]);
-                if !kept(score, row[2] - row[0], row[3] - row[1]) {
+                let pixel_box = if layout == OutputLayout::RtDetr {
+                    let [cx, cy, w, h] = [row[0], row[1], row[2], row[3]].map(|v| v * side);
+                    [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]
+                } else {
+                    [row[0], row[1], row[2], row[3]]
+                };
+                if !kept(score, pixel_box[2] - pixel_box[0], pixel_box[3] - pixel_box[1]) {
                     continue;
                 }
                 let class_id = class.round();
@@ -191,21 +198,7 @@ pub fn decode_layout(
                     let detail = format!(": a detection of class {class}, beyond the {classes} classes");
                     return Err(LayoutError::Shape { layout, found: shape.to_vec(), detail });
                 }
-                found.push(Candidate::axis_aligned(class_id as usize, score, [row[0], row[1], row[2], row[3]]));
-            }
-        }
-        OutputLayout::RtDetr => {
-            let side = size as f32;
-            for row in output.chunks_exact(rows) {
-                let (class_id, score) = best_class(&mut row[4..].iter().copied());
-                let [cx, cy, w, h] = [row[0], row[1], row[2], row[3]].map(|v| v * side);
-                if kept(score, w, h) {
-                    found.push(Candidate::axis_aligned(
-                        class_id,
-                        score,
-                        [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0],
-                    ));
-                }
+                found.push(Candidate::axis_aligned(class_id as usize, score, pixel_box));
             }
         }
     }
@@ -298,12 +291,14 @@ mod tests {
         let r = found[1].rotated.expect("rotated");
         assert_eq!(r.size, [10.0, 4.0]);
         assert!((r.angle - (0.25 + std::f32::consts::FRAC_PI_2)).abs() < 1e-6);
-        // RT-DETR: fractions of the side, the best class's score
-        let query = [0.5, 0.25, 0.25, 0.125, 0.1, 0.7];
+        // RT-DETR: fractions of the side, score, class
+        let query = [0.5, 0.25, 0.25, 0.125, 0.7, 1.0];
         let found = decode_layout(OutputLayout::RtDetr, &query, &[1, 1, 6], 2, 64, 0.5).expect("RT-DETR");
         assert_eq!(found, vec![Candidate::axis_aligned(1, 0.7, [24.0, 12.0, 40.0, 20.0])]);
         let e = decode_layout(OutputLayout::RtDetr, &query, &[1, 1, 6], 1, 64, 0.5).expect_err("classes");
-        assert!(e.to_string().contains("an RT-DETR detector") && e.to_string().contains("expected 5"), "{e}");
+        assert!(e.to_string().contains("an RT-DETR detector") && e.to_string().contains("beyond the 1 classes"), "{e}");
+        let e = decode_layout(OutputLayout::RtDetr, &query[..5], &[1, 1, 5], 2, 64, 0.5).expect_err("fields");
+        assert!(e.to_string().contains("expected 6"), "{e}");
     }
 
     #[test]

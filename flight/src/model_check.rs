@@ -46,7 +46,7 @@ fn detector_layout(
         ),
     })?;
     // an end-to-end output names its classes by number: any is read here
-    let decoded_classes = if layout == OutputLayout::EndToEnd { usize::MAX } else { classes };
+    let decoded_classes = if layout.rows(0) == 6 { usize::MAX } else { classes };
     let tile = data.len() / shape[0].max(1) as usize;
     let tile_shape = [1, shape[1], shape[2]];
     let found = decode_layout(layout, &data[..tile], &tile_shape, decoded_classes, side as u32, f32::NEG_INFINITY)
@@ -64,8 +64,7 @@ fn layout_of(shape: &[i64], metadata: Option<&ExportMetadata>) -> Option<(Output
     match metadata.map(|m| m.layout) {
         Some(layout @ OutputLayout::Candidates) => Some((layout, classes(a, 4)?)),
         Some(layout @ OutputLayout::Oriented) => Some((layout, classes(a, 5)?)),
-        Some(layout @ OutputLayout::RtDetr) => Some((layout, classes(b, 4)?)),
-        Some(layout @ OutputLayout::EndToEnd) => (b == 6).then_some((layout, 0)),
+        Some(layout @ (OutputLayout::EndToEnd | OutputLayout::RtDetr)) => (b == 6).then_some((layout, 0)),
         // a [1, K, 6] end-to-end output lists more detections than it has fields
         None if b == 6 && a > 6 => Some((OutputLayout::EndToEnd, 0)),
         None if a > 4 && b > a => Some((OutputLayout::Candidates, classes(a, 4)?)),
@@ -147,7 +146,9 @@ impl fmt::Display for ModelCheckReport {
             writeln!(f, "  output {name} {shape:?}")?;
         }
         match &self.layout {
-            Ok((layout @ OutputLayout::EndToEnd, _)) => writeln!(f, "detector output: {}", layout.describe())?,
+            Ok((layout @ (OutputLayout::EndToEnd | OutputLayout::RtDetr), _)) => {
+                writeln!(f, "detector output: {}", layout.describe())?
+            }
             Ok((layout, classes)) => writeln!(f, "detector output: {} with {classes} classes", layout.describe())?,
             Err(why) => writeln!(f, "not a detector output flight reads: {why}")?,
         }

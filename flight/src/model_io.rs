@@ -107,8 +107,8 @@ pub enum OutputLayout {
     /// `[B, K, 6]`: per detection x1, y1, x2, y2 in input pixels, score and class, suppressed
     /// already (YOLO26 and YOLOv10 end to end, YOLO11 with `nms=True`).
     EndToEnd,
-    /// `[B, K, 4 + C]`: per query the box centre x, y, width and height as fractions of the
-    /// input's side, then C class scores; suppressed already (RT-DETR).
+    /// `[B, K, 6]`: per query the box centre x, y, width and height as fractions of the input's
+    /// side, score and class; suppressed already (RT-DETR as Ultralytics 8.4 exports it).
     RtDetr,
     /// `[B, 4 + C + 1, N]`: as `Candidates`, then each box's rotation in radians (YOLO OBB models).
     Oriented,
@@ -123,7 +123,7 @@ impl OutputLayout {
         match self {
             Self::Candidates => "[batch, 4 + classes, candidates]",
             Self::EndToEnd => "[batch, detections, 6]",
-            Self::RtDetr => "[batch, queries, 4 + classes]",
+            Self::RtDetr => "[batch, queries, 6]",
             Self::Oriented => "[batch, 4 + classes + 1, candidates]",
         }
     }
@@ -133,7 +133,7 @@ impl OutputLayout {
         match self {
             Self::Candidates => "a YOLOv8/YOLO11 detector",
             Self::EndToEnd => "an end-to-end detector (x1, y1, x2, y2, score, class)",
-            Self::RtDetr => "an RT-DETR detector (centre and size as fractions, class scores)",
+            Self::RtDetr => "an RT-DETR detector (centre and size as fractions, score, class)",
             Self::Oriented => "an oriented-box detector (centre, size, class scores, angle)",
         }
     }
@@ -141,8 +141,8 @@ impl OutputLayout {
     /// The values one detection or candidate takes with `classes` classes.
     pub fn rows(self, classes: usize) -> usize {
         match self {
-            Self::Candidates | Self::RtDetr => 4 + classes,
-            Self::EndToEnd => 6,
+            Self::Candidates => 4 + classes,
+            Self::EndToEnd | Self::RtDetr => 6,
             Self::Oriented => 5 + classes,
         }
     }
@@ -422,13 +422,9 @@ fn check_session(model: &VerifiedModel, io: &ModelIo, shapes: &SessionShapes) ->
                 [_, r, _] if *r == 5 + c => {
                     " (one row more than 4 + classes: an oriented-box model gives that; `output_layout = \"oriented\"`)"
                 }
-                [_, _, 6] if c == 2 => {
-                    " (6 values a detection: an end-to-end model, `output_layout = \"end-to-end\"`, or an RT-DETR one with 2 classes, `output_layout = \"rt-detr\"`)"
+                [_, _, 6] => {
+                    " (6 values a detection: an end-to-end model, `output_layout = \"end-to-end\"`, or an RT-DETR one, `output_layout = \"rt-detr\"`)"
                 }
-                [_, _, v] if *v == 4 + c => {
-                    " (4 + classes values a query: an RT-DETR model gives that; `output_layout = \"rt-detr\"`)"
-                }
-                [_, _, 6] => " (6 values a detection: an end-to-end model; `output_layout = \"end-to-end\"`)",
                 [_, r, _] if *r > 5 + c => " (more rows than classes: a pose or segmentation model gives more)",
                 _ => "",
             };

@@ -47,7 +47,7 @@ enum Layout {
     Grid,
     /// `[1, 64, 6]`: x1, y1, x2, y2, score and class per cell (end to end).
     EndToEnd,
-    /// `[1, 64, 5]`: centre and size as fractions of the input's side, then the score (RT-DETR).
+    /// `[1, 64, 6]`: centre and size as fractions of the input's side, score and class (RT-DETR).
     RtDetr,
     /// `[1, 6, 64]`: centre, size, score and a rotation of 0.3 rad per cell, each box 12 x 4
     /// (oriented boxes).
@@ -69,7 +69,7 @@ fn bright_blob_detector(layout: Layout) -> ort::session::Session {
         Layout::Yolo => (vec![1, 5, cells], vec![1, 5, cells]),
         Layout::Grid => (vec![1, 5, GRID, GRID], vec![1, 5, GRID, GRID]),
         Layout::EndToEnd => (vec![1, cells, 6], vec![1, 6, cells]),
-        Layout::RtDetr => (vec![1, cells, 5], vec![1, 5, cells]),
+        Layout::RtDetr => (vec![1, cells, 6], vec![1, 6, cells]),
         Layout::Oriented => (vec![1, 6, cells], vec![1, 6, cells]),
     };
     graph.set_outputs([outlet("output0", &output_shape)]).expect("outputs");
@@ -102,10 +102,9 @@ fn bright_blob_detector(layout: Layout) -> ort::session::Session {
         .add_node(Node::new("Sigmoid", ONNX_DOMAIN, "sigmoid", ["logit"], ["score"], []).expect("node"))
         .expect("sigmoid");
     let concat_axis = Attribute::new("axis", 1i64).expect("axis");
-    let end_to_end = layout == Layout::EndToEnd;
     let transposed = matches!(layout, Layout::EndToEnd | Layout::RtDetr);
     let parts: &[&str] = match layout {
-        Layout::EndToEnd => &["boxes", "score", "class"],
+        Layout::EndToEnd | Layout::RtDetr => &["boxes", "score", "class"],
         Layout::Oriented => &["boxes", "score", "angle"],
         _ => &["boxes", "score"],
     };
@@ -122,7 +121,7 @@ fn bright_blob_detector(layout: Layout) -> ort::session::Session {
             .add_node(Node::new("Transpose", ONNX_DOMAIN, "transpose", ["rows"], ["output0"], [perm]).expect("node"))
             .expect("transpose");
     }
-    if end_to_end {
+    if matches!(layout, Layout::EndToEnd | Layout::RtDetr) {
         graph
             .add_initializer("class", constant(&[1, 1, GRID, GRID], &vec![0f32; cells as usize]), false)
             .expect("class");
