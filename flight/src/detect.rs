@@ -220,8 +220,8 @@ pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 /// - oriented boxes: a box survives if no better-scoring same-class box overlaps it by
 ///   `max_iou` or more in probabilistic IoU, kept or not (Ultralytics' "fast NMS" for them).
 ///
-/// With `within_tiles` false two boxes of the same tile never suppress each other (an
-/// end-to-end model's are suppressed already). Merges detections that straddle tiles, too.
+/// With `within_tiles` false two boxes of the same tile never suppress each other: how a frame's
+/// tiles, each suppressed already, are merged.
 pub fn nms(mut candidates: Vec<Candidate>, max_iou: f32, within_tiles: bool) -> Vec<Candidate> {
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
     let rivals = |a: &Candidate, b: &Candidate| a.class_id == b.class_id && (within_tiles || a.tile != b.tile);
@@ -751,7 +751,9 @@ impl Detector {
         georef: Option<&crate::georef::GeoTransform>,
     ) -> Result<Vec<FrameDetection>, DetectError> {
         let spec = &self.spec;
-        nms(candidates, spec.max_iou, !spec.layout.suppressed())
+        // each tile's boxes were suppressed already (before they were clipped to it): only boxes
+        // of different tiles are merged here, so a frame of one tile keeps what its model kept
+        nms(candidates, spec.max_iou, false)
             .into_iter()
             .map(|c| {
                 let centre = (

@@ -45,8 +45,8 @@ fn detector_layout(
             OutputLayout::EndToEnd.describe()
         ),
     })?;
-    // an end-to-end output names its classes by number: any is read here
-    let decoded_classes = if layout.rows(0) == 6 { usize::MAX } else { classes };
+    // an end-to-end or RT-DETR output names its classes by number: any is read here
+    let decoded_classes = if layout.suppressed() { usize::MAX } else { classes };
     let tile = data.len() / shape[0].max(1) as usize;
     let tile_shape = [1, shape[1], shape[2]];
     let found = decode_layout(layout, &data[..tile], &tile_shape, decoded_classes, side as u32, f32::NEG_INFINITY)
