@@ -79,7 +79,7 @@ fn main() {
     measure(&mission, Some("trees-neon"), &aerial.map(|f| root().join("testdata").join(f)), rounds);
     cloud_screen_cost(&with_screen, &scenes, rounds);
     resident_weights_cost(&mission, &scenes, rounds);
-    resize_cost(rounds);
+    resize_cost(&mission, rounds);
 }
 
 /// The three measurements for model `name` (the mission's detector when `None`) on `scenes`.
@@ -213,8 +213,9 @@ fn tile_tensors(detector: &mut MissionDetector, scenes: &[PathBuf]) -> Vec<Array
 /// weights' check, which flight runs once per frame.
 /// What resizing costs a tile that is not at the model's size (a user's model trained at another
 /// size than flight's tiles, or a frame smaller than a tile): the whole 400 x 400 NEON tile into
-/// 256 and 640 px inputs, nearest neighbour against bilinear (Ultralytics' centred letterbox).
-fn resize_cost(rounds: usize) {
+/// 256 and 640 px inputs, nearest neighbour against bilinear (Ultralytics' centred letterbox); and
+/// the detect path's share of the raw session when each tile is resized, with either.
+fn resize_cost(mission: &LoadedFlightMission, rounds: usize) {
     use kestrel_flight::model_io::{Preprocess, Resize};
     let raster = kestrel_flight::imagery::Raster::read(&root().join("testdata/aerial/OSBS_029.tif")).expect("NEON");
     let window = kestrel_flight::tile::Window { x: 0, y: 0, width: raster.width, height: raster.height };
@@ -234,6 +235,48 @@ fn resize_cost(rounds: usize) {
             raster.width, raster.height
         );
     }
+    // the detect path's share of the raw session where every tile is resized: the tree model
+    // (256 px) on frames of 200 x 200 (a corner of the NEON tile), one tile each
+    let side = 200;
+    let samples: Vec<u8> = match &raster.samples {
+        kestrel_flight::imagery::Samples::U8(v) => {
+            (0..side).flat_map(|y| v[y * raster.width as usize * 3..][..side * 3].iter().copied()).collect()
+        }
+        kestrel_flight::imagery::Samples::U16(_) => unreachable!("the NEON tile is 8-bit"),
+    };
+    let small = kestrel_flight::imagery::Raster {
+        width: side as u32,
+        height: side as u32,
+        bands: 3,
+        samples: kestrel_flight::imagery::Samples::U8(samples),
+    };
+    let mut trees = MissionDetector::load(mission, Some("trees-neon")).expect("the tree model");
+    let ranges = trees.scaling(&small);
+    let spec = trees.spec().clone();
+    let (tensor, _) = small.tile_tensor(
+        kestrel_flight::tile::Window { x: 0, y: 0, width: small.width, height: small.height },
+        &spec.bands,
+        &ranges,
+        spec.input_size,
+        &spec.preprocess,
+    );
+    let reps = 20 * rounds;
+    let detector = trees.detector();
+    let timed = |f: &mut dyn FnMut()| {
+        let started = Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        started.elapsed().as_secs_f64() * 1e3 / reps as f64
+    };
+    let mut figures = Vec::new();
+    for resize in [Resize::Nearest, Resize::Bilinear] {
+        detector.set_preprocess(Preprocess { resize, ..spec.preprocess });
+        let raw = timed(&mut || drop(std::hint::black_box(detector.run(tensor.clone()).expect("raw"))));
+        let path = timed(&mut || drop(std::hint::black_box(detector.detect(&small, &ranges, None).expect("detect"))));
+        figures.push(format!("{resize:?}: raw {raw:.2} ms, detect {path:.2} ms a tile, {:.1} %", 100.0 * raw / path));
+    }
+    println!("tree model on {side}x{side} frames resized to {} px: {}", spec.input_size, figures.join("; "));
 }
 
 fn resident_weights_cost(mission: &LoadedFlightMission, scenes: &[PathBuf], rounds: usize) {

@@ -142,14 +142,14 @@ pub fn check_layout(layout: OutputLayout, shape: &[i64], classes: usize) -> Resu
     }
 }
 
-/// Candidates above `min_score` in one tile's output of `layout` for an input `size` pixels
-/// square, in the input's pixels.
+/// Candidates above `min_score` in one tile's output of `layout` for an input of `size` (width,
+/// height) pixels, in the input's pixels.
 pub fn decode_layout(
     layout: OutputLayout,
     output: &[f32],
     shape: &[i64],
     classes: usize,
-    size: u32,
+    size: (usize, usize),
     min_score: f32,
 ) -> Result<Vec<Candidate>, LayoutError> {
     let n = check_layout(layout, shape, classes)?;
@@ -181,11 +181,11 @@ pub fn decode_layout(
             }
         }
         OutputLayout::EndToEnd | OutputLayout::RtDetr => {
-            let side = if layout == OutputLayout::RtDetr { size as f32 } else { 1.0 };
+            let (width, height) = (size.0 as f32, size.1 as f32);
             for row in output.chunks_exact(rows) {
                 let (score, class) = (row[4], row[5]);
                 let pixel_box = if layout == OutputLayout::RtDetr {
-                    let [cx, cy, w, h] = [row[0], row[1], row[2], row[3]].map(|v| v * side);
+                    let [cx, cy, w, h] = [row[0] * width, row[1] * height, row[2] * width, row[3] * height];
                     [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]
                 } else {
                     [row[0], row[1], row[2], row[3]]
@@ -262,7 +262,7 @@ mod tests {
     #[test]
     fn decodes_the_yolo_layout() {
         let (data, shape) = output();
-        let found = decode_layout(OutputLayout::Candidates, &data, &shape, 2, 128, 0.25).expect("layout");
+        let found = decode_layout(OutputLayout::Candidates, &data, &shape, 2, (128, 128), 0.25).expect("layout");
         assert_eq!(found.len(), 2);
         assert_eq!(found[0], Candidate::axis_aligned(1, 0.8, [8.0, 17.0, 12.0, 23.0]));
         assert_eq!(found[1].class_id, 0);
@@ -272,7 +272,8 @@ mod tests {
     #[test]
     fn another_layout_is_refused_with_what_was_expected() {
         let (data, _) = output();
-        let decode = |data: &[f32], shape: &[i64]| decode_layout(OutputLayout::Candidates, data, shape, 2, 128, 0.25);
+        let decode =
+            |data: &[f32], shape: &[i64]| decode_layout(OutputLayout::Candidates, data, shape, 2, (128, 128), 0.25);
         let e = decode(&data, &[1, 3, 6]).expect_err("rows");
         assert!(e.to_string().contains("[1, 3, 6]") && e.to_string().contains("expected 6"), "{e}");
         let e = decode(&data, &[1, 3, 6, 1]).expect_err("rank");
@@ -284,7 +285,8 @@ mod tests {
     fn oriented_and_rt_detr_outputs_decode_to_boxes_in_input_pixels() {
         // two candidates, one class: cx, cy, w, h, score, angle; the second taller than wide
         let rows: [[f32; 2]; 6] = [[20.0, 40.0], [30.0, 40.0], [10.0, 4.0], [4.0, 10.0], [0.9, 0.8], [0.5, 0.25]];
-        let found = decode_layout(OutputLayout::Oriented, &rows.concat(), &[1, 6, 2], 1, 64, 0.5).expect("oriented");
+        let found =
+            decode_layout(OutputLayout::Oriented, &rows.concat(), &[1, 6, 2], 1, (64, 64), 0.5).expect("oriented");
         let r = found[0].rotated.expect("rotated");
         assert_eq!((r.centre, r.size, r.angle), ([20.0, 30.0], [10.0, 4.0], 0.5));
         // regularized: the long side is the width, the angle a quarter turn on, within 0..π
@@ -293,11 +295,11 @@ mod tests {
         assert!((r.angle - (0.25 + std::f32::consts::FRAC_PI_2)).abs() < 1e-6);
         // RT-DETR: fractions of the side, score, class
         let query = [0.5, 0.25, 0.25, 0.125, 0.7, 1.0];
-        let found = decode_layout(OutputLayout::RtDetr, &query, &[1, 1, 6], 2, 64, 0.5).expect("RT-DETR");
+        let found = decode_layout(OutputLayout::RtDetr, &query, &[1, 1, 6], 2, (64, 64), 0.5).expect("RT-DETR");
         assert_eq!(found, vec![Candidate::axis_aligned(1, 0.7, [24.0, 12.0, 40.0, 20.0])]);
-        let e = decode_layout(OutputLayout::RtDetr, &query, &[1, 1, 6], 1, 64, 0.5).expect_err("classes");
+        let e = decode_layout(OutputLayout::RtDetr, &query, &[1, 1, 6], 1, (64, 64), 0.5).expect_err("classes");
         assert!(e.to_string().contains("an RT-DETR detector") && e.to_string().contains("beyond the 1 classes"), "{e}");
-        let e = decode_layout(OutputLayout::RtDetr, &query[..5], &[1, 1, 5], 2, 64, 0.5).expect_err("fields");
+        let e = decode_layout(OutputLayout::RtDetr, &query[..5], &[1, 1, 5], 2, (64, 64), 0.5).expect_err("fields");
         assert!(e.to_string().contains("expected 6"), "{e}");
     }
 
@@ -463,17 +465,23 @@ impl BatchMaker {
         ranges: &[(f32, f32)],
         windows: &[crate::tile::Window],
     ) -> Result<Batch, DetectError> {
-        let side = self.input_size as usize;
-        let per_tile = self.bands.len() * side * side;
+        let run_error = |message: String| DetectError::Run { model: self.model.clone(), message };
+        let placements: Vec<Placement> =
+            windows.iter().map(|w| Placement::of(w.width, w.height, self.input_size, &self.preprocess)).collect();
+        // a frame's tiles are all one size, so they share an input size
+        let (width, height) =
+            placements.first().map_or((self.input_size as usize, self.input_size as usize), |p| p.input);
+        if let Some(other) = placements.iter().find(|p| p.input != (width, height)) {
+            return Err(run_error(format!("tiles of inputs {:?} and {:?} in one batch", (width, height), other.input)));
+        }
+        let per_tile = self.bands.len() * width * height;
         let run_tiles = windows.len().max(self.fill_to);
         let mut values = vec![0.0; run_tiles * per_tile];
-        let placements = windows
-            .iter()
-            .zip(values.chunks_mut(per_tile))
-            .map(|(window, out)| raster.tile_into(*window, &self.bands, ranges, self.input_size, &self.preprocess, out))
-            .collect();
-        let tensor = ndarray::Array4::from_shape_vec((run_tiles, self.bands.len(), side, side), values)
-            .map_err(|e| DetectError::Run { model: self.model.clone(), message: e.to_string() })?;
+        for (window, out) in windows.iter().zip(values.chunks_mut(per_tile)) {
+            raster.tile_into(*window, &self.bands, ranges, self.input_size, &self.preprocess, out);
+        }
+        let tensor = ndarray::Array4::from_shape_vec((run_tiles, self.bands.len(), height, width), values)
+            .map_err(|e| run_error(e.to_string()))?;
         Ok(Batch { tensor, placements })
     }
 }
@@ -568,6 +576,11 @@ impl Detector {
 
     pub fn spec(&self) -> &DetectorSpec {
         &self.spec
+    }
+
+    /// Feeds the model with `preprocess` from now on (a benchmark comparing resizes).
+    pub fn set_preprocess(&mut self, preprocess: Preprocess) {
+        self.spec.preprocess = preprocess;
     }
 
     /// Keeps detections down to `min_score` from now on (an evaluation's precision-recall curve
@@ -681,7 +694,7 @@ impl Detector {
                 let output = &data[i * tile_output..(i + 1) * tile_output];
                 let shape = [1, rows, candidates];
                 let found =
-                    decode_layout(spec.layout, output, &shape, spec.classes.len(), spec.input_size, spec.min_score)
+                    decode_layout(spec.layout, output, &shape, spec.classes.len(), placement.input, spec.min_score)
                         .map_err(layout_error)?;
                 Ok(self.in_frame(found, *window, &placement))
             })
@@ -714,7 +727,8 @@ impl Detector {
         let (shape, data) = self.run(self.pattern(0))?;
         let layout_error = |source| DetectError::Layout { model: self.spec.name.clone(), source };
         let spec = &self.spec;
-        let found = decode_layout(spec.layout, &data, &shape, spec.classes.len(), spec.input_size, f32::NEG_INFINITY)
+        let side = spec.input_size as usize;
+        let found = decode_layout(spec.layout, &data, &shape, spec.classes.len(), (side, side), f32::NEG_INFINITY)
             .map_err(layout_error)?;
         match found.iter().map(|c| c.score).find(|score| !(0.0..=1.0 + 1e-6).contains(score)) {
             Some(found) => Err(layout_error(LayoutError::Scores { found })),

@@ -11,6 +11,7 @@ use ndarray::Array4;
 use tiff::decoder::{Decoder, DecodingResult, Limits};
 
 use crate::model_io::{Placement, Preprocess, Resize};
+use crate::resize::Resizer;
 use crate::tile::Window;
 
 /// Pixel values, band-interleaved: sample (x, y, b) is at `(y * width + x) * bands + b`.
@@ -330,9 +331,10 @@ impl Raster {
         (f32::from(low_value), f32::from(high_value))
     }
 
-    /// The model input for one tile: `[1, bands, size, size]`, each chosen band scaled from its
-    /// `(low, high)` range to 0..1 (clamped), the tile letterboxed as `preprocess` says (scaled to
-    /// fit, keeping its aspect, and padded). Returns the tensor and where the tile landed in it.
+    /// The model input for one tile: `[1, bands, height, width]` (the model's square, or less
+    /// where `preprocess` trims the padding to a stride), each chosen band scaled from its
+    /// `(low, high)` range to 0..1 (clamped), the tile letterboxed as `preprocess` says (resized
+    /// to fit, and padded). Returns the tensor and where the tile landed in it.
     pub fn tile_tensor(
         &self,
         window: Window,
@@ -341,16 +343,17 @@ impl Raster {
         size: u32,
         preprocess: &Preprocess,
     ) -> (Array4<f32>, Placement) {
-        let side = size as usize;
-        let mut tensor = Array4::<f32>::zeros((1, bands.len(), side, side));
+        let placement = Placement::of(window.width, window.height, size, preprocess);
+        let (width, height) = placement.input;
+        let mut tensor = Array4::<f32>::zeros((1, bands.len(), height, width));
         // a fresh array is in standard layout, so it is one slice
         let out = tensor.as_slice_mut().unwrap_or_default();
-        let placement = self.tile_into(window, bands, ranges, size, preprocess, out);
+        self.tile_into(window, bands, ranges, size, preprocess, out);
         (tensor, placement)
     }
 
-    /// As [`Raster::tile_tensor`], into `out`: one tile's `bands * size * size` values (a tile's
-    /// place in a batch). Returns the placement; `out` of another length is left as it is.
+    /// As [`Raster::tile_tensor`], into `out`: one tile's `bands * height * width` values (a
+    /// tile's place in a batch). Returns the placement; `out` of another length is left as it is.
     pub fn tile_into(
         &self,
         window: Window,
@@ -360,32 +363,32 @@ impl Raster {
         preprocess: &Preprocess,
         out: &mut [f32],
     ) -> Placement {
-        let placement = Placement::of(window.width, window.height, size, preprocess.letterbox);
-        let side = size as usize;
-        if out.len() != bands.len() * side * side {
+        let placement = Placement::of(window.width, window.height, size, preprocess);
+        let (width, height) = placement.input;
+        if out.len() != bands.len() * width * height {
             return placement;
         }
         out.fill(preprocess.pad);
         let (out_w, out_h) = placement.extent;
         let (left, top) = (placement.offset.0 as usize, placement.offset.1 as usize);
-        let scale = placement.scale;
         let scaling: Vec<(f32, f32)> =
             ranges.iter().map(|&(low, high)| (low, 1.0 / (high - low).max(f32::EPSILON))).collect();
-        let plane = side * side;
+        let plane = width * height;
         let unscaled = out_w == window.width as usize && out_h == window.height as usize;
         if unscaled || preprocess.resize == Resize::Nearest {
+            let (scale_x, scale_y) = (out_w as f32 / window.width as f32, out_h as f32 / window.height as f32);
             // the source column of each output column, as a sample offset within a row
             let columns: Vec<usize> = (0..out_w)
                 .map(|ox| {
-                    let x = (window.x + ((ox as f32 + 0.5) / scale) as u32).min(window.x + window.width - 1);
+                    let x = (window.x + ((ox as f32 + 0.5) / scale_x) as u32).min(window.x + window.width - 1);
                     x as usize * self.bands
                 })
                 .collect();
             for oy in 0..out_h {
-                let y = (window.y + ((oy as f32 + 0.5) / scale) as u32).min(window.y + window.height - 1);
+                let y = (window.y + ((oy as f32 + 0.5) / scale_y) as u32).min(window.y + window.height - 1);
                 let row = y as usize * self.width as usize * self.bands;
                 for (c, (&band, &(low, inverse))) in bands.iter().zip(&scaling).enumerate() {
-                    let at = c * plane + (top + oy) * side + left;
+                    let at = c * plane + (top + oy) * width + left;
                     let target = &mut out[at..at + out_w];
                     let normalise = |value: u16| ((f32::from(value) - low) * inverse).clamp(0.0, 1.0);
                     let start = row + columns.first().copied().unwrap_or(0) + band;
@@ -410,25 +413,20 @@ impl Raster {
             }
             return placement;
         }
-        // bilinear, pixel centres aligned (OpenCV's INTER_LINEAR): each output pixel from the four
-        // samples around where its centre falls in the tile
-        let source = |o: usize, length: u32, origin: u32| {
-            let at = ((o as f32 + 0.5) / scale - 0.5).clamp(0.0, (length - 1) as f32);
-            let first = at.floor() as u32;
-            ((origin + first) as usize, (origin + (first + 1).min(length - 1)) as usize, at - first as f32)
-        };
-        let columns: Vec<_> = (0..out_w).map(|ox| source(ox, window.width, window.x)).collect();
-        for oy in 0..out_h {
-            let (y0, y1, fy) = source(oy, window.height, window.y);
-            let (row0, row1) = (y0 * self.width as usize, y1 * self.width as usize);
-            for (c, (&band, &(low, inverse))) in bands.iter().zip(&scaling).enumerate() {
-                let at = c * plane + (top + oy) * side + left;
-                let sample = |row: usize, x: usize| f32::from(self.sample((row + x) * self.bands + band));
-                for (t, &(x0, x1, fx)) in out[at..at + out_w].iter_mut().zip(&columns) {
-                    let upper = sample(row0, x0) + (sample(row0, x1) - sample(row0, x0)) * fx;
-                    let lower = sample(row1, x0) + (sample(row1, x1) - sample(row1, x0)) * fx;
-                    *t = ((upper + (lower - upper) * fy - low) * inverse).clamp(0.0, 1.0);
-                }
+        // resized as OpenCV resizes an image of these samples, then scaled: the numbers a model
+        // trained on OpenCV-resized images saw
+        let resizer = Resizer::new(window.width as usize, window.height as usize, out_w, out_h);
+        let stride = self.width as usize * self.bands;
+        let origin = window.y as usize * stride + window.x as usize * self.bands;
+        for (c, (&band, &(low, inverse))) in bands.iter().zip(&scaling).enumerate() {
+            let at = |x: usize, y: usize| origin + y * stride + x * self.bands + band;
+            let target = &mut out[c * plane..(c + 1) * plane];
+            let put = |x: usize, y: usize, value: f32| {
+                target[(top + y) * width + left + x] = ((value - low) * inverse).clamp(0.0, 1.0);
+            };
+            match &self.samples {
+                Samples::U8(v) => resizer.resize_u8(|y, x| v[at(x, y)], put),
+                Samples::U16(v) => resizer.resize_u16(|y, x| v[at(x, y)], put),
             }
         }
         placement
@@ -438,6 +436,7 @@ impl Raster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model_io::Letterbox;
 
     fn testdata(path: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata").join(path)
@@ -499,7 +498,7 @@ mod tests {
         let window = Window { x: 0, y: 0, width: 400, height: 200 };
         let (tensor, placement) = neon.tile_tensor(window, &[0, 1, 2], &[(0.0, 255.0); 3], 320, &Preprocess::FLIGHT);
         assert_eq!(tensor.shape(), &[1, 3, 320, 320]);
-        assert!((placement.scale - 0.8).abs() < 1e-6);
+        assert!((placement.scale.0 - 0.8).abs() < 1e-6 && placement.scale.0 == placement.scale.1);
         assert!(tensor.iter().all(|v| (0.0..=1.0).contains(v)));
         assert_eq!(tensor[[0, 0, 300, 10]], 0.5, "below the letterboxed tile: padding");
         // Ultralytics' letterbox: the tile in the middle, 80 rows of 114/255 above and below
@@ -513,18 +512,43 @@ mod tests {
     #[test]
     fn a_tile_resized_bilinearly_interpolates_between_the_samples_around_each_pixel() {
         // a horizontal ramp 0, 10, 20, 30 doubled to 8 pixels: OpenCV's INTER_LINEAR gives
-        // 0, 2.5, 7.5, 12.5, 17.5, 22.5, 27.5, 30 (edges clamped)
+        // 0, 2, 7, 12, 17, 22, 27, 30 (edges clamped, halves rounded down by its fixed point)
         let ramp =
             Raster { width: 4, height: 4, bands: 1, samples: Samples::U8((0..16).map(|i| (i % 4) * 10).collect()) };
         let window = Window { x: 0, y: 0, width: 4, height: 4 };
         let bilinear = Preprocess { input_range: None, ..Preprocess::FLIGHT };
         let (tensor, _) = ramp.tile_tensor(window, &[0], &[(0.0, 100.0)], 8, &bilinear);
         let row: Vec<f32> = (0..8).map(|x| (tensor[[0, 0, 3, x]] * 100.0 * 1000.0).round() / 1000.0).collect();
-        assert_eq!(row, vec![0.0, 2.5, 7.5, 12.5, 17.5, 22.5, 27.5, 30.0]);
+        assert_eq!(row, vec![0.0, 2.0, 7.0, 12.0, 17.0, 22.0, 27.0, 30.0]);
         let nearest = Preprocess { resize: Resize::Nearest, ..Preprocess::FLIGHT };
         let (tensor, _) = ramp.tile_tensor(window, &[0], &[(0.0, 100.0)], 8, &nearest);
         let row: Vec<f32> = (0..8).map(|x| (tensor[[0, 0, 3, x]] * 100.0).round()).collect();
         assert_eq!(row, vec![0.0, 0.0, 10.0, 10.0, 20.0, 20.0, 30.0, 30.0]);
+    }
+
+    #[test]
+    fn a_trimmed_letterbox_and_a_stretch_give_the_inputs_ultralytics_gives() {
+        let raster = Raster { width: 300, height: 250, bands: 1, samples: Samples::U8(vec![50; 300 * 250]) };
+        let window = Window { x: 0, y: 0, width: 300, height: 250 };
+        // a model with a free height and width: 640 x 533 resized, padded to 544 (a multiple of 32)
+        let trimmed = Preprocess { stride: Some(32), ..Preprocess::ULTRALYTICS };
+        let (tensor, placement) = raster.tile_tensor(window, &[0], &[(0.0, 255.0)], 640, &trimmed);
+        assert_eq!(
+            (tensor.shape(), placement.extent, placement.offset),
+            (&[1, 1, 544, 640][..], (640, 533), (0.0, 5.0))
+        );
+        assert_eq!(
+            (tensor[[0, 0, 4, 0]], tensor[[0, 0, 5, 0]], tensor[[0, 0, 538, 0]]),
+            (114.0 / 255.0, 50.0 * (1.0 / 255.0), 114.0 / 255.0)
+        );
+        // RT-DETR's: the whole square, each axis its own scale
+        let stretch = Preprocess { letterbox: Letterbox::Stretch, ..Preprocess::ULTRALYTICS };
+        let (tensor, placement) = raster.tile_tensor(window, &[0], &[(0.0, 255.0)], 640, &stretch);
+        assert_eq!((tensor.shape(), placement.offset), (&[1, 1, 640, 640][..], (0.0, 0.0)));
+        assert_eq!(placement.scale, (640.0 / 300.0, 640.0 / 250.0));
+        assert!(tensor.iter().all(|v| *v == 50.0 * (1.0 / 255.0)), "no padding");
+        let back = placement.to_tile([640.0, 320.0, 640.0, 640.0]);
+        assert!(back.iter().zip([300.0, 125.0, 300.0, 250.0]).all(|(a, b)| (a - b).abs() < 1e-3), "{back:?}");
     }
 
     #[test]
@@ -539,7 +563,7 @@ mod tests {
         let (chosen, ranges) = ([3, 0, 2], [(100.0, 3000.0), (0.0, 4000.0), (50.0, 200.0)]);
         for raster in [wide, narrow] {
             let (tensor, placement) = raster.tile_tensor(window, &chosen, &ranges, 32, &Preprocess::ULTRALYTICS);
-            assert_eq!((placement.scale, placement.offset), (1.0, (0.0, 0.0)));
+            assert_eq!((placement.scale, placement.offset), ((1.0, 1.0), (0.0, 0.0)));
             for (c, (&band, &(low, high))) in chosen.iter().zip(&ranges).enumerate() {
                 for (y, x) in [(0, 0), (0, 31), (17, 5), (31, 31)] {
                     let sample = raster.sample(((window.y + y) * width + window.x + x) as usize * bands + band);

@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod products;
 pub mod reference_data;
 pub mod resident_weights;
+pub mod resize;
 pub mod scene_evaluation;
 pub mod schedule;
 pub mod screen;

@@ -49,7 +49,7 @@ fn detector_layout(
     let decoded_classes = if layout.suppressed() { usize::MAX } else { classes };
     let tile = data.len() / shape[0].max(1) as usize;
     let tile_shape = [1, shape[1], shape[2]];
-    let found = decode_layout(layout, &data[..tile], &tile_shape, decoded_classes, side as u32, f32::NEG_INFINITY)
+    let found = decode_layout(layout, &data[..tile], &tile_shape, decoded_classes, (side, side), f32::NEG_INFINITY)
         .map_err(|e| e.to_string())?;
     match found.iter().map(|c| c.score).find(|s| !(0.0..=1.0 + 1e-6).contains(s)) {
         Some(score) => Err(format!("{shape:?} has a score of {score}; a detector's are within 0 to 1")),

@@ -18,7 +18,7 @@ pub enum Resize {
     Nearest,
 }
 
-/// Where a resized tile sits in the model's square input; the rest is padding.
+/// Where a resized tile sits in the model's input; the rest is padding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Letterbox {
@@ -27,6 +27,9 @@ pub enum Letterbox {
     Centre,
     /// In the top left corner, the padding right and below.
     Corner,
+    /// Resized to fill the whole input, each axis by its own scale: no padding, the aspect not
+    /// kept (how Ultralytics feeds RT-DETR).
+    Stretch,
 }
 
 /// How a tile's samples become the model's input.
@@ -39,12 +42,16 @@ pub struct Preprocess {
     pub letterbox: Letterbox,
     /// The input value of the padding (after scaling).
     pub pad: f32,
+    /// A model whose input height and width are free gets the smallest input that holds the
+    /// resized tile and whose padding is a multiple of this many pixels (Ultralytics' letterbox
+    /// for such a model: its metadata's `stride`); `None`: always the model's square.
+    pub stride: Option<u32>,
 }
 
 impl Preprocess {
     /// Flight's own models': per-scene quantiles, the tile in the corner padded with 0.5.
     pub const FLIGHT: Self =
-        Self { input_range: None, resize: Resize::Bilinear, letterbox: Letterbox::Corner, pad: 0.5 };
+        Self { input_range: None, resize: Resize::Bilinear, letterbox: Letterbox::Corner, pad: 0.5, stride: None };
     /// Ultralytics': samples divided by 255, resized bilinearly into the middle, padded with 114
     /// (of 255).
     pub const ULTRALYTICS: Self = Self {
@@ -52,47 +59,72 @@ impl Preprocess {
         resize: Resize::Bilinear,
         letterbox: Letterbox::Centre,
         pad: 114.0 / 255.0,
+        stride: None,
     };
 }
 
-/// Where a `width` x `height` tile lands in a `size` x `size` input: the scale from tile pixels
-/// to input pixels, and the input pixel of the tile's top left corner.
+/// Where a `width` x `height` tile lands in a model's input: the input's own size, the tile's
+/// extent there and its top left corner, and the scale from tile pixels to input pixels that
+/// boxes are mapped back by. The arithmetic is Ultralytics' (`LetterBox` and `scale_boxes`,
+/// Python's rounding included), so that a tile lands on the pixels it landed on in training.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Placement {
-    pub scale: f32,
+    /// From tile pixels to input pixels, x and y (the same but for a stretched tile).
+    pub scale: (f32, f32),
     pub offset: (f32, f32),
     /// The tile's extent in the input, pixels.
     pub extent: (usize, usize),
+    /// The input's width and height: the model's square side, or less along an axis where the
+    /// padding is trimmed to the stride.
+    pub input: (usize, usize),
 }
 
 impl Placement {
-    pub fn of(width: u32, height: u32, size: u32, letterbox: Letterbox) -> Self {
-        let scale = size as f32 / width.max(height).max(1) as f32;
-        let side = size as usize;
-        let extent =
-            (((width as f32 * scale).round() as usize).min(side), ((height as f32 * scale).round() as usize).min(side));
-        let offset = match letterbox {
-            Letterbox::Corner => (0.0, 0.0),
-            // as Ultralytics rounds: the odd pixel of padding goes right and below
-            Letterbox::Centre => (
-                ((side - extent.0) as f32 / 2.0 - 0.1).round().max(0.0),
-                ((side - extent.1) as f32 / 2.0 - 0.1).round().max(0.0),
-            ),
+    pub fn of(width: u32, height: u32, size: u32, preprocess: &Preprocess) -> Self {
+        let (w, h, side) = (f64::from(width.max(1)), f64::from(height.max(1)), f64::from(size));
+        if preprocess.letterbox == Letterbox::Stretch {
+            let full = size as usize;
+            return Self {
+                scale: ((side / w) as f32, (side / h) as f32),
+                offset: (0.0, 0.0),
+                extent: (full, full),
+                input: (full, full),
+            };
+        }
+        let gain = side / w.max(h);
+        let extent = ((w * gain).round_ties_even().min(side), (h * gain).round_ties_even().min(side));
+        let padding = |along: f64| match preprocess.stride {
+            Some(stride) if stride > 0 => (side - along) % f64::from(stride),
+            _ => side - along,
         };
-        Self { scale, offset, extent }
+        let (pad_x, pad_y) = (padding(extent.0), padding(extent.1));
+        let offset = match preprocess.letterbox {
+            Letterbox::Corner | Letterbox::Stretch => (0.0, 0.0),
+            // Ultralytics' rounding: the odd pixel of padding goes right and below
+            Letterbox::Centre => ((pad_x / 2.0 - 0.1).round().max(0.0), (pad_y / 2.0 - 0.1).round().max(0.0)),
+        };
+        let input = ((extent.0 + pad_x) as usize, (extent.1 + pad_y) as usize);
+        // Ultralytics maps boxes back by the gain that fits the tile into this input
+        let gain = (input.0 as f64 / w).min(input.1 as f64 / h) as f32;
+        Self {
+            scale: (gain, gain),
+            offset: (offset.0 as f32, offset.1 as f32),
+            extent: (extent.0 as usize, extent.1 as usize),
+            input,
+        }
     }
 
     /// An oriented box in input pixels, in the pixels of the frame whose tile's corner is
-    /// `origin`.
+    /// `origin` (oriented models are letterboxed, one scale for both axes).
     pub fn to_tile_rotated(&self, b: crate::detect::RotatedBox, origin: (f32, f32)) -> crate::detect::RotatedBox {
-        let placed = b.placed(self.offset.0, self.offset.1, self.scale);
+        let placed = b.placed(self.offset.0, self.offset.1, self.scale.0);
         crate::detect::RotatedBox { centre: [placed.centre[0] + origin.0, placed.centre[1] + origin.1], ..placed }
     }
 
     /// A box in input pixels, in tile pixels.
     pub fn to_tile(&self, b: [f32; 4]) -> [f32; 4] {
-        let (dx, dy) = self.offset;
-        [(b[0] - dx) / self.scale, (b[1] - dy) / self.scale, (b[2] - dx) / self.scale, (b[3] - dy) / self.scale]
+        let ((dx, dy), (sx, sy)) = (self.offset, self.scale);
+        [(b[0] - dx) / sx, (b[1] - dy) / sy, (b[2] - dx) / sx, (b[3] - dy) / sy]
     }
 }
 
@@ -161,6 +193,8 @@ pub struct ExportMetadata {
     pub imgsz: Option<Vec<u32>>,
     pub names: Option<Vec<String>>,
     pub channels: Option<usize>,
+    /// How many input pixels one cell of the coarsest feature map spans (`stride`).
+    pub stride: Option<u32>,
     /// The output's layout: oriented for the `obb` task, RT-DETR's for an RT-DETR model (its
     /// `description` names it), end to end for YOLO26 and YOLOv10 (`end2end`) or an export
     /// with `nms=True`, else candidates.
@@ -188,6 +222,7 @@ impl ExportMetadata {
             .transpose()?;
         let names = get("names").map(|v| python_dict_names(&v).ok_or_else(|| unreadable("names", &v))).transpose()?;
         let channels = get("channels").map(|v| v.trim().parse().map_err(|_| unreadable("channels", &v))).transpose()?;
+        let stride = get("stride").map(|v| v.trim().parse().map_err(|_| unreadable("stride", &v))).transpose()?;
         let nms_in_graph = get("args").is_some_and(|args| args.replace(' ', "").contains("'nms':True"));
         let end2end = get("end2end").is_some_and(|v| v.trim() == "True") || nms_in_graph;
         let task = get("task").map(|t| t.trim().to_owned());
@@ -199,7 +234,7 @@ impl ExportMetadata {
             _ if end2end => OutputLayout::EndToEnd,
             _ => OutputLayout::Candidates,
         };
-        Ok(Some(Self { task, imgsz, names, channels, layout }))
+        Ok(Some(Self { task, imgsz, names, channels, stride, layout }))
     }
 }
 
@@ -330,16 +365,39 @@ pub fn resolve(
     {
         return Err(refuse("letterbox_pad", pad.map(toml::Spanned::span), format!("{value} is not a number")));
     }
-    let preprocess = Preprocess {
-        input_range: range.map(|r| (r.get_ref()[0], r.get_ref()[1])).or(base.input_range),
-        resize: entry.resize.unwrap_or(base.resize),
-        letterbox: entry.letterbox.unwrap_or(base.letterbox),
-        pad: pad.map_or(base.pad, |p| *p.get_ref()),
-    };
     let stated_layout = entry.output_layout.as_ref();
     let layout = match (stated_layout, metadata.map(|m| m.layout)) {
         (None, None) => OutputLayout::Candidates,
         (stated, exported) => agree(model, "output_layout", stated, exported, "task")?,
+    };
+    // Ultralytics feeds RT-DETR its image stretched to the square, and every other model its
+    // image letterboxed: into the square, or for a model whose height and width are free into
+    // the smallest input whose padding is a multiple of the stride
+    let letterbox = entry.letterbox.unwrap_or(match (metadata, layout) {
+        (Some(_), OutputLayout::RtDetr) => Letterbox::Stretch,
+        _ => base.letterbox,
+    });
+    let free_sides = matches!(shapes.input.as_ref().map(|(_, shape)| &shape[..]), Some([_, _, -1, -1]));
+    let stated_stride = entry.letterbox_stride.as_ref();
+    let stride = match (stated_stride, metadata) {
+        (Some(stated), _) if *stated.get_ref() == 0 => None,
+        (Some(stated), _) if !free_sides => {
+            let input = shapes.input.as_ref().map(|(_, shape)| shape.clone()).unwrap_or_default();
+            let message = format!(
+                "the model's input {input:?} has a fixed height and width, so it takes the square only (0, or no key)"
+            );
+            return Err(refuse("letterbox_stride", Some(stated.span()), message));
+        }
+        (Some(stated), _) => Some(*stated.get_ref()),
+        (None, Some(exported)) if free_sides && letterbox != Letterbox::Stretch => Some(exported.stride.unwrap_or(32)),
+        (None, _) => None,
+    };
+    let preprocess = Preprocess {
+        input_range: range.map(|r| (r.get_ref()[0], r.get_ref()[1])).or(base.input_range),
+        resize: entry.resize.unwrap_or(base.resize),
+        letterbox,
+        pad: pad.map_or(base.pad, |p| *p.get_ref()),
+        stride,
     };
     let io = ModelIo { classes, input_size, input_channels: channels, preprocess, layout };
     check_session(model, &io, shapes)?;
@@ -478,13 +536,19 @@ mod tests {
     #[test]
     fn a_centred_letterbox_places_a_tile_as_ultralytics_does() {
         // 400 x 300 into 640: scale 1.6, 640 x 480, 80 rows of padding above and below
-        let p = Placement::of(400, 300, 640, Letterbox::Centre);
-        assert_eq!((p.scale, p.offset, p.extent), (1.6, (0.0, 80.0), (640, 480)));
+        let centre = Preprocess::ULTRALYTICS;
+        let p = Placement::of(400, 300, 640, &centre);
+        assert_eq!((p.scale, p.offset, p.extent, p.input), ((1.6, 1.6), (0.0, 80.0), (640, 480), (640, 640)));
         assert_eq!(p.to_tile([0.0, 80.0, 640.0, 560.0]), [0.0, 0.0, 400.0, 300.0]);
-        let corner = Placement::of(400, 300, 640, Letterbox::Corner);
+        let corner = Placement::of(400, 300, 640, &Preprocess { letterbox: Letterbox::Corner, ..centre });
         assert_eq!(corner.offset, (0.0, 0.0));
         // an odd pixel of padding goes below
-        assert_eq!(Placement::of(10, 7, 10, Letterbox::Centre).offset, (0.0, 1.0));
+        assert_eq!(Placement::of(10, 7, 10, &centre).offset, (0.0, 1.0));
+        // Python's rounding of the resized side: 266.5 to 266
+        assert_eq!(Placement::of(1280, 533, 640, &centre).extent, (640, 266));
+        // the padding trimmed to a multiple of the stride: 640 x 300 needs 320 rows, 10 above
+        let trimmed = Placement::of(640, 300, 640, &Preprocess { stride: Some(32), ..centre });
+        assert_eq!((trimmed.input, trimmed.offset, trimmed.scale), ((640, 320), (0.0, 10.0), (1.0, 1.0)));
     }
 
     /// A model whose manifest entry has `keys` besides the ones every entry needs.
@@ -542,5 +606,33 @@ mod tests {
             let message = task_refusal(task).expect("refused");
             assert!(message.contains(task) && message.contains("export a detection model"), "{message}");
         }
+    }
+
+    #[test]
+    fn an_ultralytics_export_is_fed_as_ultralytics_feeds_it() {
+        let export = |pairs: &[(&str, &str)]| ultralytics(pairs).expect("readable").expect("Ultralytics");
+        let detector = export(&[("imgsz", "[64, 64]"), ("names", "{0: 'a'}"), ("channels", "3"), ("stride", "32")]);
+        let m = model("");
+        let io = |metadata: &ExportMetadata, input: &[i64], output: &[i64]| {
+            resolve(&m, Some(metadata), &shapes("Float32", input, output)).expect("runs").preprocess
+        };
+        // a fixed input: the square; a free height and width: the padding trimmed to the stride
+        assert_eq!(io(&detector, &[1, 3, 64, 64], &[1, 5, 84]), Preprocess::ULTRALYTICS);
+        let free = io(&detector, &[-1, 3, -1, -1], &[-1, 5, -1]);
+        assert_eq!(free, Preprocess { stride: Some(32), ..Preprocess::ULTRALYTICS });
+        // RT-DETR: stretched to the square, never trimmed
+        let rt_detr = ExportMetadata { layout: OutputLayout::RtDetr, ..detector.clone() };
+        let stretched = io(&rt_detr, &[-1, 3, -1, -1], &[-1, 300, 6]);
+        assert_eq!((stretched.letterbox, stretched.stride), (Letterbox::Stretch, None));
+        // the manifest's word wins; a stride for a fixed input is refused, naming the key
+        let square = model("letterbox_stride = 0");
+        let preprocess = resolve(&square, Some(&detector), &shapes("Float32", &[-1, 3, -1, -1], &[-1, 5, -1]));
+        assert_eq!(preprocess.expect("runs").preprocess.stride, None);
+        let fixed = model("letterbox_stride = 32");
+        let e = resolve(&fixed, Some(&detector), &shapes("Float32", &[1, 3, 64, 64], &[1, 5, 84])).expect_err("fixed");
+        assert!(
+            e.to_string().contains("models[0].letterbox_stride") && e.to_string().contains("fixed height and width"),
+            "{e}"
+        );
     }
 }

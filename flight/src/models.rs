@@ -58,6 +58,10 @@ pub struct ModelEntry {
     /// The input value (after scaling) of the letterbox's padding.
     #[serde(default)]
     pub letterbox_pad: Option<Spanned<f32>>,
+    /// For a model whose input height and width are free: the padding is trimmed to a multiple
+    /// of this many pixels (0: the square always); an Ultralytics export's own `stride` where absent.
+    #[serde(default)]
+    pub letterbox_stride: Option<Spanned<u32>>,
     /// How the output holds the detections (else from the file's Ultralytics metadata, else
     /// `candidates`).
     #[serde(default)]

@@ -86,7 +86,7 @@ impl CloudScreen {
         // the tile in the corner: the cells over its own pixels are the first rows and columns
         let (tensor, placement) =
             raster.tile_tensor(window, &self.bands, &self.reflectance, self.input_size, &Preprocess::FLIGHT);
-        let scale = placement.scale;
+        let (scale, _) = placement.scale;
         let (shape, probabilities) = run_model(&mut self.session, &self.name, tensor)?;
         let refuse = |detail: &str| DetectError::Run {
             model: self.name.clone(),

@@ -48,7 +48,7 @@ fn agree(name: &str, channels: usize, size: usize) {
 
     let min_score = reference["min_score"].as_f64().expect("min_score") as f32;
     let classes = reference["classes"].as_u64().expect("classes") as usize;
-    let ours = decode_layout(OutputLayout::Candidates, data, &shape, classes, size as u32, min_score).expect("layout");
+    let ours = decode_layout(OutputLayout::Candidates, data, &shape, classes, (size, size), min_score).expect("layout");
     let theirs = reference["detections"].as_array().expect("detections");
     // a score within rounding of the threshold may fall either side
     let near = |s: f32| (s - min_score).abs() < 1e-4;

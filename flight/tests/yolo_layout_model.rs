@@ -325,3 +325,60 @@ fn a_graph_whose_tiles_depend_on_their_batch_runs_one_tile_at_a_time() {
     }
     assert_eq!(detector.max_batch(), 1);
 }
+
+/// A graph with a free height and width that detects one box from its input's own size: x1, y1,
+/// x2, y2 = a quarter and a half of (width, height), score 0.9, class 0 (end to end), so where
+/// the box lands in the frame tells which input flight fed it.
+fn input_size_reporting_graph() -> ort::session::Session {
+    let runtime = OnnxRuntime::get().expect("ONNX Runtime");
+    let mut graph = Graph::new().expect("graph");
+    graph.set_inputs([outlet("images", &[-1, 3, -1, -1])]).expect("inputs");
+    graph.set_outputs([outlet("output0", &[1, 1, 6])]).expect("outputs");
+    // ONNX's TensorProto.FLOAT
+    let cast = Attribute::new("to", 1i64).expect("to");
+    let axis = || Attribute::new("axis", 0i64).expect("axis");
+    let nodes = [
+        Node::new("Shape", ONNX_DOMAIN, "shape", ["images"], ["dims"], []),
+        Node::new("Slice", ONNX_DOMAIN, "slice", ["dims", "from", "to"], ["height_width"], []),
+        Node::new("Gather", ONNX_DOMAIN, "swap", ["height_width", "swapped"], ["width_height"], [axis()]),
+        Node::new("Cast", ONNX_DOMAIN, "cast", ["width_height"], ["sides"], [cast]),
+        Node::new("Concat", ONNX_DOMAIN, "twice", ["sides", "sides"], ["sides_twice"], [axis()]),
+        Node::new("Mul", ONNX_DOMAIN, "corners", ["sides_twice", "fractions"], ["corners"], []),
+        Node::new("Concat", ONNX_DOMAIN, "row", ["corners", "score_class"], ["row"], [axis()]),
+        Node::new("Reshape", ONNX_DOMAIN, "reshape", ["row", "shape"], ["output0"], []),
+    ];
+    for node in nodes {
+        graph.add_node(node.expect("node")).expect("add");
+    }
+    graph.add_initializer("from", constant(&[1], &[2i64]), false).expect("from");
+    graph.add_initializer("to", constant(&[1], &[4i64]), false).expect("to");
+    graph.add_initializer("swapped", constant(&[2], &[1i64, 0]), false).expect("swapped");
+    graph.add_initializer("fractions", constant(&[4], &[0.25f32, 0.25, 0.5, 0.5]), false).expect("fractions");
+    graph.add_initializer("score_class", constant(&[2], &[0.9f32, 0.0]), false).expect("score");
+    graph.add_initializer("shape", constant(&[3], &[1i64, 1, 6]), false).expect("shape");
+    let mut model = Model::new([Opset::new(ONNX_DOMAIN, 22).expect("opset")]).expect("model");
+    model.set_graph(graph).expect("graph");
+    model.into_session(&runtime.cpu_session_builder(1).expect("builder")).expect("session")
+}
+
+#[test]
+fn a_model_with_a_free_height_and_width_gets_the_smallest_input_its_stride_allows() {
+    // 300 x 250, into 640: resized to 640 x 533, padded to 544 rows (5 above) with a stride of
+    // 32, to 640 (53 above) without
+    let frame = Raster { width: 300, height: 250, bands: 3, samples: Samples::U8(vec![90; 300 * 250 * 3]) };
+    let found = |preprocess: Preprocess| {
+        let spec = DetectorSpec { input_size: 640, layout: OutputLayout::EndToEnd, preprocess, ..spec() };
+        let mut detector = Detector::new(input_size_reporting_graph(), spec);
+        let found = detector.detect(&frame, &[(0.0, 255.0); 3], None).expect("detect");
+        assert_eq!(found.len(), 1);
+        found[0].pixel_box
+    };
+    let gain = 640.0 / 300.0;
+    let expected =
+        |rows: f32, top: f32| [160.0 / gain, (rows / 4.0 - top) / gain, 320.0 / gain, (rows / 2.0 - top) / gain];
+    let close = |a: [f32; 4], b: [f32; 4]| a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-3);
+    let trimmed = found(Preprocess { stride: Some(32), ..Preprocess::ULTRALYTICS });
+    assert!(close(trimmed, expected(544.0, 5.0)), "{trimmed:?}");
+    let square = found(Preprocess::ULTRALYTICS);
+    assert!(close(square, expected(640.0, 53.0)), "{square:?}");
+}
