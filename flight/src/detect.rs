@@ -49,11 +49,13 @@ impl RotatedBox {
         })
     }
 
-    /// The box moved by `(-dx, -dy)`, then shrunk by `scale` about the origin.
-    pub fn placed(&self, dx: f32, dy: f32, scale: f32) -> Self {
+    /// The box moved by `(-dx, -dy)`, then shrunk by `scale` (x, y) about the origin.
+    pub fn placed(&self, (dx, dy): (f32, f32), (scale_x, scale_y): (f32, f32)) -> Self {
+        // the width by the x scale and the height by the y one, whatever the angle, as Ultralytics
+        // maps oriented boxes back (the two scales differ by under a pixel over the tile)
         Self {
-            centre: [(self.centre[0] - dx) / scale, (self.centre[1] - dy) / scale],
-            size: [self.size[0] / scale, self.size[1] / scale],
+            centre: [(self.centre[0] - dx) / scale_x, (self.centre[1] - dy) / scale_y],
+            size: [self.size[0] / scale_x, self.size[1] / scale_y],
             angle: self.angle,
         }
     }

@@ -64,12 +64,14 @@ impl Preprocess {
 }
 
 /// Where a `width` x `height` tile lands in a model's input: the input's own size, the tile's
-/// extent there and its top left corner, and the scale from tile pixels to input pixels that
-/// boxes are mapped back by. The arithmetic is Ultralytics' (`LetterBox` and `scale_boxes`,
-/// Python's rounding included), so that a tile lands on the pixels it landed on in training.
+/// extent there and its top left corner, and the scale from tile pixels to input pixels along
+/// each axis, which boxes are mapped back by. The arithmetic is Ultralytics' (8.4's `LetterBox`
+/// and `scale_boxes`, Python's rounding included), so that a tile lands on the pixels it landed
+/// on in training and its boxes come back where Ultralytics puts them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Placement {
-    /// From tile pixels to input pixels, x and y (the same but for a stretched tile).
+    /// From tile pixels to input pixels, x and y: the resized sides over the tile's (nearly the
+    /// same but for a stretched tile).
     pub scale: (f32, f32),
     pub offset: (f32, f32),
     /// The tile's extent in the input, pixels.
@@ -104,10 +106,9 @@ impl Placement {
             Letterbox::Centre => ((pad_x / 2.0 - 0.1).round().max(0.0), (pad_y / 2.0 - 0.1).round().max(0.0)),
         };
         let input = ((extent.0 + pad_x) as usize, (extent.1 + pad_y) as usize);
-        // Ultralytics maps boxes back by the gain that fits the tile into this input
-        let gain = (input.0 as f64 / w).min(input.1 as f64 / h) as f32;
         Self {
-            scale: (gain, gain),
+            // each axis by the scale its resize had (the sides were rounded), as Ultralytics maps back
+            scale: ((extent.0 / w) as f32, (extent.1 / h) as f32),
             offset: (offset.0 as f32, offset.1 as f32),
             extent: (extent.0 as usize, extent.1 as usize),
             input,
@@ -115,9 +116,9 @@ impl Placement {
     }
 
     /// An oriented box in input pixels, in the pixels of the frame whose tile's corner is
-    /// `origin` (oriented models are letterboxed, one scale for both axes).
+    /// `origin`.
     pub fn to_tile_rotated(&self, b: crate::detect::RotatedBox, origin: (f32, f32)) -> crate::detect::RotatedBox {
-        let placed = b.placed(self.offset.0, self.offset.1, self.scale.0);
+        let placed = b.placed(self.offset, self.scale);
         crate::detect::RotatedBox { centre: [placed.centre[0] + origin.0, placed.centre[1] + origin.1], ..placed }
     }
 
@@ -196,7 +197,7 @@ pub struct ExportMetadata {
     /// How many input pixels one cell of the coarsest feature map spans (`stride`).
     pub stride: Option<u32>,
     /// The output's layout: oriented for the `obb` task, RT-DETR's for an RT-DETR model (its
-    /// `description` names it), end to end for YOLO26 and YOLOv10 (`end2end`) or an export
+    /// `head` or `description` names it), end to end for YOLO26 and YOLOv10 (`end2end`) or an export
     /// with `nms=True`, else candidates.
     pub layout: OutputLayout,
 }
@@ -226,8 +227,9 @@ impl ExportMetadata {
         let nms_in_graph = get("args").is_some_and(|args| args.replace(' ', "").contains("'nms':True"));
         let end2end = get("end2end").is_some_and(|v| v.trim() == "True") || nms_in_graph;
         let task = get("task").map(|t| t.trim().to_owned());
-        let rt_detr =
-            get("description").is_some_and(|d| d.to_lowercase().replace(['-', '_', ' '], "").contains("rtdetr"));
+        // its head names it (`RTDETRDecoder`); older exports say so only in the description
+        let names_rt_detr = |text: String| text.to_lowercase().replace(['-', '_', ' '], "").contains("rtdetr");
+        let rt_detr = get("head").is_some_and(names_rt_detr) || get("description").is_some_and(names_rt_detr);
         let layout = match task.as_deref() {
             Some("obb") => OutputLayout::Oriented,
             _ if rt_detr => OutputLayout::RtDetr,
@@ -526,6 +528,10 @@ mod tests {
         let layout = |pairs: &[(&str, &str)]| ultralytics(pairs).expect("readable").expect("Ultralytics").layout;
         assert_eq!(layout(&[("task", "obb")]), OutputLayout::Oriented);
         assert_eq!(layout(&[("task", "detect"), ("description", "Ultralytics rtdetr-l model")]), OutputLayout::RtDetr);
+        assert_eq!(layout(&[("task", "detect"), ("head", "RTDETRDecoder")]), OutputLayout::RtDetr);
+        // YOLO26 exported as 8.4.190 does by default (`nms` unset): candidates; with `nms=False`: end to end
+        assert_eq!(layout(&[("end2end", "False"), ("args", "{'nms': None}")]), OutputLayout::Candidates);
+        assert_eq!(layout(&[("end2end", "True"), ("args", "{'nms': False}")]), OutputLayout::EndToEnd);
         assert_eq!(layout(&[("task", "detect"), ("end2end", "True")]), OutputLayout::EndToEnd);
         assert_eq!(layout(&[("task", "detect")]), OutputLayout::Candidates);
         assert_eq!(ExportMetadata::read(|_| None), Ok(None), "another exporter's file");
@@ -544,8 +550,9 @@ mod tests {
         assert_eq!(corner.offset, (0.0, 0.0));
         // an odd pixel of padding goes below
         assert_eq!(Placement::of(10, 7, 10, &centre).offset, (0.0, 1.0));
-        // Python's rounding of the resized side: 266.5 to 266
-        assert_eq!(Placement::of(1280, 533, 640, &centre).extent, (640, 266));
+        // Python's rounding of the resized side, 266.5 to 266, and each axis mapped back by its own
+        let rounded = Placement::of(1280, 533, 640, &centre);
+        assert_eq!((rounded.extent, rounded.scale), ((640, 266), (0.5, 266.0 / 533.0)));
         // the padding trimmed to a multiple of the stride: 640 x 300 needs 320 rows, 10 above
         let trimmed = Placement::of(640, 300, 640, &Preprocess { stride: Some(32), ..centre });
         assert_eq!((trimmed.input, trimmed.offset, trimmed.scale), ((640, 320), (0.0, 10.0), (1.0, 1.0)));
