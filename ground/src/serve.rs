@@ -26,7 +26,8 @@ use crate::archive::{Archive, ArchiveError, AuditEntry, TimelineQuery};
 use crate::ingest::{IngestStats, StationIngest};
 use crate::predict::Predictions;
 
-/// Uplink sequence numbers reserved (durably) at a time.
+/// Uplink sequence numbers reserved (durably) at a time by a process that is its archive's only
+/// user; one sharing its archive reserves each uplink's at send time.
 const ARSN_BLOCK: u64 = 1024;
 /// Virtual channel of acknowledgements on the uplink.
 const ACK_VCID: u8 = 0;
@@ -46,10 +47,17 @@ pub const STATION_HISTORY: usize = 64;
 /// A station that does not take an uplink write within this is disconnected: frames queued for
 /// it would wait with it, and its share of the command ring with them.
 const STATION_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Uplink bytes go to the stations in chunks of at most this, through a ring of `COMMAND_RING`
+/// Uplink bytes go to the stations in chunks of at most this, through a ring of `UPLINK_RING`
 /// chunks shared by all stations: a model upload is held once, never a copy per station.
 const UPLINK_CHUNK: usize = 64 * 1024;
-const COMMAND_RING: usize = 512;
+const UPLINK_RING: usize = 4096;
+
+/// A piece of the uplink stream, and how many product acknowledgements it carries.
+#[derive(Debug)]
+struct UplinkChunk {
+    bytes: Vec<u8>,
+    acknowledgements: usize,
+}
 
 /// What the service shows about one station connection.
 #[derive(Debug, Clone, Serialize)]
@@ -61,6 +69,8 @@ pub struct StationStatus {
     pub peer: String,
     pub connected: bool,
     pub bytes_received: u64,
+    /// Product acknowledgements relayed up this connection: its own products' and, since every
+    /// station relays the whole uplink stream, those of products other stations delivered.
     pub acknowledgements_sent: u64,
     pub link: DecodeStats,
     pub ingest: IngestStats,
@@ -90,9 +100,11 @@ pub struct Service {
     model_verifying_key: ed25519_dalek::VerifyingKey,
     /// What console and API commands must present.
     operator_token: String,
-    /// Command frames, in chunks, for every signed-on station (the spacecraft runs a frame once,
-    /// however many stations relay it: its anti-replay check drops the copies).
-    commands: tokio::sync::broadcast::Sender<Arc<Vec<u8>>>,
+    /// The uplink stream, in chunks, that every signed-on station relays: acknowledgements,
+    /// commands and upload segments, in ARSN order (the spacecraft runs a frame once, however many
+    /// stations relay it: its anti-replay check drops the copies, and a frame that overtook
+    /// another would make that one a replay).
+    uplink_stream: tokio::sync::broadcast::Sender<Arc<UplinkChunk>>,
     /// The spacecraft's track and passes, when the mission file has its orbit.
     pub predictions: Option<Predictions>,
 }
@@ -199,11 +211,13 @@ impl Service {
         let model_verifying_key =
             ed25519_dalek::VerifyingKey::from_bytes(&model_verifying_key).map_err(|_| ServeError::ModelKey)?;
         let spacecraft_id = u16::from(profile.spacecraft_id.unwrap_or(0));
-        let first = archive.reserve_uplink_arsns(ARSN_BLOCK)?;
+        // a shared archive's numbers are taken at send time: none held ahead
+        let block = if archive.is_shared() { 0 } else { ARSN_BLOCK };
+        let first = archive.reserve_uplink_arsns(block)?;
         Ok(Self {
             uplink: Mutex::new(Uplink {
                 sender: UplinkSender::new(security.clone(), spacecraft_id, ACK_VCID, first),
-                reserved_until: first + ARSN_BLOCK,
+                reserved_until: first + block,
             }),
             archive,
             profile,
@@ -215,7 +229,7 @@ impl Service {
             sign_on_refusals: Mutex::new(SignOnRefusals::default()),
             model_verifying_key,
             operator_token,
-            commands: tokio::sync::broadcast::channel(COMMAND_RING).0,
+            uplink_stream: tokio::sync::broadcast::channel(UPLINK_RING).0,
             predictions: None,
         })
     }
@@ -306,15 +320,10 @@ impl Service {
             outcome,
         };
         let id = self.archive.audit(&entry("submitted".into()))?;
-        let bytes = build(&mut self.reserved_uplink(frames)?.sender, id);
-        let Some(bytes) = bytes else {
+        let Some(stations) = self.send_up(frames, 0, |sender| build(sender, id))? else {
             self.archive.audit(&entry(format!("command {id}: refused, too large for one frame")))?;
             return Err(CommandError::TooLarge);
         };
-        let mut stations = 0;
-        for chunk in bytes.chunks(UPLINK_CHUNK) {
-            stations = self.commands.send(Arc::new(chunk.to_vec())).unwrap_or(0);
-        }
         let outcome = match stations {
             0 => format!("command {id}: no station connected, not sent"),
             n => format!("command {id}: sent through {n} station(s)"),
@@ -324,21 +333,48 @@ impl Service {
         Ok((id, stations))
     }
 
+    /// Builds at most `frames` TC frames with sequence numbers reserved durably, and puts them on
+    /// the uplink stream, under one lock: whatever made them, frames leave in ARSN order. Returns
+    /// how many stations took them, or `None` if `build` made none.
+    fn send_up(
+        &self,
+        frames: u64,
+        acknowledgements: usize,
+        build: impl FnOnce(&mut UplinkSender) -> Option<Vec<u8>>,
+    ) -> Result<Option<usize>, ArchiveError> {
+        let mut uplink = self.reserved_uplink(frames)?;
+        let Some(bytes) = build(&mut uplink.sender) else { return Ok(None) };
+        let mut stations = 0;
+        for (i, chunk) in bytes.chunks(UPLINK_CHUNK).enumerate() {
+            let chunk =
+                UplinkChunk { bytes: chunk.to_vec(), acknowledgements: if i == 0 { acknowledgements } else { 0 } };
+            stations = self.uplink_stream.send(Arc::new(chunk)).unwrap_or(0);
+        }
+        drop(uplink);
+        Ok(Some(stations))
+    }
+
     /// The uplink sender with at least `frames` sequence numbers reserved durably.
     fn reserved_uplink(&self, frames: u64) -> Result<std::sync::MutexGuard<'_, Uplink>, ArchiveError> {
         let mut uplink = self.uplink.lock().unwrap_or_else(|e| e.into_inner());
         if uplink.sender.next_arsn() + frames > uplink.reserved_until {
-            let first = self.archive.reserve_uplink_arsns(ARSN_BLOCK.max(frames))?;
+            let block = if self.archive.is_shared() { frames } else { ARSN_BLOCK.max(frames) };
+            let first = self.archive.reserve_uplink_arsns(block)?;
             uplink.sender = UplinkSender::new(self.security.clone(), self.spacecraft_id, ACK_VCID, first);
-            uplink.reserved_until = first + ARSN_BLOCK.max(frames);
+            uplink.reserved_until = first + block;
         }
         Ok(uplink)
     }
 
-    /// TC frames acknowledging `ids`, with sequence numbers reserved durably first.
-    fn acknowledgement(&self, ids: &[u64]) -> Result<Vec<u8>, ArchiveError> {
+    /// Puts the acknowledgement of `ids` (stored) on the uplink stream.
+    fn acknowledge(&self, ids: &[u64], station: &str) {
+        if ids.is_empty() {
+            return;
+        }
         let frames = ids.len().div_ceil(kestrel_link::uplink::MAX_ACKS_PER_PACKET) as u64;
-        Ok(self.reserved_uplink(frames)?.sender.acknowledge(ids))
+        if let Err(e) = self.send_up(frames, ids.len(), |sender| Some(sender.acknowledge(ids))) {
+            tracing::error!(%station, error = %e, "cannot reserve uplink sequence numbers");
+        }
     }
 
     fn update(&self, status: StationStatus) {
@@ -373,25 +409,13 @@ impl Service {
         matches!(tokio::time::timeout(STATION_WRITE_TIMEOUT, socket.write_all(bytes)).await, Ok(Ok(())))
     }
 
-    /// Sends the acknowledgement of `safe` (ids stored) up a station's socket; false if the
-    /// station did not take it.
-    async fn acknowledge(&self, socket: &mut TcpStream, safe: &[u64], status: &mut StationStatus) -> bool {
-        if safe.is_empty() {
-            return true;
+    /// Writes a chunk of the uplink stream up a station's socket; false if it did not take it.
+    async fn relay(socket: &mut TcpStream, chunk: &UplinkChunk, status: &mut StationStatus) -> bool {
+        let taken = Self::write_up(socket, &chunk.bytes).await;
+        if taken {
+            status.acknowledgements_sent += chunk.acknowledgements as u64;
         }
-        match self.acknowledgement(safe) {
-            Ok(frames) => {
-                let taken = Self::write_up(socket, &frames).await;
-                if taken {
-                    status.acknowledgements_sent += safe.len() as u64;
-                }
-                taken
-            }
-            Err(e) => {
-                tracing::error!(station = %status.station, error = %e, "cannot reserve uplink sequence numbers");
-                true
-            }
-        }
+        taken
     }
 
     /// The station's side of sign-on, read and answered on `socket`: the name it proved.
@@ -452,8 +476,8 @@ impl Service {
     async fn station(&self, mut socket: TcpStream, mut status: StationStatus) {
         let station = status.station.clone();
         tracing::info!(%station, peer = %status.peer, connection = status.connection, "station signed on");
-        // subscribed before anything else, so that no command sent from now on is missed
-        let mut commands = self.commands.subscribe();
+        // subscribed before anything else, so that no frame sent from now on is missed
+        let mut uplink = self.uplink_stream.subscribe();
         let mut ingest = match StationIngest::new(station.clone(), self.profile.clone(), self.archive.clone()) {
             Ok(ingest) => ingest,
             Err(e) => {
@@ -470,10 +494,7 @@ impl Service {
                 () = tokio::time::sleep(STORE_POLL), if ingest.in_flight() > 0 => {
                     match ingest.poll() {
                         Ok(safe) => {
-                            if !self.acknowledge(&mut socket, &safe, &mut status).await {
-                                tracing::warn!(%station, "the station does not take its acknowledgements; disconnected");
-                                break;
-                            }
+                            self.acknowledge(&safe, &station);
                             status.ingest = ingest.stats();
                             self.update(status.clone());
                         }
@@ -484,9 +505,9 @@ impl Service {
                     }
                     continue;
                 }
-                frame = commands.recv() => {
-                    let taken = match frame {
-                        Ok(frame) => Self::write_up(&mut socket, &frame).await,
+                chunk = uplink.recv() => {
+                    let taken = match chunk {
+                        Ok(chunk) => Self::relay(&mut socket, &chunk, &mut status).await,
                         Err(e) => {
                             // the stream up it has a gap now: a fresh connection starts clean
                             tracing::warn!(%station, error = %e, "the station fell behind the uplink");
@@ -520,10 +541,17 @@ impl Service {
                     break;
                 }
             };
-            let acknowledged = self.acknowledge(&mut socket, &safe, &mut status).await;
+            self.acknowledge(&safe, &station);
             status.link = ingest.link_stats();
             status.ingest = ingest.stats();
-            if ended || !acknowledged {
+            if ended {
+                // the station has sent all it will: what the stream holds for it (its last
+                // acknowledgements among it) goes up before the connection closes
+                while let Ok(chunk) = uplink.try_recv() {
+                    if !Self::relay(&mut socket, &chunk, &mut status).await {
+                        break;
+                    }
+                }
                 break;
             }
             self.update(status.clone());

@@ -16,6 +16,12 @@ use kestrel_link::telecommand::TcReceiver;
 use kestrel_link::uplink::{self, UplinkMessage};
 use station::{connected_stations, envelopes, get, request, scratch_mission, settled_stats, stream};
 
+/// The `Authorization` header value of the scratch mission's operator token.
+fn operator_bearer(scratch: &Scratch) -> String {
+    let token = std::fs::read_to_string(scratch.path().join("keys/operator.token")).expect("token");
+    format!("Bearer {}", token.trim())
+}
+
 fn start_ground(scratch: &Scratch) -> Ground {
     Ground::start(scratch.path(), &[])
 }
@@ -90,6 +96,11 @@ fn two_stations_one_archive_each_product_once_and_acknowledged() {
         let noise: Vec<u8> = (0..500_000).map(|_| rng.next_u64() as u8).collect();
         let mut socket = signed_on_station(&cadu);
         let _ = socket.write_all(&noise);
+        // it stays to hear the uplink, as a station does: a socket closed at once would make the
+        // service's next uplink write fail, and the noise still unread would go with it
+        let _ = socket.shutdown(Shutdown::Write);
+        let _ = socket.set_read_timeout(Some(Duration::from_secs(20)));
+        let _ = socket.read_to_end(&mut Vec::new());
     });
     let cadu = ground.cadu.clone();
     let cut = stream_a[..stream_a.len() / 2 + 333].to_vec();
@@ -106,18 +117,18 @@ fn two_stations_one_archive_each_product_once_and_acknowledged() {
     let a = std::thread::spawn(move || station(&cadu, &stream_a, 64 * 1024, Duration::ZERO, sec));
     let (cadu, sec) = (ground.cadu.clone(), security.clone());
     let b = std::thread::spawn(move || station(&cadu, &stream_b, 10_000, Duration::ZERO, sec));
-    let mut acked_a = a.join().expect("station a");
-    let mut acked_b = b.join().expect("station b");
-    let mut acked_slow = slow.join().expect("slow station");
-    acked_slow.sort_unstable();
+    let acked_a = a.join().expect("station a");
+    let acked_b = b.join().expect("station b");
+    let acked_slow = slow.join().expect("slow station");
     garbage.join().expect("garbage station");
     dropped.join().expect("dropped station");
 
-    acked_a.sort_unstable();
-    acked_b.sort_unstable();
-    assert_eq!(acked_a, (0..60).collect::<Vec<_>>(), "every product of station a acknowledged");
-    assert_eq!(acked_b, (40..100).collect::<Vec<_>>(), "duplicates are acknowledged too");
-    assert_eq!(acked_slow, vec![200, 201, 202]);
+    // every station relays the whole uplink stream, in ARSN order: its own acknowledgements and
+    // the others' (which of those it hears depends on when it was connected)
+    let acknowledged_to = |acked: &[u64], own: std::ops::Range<u64>| own.clone().all(|id| acked.contains(&id));
+    assert!(acknowledged_to(&acked_a, 0..60), "every product of station a acknowledged: {acked_a:?}");
+    assert!(acknowledged_to(&acked_b, 40..100), "duplicates are acknowledged too: {acked_b:?}");
+    assert!(acknowledged_to(&acked_slow, 200..203), "{acked_slow:?}");
 
     let stats = settled_stats(&ground.http, 5);
     assert_eq!(stats["archive"]["products"], 103, "{stats:#}");
@@ -258,6 +269,42 @@ fn two_ground_processes_on_one_postgres_archive_store_each_product_once() {
 }
 
 #[test]
+fn two_ground_processes_on_one_postgres_archive_command_in_turn_without_refusing_each_other() {
+    let database = TestDatabase::new();
+    let (scratch, profile) = scratch_mission();
+    let security = profile.security.clone().expect("security");
+    let bearer = operator_bearer(&scratch);
+    let grounds = [
+        start_ground_with(&scratch, &["--store", &database.url]),
+        start_ground_with(&scratch, &["--store", &database.url]),
+    ];
+    // the spacecraft's contact moves from one process's station to the other's and back, its
+    // anti-replay state carried across (one receiver), products and commands flowing each time
+    let mut receiver = TcReceiver::new(security, 42);
+    let mut commanded = Vec::new();
+    for (turn, ground) in [&grounds[0], &grounds[1], &grounds[0], &grounds[1]].into_iter().enumerate() {
+        let first = turn as u64 * 30;
+        let downlink = stream(&profile, &envelopes(&products(first..first + 30)));
+        let (uplink, posted) = uplink_while_commanding(ground, &downlink, &bearer, 2, 5);
+        let mut commands = Vec::new();
+        for frame in receiver.push(&uplink) {
+            if let UplinkMessage::Command { id, .. } = uplink::decode(&frame).expect("an uplink message") {
+                commands.push(id);
+            }
+        }
+        assert_eq!(receiver.stats().replayed_frames, 0, "turn {turn}: {:?}", receiver.stats());
+        commands.sort_unstable();
+        let mut posted = posted;
+        posted.sort_unstable();
+        assert_eq!(commands, posted, "turn {turn}: each command up once");
+        commanded.extend(commands);
+    }
+    commanded.sort_unstable();
+    commanded.dedup();
+    assert_eq!(commanded.len(), 40, "audit ids unique across the processes");
+}
+
+#[test]
 fn detections_export_as_geojson_over_http_and_from_the_archive() {
     use kestrel_link::product::{Detection, Detections};
     let (scratch, profile) = scratch_mission();
@@ -318,8 +365,7 @@ fn detections_export_as_geojson_over_http_and_from_the_archive() {
 fn a_model_upload_goes_up_as_segments_then_its_install_command_under_one_audit_id() {
     let (scratch, profile) = scratch_mission();
     let security = profile.security.clone().expect("security");
-    let token = std::fs::read_to_string(scratch.path().join("keys/operator.token")).expect("token");
-    let bearer = format!("Bearer {}", token.trim());
+    let bearer = operator_bearer(&scratch);
     // the mission's model verifying key made for the test, and the file signed with it
     let secret = scratch.path().join("test-signing.key");
     let public = kestrel_flight::models::generate_key_pair(&secret).expect("key pair");
@@ -390,8 +436,7 @@ fn a_model_upload_goes_up_as_segments_then_its_install_command_under_one_audit_i
 fn commands_need_the_operator_token_are_audited_and_go_up_every_station() {
     let (scratch, profile) = scratch_mission();
     let security = profile.security.clone().expect("security");
-    let token = std::fs::read_to_string(scratch.path().join("keys/operator.token")).expect("token");
-    let bearer = format!("Bearer {}", token.trim());
+    let bearer = operator_bearer(&scratch);
     let ground = start_ground(&scratch);
     let command = r#"{"command": {"SetMode": {"mode": "Safe"}}}"#;
 
@@ -432,7 +477,7 @@ fn commands_need_the_operator_token_are_audited_and_go_up_every_station() {
     let (status, trail) = request(&ground.http, "GET", "/api/commands", &[("Authorization", &bearer)], "");
     assert_eq!(status, 200);
     // the scheme in any case (RFC 7235), and a page over the maximum refused
-    let lower = format!("bearer {}", token.trim());
+    let lower = bearer.replacen("Bearer", "bearer", 1);
     assert_eq!(request(&ground.http, "GET", "/api/commands", &[("Authorization", &lower)], "").0, 200, "bearer");
     let over = format!("/api/commands?limit={}", kestrel_ground::http::MAX_PAGE + 1);
     assert_eq!(request(&ground.http, "GET", &over, &[("Authorization", &bearer)], "").0, 400, "{over}");
@@ -452,6 +497,86 @@ fn commands_need_the_operator_token_are_audited_and_go_up_every_station() {
     assert_eq!(status, 413, "oversized body refused");
     let (status, _) = request(&ground.http, "POST", "/api/commands", &[("Authorization", &bearer)], "{not json");
     assert!((400..500).contains(&status), "malformed body refused: {status}");
+}
+
+/// The uplink a station hears while it delivers `downlink` in small writes and `clients` post
+/// `per_client` commands each to `http`: every uplink byte until the service closes the
+/// connection, and the audit ids the posts returned.
+fn uplink_while_commanding(
+    ground: &Ground,
+    downlink: &[u8],
+    bearer: &str,
+    clients: usize,
+    per_client: usize,
+) -> (Vec<u8>, Vec<u64>) {
+    let mut socket = signed_on_station(&ground.cadu);
+    let mut reader = socket.try_clone().expect("a reading half");
+    reader.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let heard = std::thread::spawn(move || {
+        let mut uplink = Vec::new();
+        let _ = reader.read_to_end(&mut uplink);
+        uplink
+    });
+    let posts: Vec<_> = (0..clients)
+        .map(|client| {
+            let (http, bearer) = (ground.http.clone(), bearer.to_owned());
+            std::thread::spawn(move || {
+                (0..per_client)
+                    .map(|k| {
+                        let value = (client * per_client + k) as f64 / 1000.0;
+                        let body = format!(
+                            r#"{{"command": {{"SetParameter": {{"name": "gpu_duty_cap", "value": {value}}}}}}}"#
+                        );
+                        let (status, reply) =
+                            request(&http, "POST", "/api/commands", &[("Authorization", bearer.as_str())], &body);
+                        assert_eq!(status, 202, "{reply}");
+                        reply["id"].as_u64().expect("audit id")
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    // products flow down (and acknowledgements up) while the commands are posted
+    for part in downlink.chunks(1024) {
+        socket.write_all(part).expect("send");
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let ids: Vec<u64> = posts.into_iter().flat_map(|p| p.join().expect("client")).collect();
+    socket.shutdown(Shutdown::Write).expect("half-close");
+    (heard.join().expect("reader"), ids)
+}
+
+/// The commands (ids) and acknowledged products in `uplink`, checking every frame is fresh.
+fn commands_and_acknowledgements(uplink: &[u8], security: SecurityAssociation) -> (Vec<u64>, Vec<u64>) {
+    let mut receiver = TcReceiver::new(security, 42);
+    let (mut commands, mut acked) = (Vec::new(), Vec::new());
+    for frame in receiver.push(uplink) {
+        match uplink::decode(&frame).expect("an uplink message") {
+            UplinkMessage::Command { id, .. } => commands.push(id),
+            UplinkMessage::Acknowledge { product_ids } => acked.extend(product_ids),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let stats = receiver.stats();
+    assert_eq!((stats.replayed_frames, stats.authentication_failures), (0, 0), "every frame fresh: {stats:?}");
+    (commands, acked)
+}
+
+#[test]
+fn commands_and_acknowledgements_leave_in_arsn_order_so_none_is_refused_as_a_replay() {
+    let (scratch, profile) = scratch_mission();
+    let security = profile.security.clone().expect("security");
+    let bearer = operator_bearer(&scratch);
+    let ground = start_ground(&scratch);
+    let downlink = stream(&profile, &envelopes(&products(0..600)));
+    let (uplink, mut posted) = uplink_while_commanding(&ground, &downlink, &bearer, 8, 40);
+    let (mut commands, mut acked) = commands_and_acknowledgements(&uplink, security);
+    commands.sort_unstable();
+    posted.sort_unstable();
+    assert_eq!(commands, posted, "each command up once");
+    acked.sort_unstable();
+    acked.dedup();
+    assert_eq!(acked, (0..600).collect::<Vec<_>>());
 }
 
 #[test]

@@ -201,6 +201,12 @@ pub trait Archive: Send + Sync + Debug {
     /// before it returns, and shared by every ground process on the archive, so no number is ever
     /// used twice (that would reuse an AES-GCM IV).
     fn reserve_uplink_arsns(&self, count: u64) -> Result<u64, ArchiveError>;
+    /// Whether other ground processes may use this archive at the same time (and so take uplink
+    /// sequence numbers from it): then each uplink takes its numbers when it is sent, never a
+    /// block ahead, so that the processes' frames reach the spacecraft in ARSN order.
+    fn is_shared(&self) -> bool {
+        false
+    }
     /// The downlink's anti-replay marks under security association `spi`: per virtual channel, the
     /// highest sequence number accepted by any connection of any ground process on the archive.
     /// A new station connection refuses every frame at or below them, so a recorded downlink

@@ -513,6 +513,10 @@ impl Archive for PostgresArchive {
         })
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn reserve_uplink_arsns(&self, count: u64) -> Result<u64, ArchiveError> {
         let count = count as i64;
         self.call(move |client| {
