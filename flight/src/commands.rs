@@ -2,6 +2,7 @@
 //! else). Every command ends in an event product that names the ground's command id, so the
 //! operator sees what ran and what was refused, and why.
 
+use kestrel_dictionary::Parameter;
 use kestrel_link::product::Severity;
 use kestrel_link::uplink::Telecommand;
 
@@ -9,15 +10,6 @@ use crate::checkpoint::FrameState;
 use crate::pipeline::{Change, Pipeline, RunError};
 use crate::products::{self, FrameView};
 use crate::upload::Install;
-
-/// Parameters operators may set, with their allowed ranges.
-const PARAMETERS: &[(&str, f64, f64)] = &[
-    ("housekeeping_interval_s", 1.0, 86_400.0),
-    ("ack_timeout_s", 1.0, 86_400.0),
-    ("max_chips_per_frame", 0.0, 1000.0),
-    ("chip_size_px", 8.0, 4096.0),
-    ("max_duty", 0.0, 1.0),
-];
 
 impl Pipeline {
     pub(crate) fn execute(
@@ -54,15 +46,10 @@ impl Pipeline {
                 change.set_mode(now, *mode, "by telecommand");
                 Ok(format!("mode set to {mode:?}"))
             }
-            Telecommand::SetParameter { name, value } => match PARAMETERS.iter().find(|(known, _, _)| known == name) {
-                None => {
-                    let known: Vec<&str> = PARAMETERS.iter().map(|p| p.0).collect();
-                    Err(format!("no parameter `{name}` (known: {})", known.join(", ")))
-                }
-                Some((_, low, high)) if !(low..=high).contains(&value) => {
-                    Err(format!("`{name}` must be within {low} to {high}, not {value}"))
-                }
-                Some(_) => {
+            // the mission dictionary's check, the one the ground makes before sending
+            Telecommand::SetParameter { name, value } => match Parameter::check(name, *value) {
+                Err(why) => Err(why.to_string()),
+                Ok(_) => {
                     change.state.parameters.insert(name.clone(), *value);
                     Ok(format!("`{name}` set to {value}"))
                 }

@@ -34,6 +34,22 @@ pub struct FlightConfig {
     pub schedule: ScheduleConfig,
 }
 
+impl FlightConfig {
+    /// An operator parameter's value before any operator sets it: the mission file's, at the key
+    /// the dictionary names, or the dictionary's own (a test holds both to the dictionary).
+    pub fn parameter_default(&self, parameter: kestrel_dictionary::Parameter) -> f64 {
+        use kestrel_dictionary::Parameter;
+        match parameter {
+            Parameter::HousekeepingIntervalS => *self.products.housekeeping_interval_s.get_ref(),
+            Parameter::AckTimeoutS => *self.downlink.ack_timeout_s.get_ref(),
+            Parameter::MaxChipsPerFrame => f64::from(self.products.max_chips_per_frame),
+            Parameter::ChipSizePx => f64::from(*self.products.chip_size_px.get_ref()),
+            // no mission key: the dictionary's own default
+            Parameter::MaxDuty => 1.0,
+        }
+    }
+}
+
 /// How the scheduler keeps the spacecraft within its thermal and power limits (`schedule`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use kestrel_dictionary::Parameter;
 use kestrel_link::cli::escape_controls;
 use kestrel_link::packet::Apid;
 use kestrel_link::product::Severity;
@@ -637,7 +638,7 @@ impl Pipeline {
         let span = self.scheduler.slot_s + overrun_s + self.scheduler.lookahead_s;
         let orbit = ExposureTable::along(plant, t, span)?;
         let forecast = self.scheduler.safe_duty(plant, t, overrun_s, &|t| Ok(orbit.at(t)))?;
-        let duty = forecast.min(self.parameter("max_duty"));
+        let duty = forecast.min(self.parameter(Parameter::MaxDuty));
         self.budget.begin_slot(now, duty);
         let (index, limit) = self.payload;
         let payload_c = plant.temperatures_k.get(index).map_or(0.0, |k| k - ZERO_CELSIUS_K);
@@ -676,7 +677,7 @@ impl Pipeline {
         if now < self.checkpoint.state().next_housekeeping_ms && !now_anyway {
             return Ok(());
         }
-        let interval_ms = (self.parameter("housekeeping_interval_s") * 1000.0) as i64;
+        let interval_ms = (self.parameter(Parameter::HousekeepingIntervalS) * 1000.0) as i64;
         let values = self.telemetry();
         let mut change = self.change();
         let sequence = change.state.next_record_sequence;
@@ -743,20 +744,14 @@ impl Pipeline {
         values
     }
 
-    /// A parameter operators can set by telecommand, or its value from the mission file.
-    pub(crate) fn parameter(&self, name: &str) -> f64 {
-        if let Some(value) = self.checkpoint.state().parameters.get(name) {
+    /// A parameter operators can set by telecommand: its value set so, else its default (the
+    /// mission file's, or the dictionary's own).
+    pub(crate) fn parameter(&self, parameter: Parameter) -> f64 {
+        let spec = parameter.spec();
+        if let Some(value) = self.checkpoint.state().parameters.get(spec.name) {
             return *value;
         }
-        let flight = &self.mission.config.flight;
-        match name {
-            "housekeeping_interval_s" => *flight.products.housekeeping_interval_s.get_ref(),
-            "ack_timeout_s" => *flight.downlink.ack_timeout_s.get_ref(),
-            "max_chips_per_frame" => f64::from(flight.products.max_chips_per_frame),
-            "chip_size_px" => f64::from(*flight.products.chip_size_px.get_ref()),
-            "max_duty" => 1.0,
-            _ => f64::NAN,
-        }
+        self.mission.config.flight.parameter_default(parameter)
     }
 
     /// Claims and records the next frame of the spool (or one claimed before a restart).
@@ -1009,8 +1004,8 @@ impl Pipeline {
             ranges: &work.ranges,
         };
         let sizes = Sizes {
-            chip_px: self.parameter("chip_size_px") as u32,
-            max_chips: self.parameter("max_chips_per_frame") as u32,
+            chip_px: self.parameter(Parameter::ChipSizePx) as u32,
+            max_chips: self.parameter(Parameter::MaxChipsPerFrame) as u32,
             thumbnail_px: *self.mission.config.flight.products.thumbnail_max_px.get_ref(),
         };
         let made = products::frame_products(&frame, &model, &detections, sizes);
@@ -1218,7 +1213,7 @@ impl Pipeline {
             return Ok(false);
         }
         let contact = session.contact.id;
-        let timeout_ms = (self.parameter("ack_timeout_s") * 1000.0) as i64;
+        let timeout_ms = (self.parameter(Parameter::AckTimeoutS) * 1000.0) as i64;
         let eligible = |sent: &Option<Sent>| match sent {
             None => true,
             Some(s) => s.contact != contact || now - s.at_ms >= timeout_ms,

@@ -48,6 +48,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/passes", get(passes))
         .route("/api/track", get(track))
         .route("/api/sites", get(sites))
+        .route("/api/dictionary", get(|| async { Json(kestrel_dictionary::DICTIONARY) }))
         .route("/api/commands", get(audit_trail).post(command))
         .route("/api/models/{name}", post(upload_model))
         .route("/metrics", get(metrics))
@@ -108,6 +109,7 @@ fn command_response(sent: Result<(u64, usize), CommandError>) -> Response {
         }
         Err(CommandError::TooLarge) => error(StatusCode::PAYLOAD_TOO_LARGE, CommandError::TooLarge.to_string()),
         Err(CommandError::BadSignature) => error(StatusCode::BAD_REQUEST, CommandError::BadSignature.to_string()),
+        Err(CommandError::Invalid(why)) => error(StatusCode::BAD_REQUEST, why),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

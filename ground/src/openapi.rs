@@ -18,6 +18,7 @@ pub const PATHS: &[(&str, &[&str])] = &[
     ("/api/passes", &["get"]),
     ("/api/track", &["get"]),
     ("/api/sites", &["get"]),
+    ("/api/dictionary", &["get"]),
     ("/api/commands", &["get", "post"]),
     ("/api/models/{name}", &["post"]),
     ("/api/openapi.json", &["get"]),
@@ -92,6 +93,7 @@ pub fn document() -> Value {
                     .collect::<Vec<_>>(),
                 "responses": { "200": { "description": "points: time, latitude, longitude" }, "400": { "description": "an empty window, one over 7 days, or a time out of range" }, "404": { "description": "the mission file has no orbit" } } } },
             "/api/sites": { "get": { "summary": "the ground stations of the mission file", "responses": { "200": { "description": "name, latitude, longitude" } } } },
+            "/api/dictionary": { "get": { "summary": "the mission dictionary: every operator parameter (name, type, unit, range, default: a mission.toml key or a value)", "responses": { "200": { "description": "{ parameters: [...] }" } } } },
             "/api/commands": {
                 "get": { "summary": "the audit trail of operator commands, newest first", "security": operator, "parameters": [ { "name": "limit", "in": "query", "schema": limit() } ], "responses": { "200": { "description": "entries" }, "400": { "description": "a limit over the maximum" }, "401": { "description": "no or wrong operator token" } } },
                 "post": {
@@ -99,7 +101,7 @@ pub fn document() -> Value {
                     "security": operator,
                     "parameters": [ { "name": "X-Operator", "in": "header", "schema": { "type": "string" }, "description": "who sends it, for the audit trail" } ],
                     "requestBody": { "content": { "application/json": { "example": { "command": { "SetMode": { "mode": "Safe" } } } } } },
-                    "responses": { "202": { "description": "sent" }, "401": { "description": "no or wrong operator token" }, "413": { "description": "body over 64 KiB, or command over one frame" }, "503": { "description": "no station connected" } } } },
+                    "responses": { "202": { "description": "sent" }, "400": { "description": "a command the mission dictionary says the spacecraft would refuse (an unknown parameter, a value out of its range), named; nothing sent" }, "401": { "description": "no or wrong operator token" }, "413": { "description": "body over 64 KiB, or command over one frame" }, "503": { "description": "no station connected" } } } },
             "/api/models/{name}": { "post": {
                 "summary": "upload an ONNX file as the new weights of manifest model `name`: segments then an InstallModel command, under one audit id; the spacecraft verifies the hash and signature and keeps the running model until the new one loads",
                 "security": operator,

@@ -118,6 +118,22 @@ pub enum CommandError {
     TooLarge,
     #[error("the model's signature does not verify with the mission's model verifying key")]
     BadSignature,
+    /// A command the spacecraft would refuse (the mission dictionary says why): nothing went up.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Why the spacecraft would refuse `command`, by the mission dictionary, if it would.
+fn dictionary_refusal(command: &Telecommand) -> Option<String> {
+    match command {
+        Telecommand::SetParameter { name, value } => {
+            kestrel_dictionary::Parameter::check(name, *value).err().map(|e| e.to_string())
+        }
+        Telecommand::TimeTagged { commands } => commands.iter().find_map(|(at, command)| {
+            dictionary_refusal(command).map(|why| format!("the command at {at} (Unix ms): {why}"))
+        }),
+        _ => None,
+    }
 }
 
 /// Connections refused before or at sign-on, by reason.
@@ -261,8 +277,13 @@ impl Service {
     }
 
     /// Records an operator's command in the audit trail, then sends it up through every connected
-    /// station; returns its audit id and how many stations took it.
+    /// station; returns its audit id and how many stations took it. A command the mission
+    /// dictionary says the spacecraft would refuse is refused here, before anything is audited
+    /// or sent.
     pub fn send_command(&self, operator: &str, command: &Telecommand) -> Result<(u64, usize), CommandError> {
+        if let Some(why) = dictionary_refusal(command) {
+            return Err(CommandError::Invalid(why));
+        }
         let text = serde_json::to_string(command).unwrap_or_default();
         self.uplink_audited(operator, text, 1, |sender, id| sender.command(id, command))
     }

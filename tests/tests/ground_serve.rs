@@ -499,6 +499,41 @@ fn commands_need_the_operator_token_are_audited_and_go_up_every_station() {
     assert!((400..500).contains(&status), "malformed body refused: {status}");
 }
 
+#[test]
+fn a_command_the_dictionary_refuses_is_answered_400_naming_why_and_nothing_goes_up() {
+    let (scratch, _) = scratch_mission();
+    let bearer = operator_bearer(&scratch);
+    let ground = start_ground(&scratch);
+    let (status, dictionary) = get(&ground.http, "/api/dictionary");
+    assert_eq!(status, 200);
+    let duty = dictionary["parameters"].as_array().expect("parameters").iter().find(|p| p["name"] == "max_duty");
+    assert_eq!(duty.map(|p| (p["min"].as_f64(), p["max"].as_f64())), Some((Some(0.0), Some(1.0))), "{dictionary}");
+
+    let _stations = connected_stations(&ground, 1);
+    let post = |body: &str| request(&ground.http, "POST", "/api/commands", &[("Authorization", bearer.as_str())], body);
+    let set = |name: &str, value: &str| {
+        format!(r#"{{"command": {{"SetParameter": {{"name": "{name}", "value": {value}}}}}}}"#)
+    };
+    for (body, says) in [
+        (set("max_dutty", "0.5"), "no parameter `max_dutty`"),
+        (set("max_duty", "1.5"), "`max_duty` must be within 0 to 1"),
+        (set("chip_size_px", "64.5"), "`chip_size_px` must be a whole number"),
+        (
+            r#"{"command": {"TimeTagged": {"commands": [[1700000000000, {"SetParameter": {"name": "max_duty", "value": -1}}]]}}}"#
+                .to_owned(),
+            "the command at 1700000000000",
+        ),
+    ] {
+        let (status, reply) = post(&body);
+        assert_eq!(status, 400, "{body}: {reply}");
+        assert!(reply["error"].as_str().is_some_and(|e| e.contains(says)), "{body}: {reply}");
+    }
+    let (_, trail) = request(&ground.http, "GET", "/api/commands", &[("Authorization", bearer.as_str())], "");
+    assert_eq!(trail.as_array().map(Vec::len), Some(0), "nothing audited, nothing sent: {trail}");
+    let (status, reply) = post(&set("max_duty", "0.5"));
+    assert_eq!(status, 202, "{reply}");
+}
+
 /// The uplink a station hears while it delivers `downlink` in small writes and `clients` post
 /// `per_client` commands each to `http`: every uplink byte until the service closes the
 /// connection, and the audit ids the posts returned.
@@ -524,9 +559,8 @@ fn uplink_while_commanding(
                 (0..per_client)
                     .map(|k| {
                         let value = (client * per_client + k) as f64 / 1000.0;
-                        let body = format!(
-                            r#"{{"command": {{"SetParameter": {{"name": "gpu_duty_cap", "value": {value}}}}}}}"#
-                        );
+                        let body =
+                            format!(r#"{{"command": {{"SetParameter": {{"name": "max_duty", "value": {value}}}}}}}"#);
                         let (status, reply) =
                             request(&http, "POST", "/api/commands", &[("Authorization", bearer.as_str())], &body);
                         assert_eq!(status, 202, "{reply}");
