@@ -12,22 +12,29 @@ use crate::products::{self, FrameView};
 use crate::upload::Install;
 
 impl Pipeline {
+    /// Runs command `id` (the ground's audit id) and reports it in an event; `tagged_at`: the time
+    /// it was tagged with, for one of a time-tagged sequence (each reports under the sequence's id).
     pub(crate) fn execute(
         &mut self,
         id: u64,
+        tagged_at: Option<i64>,
         command: Telecommand,
         now: i64,
         change: &mut Change,
     ) -> Result<(), RunError> {
-        let outcome = self.outcome(&command, now, change)?;
+        let outcome = self.outcome(id, &command, now, change)?;
+        let name = match tagged_at {
+            None => format!("command {id}"),
+            Some(at) => format!("command {id} (time-tagged for {at})"),
+        };
         let (severity, message) = match outcome {
             Ok(done) => {
                 change.state.counters.commands_executed += 1;
-                (Severity::Info, format!("command {id}: {done}"))
+                (Severity::Info, format!("{name}: {done}"))
             }
             Err(why) => {
                 change.state.counters.commands_refused += 1;
-                (Severity::Warning, format!("command {id} refused: {why}"))
+                (Severity::Warning, format!("{name} refused: {why}"))
             }
         };
         change.event(now, severity, "command", message);
@@ -37,6 +44,7 @@ impl Pipeline {
     /// What the command did, or why it was refused.
     fn outcome(
         &mut self,
+        id: u64,
         command: &Telecommand,
         now: i64,
         change: &mut Change,
@@ -75,7 +83,7 @@ impl Pipeline {
                 if commands.iter().any(|(_, c)| matches!(c, Telecommand::TimeTagged { .. })) {
                     Err("a time-tagged sequence cannot hold another".to_owned())
                 } else {
-                    let id = change.state.time_tagged.len() as u64;
+                    // each runs under the ground's id of the sequence, so its report names it
                     for (at, command) in commands {
                         change.state.time_tagged.push((*at, id, command.clone()));
                     }

@@ -666,8 +666,8 @@ impl Pipeline {
         let (due, later): (Vec<_>, Vec<_>) =
             std::mem::take(&mut change.state.time_tagged).into_iter().partition(|(t, _, _)| *t <= now);
         change.state.time_tagged = later;
-        for (_, id, command) in due {
-            self.execute(id, command, now, &mut change)?;
+        for (at, id, command) in due {
+            self.execute(id, Some(at), command, now, &mut change)?;
         }
         self.commit(change)
     }
@@ -1158,7 +1158,7 @@ impl Pipeline {
                         self.commit(change)?;
                         change = self.change();
                     }
-                    self.execute(id, command, now, &mut change)?;
+                    self.execute(id, None, command, now, &mut change)?;
                 }
                 Ok(UplinkMessage::UploadSegment { transfer, offset, bytes }) => {
                     commanded = true;

@@ -321,25 +321,33 @@ fn telecommands_run_once_and_forged_or_replayed_ones_are_refused() {
         .expect("fits");
     let unknown =
         sender.command(9, &Telecommand::SetParameter { name: "warp_drive".into(), value: 1.0 }).expect("fits");
+    // a time-tagged sequence, both due at once: each runs and reports under the sequence's id
+    let duty = Telecommand::SetParameter { name: "max_duty".into(), value: 0.9 };
+    let interval = Telecommand::SetParameter { name: "housekeeping_interval_s".into(), value: 7.0 };
+    let tagged =
+        sender.command(11, &Telecommand::TimeTagged { commands: vec![(0, duty), (1, interval)] }).expect("fits");
     let mut forger = UplinkSender::new(SecurityAssociation::new(1, &[9u8; 32], false), 42, 1, 100);
     let forged = forger.command(10, &Telecommand::SetMode { mode: Mode::Nominal }).expect("fits");
     let mut uplink = Vec::new();
-    for frame in [&safe, &parameter, &unknown, &forged, &safe] {
+    for frame in [&safe, &parameter, &unknown, &tagged, &forged, &safe] {
         uplink.extend_from_slice(frame);
     }
     let (output, summary) = fly_with_uplink(&scratch, listener, uplink);
     assert_eq!(summary["mode"], "SAFE", "{summary}");
-    assert_eq!(count(&summary, "commands_executed"), 2, "{summary}");
+    // SetMode, SetParameter, the sequence stored, and its two commands
+    assert_eq!(count(&summary, "commands_executed"), 5, "{summary}");
     assert_eq!(count(&summary, "commands_refused"), 1, "the unknown parameter: {summary}");
     assert_eq!(count(&summary, "uplink_frames_rejected"), 2, "the forged and the replayed frame: {summary}");
     let log = stderr(&output);
     assert!(log.contains("no parameter `warp_drive`"), "{log}");
+    assert!(log.contains("command 11 (time-tagged for 0): `max_duty` set to 0.9"), "{log}");
+    assert!(log.contains("command 11 (time-tagged for 1): `housekeeping_interval_s` set to 7"), "{log}");
 
     // the replay guard survives a restart: the same frames again are all refused
     let listener = TcpListener::bind(scratch_address(&scratch)).expect("listen again");
     let again = [safe, parameter].concat();
     let (_, summary) = fly_with_uplink(&scratch, listener, again.clone());
-    assert_eq!(count(&summary, "commands_executed"), 2, "nothing ran twice: {summary}");
+    assert_eq!(count(&summary, "commands_executed"), 5, "nothing ran twice: {summary}");
     assert_eq!(count(&summary, "uplink_frames_rejected"), 4, "{summary}");
 
     // nor does a checkpoint rebuilt after damage forget them: the guard beside it remembers
