@@ -3,7 +3,7 @@
 //! operator sees what ran and what was refused, and why.
 
 use kestrel_dictionary::Parameter;
-use kestrel_link::product::Severity;
+use kestrel_link::product::{CommandStage, Severity};
 use kestrel_link::uplink::Telecommand;
 
 use crate::checkpoint::FrameState;
@@ -27,7 +27,7 @@ impl Pipeline {
             None => format!("command {id}"),
             Some(at) => format!("command {id} (time-tagged for {at})"),
         };
-        let (severity, message) = match outcome {
+        let (severity, message) = match &outcome {
             Ok(done) => {
                 change.state.counters.commands_executed += 1;
                 (Severity::Info, format!("{name}: {done}"))
@@ -38,6 +38,18 @@ impl Pipeline {
             }
         };
         change.event(now, severity, "command", message);
+        // the verification reports: a command received is accepted (and then completed) or
+        // refused; one of a time-tagged sequence was accepted with its sequence, and ends
+        // completed or failed when its time comes
+        let stages = match (outcome, tagged_at) {
+            (Ok(detail), None) => vec![CommandStage::Accepted, CommandStage::Completed { detail }],
+            (Err(reason), None) => vec![CommandStage::Refused { reason }],
+            (Ok(detail), Some(_)) => vec![CommandStage::Completed { detail }],
+            (Err(reason), Some(_)) => vec![CommandStage::Failed { reason }],
+        };
+        for stage in stages {
+            change.command_report(now, id, tagged_at, stage);
+        }
         Ok(())
     }
 

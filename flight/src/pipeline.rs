@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use kestrel_dictionary::Parameter;
 use kestrel_link::cli::escape_controls;
 use kestrel_link::packet::Apid;
-use kestrel_link::product::Severity;
+use kestrel_link::product::{CommandReport, CommandStage, Severity};
 use kestrel_link::security::ReplayGuard;
 use kestrel_link::telecommand::TcReceiver;
 use kestrel_link::uplink::{self, Mode, Telecommand, UplinkMessage};
@@ -244,6 +244,15 @@ impl Change {
         self.state.next_record_sequence += 1;
         self.state.counters.products_made += 1;
         self.batch.product(products::queued(&products::event(sequence, now_ms, severity, source, message)));
+    }
+
+    /// Queues the verification report of command `command_id` at `stage`.
+    pub fn command_report(&mut self, now_ms: i64, command_id: u64, tagged_at: Option<i64>, stage: CommandStage) {
+        let sequence = self.state.next_record_sequence;
+        self.state.next_record_sequence += 1;
+        self.state.counters.products_made += 1;
+        let report = CommandReport { command_id, time_ms: now_ms, tagged_at, stage };
+        self.batch.product(products::queued(&products::command_report(sequence, report)));
     }
 
     pub fn set_mode(&mut self, now_ms: i64, mode: Mode, why: &str) {
@@ -1245,12 +1254,12 @@ impl Pipeline {
         }
         self.commit(change)?;
         // durable before anything leaves: a new sequence-number reservation (a number must never
-        // be used twice under one key), and the making of any event or housekeeping product (made
-        // again after a crash, it would differ, and the ground would hold both). Frame products
-        // are made again identically, and sent marks lost in a crash only mean a resend: the
-        // ground keeps one copy.
-        let remade_differently =
-            chosen.iter().any(|p| p.apid == Apid::Event.value() || p.apid == Apid::Housekeeping.value());
+        // be used twice under one key), and the making of any event, command report or
+        // housekeeping product (made again after a crash, it would differ, and the ground would
+        // hold both). Frame products are made again identically, and sent marks lost in a crash
+        // only mean a resend: the ground keeps one copy.
+        let records = [Apid::Event, Apid::CommandReport, Apid::Housekeeping].map(Apid::value);
+        let remade_differently = chosen.iter().any(|p| records.contains(&p.apid));
         if reserve || remade_differently {
             self.checkpoint.flush()?;
         }

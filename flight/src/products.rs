@@ -21,7 +21,7 @@ pub const REQUESTED_TILE: u32 = u32::MAX;
 /// Downlink priority of each kind: events and housekeeping first, chips last.
 pub fn priority(kind: Kind) -> u8 {
     match kind {
-        Kind::Event => 0,
+        Kind::Event | Kind::CommandReport => 0,
         Kind::Housekeeping => 1,
         Kind::Detections => 2,
         Kind::Thumbnail => 3,
@@ -187,6 +187,12 @@ pub fn requested_tile(frame: &FrameView<'_>, window: [u32; 4]) -> Option<Product
 pub fn event(sequence: u64, time_ms: i64, severity: Severity, source: &str, message: String) -> Product {
     let body = Body::Event(Event { time_ms, severity, source: source.to_owned(), message });
     record(b"event", sequence, time_ms, body)
+}
+
+/// A command's verification report, its id made like an event's.
+pub fn command_report(sequence: u64, report: product::CommandReport) -> Product {
+    let time_ms = report.time_ms;
+    record(b"command-report", sequence, time_ms, Body::CommandReport(report))
 }
 
 /// A housekeeping product, its id made like an event's.

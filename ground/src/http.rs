@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use kestrel_link::product::{Body, Chip, Kind, Product, Thumbnail};
+use kestrel_link::product::{Body, Chip, CommandStage, Kind, Product, Thumbnail};
 use serde::Deserialize;
 
 use crate::archive::{DetectionQuery, TimelineQuery};
@@ -50,6 +50,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/sites", get(sites))
         .route("/api/dictionary", get(|| async { Json(kestrel_dictionary::DICTIONARY) }))
         .route("/api/commands", get(audit_trail).post(command))
+        .route("/api/commands/{id}", get(command_stages))
         .route("/api/models/{name}", post(upload_model))
         .route("/metrics", get(metrics))
         .merge(crate::console::router())
@@ -166,6 +167,60 @@ async fn audit_trail(State(service): State<Arc<Service>>, headers: HeaderMap, Qu
         Ok(entries) => Json(entries).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// `GET /api/commands/{id}`: a command's life as stages with times: submitted and what the ground
+/// did with it (its audit entries, ground Unix ms), then what the spacecraft reported (its
+/// verification reports, spacecraft ms): accepted, refused, completed or failed, with the reason.
+async fn command_stages(State(service): State<Arc<Service>>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
+    if operator(&service, &headers).is_none() {
+        return unauthorized();
+    }
+    let found = tokio::task::block_in_place(|| {
+        Ok::<_, crate::archive::ArchiveError>((service.archive.audit_of(id)?, service.archive.command_reports(id)?))
+    });
+    let (audit, reports) = match found {
+        Ok(found) => found,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let Some(submitted) = audit.iter().find(|entry| entry.id == id) else {
+        return error(StatusCode::NOT_FOUND, format!("no command {id} in the audit trail"));
+    };
+    let mut stages = vec![serde_json::json!({ "stage": "submitted", "unix_ms": submitted.unix_ms })];
+    let prefix = crate::archive::audit_prefix(id);
+    for entry in audit.iter().filter(|entry| entry.id != id) {
+        let said = entry.outcome.strip_prefix(&prefix).unwrap_or(&entry.outcome).trim();
+        stages.push(serde_json::json!({ "stage": "ground", "unix_ms": entry.unix_ms, "outcome": said }));
+    }
+    let mut reports: Vec<_> = reports
+        .iter()
+        .filter_map(|bytes| match Product::decode(bytes) {
+            Ok(Product { body: Body::CommandReport(report), .. }) => Some(report),
+            _ => None,
+        })
+        .collect();
+    reports.sort_by_key(kestrel_link::product::CommandReport::order);
+    for report in &reports {
+        let (stage, why) = match &report.stage {
+            CommandStage::Accepted => ("accepted", None),
+            CommandStage::Refused { reason } => ("refused", Some(("reason", reason))),
+            CommandStage::Completed { detail } => ("completed", Some(("detail", detail))),
+            CommandStage::Failed { reason } => ("failed", Some(("reason", reason))),
+        };
+        let mut value =
+            serde_json::json!({ "stage": stage, "spacecraft_ms": report.time_ms, "tagged_at": report.tagged_at });
+        if let Some((key, text)) = why {
+            value[key] = serde_json::Value::String(text.clone());
+        }
+        stages.push(value);
+    }
+    Json(serde_json::json!({
+        "id": id,
+        "operator": submitted.operator,
+        "command": submitted.command,
+        "stages": stages,
+    }))
+    .into_response()
 }
 
 /// A refusal: what `error` makes, before it is made (small enough to return in a `Result`).

@@ -19,7 +19,8 @@ use serde::Serialize;
 use crate::archive::{Archive, ArchiveError, Stored};
 
 /// Product APIDs: anything else on the downlink is not ours to archive.
-const PRODUCT_APIDS: [Apid; 5] = [Apid::Housekeeping, Apid::Event, Apid::Detections, Apid::Chip, Apid::Thumbnail];
+const PRODUCT_APIDS: [Apid; 6] =
+    [Apid::Housekeeping, Apid::Event, Apid::CommandReport, Apid::Detections, Apid::Chip, Apid::Thumbnail];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct IngestStats {

@@ -20,6 +20,7 @@ pub const PATHS: &[(&str, &[&str])] = &[
     ("/api/sites", &["get"]),
     ("/api/dictionary", &["get"]),
     ("/api/commands", &["get", "post"]),
+    ("/api/commands/{id}", &["get"]),
     ("/api/models/{name}", &["post"]),
     ("/api/openapi.json", &["get"]),
     ("/metrics", &["get"]),
@@ -102,6 +103,7 @@ pub fn document() -> Value {
                     "parameters": [ { "name": "X-Operator", "in": "header", "schema": { "type": "string" }, "description": "who sends it, for the audit trail" } ],
                     "requestBody": { "content": { "application/json": { "example": { "command": { "SetMode": { "mode": "Safe" } } } } } },
                     "responses": { "202": { "description": "sent" }, "400": { "description": "a command the mission dictionary says the spacecraft would refuse (an unknown parameter, a value out of its range), named; nothing sent" }, "401": { "description": "no or wrong operator token" }, "413": { "description": "body over 64 KiB, or command over one frame" }, "503": { "description": "no station connected" } } } },
+            "/api/commands/{id}": { "get": { "summary": "a command's stages with times: submitted, what the ground did (its audit entries, ground ms), then the spacecraft's verification reports (spacecraft ms): accepted, refused, completed or failed, with the reason or detail; a time-tagged command's carry the time it was tagged with", "security": operator, "parameters": [ { "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } } ], "responses": { "200": { "description": "{ id, operator, command, stages: [...] }" }, "401": { "description": "no or wrong operator token" }, "404": { "description": "no such command" } } } },
             "/api/models/{name}": { "post": {
                 "summary": "upload an ONNX file as the new weights of manifest model `name`: segments then an InstallModel command, under one audit id; the spacecraft verifies the hash and signature and keeps the running model until the new one loads",
                 "security": operator,

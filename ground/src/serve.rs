@@ -341,13 +341,14 @@ impl Service {
             outcome,
         };
         let id = self.archive.audit(&entry("submitted".into()))?;
+        let about = crate::archive::audit_prefix(id);
         let Some(stations) = self.send_up(frames, 0, |sender| build(sender, id))? else {
-            self.archive.audit(&entry(format!("command {id}: refused, too large for one frame")))?;
+            self.archive.audit(&entry(format!("{about} refused, too large for one frame")))?;
             return Err(CommandError::TooLarge);
         };
         let outcome = match stations {
-            0 => format!("command {id}: no station connected, not sent"),
-            n => format!("command {id}: sent through {n} station(s)"),
+            0 => format!("{about} no station connected, not sent"),
+            n => format!("{about} sent through {n} station(s)"),
         };
         self.archive.audit(&entry(outcome))?;
         tracing::info!(id, operator, stations, "command sent");

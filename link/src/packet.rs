@@ -21,6 +21,7 @@ pub const MAX_PRODUCT_LEN: usize = 64 << 20;
 pub enum Apid {
     Housekeeping = 0x010,
     Event = 0x011,
+    CommandReport = 0x012,
     Detections = 0x020,
     Chip = 0x021,
     Thumbnail = 0x022,

@@ -38,13 +38,15 @@ pub enum Kind {
     Thumbnail = 3,
     Housekeeping = 4,
     Event = 5,
+    CommandReport = 6,
 }
 
 impl Kind {
-    fn from_byte(byte: u8) -> Option<Self> {
-        [Self::Detections, Self::Chip, Self::Thumbnail, Self::Housekeeping, Self::Event]
-            .into_iter()
-            .find(|k| *k as u8 == byte)
+    pub const ALL: [Self; 6] =
+        [Self::Detections, Self::Chip, Self::Thumbnail, Self::Housekeeping, Self::Event, Self::CommandReport];
+
+    pub fn from_byte(byte: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| *k as u8 == byte)
     }
 
     /// The APID products of this kind travel on.
@@ -55,6 +57,7 @@ impl Kind {
             Self::Thumbnail => Apid::Thumbnail,
             Self::Housekeeping => Apid::Housekeeping,
             Self::Event => Apid::Event,
+            Self::CommandReport => Apid::CommandReport,
         }
     }
 }
@@ -161,6 +164,44 @@ pub struct Event {
     pub message: String,
 }
 
+/// How far a command got on board (PUS service 1's acceptance and completion reports): flight
+/// sends one for every command it receives, refused ones included.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandReport {
+    /// The ground's audit id of the command (of its sequence, for a time-tagged one).
+    pub command_id: u64,
+    /// Spacecraft time of the stage, Unix ms.
+    pub time_ms: i64,
+    /// For one command of a time-tagged sequence: the time it was tagged with.
+    pub tagged_at: Option<i64>,
+    pub stage: CommandStage,
+}
+
+impl CommandReport {
+    /// The order a command's reports read in (several share a time and may come down in any
+    /// order): by time, the command's own before those of its time-tagged commands, these by their
+    /// tags, and acceptance before what ended it.
+    pub fn order(&self) -> (i64, Option<i64>, u8) {
+        let stage = match self.stage {
+            CommandStage::Accepted => 0,
+            CommandStage::Refused { .. } | CommandStage::Completed { .. } | CommandStage::Failed { .. } => 1,
+        };
+        (self.time_ms, self.tagged_at, stage)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CommandStage {
+    /// Received, and flight will run it (or has stored it, for a time-tagged sequence).
+    Accepted,
+    /// Received and refused: it did not run.
+    Refused { reason: String },
+    /// It ran.
+    Completed { detail: String },
+    /// It was run and could not be carried out.
+    Failed { reason: String },
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Body {
     Detections(Detections),
@@ -168,6 +209,7 @@ pub enum Body {
     Thumbnail(Thumbnail),
     Housekeeping(Housekeeping),
     Event(Event),
+    CommandReport(CommandReport),
 }
 
 impl Body {
@@ -178,6 +220,7 @@ impl Body {
             Self::Thumbnail(_) => Kind::Thumbnail,
             Self::Housekeeping(_) => Kind::Housekeeping,
             Self::Event(_) => Kind::Event,
+            Self::CommandReport(_) => Kind::CommandReport,
         }
     }
 }
@@ -477,12 +520,39 @@ mod tests {
                     message: "THROTTLED".into(),
                 }),
             },
+            Product {
+                id: 6,
+                created_ms: 5,
+                body: Body::CommandReport(CommandReport {
+                    command_id: u64::MAX - 1,
+                    time_ms: 9,
+                    tagged_at: Some(8),
+                    stage: CommandStage::Failed { reason: "no detector loaded".into() },
+                }),
+            },
         ];
         for product in products {
             let encoded = product.encode();
             assert_eq!(encoded.kind, product.body.kind());
+            assert_eq!(Kind::from_byte(encoded.kind as u8), Some(encoded.kind));
             assert_eq!(Product::decode(&encoded.bytes), Ok(product));
         }
+    }
+
+    #[test]
+    fn a_commands_reports_read_in_time_order_acceptance_first() {
+        let report = |time_ms, tagged_at, stage| CommandReport { command_id: 1, time_ms, tagged_at, stage };
+        let done = || CommandStage::Completed { detail: String::new() };
+        let mut reports = [
+            report(5, Some(2), done()),
+            report(5, None, done()),
+            report(5, None, CommandStage::Accepted),
+            report(4, None, CommandStage::Refused { reason: String::new() }),
+        ];
+        reports.sort_by_key(CommandReport::order);
+        let order: Vec<_> =
+            reports.iter().map(|r| (r.time_ms, r.tagged_at, r.stage == CommandStage::Accepted)).collect();
+        assert_eq!(order, [(4, None, false), (5, None, true), (5, None, false), (5, Some(2), false)]);
     }
 
     #[test]

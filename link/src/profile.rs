@@ -135,7 +135,7 @@ impl LinkProfile {
 /// foreign packets given to `flight frame`) on the detections channel.
 pub fn virtual_channel(apid: u16) -> u8 {
     match apid {
-        a if a == Apid::Housekeeping.value() || a == Apid::Event.value() => 0,
+        a if a == Apid::Housekeeping.value() || a == Apid::Event.value() || a == Apid::CommandReport.value() => 0,
         a if a == Apid::Chip.value() || a == Apid::Thumbnail.value() => 2,
         _ => 1,
     }

@@ -15,8 +15,11 @@ use kestrel_e2e::{Ground, STATION_KEY, Scratch, binary, stderr, workspace_root};
 use kestrel_flight::models as flight_models;
 use kestrel_ground::archive::Archive;
 use kestrel_ground::archive::SledArchive;
+use kestrel_ground::config::LoadedGroundMission;
+use kestrel_link::decoder::{CaduDecoder, Delivered};
 use kestrel_link::noise::Rng;
-use kestrel_link::product::Kind;
+use kestrel_link::packet::SegmentReassembler;
+use kestrel_link::product::{Body, CommandReport, CommandStage, Kind, Product};
 use kestrel_link::security::SecurityAssociation;
 use kestrel_link::station;
 use kestrel_link::uplink::{Mode, Telecommand, UplinkSender};
@@ -248,7 +251,7 @@ fn archived_events(scratch: &Scratch, archive: &BTreeMap<u64, (Kind, u32)>) -> V
         .iter()
         .filter(|(_, (kind, _))| *kind == Kind::Event)
         .filter_map(|(id, _)| store.product_bytes(*id).ok().flatten())
-        .filter_map(|bytes| kestrel_link::product::Product::decode(&bytes).ok())
+        .filter_map(|bytes| Product::decode(&bytes).ok())
         .map(|product| format!("{:?}", product.body))
         .collect()
 }
@@ -332,21 +335,42 @@ fn telecommands_run_once_and_forged_or_replayed_ones_are_refused() {
     for frame in [&safe, &parameter, &unknown, &tagged, &forged, &safe] {
         uplink.extend_from_slice(frame);
     }
-    let (output, summary) = fly_with_uplink(&scratch, listener, uplink);
+    let flown = fly_with_uplink(&scratch, listener, uplink);
+    let summary = &flown.summary;
     assert_eq!(summary["mode"], "SAFE", "{summary}");
     // SetMode, SetParameter, the sequence stored, and its two commands
-    assert_eq!(count(&summary, "commands_executed"), 5, "{summary}");
-    assert_eq!(count(&summary, "commands_refused"), 1, "the unknown parameter: {summary}");
-    assert_eq!(count(&summary, "uplink_frames_rejected"), 2, "the forged and the replayed frame: {summary}");
-    let log = stderr(&output);
-    assert!(log.contains("no parameter `warp_drive`"), "{log}");
-    assert!(log.contains("command 11 (time-tagged for 0): `max_duty` set to 0.9"), "{log}");
-    assert!(log.contains("command 11 (time-tagged for 1): `housekeeping_interval_s` set to 7"), "{log}");
+    assert_eq!(count(summary, "commands_executed"), 5, "{summary}");
+    assert_eq!(count(summary, "commands_refused"), 1, "the unknown parameter: {summary}");
+    assert_eq!(count(summary, "uplink_frames_rejected"), 2, "the forged and the replayed frame: {summary}");
+    // a verification report for every command received, refused ones included, under its id
+    let reports: Vec<(u64, Option<i64>, CommandStage)> =
+        flown.command_reports().into_iter().map(|r| (r.command_id, r.tagged_at, r.stage)).collect();
+    let stages = |id: u64| -> Vec<(Option<i64>, CommandStage)> {
+        reports.iter().filter(|r| r.0 == id).map(|r| (r.1, r.2.clone())).collect()
+    };
+    let completed = |detail: &str| CommandStage::Completed { detail: detail.to_owned() };
+    assert_eq!(stages(7), [(None, CommandStage::Accepted), (None, completed("mode set to Safe"))]);
+    assert_eq!(stages(8), [(None, CommandStage::Accepted), (None, completed("`housekeeping_interval_s` set to 5"))]);
+    assert!(
+        matches!(&stages(9)[..], [(None, CommandStage::Refused { reason })] if reason.contains("no parameter `warp_drive`")),
+        "{:?}",
+        stages(9)
+    );
+    assert_eq!(
+        stages(11),
+        [
+            (None, CommandStage::Accepted),
+            (None, completed("2 commands stored to run at their times")),
+            (Some(0), completed("`max_duty` set to 0.9")),
+            (Some(1), completed("`housekeeping_interval_s` set to 7")),
+        ]
+    );
+    assert!(stages(10).is_empty(), "a forged frame is no command: nothing reported under its id");
 
     // the replay guard survives a restart: the same frames again are all refused
     let listener = TcpListener::bind(scratch_address(&scratch)).expect("listen again");
     let again = [safe, parameter].concat();
-    let (_, summary) = fly_with_uplink(&scratch, listener, again.clone());
+    let Flown { summary, .. } = fly_with_uplink(&scratch, listener, again.clone());
     assert_eq!(count(&summary, "commands_executed"), 5, "nothing ran twice: {summary}");
     assert_eq!(count(&summary, "uplink_frames_rejected"), 4, "{summary}");
 
@@ -354,7 +378,7 @@ fn telecommands_run_once_and_forged_or_replayed_ones_are_refused() {
     let db = scratch.path().join("var/flight/state/checkpoint/db");
     std::fs::write(&db, b"not a sled database").expect("damage");
     let listener = TcpListener::bind(scratch_address(&scratch)).expect("listen again");
-    let (output, summary) = fly_with_uplink(&scratch, listener, again);
+    let Flown { output, summary, .. } = fly_with_uplink(&scratch, listener, again);
     assert!(stderr(&output).contains("is corrupt"), "{}", stderr(&output));
     assert_eq!(count(&summary, "starts"), 1, "a rebuilt checkpoint: {summary}");
     assert_eq!(count(&summary, "commands_executed"), 0, "{summary}");
@@ -476,7 +500,7 @@ fn an_uploaded_model_replaces_the_running_one_only_once_verified_and_loaded() {
     // two more unfinished uploads: the second of them makes room by dropping the oldest (13)
     uplink.extend(upload(&mut sender, 15, &retrained, 1000, &secret));
     uplink.extend(upload(&mut sender, 16, &retrained, 1000, &secret));
-    let (output, summary) = fly_with_uplink(&scratch, listener, uplink);
+    let Flown { output, summary, .. } = fly_with_uplink(&scratch, listener, uplink);
     let log = stderr(&output);
     assert!(log.contains("model from upload 11 refused: it does not load"), "{log}");
     assert!(log.contains("model from upload 12 refused: ") && log.contains("signature does not verify"), "{log}");
@@ -490,7 +514,7 @@ fn an_uploaded_model_replaces_the_running_one_only_once_verified_and_loaded() {
     // the installed model is verified again and runs after a restart
     spool(&scratch, &scenes()[..1]);
     let listener = TcpListener::bind(scratch_address(&scratch)).expect("listen again");
-    let (_, summary) = fly_with_uplink(&scratch, listener, Vec::new());
+    let Flown { summary, .. } = fly_with_uplink(&scratch, listener, Vec::new());
     assert_eq!(summary["model"], "model `vessels-s2` from upload 14", "{summary}");
     assert!(count(&summary, "detections") > 0, "{summary}");
 
@@ -501,30 +525,71 @@ fn an_uploaded_model_replaces_the_running_one_only_once_verified_and_loaded() {
     bytes[100] ^= 0x10;
     std::fs::write(&installed, bytes).expect("damage");
     let listener = TcpListener::bind(scratch_address(&scratch)).expect("listen again");
-    let (output, summary) = fly_with_uplink(&scratch, listener, Vec::new());
+    let Flown { output, summary, .. } = fly_with_uplink(&scratch, listener, Vec::new());
     assert!(stderr(&output).contains("the model installed from upload 14 cannot be used"), "{}", stderr(&output));
     assert_eq!(summary["model"], "the manifest's model `vessels-s2`", "{summary}");
 }
 
-/// Runs flight for 10 minutes of mission time against a stand-in ground on `listener` that sends
-/// `uplink` up and swallows the CADUs; returns flight's output and summary.
-fn fly_with_uplink(
-    scratch: &Scratch,
-    listener: TcpListener,
-    uplink: Vec<u8>,
-) -> (std::process::Output, serde_json::Value) {
+/// Flies the scratch mission for ten simulated minutes against a stand-in ground that sends
+/// `uplink` and keeps what comes down: flight's output, its summary and the downlinked products.
+fn fly_with_uplink(scratch: &Scratch, listener: TcpListener, uplink: Vec<u8>) -> Flown {
     let ground = std::thread::spawn(move || {
         let (mut socket, _) = listener.accept().expect("flight connects");
         answer_sign_on(&mut socket);
         socket.write_all(&uplink).expect("uplink");
         socket.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
-        let mut sink = vec![0u8; 1 << 16];
-        while matches!(socket.read(&mut sink), Ok(n) if n > 0) {}
+        let (mut downlink, mut buffer) = (Vec::new(), vec![0u8; 1 << 16]);
+        while let Ok(n @ 1..) = socket.read(&mut buffer) {
+            downlink.extend_from_slice(&buffer[..n]);
+        }
+        downlink
     });
     let output = flight(scratch, &["--for", "10m", "--summary", "summary.json"]).output().expect("flight runs");
     assert!(output.status.success(), "{}", stderr(&output));
-    ground.join().expect("ground thread");
-    (output, read_summary(scratch))
+    let downlink = ground.join().expect("ground thread");
+    let products = downlinked_products(scratch, &downlink);
+    Flown { output, summary: read_summary(scratch), products }
+}
+
+struct Flown {
+    output: std::process::Output,
+    summary: serde_json::Value,
+    products: Vec<Product>,
+}
+
+impl Flown {
+    /// The verification reports that came down, in their order.
+    fn command_reports(&self) -> Vec<CommandReport> {
+        let mut reports: Vec<CommandReport> = self
+            .products
+            .iter()
+            .filter_map(|p| match &p.body {
+                Body::CommandReport(report) => Some(report.clone()),
+                _ => None,
+            })
+            .collect();
+        reports.sort_by_key(CommandReport::order);
+        reports
+    }
+}
+
+/// The products in a CADU stream of the scratch mission's link, each once.
+fn downlinked_products(scratch: &Scratch, downlink: &[u8]) -> Vec<Product> {
+    let profile = LoadedGroundMission::load(&scratch.path().join("mission.toml")).expect("mission").link;
+    let mut decoder = CaduDecoder::new(profile);
+    let mut reassembler = SegmentReassembler::default();
+    let mut products = Vec::new();
+    let mut deliver = |delivered: Delivered<'_>| {
+        if let Some((_, envelope)) = reassembler.push(delivered.packet)
+            && let Ok(product) = Product::decode(&envelope)
+            && !products.iter().any(|p: &Product| p.id == product.id)
+        {
+            products.push(product);
+        }
+    };
+    decoder.push(downlink, &mut deliver);
+    decoder.finish(&mut deliver);
+    products
 }
 
 /// The ground's side of station sign-on, for a stand-in ground: flight's radio must sign on as the

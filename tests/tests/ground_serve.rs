@@ -10,7 +10,7 @@ mod station;
 
 use kestrel_e2e::{Ground, Scratch, signed_on_station};
 use kestrel_link::noise::Rng;
-use kestrel_link::product::{Body, Chip, Event, Product, Severity};
+use kestrel_link::product::{Body, Chip, CommandReport, CommandStage, Event, Product, Severity};
 use kestrel_link::security::SecurityAssociation;
 use kestrel_link::telecommand::TcReceiver;
 use kestrel_link::uplink::{self, UplinkMessage};
@@ -532,6 +532,56 @@ fn a_command_the_dictionary_refuses_is_answered_400_naming_why_and_nothing_goes_
     assert_eq!(trail.as_array().map(Vec::len), Some(0), "nothing audited, nothing sent: {trail}");
     let (status, reply) = post(&set("max_duty", "0.5"));
     assert_eq!(status, 202, "{reply}");
+}
+
+#[test]
+fn a_commands_stages_come_from_the_audit_and_the_spacecrafts_reports_in_either_archive() {
+    let database = TestDatabase::new();
+    for store in [None, Some(database.url.as_str())] {
+        let (scratch, profile) = scratch_mission();
+        let bearer = operator_bearer(&scratch);
+        let ground = match store {
+            None => start_ground(&scratch),
+            Some(url) => start_ground_with(&scratch, &["--store", url]),
+        };
+        let auth = [("Authorization", bearer.as_str())];
+        let post = |body: &str| request(&ground.http, "POST", "/api/commands", &auth, body).1["id"].as_u64();
+        let ran = post(r#"{"command": {"SetMode": {"mode": "Safe"}}}"#).expect("an audit id");
+        let refused = post(r#"{"command": {"RequestTile": {"frame_id": 5, "x": 0, "y": 0, "width": 8, "height": 8}}}"#)
+            .expect("an audit id");
+        // the spacecraft's reports come down (the test is the spacecraft)
+        let report = |id: u64, command_id: u64, time_ms: i64, stage: CommandStage| Product {
+            id,
+            created_ms: time_ms,
+            body: Body::CommandReport(CommandReport { command_id, time_ms, tagged_at: None, stage }),
+        };
+        let completed = CommandStage::Completed { detail: "mode set to Safe".into() };
+        let reason = "frame 0000000000000005 is not on board".to_owned();
+        let reports = [
+            report(9_001, ran, 1_000, completed),
+            report(9_002, ran, 1_000, CommandStage::Accepted),
+            report(9_003, refused, 1_001, CommandStage::Refused { reason: reason.clone() }),
+        ];
+        let security = profile.security.clone().expect("security");
+        station(&ground.cadu, &stream(&profile, &envelopes(&reports)), 4096, Duration::ZERO, security);
+        settled_stats(&ground.http, 1);
+
+        let stages = |id: u64| {
+            let (status, reply) = request(&ground.http, "GET", &format!("/api/commands/{id}"), &auth, "");
+            assert_eq!(status, 200, "{reply}");
+            let stages = reply["stages"].as_array().cloned().unwrap_or_default();
+            stages.iter().map(|s| s["stage"].as_str().unwrap_or_default().to_owned()).collect::<Vec<_>>()
+        };
+        assert_eq!(stages(ran), ["submitted", "ground", "accepted", "completed"], "{store:?}");
+        assert_eq!(stages(refused), ["submitted", "ground", "refused"], "{store:?}");
+        let (_, reply) = request(&ground.http, "GET", &format!("/api/commands/{refused}"), &auth, "");
+        let last = &reply["stages"][2];
+        assert_eq!((last["reason"].as_str(), last["spacecraft_ms"].as_i64()), (Some(reason.as_str()), Some(1_001)));
+        assert!(reply["stages"][1]["outcome"].as_str().is_some_and(|o| o.contains("no station connected")), "{reply}");
+        assert!(reply["command"].as_str().is_some_and(|c| c.contains("RequestTile")), "{reply}");
+        assert_eq!(request(&ground.http, "GET", "/api/commands/987654", &auth, "").0, 404);
+        assert_eq!(request(&ground.http, "GET", &format!("/api/commands/{ran}"), &[], "").0, 401);
+    }
 }
 
 /// The uplink a station hears while it delivers `downlink` in small writes and `clients` post

@@ -218,6 +218,11 @@ pub trait Archive: Send + Sync + Debug {
     fn audit(&self, entry: &AuditEntry) -> Result<u64, ArchiveError>;
     /// The latest `limit` audit entries, newest first.
     fn audit_trail(&self, limit: usize) -> Result<Vec<AuditEntry>, ArchiveError>;
+    /// The audit entries of command `id`: its own (submitted), then those the ground wrote about
+    /// it (each an outcome beginning `command ID:`), oldest first.
+    fn audit_of(&self, id: u64) -> Result<Vec<AuditEntry>, ArchiveError>;
+    /// The stored envelopes of the spacecraft's verification reports of command `command_id`.
+    fn command_reports(&self, command_id: u64) -> Result<Vec<Vec<u8>>, ArchiveError>;
     /// The envelopes that arrived under an id already stored with other content: (id, envelope),
     /// each distinct content once.
     fn conflicts(&self) -> Result<Vec<(u64, Vec<u8>)>, ArchiveError>;
@@ -255,6 +260,22 @@ fn record(
         station: station.to_owned(),
         received_unix_ms,
     })
+}
+
+/// How the ground's audit entries about command `id` begin (`Service::send_command` writes them).
+pub fn audit_prefix(id: u64) -> String {
+    format!("command {id}:")
+}
+
+/// Audit entries written about a command after its own come within this many entries of it.
+const AUDIT_FOLLOW_UP: usize = 10_000;
+
+/// The command a product reports on, if it is a command report.
+fn reported_command(product: &Product) -> Option<u64> {
+    match &product.body {
+        Body::CommandReport(report) => Some(report.command_id),
+        _ => None,
+    }
 }
 
 /// The detections a product carries, as the archive indexes them.

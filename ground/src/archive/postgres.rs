@@ -16,7 +16,7 @@ use postgres::{Client, NoTls};
 
 use super::{
     Archive, ArchiveError, AuditEntry, DetectionCell, DetectionQuery, DetectionRecord, ProductRecord, Stored,
-    TimelineQuery, detection_records, record,
+    TimelineQuery, detection_records, record, reported_command,
 };
 
 /// Tables in the order their locks are taken when storing (products, then what refers to them),
@@ -44,6 +44,11 @@ CREATE TABLE IF NOT EXISTS chips (
     detection_index INTEGER NOT NULL,
     product_id BIGINT NOT NULL REFERENCES products (id),
     PRIMARY KEY (frame_id, detection_index)
+);
+CREATE TABLE IF NOT EXISTS command_reports (
+    command_id BIGINT NOT NULL,
+    product_id BIGINT NOT NULL REFERENCES products (id),
+    PRIMARY KEY (command_id, product_id)
 );
 CREATE TABLE IF NOT EXISTS detections (
     product_id BIGINT NOT NULL REFERENCES products (id),
@@ -103,6 +108,8 @@ struct Row {
     record: ProductRecord,
     detections: Vec<DetectionRecord>,
     chip: Option<(i64, i32)>,
+    /// The command it reports on (a command report).
+    command: Option<i64>,
     envelope: Vec<u8>,
 }
 
@@ -190,6 +197,15 @@ fn store_rows(client: &mut Client, rows: &[Row]) -> Result<Vec<Stored>, ArchiveE
         )
         .map_err(storage)?;
     }
+    let reports: Vec<(i64, i64)> =
+        new_rows().filter_map(|r| r.command.map(|command| (command, to_sql(r.record.id)))).collect();
+    if !reports.is_empty() {
+        tx.execute(
+            "INSERT INTO command_reports SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[]) ON CONFLICT DO NOTHING",
+            &[&reports.iter().map(|r| r.0).collect::<Vec<_>>(), &reports.iter().map(|r| r.1).collect::<Vec<_>>()],
+        )
+        .map_err(storage)?;
+    }
     let detections: Vec<&DetectionRecord> = new_rows().flat_map(|r| &r.detections).collect();
     if !detections.is_empty() {
         let ints = |f: &dyn Fn(&DetectionRecord) -> i64| detections.iter().map(|d| f(d)).collect::<Vec<i64>>();
@@ -258,10 +274,19 @@ fn from_sql(id: i64) -> u64 {
     id as u64
 }
 
+/// An audit row of `SELECT id, unix_ms, operator, command, outcome`.
+fn audit_entry(row: &postgres::Row) -> AuditEntry {
+    AuditEntry {
+        id: from_sql(row.get(0)),
+        unix_ms: row.get(1),
+        operator: row.get(2),
+        command: row.get(3),
+        outcome: row.get(4),
+    }
+}
+
 fn kind_of(code: i16) -> Option<Kind> {
-    [Kind::Detections, Kind::Chip, Kind::Thumbnail, Kind::Housekeeping, Kind::Event]
-        .into_iter()
-        .find(|k| *k as i16 == code)
+    u8::try_from(code).ok().and_then(Kind::from_byte)
 }
 
 #[derive(Debug)]
@@ -365,6 +390,7 @@ impl Archive for PostgresArchive {
                     record: record(product, bytes, station, received_unix_ms)?,
                     detections: detection_records(product),
                     chip,
+                    command: reported_command(product).map(to_sql),
                     envelope: bytes.to_vec(),
                 })
             })
@@ -578,6 +604,35 @@ impl Archive for PostgresArchive {
         })
     }
 
+    fn command_reports(&self, command_id: u64) -> Result<Vec<Vec<u8>>, ArchiveError> {
+        let command_id = to_sql(command_id);
+        self.call(move |client| {
+            let rows = client
+                .query(
+                    "SELECT p.envelope FROM command_reports r JOIN products p ON p.id = r.product_id
+                     WHERE r.command_id = $1 ORDER BY p.created_ms, p.id",
+                    &[&command_id],
+                )
+                .map_err(storage)?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+    }
+
+    fn audit_of(&self, id: u64) -> Result<Vec<AuditEntry>, ArchiveError> {
+        let (id, pattern) = (to_sql(id), format!("{}%", super::audit_prefix(id)));
+        let follow_up = super::AUDIT_FOLLOW_UP as i64;
+        self.call(move |client| {
+            let rows = client
+                .query(
+                    "SELECT id, unix_ms, operator, command, outcome FROM audit
+                     WHERE id = $1 OR (id > $1 AND id <= $1 + $3 AND outcome LIKE $2) ORDER BY id",
+                    &[&id, &pattern, &follow_up],
+                )
+                .map_err(storage)?;
+            Ok(rows.iter().map(audit_entry).collect())
+        })
+    }
+
     fn audit_trail(&self, limit: usize) -> Result<Vec<AuditEntry>, ArchiveError> {
         self.call(move |client| {
             let rows = client
@@ -586,16 +641,7 @@ impl Archive for PostgresArchive {
                     &[&(limit as i64)],
                 )
                 .map_err(storage)?;
-            Ok(rows
-                .iter()
-                .map(|row| AuditEntry {
-                    id: row.get::<_, i64>(0) as u64,
-                    unix_ms: row.get(1),
-                    operator: row.get(2),
-                    command: row.get(3),
-                    outcome: row.get(4),
-                })
-                .collect())
+            Ok(rows.iter().map(audit_entry).collect())
         })
     }
 }

@@ -13,13 +13,13 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::{
     Archive, ArchiveError, AuditEntry, DetectionCell, DetectionQuery, DetectionRecord, ProductRecord, Stored,
-    TimelineQuery, cells_of, detection_records, envelope_crc, record,
+    TimelineQuery, cells_of, detection_records, envelope_crc, record, reported_command,
 };
 use crate::archive::segments::{Segments, Span};
 
-/// Version of the derived trees' layout (`detections`, `timeline`, `chips`); an archive written
+/// Version of the derived trees' layout (`detections`, `timeline`, `chips`, `command_reports`); an archive written
 /// with another is re-indexed from its products when opened.
-const SCHEMA_VERSION: u32 = 4;
+const SCHEMA_VERSION: u32 = 5;
 const SCHEMA_KEY: &[u8] = b"schema";
 /// Envelopes this large or larger go to the segment files.
 const SEGMENT_FROM: usize = 8 << 10;
@@ -38,6 +38,8 @@ pub struct SledArchive {
     timeline: sled::Tree,
     /// Chip product ids keyed by frame id and detection index.
     chips: sled::Tree,
+    /// Command report product ids keyed by command id and product id (values empty).
+    command_reports: sled::Tree,
     segments: Arc<Segments>,
 }
 
@@ -46,6 +48,7 @@ struct IndexEntries {
     detections: Vec<([u8; DETECTION_KEY_LEN], Vec<u8>)>,
     timeline: [u8; 17],
     chip: Option<[u8; 12]>,
+    command_report: Option<[u8; 16]>,
 }
 
 impl IndexEntries {
@@ -55,7 +58,14 @@ impl IndexEntries {
             Body::Chip(chip) => Some(chip_key(chip.frame_id, chip.detection_index)),
             _ => None,
         };
-        Self { detections, timeline: timeline_key(product.body.kind() as u8, product.created_ms, product.id), chip }
+        let command_report = reported_command(product).map(|command| {
+            let mut key = [0u8; 16];
+            key[..8].copy_from_slice(&command.to_be_bytes());
+            key[8..].copy_from_slice(&product.id.to_be_bytes());
+            key
+        });
+        let timeline = timeline_key(product.body.kind() as u8, product.created_ms, product.id);
+        Self { detections, timeline, chip, command_report }
     }
 }
 
@@ -148,6 +158,7 @@ impl SledArchive {
             conflicts: db.open_tree("conflicts").map_err(open_error)?,
             timeline: db.open_tree("timeline").map_err(open_error)?,
             chips: db.open_tree("chips").map_err(open_error)?,
+            command_reports: db.open_tree("command_reports").map_err(open_error)?,
             db,
         };
         let version = archive.meta.get(SCHEMA_KEY).map_err(open_error)?;
@@ -163,7 +174,7 @@ impl SledArchive {
     /// Rebuilds the derived trees from the stored products (the envelopes are the archive; the
     /// rest can always be made again from them).
     fn reindex(&self) -> Result<(), ArchiveError> {
-        for tree in [&self.detections, &self.timeline, &self.chips] {
+        for tree in [&self.detections, &self.timeline, &self.chips, &self.command_reports] {
             tree.clear().map_err(storage)?;
         }
         for entry in self.products.iter() {
@@ -178,6 +189,9 @@ impl SledArchive {
             self.timeline.insert(entries.timeline, &[]).map_err(storage)?;
             if let Some(k) = entries.chip {
                 self.chips.insert(k, &key[..]).map_err(storage)?;
+            }
+            if let Some(k) = entries.command_report {
+                self.command_reports.insert(k, &[]).map_err(storage)?;
             }
         }
         self.meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes()).map_err(storage)?;
@@ -279,9 +293,17 @@ impl Archive for SledArchive {
             .map(|&(product, bytes)| self.prepare(product, bytes, station, received_unix_ms))
             .collect::<Result<Vec<_>, _>>()?;
         // one transaction for the batch: sled's cost is per transaction far more than per write
-        let trees = (&self.products, &self.records, &self.detections, &self.conflicts, &self.timeline, &self.chips);
+        let trees = (
+            &self.products,
+            &self.records,
+            &self.detections,
+            &self.conflicts,
+            &self.timeline,
+            &self.chips,
+            &self.command_reports,
+        );
         let outcomes = trees
-            .transaction(|(products, records, index, conflicts, timeline, chips)| {
+            .transaction(|(products, records, index, conflicts, timeline, chips, reports)| {
                 let mut outcomes = Vec::with_capacity(prepared.len());
                 for (p, &(_, bytes)) in prepared.iter().zip(arrivals) {
                     if let Some(existing) = products.get(p.key)? {
@@ -301,6 +323,9 @@ impl Archive for SledArchive {
                     timeline.insert(&p.entries.timeline, &[])?;
                     if let Some(k) = &p.entries.chip {
                         chips.insert(k, &p.key)?;
+                    }
+                    if let Some(k) = &p.entries.command_report {
+                        reports.insert(&k[..], &[])?;
                     }
                     outcomes.push(Stored::Inserted);
                 }
@@ -451,6 +476,35 @@ impl Archive for SledArchive {
                 Ok((id, value.to_vec()))
             })
             .collect()
+    }
+
+    fn command_reports(&self, command_id: u64) -> Result<Vec<Vec<u8>>, ArchiveError> {
+        self.command_reports
+            .scan_prefix(command_id.to_be_bytes())
+            .map(|entry| {
+                let (key, _) = entry.map_err(storage)?;
+                let product_id = key[8..].try_into().map(u64::from_be_bytes).map_err(|_| ArchiveError::Corrupt {
+                    key: format!("command_reports {key:02x?}"),
+                    message: "not a command id and a product id".into(),
+                })?;
+                self.product_bytes(product_id)?.ok_or_else(|| ArchiveError::Corrupt {
+                    key: format!("command_reports {command_id}/{product_id}"),
+                    message: "names a product the archive does not hold".into(),
+                })
+            })
+            .collect()
+    }
+
+    fn audit_of(&self, id: u64) -> Result<Vec<AuditEntry>, ArchiveError> {
+        let prefix = super::audit_prefix(id);
+        let mut entries = Vec::new();
+        for entry in self.audit.range(id.to_be_bytes()..).take(super::AUDIT_FOLLOW_UP) {
+            let entry = entry.map_err(storage).and_then(|(k, v)| decode::<AuditEntry>(&k, &v))?;
+            if entry.id == id || entry.outcome.starts_with(&prefix) {
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
     }
 
     fn audit_trail(&self, limit: usize) -> Result<Vec<AuditEntry>, ArchiveError> {
