@@ -677,7 +677,9 @@ function setUpCommands() {
         body: JSON.stringify({ command }),
       });
       result.className = "ok";
-      result.textContent = `command ${sent.id} sent through ${sent.stations} station(s)`;
+      result.textContent = sent.queued
+        ? `command ${sent.id} queued: no station connected; it goes up at the next contact`
+        : `command ${sent.id} sent through ${sent.stations} station(s)`;
     } catch (error) {
       result.className = "error";
       result.textContent = error.status === 401 ? "refused: the token is not the operator token" : error.message;

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::archive::{DetectionQuery, TimelineQuery};
 use crate::predict::MAX_WINDOW_MS;
-use crate::serve::{CommandError, Service};
+use crate::serve::{CommandError, Release, Service};
 use kestrel_link::uplink::Telecommand;
 
 /// Most rows one request returns.
@@ -50,7 +50,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/sites", get(sites))
         .route("/api/dictionary", get(|| async { Json(kestrel_dictionary::DICTIONARY) }))
         .route("/api/commands", get(audit_trail).post(command))
-        .route("/api/commands/{id}", get(command_stages))
+        .route("/api/commands/queue", get(command_queue))
+        .route("/api/commands/{id}", get(command_stages).delete(cancel_command))
         .route("/api/models/{name}", post(upload_model))
         .route("/metrics", get(metrics))
         .merge(crate::console::router())
@@ -98,14 +99,40 @@ async fn command(
     command_response(sent)
 }
 
-fn command_response(sent: Result<(u64, usize), CommandError>) -> Response {
+/// `GET /api/commands/queue`: the commands waiting for a station, oldest first.
+async fn command_queue(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
+    if operator(&service, &headers).is_none() {
+        return unauthorized();
+    }
+    match tokio::task::block_in_place(|| service.command_queue()) {
+        Ok(entries) => Json(entries).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `DELETE /api/commands/{id}`: a queued command cancelled, never to be sent.
+async fn cancel_command(State(service): State<Arc<Service>>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
+    let Some(operator) = operator(&service, &headers) else { return unauthorized() };
+    match tokio::task::block_in_place(|| service.cancel_command(&operator, id)) {
+        Ok(true) => Json(serde_json::json!({ "id": id, "cancelled": true })).into_response(),
+        Ok(false) => {
+            error(StatusCode::NOT_FOUND, format!("command {id} is not queued (sent, cancelled, or never queued)"))
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn command_response(sent: Result<(u64, Release), CommandError>) -> Response {
     match sent {
-        Ok((id, 0)) => (
+        Ok((id, Release::Queued)) => {
+            (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id, "stations": 0, "queued": true }))).into_response()
+        }
+        Ok((id, Release::Sent(0))) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({ "id": id, "stations": 0, "error": "no station connected; not sent" })),
         )
             .into_response(),
-        Ok((id, stations)) => {
+        Ok((id, Release::Sent(stations))) => {
             (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id, "stations": stations }))).into_response()
         }
         Err(CommandError::TooLarge) => error(StatusCode::PAYLOAD_TOO_LARGE, CommandError::TooLarge.to_string()),
@@ -152,6 +179,7 @@ async fn upload_model(
         return error(StatusCode::BAD_REQUEST, "the request body (the model file) is empty");
     }
     let sent = tokio::task::block_in_place(|| service.upload_model(&operator, &name, &file, signature));
+    let sent = sent.map(|(id, stations)| (id, Release::Sent(stations)));
     command_response(sent)
 }
 

@@ -109,6 +109,15 @@ pub struct Service {
     pub predictions: Option<Predictions>,
 }
 
+/// What became of a command the ground took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Sent up through this many stations (0: none was connected, and it was not kept).
+    Sent(usize),
+    /// No station was connected: it waits in the queue for the next one to sign on.
+    Queued,
+}
+
 /// Why a command was not sent.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -280,12 +289,85 @@ impl Service {
     /// station; returns its audit id and how many stations took it. A command the mission
     /// dictionary says the spacecraft would refuse is refused here, before anything is audited
     /// or sent.
-    pub fn send_command(&self, operator: &str, command: &Telecommand) -> Result<(u64, usize), CommandError> {
+    pub fn send_command(&self, operator: &str, command: &Telecommand) -> Result<(u64, Release), CommandError> {
         if let Some(why) = dictionary_refusal(command) {
             return Err(CommandError::Invalid(why));
         }
         let text = serde_json::to_string(command).unwrap_or_default();
-        self.uplink_audited(operator, text, 1, |sender, id| sender.command(id, command))
+        if self.uplink_stream.receiver_count() == 0 {
+            // no station to send it through: it waits, durably, for the next one to sign on
+            if !kestrel_link::uplink::command_fits(u64::MAX, command) {
+                return Err(CommandError::TooLarge);
+            }
+            let id = self.audit_line(operator, &text, "submitted".into())?;
+            self.archive.enqueue_command(id)?;
+            let about = crate::archive::audit_prefix(id);
+            self.audit_line(operator, &text, format!("{about} queued: no station connected"))?;
+            tracing::info!(id, operator, "command queued");
+            return Ok((id, Release::Queued));
+        }
+        let (id, stations) = self.uplink_audited(operator, text, 1, |sender, id| sender.command(id, command))?;
+        Ok((id, Release::Sent(stations)))
+    }
+
+    /// Sends the queued commands up (a station has just joined the uplink stream), oldest first,
+    /// each taken out of the queue before it goes, so that no other process sharing the archive
+    /// sends it too.
+    fn release_queued(&self) -> Result<(), ArchiveError> {
+        for id in self.archive.queued_commands()? {
+            if !self.archive.dequeue_command(id)? {
+                continue;
+            }
+            let Some(entry) = self.archive.audit_of(id)?.into_iter().find(|e| e.id == id) else { continue };
+            let about = crate::archive::audit_prefix(id);
+            let outcome = match serde_json::from_str::<Telecommand>(&entry.command) {
+                Ok(command) => match self.send_up(1, 0, |sender| sender.command(id, &command))? {
+                    Some(stations) => format!("{about} sent through {stations} station(s), from the queue"),
+                    None => format!("{about} refused, too large for one frame"),
+                },
+                Err(e) => format!("{about} not sent: its queued text is not a command ({e})"),
+            };
+            tracing::info!(id, "{outcome}");
+            self.audit_line(&entry.operator, &entry.command, outcome)?;
+        }
+        Ok(())
+    }
+
+    /// Takes queued command `id` out of the queue, so it is never sent; false if it is not
+    /// queued (sent already, cancelled, or never queued).
+    pub fn cancel_command(&self, operator: &str, id: u64) -> Result<bool, ArchiveError> {
+        if !self.archive.dequeue_command(id)? {
+            return Ok(false);
+        }
+        let command = self.archive.audit_of(id)?.into_iter().find(|e| e.id == id).map(|e| e.command);
+        let about = crate::archive::audit_prefix(id);
+        self.audit_line(
+            operator,
+            &command.unwrap_or_default(),
+            format!("{about} cancelled by {operator}, never sent"),
+        )?;
+        Ok(true)
+    }
+
+    /// The commands waiting for a station, oldest first (their audit entries).
+    pub fn command_queue(&self) -> Result<Vec<AuditEntry>, ArchiveError> {
+        let mut queued = Vec::new();
+        for id in self.archive.queued_commands()? {
+            queued.extend(self.archive.audit_of(id)?.into_iter().find(|e| e.id == id));
+        }
+        Ok(queued)
+    }
+
+    /// Appends an audit entry about `command` (its JSON); returns the entry's id.
+    fn audit_line(&self, operator: &str, command: &str, outcome: String) -> Result<u64, ArchiveError> {
+        let entry = AuditEntry {
+            id: 0,
+            unix_ms: now_unix_ms(),
+            operator: operator.to_owned(),
+            command: command.to_owned(),
+            outcome,
+        };
+        self.archive.audit(&entry)
     }
 
     /// Uploads `file` as the new weights of model `model` (signed by the operator's model-signing
@@ -333,24 +415,17 @@ impl Service {
         frames: u64,
         build: impl FnOnce(&mut UplinkSender, u64) -> Option<Vec<u8>>,
     ) -> Result<(u64, usize), CommandError> {
-        let entry = |outcome: String| AuditEntry {
-            id: 0,
-            unix_ms: now_unix_ms(),
-            operator: operator.to_owned(),
-            command: text.clone(),
-            outcome,
-        };
-        let id = self.archive.audit(&entry("submitted".into()))?;
+        let id = self.audit_line(operator, &text, "submitted".into())?;
         let about = crate::archive::audit_prefix(id);
         let Some(stations) = self.send_up(frames, 0, |sender| build(sender, id))? else {
-            self.archive.audit(&entry(format!("{about} refused, too large for one frame")))?;
+            self.audit_line(operator, &text, format!("{about} refused, too large for one frame"))?;
             return Err(CommandError::TooLarge);
         };
         let outcome = match stations {
             0 => format!("{about} no station connected, not sent"),
             n => format!("{about} sent through {n} station(s)"),
         };
-        self.archive.audit(&entry(outcome))?;
+        self.audit_line(operator, &text, outcome)?;
         tracing::info!(id, operator, stations, "command sent");
         Ok((id, stations))
     }
@@ -500,6 +575,9 @@ impl Service {
         tracing::info!(%station, peer = %status.peer, connection = status.connection, "station signed on");
         // subscribed before anything else, so that no frame sent from now on is missed
         let mut uplink = self.uplink_stream.subscribe();
+        if let Err(e) = tokio::task::block_in_place(|| self.release_queued()) {
+            tracing::error!(%station, error = %e, "archive failure; the queued commands stay queued");
+        }
         let mut ingest = match StationIngest::new(station.clone(), self.profile.clone(), self.archive.clone()) {
             Ok(ingest) => ingest,
             Err(e) => {

@@ -24,6 +24,12 @@ pub enum UplinkMessage {
 /// File bytes one upload segment carries (with its header and postcard fields, it fits one frame).
 pub const UPLOAD_SEGMENT_LEN: usize = telecommand::MAX_DATA_LEN - packet::HEADER_LEN - 24;
 
+/// Whether command `id` fits one TC frame (a larger id takes more bytes: `u64::MAX` for any id).
+pub fn command_fits(id: u64, command: &Telecommand) -> bool {
+    let message = UplinkMessage::Command { id, command: command.clone() };
+    postcard::to_stdvec(&message).is_ok_and(|p| p.len() + packet::HEADER_LEN <= telecommand::MAX_DATA_LEN)
+}
+
 /// Operating modes of the flight software.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
@@ -125,10 +131,7 @@ impl UplinkSender {
 
     /// The TC frame carrying an operator's command; `None` if the command is too big for one frame.
     pub fn command(&mut self, id: u64, command: &Telecommand) -> Option<Vec<u8>> {
-        let message = UplinkMessage::Command { id, command: command.clone() };
-        let fits =
-            postcard::to_stdvec(&message).is_ok_and(|p| p.len() + packet::HEADER_LEN <= telecommand::MAX_DATA_LEN);
-        fits.then(|| self.frame(&message))
+        command_fits(id, command).then(|| self.frame(&UplinkMessage::Command { id, command: command.clone() }))
     }
 
     /// TC frames (back to back) carrying `file` as segments of upload `transfer`.

@@ -449,7 +449,12 @@ fn commands_need_the_operator_token_are_audited_and_go_up_every_station() {
     assert_eq!(status, 401, "the audit trail needs the token too");
 
     let (status, reply) = request(&ground.http, "POST", "/api/commands", &[("Authorization", &bearer)], command);
-    assert_eq!(status, 503, "no station to send it through: {reply}");
+    assert_eq!((status, reply["queued"].as_bool()), (202, Some(true)), "no station: it waits: {reply}");
+    // cancelled before any station comes: it never goes up
+    let cancel = format!("/api/commands/{}", reply["id"].as_u64().expect("an id"));
+    assert_eq!(request(&ground.http, "DELETE", &cancel, &[], "").0, 401, "cancelling needs the token");
+    assert_eq!(request(&ground.http, "DELETE", &cancel, &[("Authorization", &bearer)], "").0, 200);
+    assert_eq!(request(&ground.http, "DELETE", &cancel, &[("Authorization", &bearer)], "").0, 404, "cancelled already");
 
     // two stations connected: both relay the same frame
     let mut stations = connected_stations(&ground, 2);
@@ -572,16 +577,68 @@ fn a_commands_stages_come_from_the_audit_and_the_spacecrafts_reports_in_either_a
             let stages = reply["stages"].as_array().cloned().unwrap_or_default();
             stages.iter().map(|s| s["stage"].as_str().unwrap_or_default().to_owned()).collect::<Vec<_>>()
         };
-        assert_eq!(stages(ran), ["submitted", "ground", "accepted", "completed"], "{store:?}");
-        assert_eq!(stages(refused), ["submitted", "ground", "refused"], "{store:?}");
+        // queued (no station), sent when the reporting station signed on, then the reports
+        assert_eq!(stages(ran), ["submitted", "ground", "ground", "accepted", "completed"], "{store:?}");
+        assert_eq!(stages(refused), ["submitted", "ground", "ground", "refused"], "{store:?}");
         let (_, reply) = request(&ground.http, "GET", &format!("/api/commands/{refused}"), &auth, "");
-        let last = &reply["stages"][2];
+        let last = &reply["stages"][3];
         assert_eq!((last["reason"].as_str(), last["spacecraft_ms"].as_i64()), (Some(reason.as_str()), Some(1_001)));
-        assert!(reply["stages"][1]["outcome"].as_str().is_some_and(|o| o.contains("no station connected")), "{reply}");
+        let said = |at: usize| reply["stages"][at]["outcome"].as_str().unwrap_or_default().to_owned();
+        assert!(said(1).contains("queued: no station connected") && said(2).contains("from the queue"), "{reply}");
         assert!(reply["command"].as_str().is_some_and(|c| c.contains("RequestTile")), "{reply}");
         assert_eq!(request(&ground.http, "GET", "/api/commands/987654", &auth, "").0, 404);
         assert_eq!(request(&ground.http, "GET", &format!("/api/commands/{ran}"), &[], "").0, 401);
     }
+}
+
+/// The command ids a station hears until `quiet` passes without a byte.
+fn commands_heard(station: &mut TcpStream, security: SecurityAssociation, quiet: Duration) -> Vec<u64> {
+    station.set_read_timeout(Some(quiet)).expect("timeout");
+    let (mut receiver, mut buffer, mut heard) = (TcReceiver::new(security, 42), [0u8; 4096], Vec::new());
+    while let Ok(n @ 1..) = station.read(&mut buffer) {
+        for frame in receiver.push(&buffer[..n]) {
+            if let UplinkMessage::Command { id, .. } = uplink::decode(&frame).expect("an uplink message") {
+                heard.push(id);
+            }
+        }
+    }
+    heard
+}
+
+#[test]
+fn a_queued_command_goes_up_at_the_next_contact_once_and_a_cancelled_one_never() {
+    let database = TestDatabase::new();
+    let (scratch, profile) = scratch_mission();
+    let security = profile.security.clone().expect("security");
+    let bearer = operator_bearer(&scratch);
+    let auth = [("Authorization", bearer.as_str())];
+    // two processes on one archive: the queue is the archive's, whichever process the next
+    // station signs on to sends it
+    let (first, second) = (
+        start_ground_with(&scratch, &["--store", &database.url]),
+        start_ground_with(&scratch, &["--store", &database.url]),
+    );
+    let post = |ground: &Ground, body: &str| {
+        let (status, reply) = request(&ground.http, "POST", "/api/commands", &auth, body);
+        assert_eq!((status, reply["queued"].as_bool()), (202, Some(true)), "{reply}");
+        reply["id"].as_u64().expect("an id")
+    };
+    let kept = post(&first, r#"{"command": {"SetMode": {"mode": "Safe"}}}"#);
+    let cancelled = post(&first, r#"{"command": {"SetParameter": {"name": "max_duty", "value": 0.5}}}"#);
+    let (_, queue) = request(&second.http, "GET", "/api/commands/queue", &auth, "");
+    let ids: Vec<u64> = queue.as_array().expect("entries").iter().filter_map(|e| e["id"].as_u64()).collect();
+    assert_eq!(ids, [kept, cancelled], "the queue, seen from the other process");
+    assert_eq!(request(&second.http, "DELETE", &format!("/api/commands/{cancelled}"), &auth, "").0, 200);
+
+    let mut station = connected_stations(&second, 1).remove(0);
+    assert_eq!(commands_heard(&mut station, security.clone(), Duration::from_secs(2)), [kept]);
+    let (_, queue) = request(&first.http, "GET", "/api/commands/queue", &auth, "");
+    assert_eq!(queue.as_array().map(Vec::len), Some(0), "{queue}");
+    // the next contact, through the other process, hears nothing more
+    let mut later = connected_stations(&first, 1).remove(0);
+    assert!(commands_heard(&mut later, security, Duration::from_secs(1)).is_empty());
+    let (_, stages) = request(&first.http, "GET", &format!("/api/commands/{cancelled}"), &auth, "");
+    assert!(stages["stages"][2]["outcome"].as_str().is_some_and(|o| o.contains("cancelled")), "{stages}");
 }
 
 /// The uplink a station hears while it delivers `downlink` in small writes and `clients` post

@@ -124,15 +124,19 @@ fn only_a_declared_station_that_proves_its_key_delivers_cadus_or_hears_a_telecom
     assert!(closed && answer.is_empty(), "a silent client is closed");
     await_refusals(&ground.http, "timed_out", 1);
 
-    // with none of them listed as a station, a command has no station to go through
+    // with none of them listed as a station, a command has no station to go through: it waits
     let stats = get(&ground.http, "/api/stats").1;
     assert_eq!((stats["archive"]["products"].as_u64(), stats["stations"].as_array().map(Vec::len)), (Some(0), Some(0)));
     let token = std::fs::read_to_string(scratch.path().join("keys/operator.token")).expect("token");
     let bearer = format!("Bearer {}", token.trim());
     let command = r#"{"command": {"SetMode": {"mode": "Safe"}}}"#;
     let mut lurker = TcpStream::connect(&ground.cadu).expect("connect");
-    let (status, _) = request(&ground.http, "POST", "/api/commands", &[("Authorization", &bearer)], command);
-    assert_eq!(status, 503, "a connection that has not signed on is no station");
+    let (status, reply) = request(&ground.http, "POST", "/api/commands", &[("Authorization", &bearer)], command);
+    assert_eq!(
+        (status, reply["queued"].as_bool()),
+        (202, Some(true)),
+        "a connection that has not signed on is no station"
+    );
     let (answer, _) = read_until_closed(&mut lurker, Duration::from_secs(15));
     assert!(answer.is_empty(), "and hears no telecommand");
 

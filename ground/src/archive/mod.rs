@@ -218,6 +218,14 @@ pub trait Archive: Send + Sync + Debug {
     fn audit(&self, entry: &AuditEntry) -> Result<u64, ArchiveError>;
     /// The latest `limit` audit entries, newest first.
     fn audit_trail(&self, limit: usize) -> Result<Vec<AuditEntry>, ArchiveError>;
+    /// Puts command `id` (its audit entry holds it) in the queue of commands waiting for a
+    /// station, durably.
+    fn enqueue_command(&self, id: u64) -> Result<(), ArchiveError>;
+    /// The ids of the commands waiting for a station, oldest first.
+    fn queued_commands(&self) -> Result<Vec<u64>, ArchiveError>;
+    /// Takes command `id` out of the queue, durably; false if it was not there (sent or cancelled
+    /// already, by this process or another sharing the archive: one of them takes it).
+    fn dequeue_command(&self, id: u64) -> Result<bool, ArchiveError>;
     /// The audit entries of command `id`: its own (submitted), then those the ground wrote about
     /// it (each an outcome beginning `command ID:`), oldest first.
     fn audit_of(&self, id: u64) -> Result<Vec<AuditEntry>, ArchiveError>;

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS chips (
     product_id BIGINT NOT NULL REFERENCES products (id),
     PRIMARY KEY (frame_id, detection_index)
 );
+CREATE TABLE IF NOT EXISTS command_queue (id BIGINT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS command_reports (
     command_id BIGINT NOT NULL,
     product_id BIGINT NOT NULL REFERENCES products (id),
@@ -630,6 +631,28 @@ impl Archive for PostgresArchive {
                 )
                 .map_err(storage)?;
             Ok(rows.iter().map(audit_entry).collect())
+        })
+    }
+
+    fn enqueue_command(&self, id: u64) -> Result<(), ArchiveError> {
+        let id = to_sql(id);
+        self.call(move |client| {
+            client.execute("INSERT INTO command_queue VALUES ($1) ON CONFLICT DO NOTHING", &[&id]).map_err(storage)?;
+            Ok(())
+        })
+    }
+
+    fn queued_commands(&self) -> Result<Vec<u64>, ArchiveError> {
+        self.call(|client| {
+            let rows = client.query("SELECT id FROM command_queue ORDER BY id", &[]).map_err(storage)?;
+            Ok(rows.iter().map(|row| from_sql(row.get(0))).collect())
+        })
+    }
+
+    fn dequeue_command(&self, id: u64) -> Result<bool, ArchiveError> {
+        let id = to_sql(id);
+        self.call(move |client| {
+            Ok(client.execute("DELETE FROM command_queue WHERE id = $1", &[&id]).map_err(storage)? == 1)
         })
     }
 

@@ -40,6 +40,8 @@ pub struct SledArchive {
     chips: sled::Tree,
     /// Command report product ids keyed by command id and product id (values empty).
     command_reports: sled::Tree,
+    /// The ids of commands waiting for a station (u64 BE, values empty).
+    command_queue: sled::Tree,
     segments: Arc<Segments>,
 }
 
@@ -159,6 +161,7 @@ impl SledArchive {
             timeline: db.open_tree("timeline").map_err(open_error)?,
             chips: db.open_tree("chips").map_err(open_error)?,
             command_reports: db.open_tree("command_reports").map_err(open_error)?,
+            command_queue: db.open_tree("command_queue").map_err(open_error)?,
             db,
         };
         let version = archive.meta.get(SCHEMA_KEY).map_err(open_error)?;
@@ -505,6 +508,32 @@ impl Archive for SledArchive {
             }
         }
         Ok(entries)
+    }
+
+    fn enqueue_command(&self, id: u64) -> Result<(), ArchiveError> {
+        self.command_queue.insert(id.to_be_bytes(), &[]).map_err(storage)?;
+        self.command_queue.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    fn queued_commands(&self) -> Result<Vec<u64>, ArchiveError> {
+        self.command_queue
+            .iter()
+            .keys()
+            .map(|key| {
+                let key = key.map_err(storage)?;
+                key.as_ref().try_into().map(u64::from_be_bytes).map_err(|_| ArchiveError::Corrupt {
+                    key: format!("command_queue {key:02x?}"),
+                    message: "not a command id".into(),
+                })
+            })
+            .collect()
+    }
+
+    fn dequeue_command(&self, id: u64) -> Result<bool, ArchiveError> {
+        let taken = self.command_queue.remove(id.to_be_bytes()).map_err(storage)?.is_some();
+        self.command_queue.flush().map_err(storage)?;
+        Ok(taken)
     }
 
     fn audit_trail(&self, limit: usize) -> Result<Vec<AuditEntry>, ArchiveError> {
