@@ -123,8 +123,8 @@ fn known_names() -> String {
 
 impl Parameter {
     pub fn spec(self) -> &'static ParameterSpec {
-        // every variant has its entry: a test holds the table to the enum
-        PARAMETERS.iter().find(|p| p.parameter == self).unwrap_or(&PARAMETERS[0])
+        // the table lists the variants in their order: a test holds it to the enum
+        &PARAMETERS[self as usize]
     }
 
     pub fn named(name: &str) -> Option<Self> {
@@ -196,6 +196,7 @@ mod tests {
         assert_eq!(PARAMETERS.len(), all.len());
         for parameter in all {
             assert_eq!(PARAMETERS.iter().filter(|p| p.parameter == parameter).count(), 1, "{parameter:?}");
+            assert_eq!(PARAMETERS[parameter as usize].parameter, parameter, "the table in the enum's order");
             assert_eq!(parameter.spec().parameter, parameter);
             assert_eq!(Parameter::named(parameter.spec().name), Some(parameter));
         }

@@ -315,15 +315,21 @@ impl Service {
     /// sends it too.
     fn release_queued(&self) -> Result<(), ArchiveError> {
         for id in self.archive.queued_commands()? {
+            // the entry is read before the command leaves the queue, so a failure leaves it queued
+            let Some(entry) = self.archive.audit_entry(id)? else { continue };
             if !self.archive.dequeue_command(id)? {
                 continue;
             }
-            let Some(entry) = self.archive.audit_of(id)?.into_iter().find(|e| e.id == id) else { continue };
             let about = crate::archive::audit_prefix(id);
             let outcome = match serde_json::from_str::<Telecommand>(&entry.command) {
-                Ok(command) => match self.send_up(1, 0, |sender| sender.command(id, &command))? {
-                    Some(stations) => format!("{about} sent through {stations} station(s), from the queue"),
-                    None => format!("{about} refused, too large for one frame"),
+                Ok(command) => match self.send_up(1, 0, |sender| sender.command(id, &command)) {
+                    Ok(Some(stations)) => format!("{about} sent through {stations} station(s), from the queue"),
+                    Ok(None) => format!("{about} refused, too large for one frame"),
+                    Err(e) => {
+                        // not sent: back in the queue for the next station
+                        self.archive.enqueue_command(id)?;
+                        return Err(e);
+                    }
                 },
                 Err(e) => format!("{about} not sent: its queued text is not a command ({e})"),
             };
@@ -339,7 +345,7 @@ impl Service {
         if !self.archive.dequeue_command(id)? {
             return Ok(false);
         }
-        let command = self.archive.audit_of(id)?.into_iter().find(|e| e.id == id).map(|e| e.command);
+        let command = self.archive.audit_entry(id)?.map(|e| e.command);
         let about = crate::archive::audit_prefix(id);
         self.audit_line(
             operator,
@@ -353,7 +359,7 @@ impl Service {
     pub fn command_queue(&self) -> Result<Vec<AuditEntry>, ArchiveError> {
         let mut queued = Vec::new();
         for id in self.archive.queued_commands()? {
-            queued.extend(self.archive.audit_of(id)?.into_iter().find(|e| e.id == id));
+            queued.extend(self.archive.audit_entry(id)?);
         }
         Ok(queued)
     }

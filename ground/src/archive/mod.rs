@@ -226,6 +226,8 @@ pub trait Archive: Send + Sync + Debug {
     /// Takes command `id` out of the queue, durably; false if it was not there (sent or cancelled
     /// already, by this process or another sharing the archive: one of them takes it).
     fn dequeue_command(&self, id: u64) -> Result<bool, ArchiveError>;
+    /// The audit entry `id`, if there is one.
+    fn audit_entry(&self, id: u64) -> Result<Option<AuditEntry>, ArchiveError>;
     /// The audit entries of command `id`: its own (submitted), then those the ground wrote about
     /// it (each an outcome beginning `command ID:`), oldest first.
     fn audit_of(&self, id: u64) -> Result<Vec<AuditEntry>, ArchiveError>;

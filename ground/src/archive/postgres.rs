@@ -619,6 +619,16 @@ impl Archive for PostgresArchive {
         })
     }
 
+    fn audit_entry(&self, id: u64) -> Result<Option<AuditEntry>, ArchiveError> {
+        let id = to_sql(id);
+        self.call(move |client| {
+            let row = client
+                .query_opt("SELECT id, unix_ms, operator, command, outcome FROM audit WHERE id = $1", &[&id])
+                .map_err(storage)?;
+            Ok(row.as_ref().map(audit_entry))
+        })
+    }
+
     fn audit_of(&self, id: u64) -> Result<Vec<AuditEntry>, ArchiveError> {
         let (id, pattern) = (to_sql(id), format!("{}%", super::audit_prefix(id)));
         let follow_up = super::AUDIT_FOLLOW_UP as i64;

@@ -498,6 +498,11 @@ impl Archive for SledArchive {
             .collect()
     }
 
+    fn audit_entry(&self, id: u64) -> Result<Option<AuditEntry>, ArchiveError> {
+        let key = id.to_be_bytes();
+        self.audit.get(key).map_err(storage)?.map(|value| decode(&key, &value)).transpose()
+    }
+
     fn audit_of(&self, id: u64) -> Result<Vec<AuditEntry>, ArchiveError> {
         let prefix = super::audit_prefix(id);
         let mut entries = Vec::new();
