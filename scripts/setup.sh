@@ -15,6 +15,21 @@ for secret in link.key operator.token station-kestrel-bench.key; do
   fi
 done
 
+# the development operator: keys/operator.token is its token, keys/operators.toml its hash
+if [ ! -f "$root/keys/operators.toml" ]; then
+  python3 - "$root/keys" <<'PY'
+import hashlib, sys
+keys = sys.argv[1]
+token = open(f"{keys}/operator.token").read().strip()
+with open(f"{keys}/operators.toml", "w") as f:
+    f.write("# Operators who may command: each name with the SHA-256 of its token (`ground operator-token`).\n")
+    f.write(f'\n[[operator]]\nname = "dev-operator"\ntoken_sha256 = "{hashlib.sha256(token.encode()).hexdigest()}"\n')
+PY
+  echo "setup: made keys/operators.toml (operator dev-operator, token keys/operator.token)"
+fi
+
+"$root/scripts/setup-xtce.sh"
+
 # Third-party reference data is read from $KESTREL_DATA (default: shared/data beside the
 # repository), never committed; the cloudy/clear series is written out as band files once.
 data=${KESTREL_DATA:-$root/../shared/data}

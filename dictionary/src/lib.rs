@@ -1,12 +1,24 @@
-//! The mission dictionary (the F Prime / XTCE idea): what an operator may command, defined once
-//! here. Flight checks a `SetParameter` against it before it applies one, the ground refuses one it
-//! would refuse before anything goes up, `GET /api/dictionary` serves it to the console, and
-//! docs/ICD.md's table is held to it by a test.
+//! The mission dictionary (the F Prime / XTCE idea), defined once here: every operator parameter,
+//! every telecommand, every housekeeping channel with its limits and every event source. Flight
+//! checks a `SetParameter` against it before it applies one and names its events' sources by it;
+//! the ground refuses what flight would refuse before anything goes up, asks for confirmation of
+//! the hazardous commands, serves it at `GET /api/dictionary` (the console's forms, limit lines
+//! and filters come from it) and writes it as XTCE ([`xtce`]); docs/ICD.md's tables are held to it
+//! by tests.
 //!
 //! Parameters are a closed set ([`Parameter`]): code reads one by its variant, never by a string,
 //! so a misspelt name cannot come back as "no value" and lift a limit.
 
+pub mod channels;
+pub mod events;
+pub mod telecommands;
+pub mod xtce;
+
 use serde::Serialize;
+
+pub use channels::{Channel, Level, MissionLimits, NodeLimits};
+pub use events::{EVENTS, EventSource, EventSpec};
+pub use telecommands::{TELECOMMANDS, TelecommandSpec, is_hazardous};
 
 /// An operator parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -154,13 +166,33 @@ impl Parameter {
     }
 }
 
-/// The dictionary as `GET /api/dictionary` serves it.
+/// One mission's dictionary (its channels' limits are the mission file's), as
+/// `GET /api/dictionary` serves it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Dictionary {
+pub struct MissionDictionary {
+    /// `[mission] name`.
+    pub mission: String,
     pub parameters: &'static [ParameterSpec],
+    pub telecommands: &'static [TelecommandSpec],
+    pub channels: Vec<Channel>,
+    pub events: &'static [EventSpec],
 }
 
-pub const DICTIONARY: Dictionary = Dictionary { parameters: PARAMETERS };
+impl MissionDictionary {
+    pub fn new(mission: &str, limits: &MissionLimits) -> Self {
+        Self {
+            mission: mission.to_owned(),
+            parameters: PARAMETERS,
+            telecommands: TELECOMMANDS,
+            channels: channels::channels(limits),
+            events: EVENTS,
+        }
+    }
+
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+}
 
 /// The parameter table of docs/ICD.md, as markdown rows (a test holds the document to it).
 pub fn parameter_table() -> String {

@@ -2,7 +2,7 @@
 //! else). Every command ends in an event product that names the ground's command id, so the
 //! operator sees what ran and what was refused, and why.
 
-use kestrel_dictionary::Parameter;
+use kestrel_dictionary::{EventSource, Parameter};
 use kestrel_link::product::{CommandStage, Severity};
 use kestrel_link::uplink::Telecommand;
 
@@ -37,7 +37,7 @@ impl Pipeline {
                 (Severity::Warning, format!("{name} refused: {why}"))
             }
         };
-        change.event(now, severity, "command", message);
+        change.event(now, severity, EventSource::Command, message);
         // the verification reports: a command received is accepted (and then completed) or
         // refused; one of a time-tagged sequence was accepted with its sequence, and ends
         // completed or failed when its time comes

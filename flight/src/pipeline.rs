@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kestrel_dictionary::Parameter;
+use kestrel_dictionary::{EventSource, Parameter};
 use kestrel_link::cli::escape_controls;
 use kestrel_link::packet::Apid;
 use kestrel_link::product::{CommandReport, CommandStage, Severity};
@@ -231,7 +231,9 @@ pub(crate) struct Change {
 
 impl Change {
     /// Queues an event product (and logs it).
-    pub fn event(&mut self, now_ms: i64, severity: Severity, source: &str, message: String) {
+    pub fn event(&mut self, now_ms: i64, severity: Severity, source: EventSource, message: String) {
+        debug_assert!(source.spec().severities.contains(&severity), "the dictionary lists {severity:?} for {source:?}");
+        let source = source.name();
         match severity {
             Severity::Info => tracing::info!(source, "{message}"),
             Severity::Warning => tracing::warn!(source, "{message}"),
@@ -258,7 +260,7 @@ impl Change {
     pub fn set_mode(&mut self, now_ms: i64, mode: Mode, why: &str) {
         if self.state.mode != mode {
             let message = format!("mode {:?} -> {:?}: {why}", self.state.mode, mode);
-            self.event(now_ms, Severity::Warning, "mode", message);
+            self.event(now_ms, Severity::Warning, EventSource::Mode, message);
             self.state.mode = mode;
         }
     }
@@ -383,7 +385,7 @@ impl Pipeline {
         // sequence numbers of the last run may have been used up to its reservation
         change.state.encoder.next_arsn = change.state.encoder.next_arsn.max(change.state.arsn_reserved_until);
         for message in troubles {
-            change.event(now, Severity::Error, "checkpoint", message);
+            change.event(now, Severity::Error, EventSource::Checkpoint, message);
         }
         let health = &self.mission.config.flight.health;
         let window_ms = (*health.restart_window_s.get_ref() * 1000.0) as i64;
@@ -403,7 +405,7 @@ impl Pipeline {
         let returned = return_frames_to_incoming(&self.state_dir, &recorded)?;
         if returned > 0 {
             let message = format!("{returned} frames on board had no durable record; they are recorded again");
-            change.event(now, Severity::Warning, "checkpoint", message);
+            change.event(now, Severity::Warning, EventSource::Checkpoint, message);
         }
         self.commit(change)?;
         self.checkpoint.flush()?;
@@ -425,7 +427,7 @@ impl Pipeline {
             }
             Err(e) => {
                 self.detector = None;
-                change.event(now, Severity::Error, "detector", format!("the model does not load: {e}"));
+                change.event(now, Severity::Error, EventSource::Detector, format!("the model does not load: {e}"));
                 change.set_mode(now, Mode::Safe, "no usable model");
             }
         }
@@ -460,7 +462,7 @@ impl Pipeline {
         if let Some(frame) = frame {
             change.batch.clear_tiles(frame);
         }
-        change.event(now, Severity::Error, "upset", format!("{upset}; reloaded from its verified file"));
+        change.event(now, Severity::Error, EventSource::Upset, format!("{upset}; reloaded from its verified file"));
         self.reload_detector(now, &mut change);
         self.commit(change)?;
         self.publish_fault_map(&[]);
@@ -777,7 +779,7 @@ impl Pipeline {
                 };
                 let mut change = self.change();
                 change.state.counters.frames_quarantined += 1;
-                change.event(now, Severity::Warning, "spool", format!("{e}; {outcome}"));
+                change.event(now, Severity::Warning, EventSource::Spool, format!("{e}; {outcome}"));
                 self.commit(change)?;
                 return Ok(true);
             }
@@ -803,7 +805,7 @@ impl Pipeline {
                         FrameState::Quarantined { .. } => "already quarantined",
                     }
                 );
-                change.event(now, Severity::Info, "spool", message);
+                change.event(now, Severity::Info, EventSource::Spool, message);
                 self.commit(change)?;
                 self.spool.discard(&arrival)?;
             }
@@ -863,7 +865,7 @@ impl Pipeline {
                 let mut change = self.change();
                 let tiles = indices.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
                 let message = format!("frame {frame:016x}, tiles {tiles}: {e}");
-                change.event(now, Severity::Error, "detector", message);
+                change.event(now, Severity::Error, EventSource::Detector, message);
                 change.set_mode(now, Mode::Safe, "the detector failed");
                 self.commit(change)?;
                 return Ok(true);
@@ -944,7 +946,7 @@ impl Pipeline {
             record.id,
             escape_controls(reason)
         );
-        change.event(now, Severity::Warning, "ingest", message);
+        change.event(now, Severity::Warning, EventSource::Ingest, message);
         record.state = FrameState::Quarantined { reason: reason.to_owned() };
         record.file.clone_from(&relative);
         change.batch.frame(record);
@@ -964,7 +966,7 @@ impl Pipeline {
         if run_again {
             change.batch.clear_tiles(frame);
         }
-        change.event(now, Severity::Warning, "upset", format!("frame {frame:016x}: {what}"));
+        change.event(now, Severity::Warning, EventSource::Upset, format!("frame {frame:016x}: {what}"));
         self.commit(change)
     }
 
@@ -1120,7 +1122,7 @@ impl Pipeline {
                         let mut change = self.change();
                         change.state.counters.contacts += 1;
                         let message = format!("contact: cannot reach the ground at {address}: {e}; retrying");
-                        change.event(now, Severity::Warning, "downlink", message);
+                        change.event(now, Severity::Warning, EventSource::Downlink, message);
                         self.commit(change)?;
                     }
                     return Ok(false);
@@ -1175,13 +1177,18 @@ impl Pipeline {
                 }
                 Err(e) => {
                     change.state.counters.uplink_frames_rejected += 1;
-                    change.event(now, Severity::Warning, "uplink", format!("authenticated frame not understood: {e}"));
+                    change.event(
+                        now,
+                        Severity::Warning,
+                        EventSource::Uplink,
+                        format!("authenticated frame not understood: {e}"),
+                    );
                 }
             }
         }
         if let Some(first) = segments_refused.first() {
             let message = format!("{} upload segments refused; the first: {first}", segments_refused.len());
-            change.event(now, Severity::Warning, "upload", message);
+            change.event(now, Severity::Warning, EventSource::Upload, message);
         }
         let stats = self.receiver.stats();
         let refused =
@@ -1194,7 +1201,7 @@ impl Pipeline {
                 "uplink: {new} frames refused (totals: {} failed authentication, {} replayed, {} unknown SPI, {} other spacecraft)",
                 stats.authentication_failures, stats.replayed_frames, stats.unknown_spi, stats.other_spacecraft
             );
-            change.event(now, Severity::Warning, "uplink", message);
+            change.event(now, Severity::Warning, EventSource::Uplink, message);
         }
         self.commit(change)?;
         // a command must not run again after a crash, nor a segment be lost once taken;
@@ -1212,7 +1219,7 @@ impl Pipeline {
         let Some(session) = self.session.as_ref() else { return Ok(false) };
         if let Err(e) = session.check() {
             let mut change = self.change();
-            change.event(now, Severity::Warning, "downlink", format!("the ground connection failed: {e}"));
+            change.event(now, Severity::Warning, EventSource::Downlink, format!("the ground connection failed: {e}"));
             self.session = None;
             self.retry_at = Instant::now() + Duration::from_millis(500);
             self.commit(change)?;
@@ -1280,7 +1287,12 @@ impl Pipeline {
         match result {
             Ok(bytes) => change.state.counters.cadu_bytes_downlinked += bytes,
             Err(e) => {
-                change.event(now, Severity::Warning, "downlink", format!("the ground connection failed: {e}"));
+                change.event(
+                    now,
+                    Severity::Warning,
+                    EventSource::Downlink,
+                    format!("the ground connection failed: {e}"),
+                );
                 self.session = None;
                 self.retry_at = Instant::now() + Duration::from_millis(500);
             }
@@ -1301,7 +1313,7 @@ impl Pipeline {
                 "products {} changed in memory since they were read from the queue (an upset); sent again from the checkpoint",
                 ids.join(", ")
             );
-            change.event(now, Severity::Warning, "upset", message);
+            change.event(now, Severity::Warning, EventSource::Upset, message);
             self.commit(change)?;
         }
         Ok(intact)

@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use kestrel_dictionary::EventSource;
 use kestrel_link::product::Severity;
 use sha2::{Digest, Sha256};
 
@@ -56,7 +57,7 @@ impl Pipeline {
             change.state.uploads.remove(&oldest);
             change.batch.remove_upload(oldest);
             let message = format!("upload {oldest} dropped unfinished to make room for upload {transfer}");
-            change.event(now, Severity::Warning, "upload", message);
+            change.event(now, Severity::Warning, EventSource::Upload, message);
         }
         *change.state.uploads.entry(transfer).or_default() += bytes.len() as u64;
         change.state.counters.upload_segments += 1;
@@ -161,7 +162,7 @@ impl Pipeline {
                         "the model installed from upload {} cannot be used: {why}; the manifest's model runs",
                         installed.transfer
                     );
-                    change.event(now, Severity::Error, "model", message);
+                    change.event(now, Severity::Error, EventSource::Model, message);
                     change.state.installed_model = None;
                 }
             }

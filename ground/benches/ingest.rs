@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use kestrel_ground::archive::{Archive, PostgresArchive, SledArchive};
 use kestrel_ground::ingest::StationIngest;
+use kestrel_ground::operators::Operators;
 use kestrel_ground::serve::Service;
 use kestrel_link::decoder::CaduDecoder;
 use kestrel_link::encoder::{CaduEncoder, EncoderState};
@@ -130,7 +131,13 @@ fn api_latency() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     // no station signs on in this benchmark, and no upload is made
     let (stations, model_key) = (Default::default(), ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key());
-    let service = Service::new(profile(), archive, "bench-operator-token".into(), stations, model_key.to_bytes());
+    let service = Service::new(
+        profile(),
+        archive,
+        Operators::from_tokens([("bench", "bench-operator-token")]),
+        stations,
+        model_key.to_bytes(),
+    );
     let service = Arc::new(service.expect("service"));
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
     let address = listener.local_addr().expect("address");

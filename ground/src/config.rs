@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use kestrel_dictionary::{MissionDictionary, MissionLimits, NodeLimits};
 use kestrel_link::config::LinkConfig;
 use kestrel_link::mission::{MissionError, MissionFile, MissionInfo};
 use kestrel_link::profile::LinkProfile;
@@ -12,6 +13,7 @@ use kestrel_link::station::StationName;
 use kestrel_thermal::config::LoadedThermalMission;
 use serde::Deserialize;
 
+use crate::operators::Operators;
 use crate::predict::Predictions;
 use toml::Spanned;
 
@@ -27,6 +29,14 @@ pub struct GroundMission {
 #[derive(Debug, Clone, Deserialize)]
 pub struct FlightView {
     pub detector: DetectorView,
+    pub schedule: ScheduleView,
+}
+
+/// Of `[flight.schedule]`, the margins that are the housekeeping channels' warning levels.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ScheduleView {
+    pub margin_c: Spanned<f64>,
+    pub margin_soc: Spanned<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,8 +54,13 @@ pub struct GroundConfig {
     pub http_listen: SocketAddr,
     /// The embedded archive's folder; `--store postgres://...` replaces it with a shared archive.
     pub archive_dir: PathBuf,
-    /// File holding the operator token that commands from the console and the API must present.
-    pub operator_token_file: Spanned<PathBuf>,
+    /// The operators file: each operator's name and the SHA-256 of its token, which commands from
+    /// the console and the API must present (`ground operator-token` adds one).
+    pub operators_file: Spanned<PathBuf>,
+    /// Contacts after a command's release with no report from the spacecraft before the command
+    /// is reported timed out (default 3).
+    #[serde(default)]
+    pub command_timeout_contacts: Option<Spanned<u64>>,
     /// The stations that may deliver CADUs and relay telecommands; any other client is refused.
     pub stations: Spanned<Vec<StationEntry>>,
 }
@@ -70,6 +85,17 @@ pub struct LoadedGroundMission {
     /// Each declared station's sign-on key.
     pub station_keys: BTreeMap<StationName, [u8; 32]>,
     pub model_verifying_key: [u8; 32],
+    pub operators: Operators,
+    /// The mission dictionary, its channels' limits the mission file's.
+    pub dictionary: MissionDictionary,
+}
+
+impl LoadedGroundMission {
+    /// `ground.command_timeout_contacts`, or its default.
+    pub fn timeout_contacts(&self) -> u64 {
+        let configured = self.config.ground.command_timeout_contacts.as_ref();
+        configured.map_or(crate::serve::DEFAULT_TIMEOUT_CONTACTS, |c| *c.get_ref())
+    }
 }
 
 impl LoadedGroundMission {
@@ -77,12 +103,33 @@ impl LoadedGroundMission {
         let file = MissionFile::read(path)?;
         let config: GroundMission = file.parse()?;
         let link = config.link.profile(&file)?;
-        file.existing_file("ground.operator_token_file", &config.ground.operator_token_file)?;
+        let operators_file = file.existing_file("ground.operators_file", &config.ground.operators_file)?;
+        let operators = Operators::load(&operators_file)?;
         let station_keys = station_keys(&file, &config.ground.stations)?;
+        if let Some(contacts) = &config.ground.command_timeout_contacts
+            && *contacts.get_ref() == 0
+        {
+            return Err(file.error_at(contacts.span(), "ground.command_timeout_contacts", "at least 1 contact"));
+        }
         let model_verifying_key =
             file.key_file("flight.detector.verifying_key", &config.flight.detector.verifying_key)?;
-        let predictions = Predictions::new(&LoadedThermalMission::load(file.path())?);
-        Ok(Self { file, config, link, predictions, station_keys, model_verifying_key })
+        let thermal = LoadedThermalMission::load(file.path())?;
+        let predictions = Predictions::new(&thermal);
+        let schedule = &config.flight.schedule;
+        let limits = MissionLimits {
+            nodes: (thermal.config.thermal.nodes.iter())
+                .map(|node| NodeLimits {
+                    name: node.name.clone(),
+                    min_temperature_c: node.min_temperature_c,
+                    max_temperature_c: node.max_temperature_c,
+                })
+                .collect(),
+            margin_c: *schedule.margin_c.get_ref(),
+            battery_min_soc: *thermal.config.thermal.power.battery_min_soc.get_ref(),
+            margin_soc: *schedule.margin_soc.get_ref(),
+        };
+        let dictionary = MissionDictionary::new(&config.mission.name, &limits);
+        Ok(Self { file, config, link, predictions, station_keys, model_verifying_key, operators, dictionary })
     }
 }
 

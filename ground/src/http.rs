@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use kestrel_link::product::{Body, Chip, CommandStage, Kind, Product, Thumbnail};
+use kestrel_link::product::{Body, Chip, Kind, Product, Thumbnail};
 use serde::Deserialize;
 
 use crate::archive::{DetectionQuery, TimelineQuery};
@@ -48,10 +48,12 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/passes", get(passes))
         .route("/api/track", get(track))
         .route("/api/sites", get(sites))
-        .route("/api/dictionary", get(|| async { Json(kestrel_dictionary::DICTIONARY) }))
+        .route("/api/dictionary", get(dictionary))
         .route("/api/commands", get(audit_trail).post(command))
         .route("/api/commands/queue", get(command_queue))
+        .route("/api/commands/awaiting", get(awaiting_confirmation))
         .route("/api/commands/{id}", get(command_stages).delete(cancel_command))
+        .route("/api/commands/{id}/confirm", post(confirm_command))
         .route("/api/models/{name}", post(upload_model))
         .route("/metrics", get(metrics))
         .merge(crate::console::router())
@@ -59,12 +61,10 @@ pub fn router(service: Arc<Service>) -> Router {
         .with_state(service)
 }
 
-/// The operator's name when the request carries the operator token.
+/// The name of the operator whose token the request carries.
 fn operator(service: &Service, headers: &HeaderMap) -> Option<String> {
     let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token)?;
-    service.is_operator(token).then(|| {
-        headers.get("x-operator").and_then(|v| v.to_str().ok()).unwrap_or("operator").chars().take(64).collect()
-    })
+    service.operator(token).map(str::to_owned)
 }
 
 /// The token of an `Authorization: Bearer TOKEN` value; the scheme is matched without regard to
@@ -79,7 +79,7 @@ fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Bearer")],
-        Json(serde_json::json!({ "error": "commands need the operator token (Authorization: Bearer ...)" })),
+        Json(serde_json::json!({ "error": "commands need an operator's token (Authorization: Bearer ...)" })),
     )
         .into_response()
 }
@@ -99,6 +99,14 @@ async fn command(
     command_response(sent)
 }
 
+/// `GET /api/dictionary`: the mission dictionary, its limits the mission file's.
+async fn dictionary(State(service): State<Arc<Service>>) -> Response {
+    match &service.dictionary {
+        Some(dictionary) => Json(dictionary).into_response(),
+        None => error(StatusCode::NOT_FOUND, "this ground was started without a mission dictionary"),
+    }
+}
+
 /// `GET /api/commands/queue`: the commands waiting for a station, oldest first.
 async fn command_queue(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
     if operator(&service, &headers).is_none() {
@@ -110,7 +118,25 @@ async fn command_queue(State(service): State<Arc<Service>>, headers: HeaderMap) 
     }
 }
 
-/// `DELETE /api/commands/{id}`: a queued command cancelled, never to be sent.
+/// `GET /api/commands/awaiting`: the hazardous commands awaiting confirmation, oldest first.
+async fn awaiting_confirmation(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
+    if operator(&service, &headers).is_none() {
+        return unauthorized();
+    }
+    match tokio::task::block_in_place(|| service.awaiting_confirmation()) {
+        Ok(entries) => Json(entries).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `POST /api/commands/{id}/confirm`: an operator confirms a hazardous command, which is then
+/// released (sent, or queued with no station).
+async fn confirm_command(State(service): State<Arc<Service>>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
+    let Some(operator) = operator(&service, &headers) else { return unauthorized() };
+    command_response(tokio::task::block_in_place(|| service.confirm(&operator, id)))
+}
+
+/// `DELETE /api/commands/{id}`: a queued command, or one awaiting confirmation, cancelled.
 async fn cancel_command(State(service): State<Arc<Service>>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
     let Some(operator) = operator(&service, &headers) else { return unauthorized() };
     match tokio::task::block_in_place(|| service.cancel_command(&operator, id)) {
@@ -124,6 +150,16 @@ async fn cancel_command(State(service): State<Arc<Service>>, headers: HeaderMap,
 
 fn command_response(sent: Result<(u64, Release), CommandError>) -> Response {
     match sent {
+        Ok((id, Release::AwaitingConfirmation)) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({
+                "id": id,
+                "stations": 0,
+                "awaiting_confirmation": true,
+                "confirm": format!("/api/commands/{id}/confirm"),
+            })),
+        )
+            .into_response(),
         Ok((id, Release::Queued)) => {
             (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id, "stations": 0, "queued": true }))).into_response()
         }
@@ -138,6 +174,7 @@ fn command_response(sent: Result<(u64, Release), CommandError>) -> Response {
         Err(CommandError::TooLarge) => error(StatusCode::PAYLOAD_TOO_LARGE, CommandError::TooLarge.to_string()),
         Err(CommandError::BadSignature) => error(StatusCode::BAD_REQUEST, CommandError::BadSignature.to_string()),
         Err(CommandError::Invalid(why)) => error(StatusCode::BAD_REQUEST, why),
+        Err(e @ CommandError::NotAwaiting(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -179,7 +216,6 @@ async fn upload_model(
         return error(StatusCode::BAD_REQUEST, "the request body (the model file) is empty");
     }
     let sent = tokio::task::block_in_place(|| service.upload_model(&operator, &name, &file, signature));
-    let sent = sent.map(|(id, stations)| (id, Release::Sent(stations)));
     command_response(sent)
 }
 
@@ -197,58 +233,16 @@ async fn audit_trail(State(service): State<Arc<Service>>, headers: HeaderMap, Qu
     }
 }
 
-/// `GET /api/commands/{id}`: a command's life as stages with times: submitted and what the ground
-/// did with it (its audit entries, ground Unix ms), then what the spacecraft reported (its
-/// verification reports, spacecraft ms): accepted, refused, completed or failed, with the reason.
+/// `GET /api/commands/{id}`: a command's life as stages with times ([`crate::verification`]).
 async fn command_stages(State(service): State<Arc<Service>>, headers: HeaderMap, Path(id): Path<u64>) -> Response {
     if operator(&service, &headers).is_none() {
         return unauthorized();
     }
-    let found = tokio::task::block_in_place(|| {
-        Ok::<_, crate::archive::ArchiveError>((service.archive.audit_of(id)?, service.archive.command_reports(id)?))
-    });
-    let (audit, reports) = match found {
-        Ok(found) => found,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
-    let Some(submitted) = audit.iter().find(|entry| entry.id == id) else {
-        return error(StatusCode::NOT_FOUND, format!("no command {id} in the audit trail"));
-    };
-    let mut stages = vec![serde_json::json!({ "stage": "submitted", "unix_ms": submitted.unix_ms })];
-    let prefix = crate::archive::audit_prefix(id);
-    for entry in audit.iter().filter(|entry| entry.id != id) {
-        let said = entry.outcome.strip_prefix(&prefix).unwrap_or(&entry.outcome).trim();
-        stages.push(serde_json::json!({ "stage": "ground", "unix_ms": entry.unix_ms, "outcome": said }));
+    match tokio::task::block_in_place(|| service.command_life(id)) {
+        Ok(Some(life)) => Json(life).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no command {id} in the audit trail")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
-    let mut reports: Vec<_> = reports
-        .iter()
-        .filter_map(|bytes| match Product::decode(bytes) {
-            Ok(Product { body: Body::CommandReport(report), .. }) => Some(report),
-            _ => None,
-        })
-        .collect();
-    reports.sort_by_key(kestrel_link::product::CommandReport::order);
-    for report in &reports {
-        let (stage, why) = match &report.stage {
-            CommandStage::Accepted => ("accepted", None),
-            CommandStage::Refused { reason } => ("refused", Some(("reason", reason))),
-            CommandStage::Completed { detail } => ("completed", Some(("detail", detail))),
-            CommandStage::Failed { reason } => ("failed", Some(("reason", reason))),
-        };
-        let mut value =
-            serde_json::json!({ "stage": stage, "spacecraft_ms": report.time_ms, "tagged_at": report.tagged_at });
-        if let Some((key, text)) = why {
-            value[key] = serde_json::Value::String(text.clone());
-        }
-        stages.push(value);
-    }
-    Json(serde_json::json!({
-        "id": id,
-        "operator": submitted.operator,
-        "command": submitted.command,
-        "stages": stages,
-    }))
-    .into_response()
 }
 
 /// A refusal: what `error` makes, before it is made (small enough to return in a `Result`).

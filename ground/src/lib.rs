@@ -10,5 +10,7 @@ pub mod http;
 pub mod http_server;
 pub mod ingest;
 pub mod openapi;
+pub mod operators;
 pub mod predict;
 pub mod serve;
+pub mod verification;

@@ -40,6 +40,26 @@ enum Command {
         #[arg(long, value_name = "URL")]
         store: Option<String>,
     },
+    /// Write the mission dictionary (parameters, telecommands, housekeeping channels with the
+    /// mission's limits, event sources): as XTCE 1.2 for Yamcs and other ground systems, or as
+    /// the JSON that `GET /api/dictionary` serves.
+    Dictionary {
+        #[arg(long, value_name = "FILE")]
+        mission: PathBuf,
+        #[arg(long, value_name = "FILE", required_unless_present = "json")]
+        xtce: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
+    /// Add an operator: a new token is printed (hand it to the operator; it is stored nowhere) and
+    /// its SHA-256 appended to the operators file under the name.
+    OperatorToken {
+        /// The operators file (the mission's `ground.operators_file`); made if missing.
+        #[arg(long, value_name = "FILE")]
+        operators: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
     /// Export detections from the archive as GeoJSON (points at detection centres).
     Export {
         #[arg(long, value_name = "FILE")]
@@ -93,6 +113,22 @@ enum Command {
     },
 }
 
+fn write_dictionary(mission: &Path, xtce: Option<&Path>, json: Option<&Path>) -> anyhow::Result<()> {
+    let dictionary = LoadedGroundMission::load(mission)?.dictionary;
+    let write = |path: &Path, text: String| {
+        std::fs::write(path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    };
+    if let Some(path) = xtce {
+        write(path, kestrel_dictionary::xtce::document(&dictionary))?;
+        println!("{}: XTCE 1.2 dictionary of mission `{}`", path.display(), dictionary.mission);
+    }
+    if let Some(path) = json {
+        write(path, serde_json::to_string_pretty(&dictionary)?)?;
+        println!("{}: JSON dictionary of mission `{}`", path.display(), dictionary.mission);
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cli.log.init();
@@ -110,6 +146,10 @@ fn main() -> ExitCode {
             })
             .map_err(anyhow::Error::from),
         Command::Serve { mission, store } => serve(&mission, store.as_deref()),
+        Command::OperatorToken { operators, name } => {
+            kestrel_ground::operators::add_operator(&operators, &name).map(|token| println!("{token}"))
+        }
+        Command::Dictionary { mission, xtce, json } => write_dictionary(&mission, xtce.as_deref(), json.as_deref()),
         Command::Export { mission, store, geojson, class, bbox, from_ms, to_ms, limit } => {
             let all = DetectionQuery::default();
             let query = DetectionQuery {
@@ -154,17 +194,16 @@ fn export(mission: &Path, store: Option<&str>, path: &Path, query: &DetectionQue
 fn serve(mission: &Path, store: Option<&str>) -> anyhow::Result<()> {
     let loaded = LoadedGroundMission::load(mission)?;
     let ground = &loaded.config.ground;
-    let token_file = loaded.file.resolve(ground.operator_token_file.get_ref());
-    let token = std::fs::read_to_string(&token_file)
-        .map_err(|e| anyhow::anyhow!("cannot read the operator token `{}`: {e}", token_file.display()))?;
-    let token = token.trim().to_owned();
-    if token.len() < 16 {
-        anyhow::bail!("the operator token in `{}` is shorter than 16 characters", token_file.display());
-    }
     let archive = Arc::from(open_archive(&loaded, store)?);
-    let service =
-        Service::new(loaded.link.clone(), archive, token, loaded.station_keys.clone(), loaded.model_verifying_key)?;
-    let service = Arc::new(service.with_predictions(loaded.predictions.clone()));
+    let service = Service::new(
+        loaded.link.clone(),
+        archive,
+        loaded.operators.clone(),
+        loaded.station_keys.clone(),
+        loaded.model_verifying_key,
+    )?;
+    let service = service.with_predictions(loaded.predictions.clone()).with_dictionary(loaded.dictionary.clone());
+    let service = Arc::new(service.with_timeout_contacts(loaded.timeout_contacts()));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let stations = serve::bind(ground.cadu_listen).await?;

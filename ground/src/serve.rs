@@ -9,8 +9,9 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use kestrel_dictionary::MissionDictionary;
 use kestrel_link::decoder::DecodeStats;
 use kestrel_link::product::{Kind, Product};
 use kestrel_link::profile::LinkProfile;
@@ -24,7 +25,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::archive::{Archive, ArchiveError, AuditEntry, TimelineQuery};
 use crate::ingest::{IngestStats, StationIngest};
+use crate::operators::Operators;
 use crate::predict::Predictions;
+use crate::verification::{CommandLife, GroundStage, Released};
 
 /// Uplink sequence numbers reserved (durably) at a time by a process that is its archive's only
 /// user; one sharing its archive reserves each uplink's at send time.
@@ -98,8 +101,14 @@ pub struct Service {
     sign_on_refusals: Mutex<SignOnRefusals>,
     /// Public key that a model upload's signature must verify with (flight's own).
     model_verifying_key: ed25519_dalek::VerifyingKey,
-    /// What console and API commands must present.
-    operator_token: String,
+    /// Who may command, by token (console and API commands must present one).
+    operators: Operators,
+    /// The mission dictionary (`GET /api/dictionary`), when the service was made from a mission.
+    pub dictionary: Option<MissionDictionary>,
+    /// Hazardous commands awaiting confirmation, by audit id (held by this process only).
+    pending: Mutex<BTreeMap<u64, Pending>>,
+    /// Contacts with no report after a command's release before it has timed out.
+    timeout_contacts: u64,
     /// The uplink stream, in chunks, that every signed-on station relays: acknowledgements,
     /// commands and upload segments, in ARSN order (the spacecraft runs a frame once, however many
     /// stations relay it: its anti-replay check drops the copies, and a frame that overtook
@@ -116,6 +125,8 @@ pub enum Release {
     Sent(usize),
     /// No station was connected: it waits in the queue for the next one to sign on.
     Queued,
+    /// Hazardous: held until an operator confirms it (`POST /api/commands/{id}/confirm`).
+    AwaitingConfirmation,
 }
 
 /// Why a command was not sent.
@@ -130,7 +141,36 @@ pub enum CommandError {
     /// A command the spacecraft would refuse (the mission dictionary says why): nothing went up.
     #[error("{0}")]
     Invalid(String),
+    #[error(
+        "command {0} is not awaiting confirmation (confirmed or cancelled already, held longer than {window} s, or held by another ground process)",
+        window = CONFIRMATION_WINDOW.as_secs()
+    )]
+    NotAwaiting(u64),
 }
+
+/// Hazardous work held until an operator confirms it.
+#[derive(Debug)]
+enum Held {
+    Command(Telecommand),
+    Upload { model: String, file: Vec<u8>, signature: Vec<u8> },
+}
+
+#[derive(Debug)]
+struct Pending {
+    operator: String,
+    /// The audit's text of it.
+    text: String,
+    held: Held,
+    expires: Instant,
+}
+
+/// How long a hazardous command waits for its confirmation before it can no longer be confirmed.
+pub const CONFIRMATION_WINDOW: Duration = Duration::from_secs(600);
+/// Held commands at most (each may hold a model of 8 MiB); beyond, the oldest is dropped.
+const MAX_AWAITING_CONFIRMATION: usize = 16;
+/// Contacts after its release with no report from the spacecraft, by default, before a command
+/// is reported timed out.
+pub const DEFAULT_TIMEOUT_CONTACTS: u64 = 3;
 
 /// Why the spacecraft would refuse `command`, by the mission dictionary, if it would.
 fn dictionary_refusal(command: &Telecommand) -> Option<String> {
@@ -228,7 +268,7 @@ impl Service {
     pub fn new(
         profile: LinkProfile,
         archive: Arc<dyn Archive>,
-        operator_token: String,
+        operators: Operators,
         station_keys: BTreeMap<StationName, [u8; 32]>,
         model_verifying_key: [u8; 32],
     ) -> Result<Self, ServeError> {
@@ -253,7 +293,10 @@ impl Service {
             signing_on: Mutex::new(BTreeMap::new()),
             sign_on_refusals: Mutex::new(SignOnRefusals::default()),
             model_verifying_key,
-            operator_token,
+            operators,
+            dictionary: None,
+            pending: Mutex::new(BTreeMap::new()),
+            timeout_contacts: DEFAULT_TIMEOUT_CONTACTS,
             uplink_stream: tokio::sync::broadcast::channel(UPLINK_RING).0,
             predictions: None,
         })
@@ -261,6 +304,15 @@ impl Service {
 
     pub fn with_predictions(self, predictions: Predictions) -> Self {
         Self { predictions: Some(predictions), ..self }
+    }
+
+    pub fn with_dictionary(self, dictionary: MissionDictionary) -> Self {
+        Self { dictionary: Some(dictionary), ..self }
+    }
+
+    /// A released command with no report from the spacecraft after this many contacts has timed out.
+    pub fn with_timeout_contacts(self, contacts: u64) -> Self {
+        Self { timeout_contacts: contacts, ..self }
     }
 
     /// The spacecraft's time as the latest housekeeping tells it (its clock may be simulated and
@@ -279,34 +331,86 @@ impl Service {
         stamp.unwrap_or_else(now_unix_ms)
     }
 
-    /// Whether `presented` is the operator token (compared in constant time).
-    pub fn is_operator(&self, presented: &str) -> bool {
-        let (a, b) = (self.operator_token.as_bytes(), presented.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0 && !a.is_empty()
+    /// The name of the operator whose token `presented` is.
+    pub fn operator(&self, presented: &str) -> Option<&str> {
+        self.operators.authenticate(presented)
     }
 
-    /// Records an operator's command in the audit trail, then sends it up through every connected
-    /// station; returns its audit id and how many stations took it. A command the mission
-    /// dictionary says the spacecraft would refuse is refused here, before anything is audited
-    /// or sent.
+    /// Takes an operator's command: refused if the spacecraft would refuse it, held for
+    /// confirmation if it is hazardous, else released (sent up, or queued with no station).
     pub fn send_command(&self, operator: &str, command: &Telecommand) -> Result<(u64, Release), CommandError> {
         if let Some(why) = dictionary_refusal(command) {
             return Err(CommandError::Invalid(why));
         }
+        if !kestrel_link::uplink::command_fits(u64::MAX, command) {
+            return Err(CommandError::TooLarge);
+        }
         let text = serde_json::to_string(command).unwrap_or_default();
+        let id = self.audit_line(operator, &text, "submitted".into())?;
+        if kestrel_dictionary::is_hazardous(command) {
+            return self.await_confirmation(operator, id, &text, Held::Command(command.clone()));
+        }
+        self.release_command(operator, id, &text, command)
+    }
+
+    /// Holds hazardous work `held` (audited as `id`) until an operator confirms it.
+    fn await_confirmation(
+        &self,
+        operator: &str,
+        id: u64,
+        text: &str,
+        held: Held,
+    ) -> Result<(u64, Release), CommandError> {
+        self.audit_line(operator, text, GroundStage::AwaitingConfirmation.outcome(id))?;
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        // what waits longest goes first when too many wait
+        if pending.len() >= MAX_AWAITING_CONFIRMATION
+            && let Some(oldest) = pending.keys().next().copied()
+        {
+            pending.remove(&oldest);
+        }
+        let expires = Instant::now() + CONFIRMATION_WINDOW;
+        pending.insert(id, Pending { operator: operator.to_owned(), text: text.to_owned(), held, expires });
+        tracing::info!(id, operator, "hazardous command held for confirmation");
+        Ok((id, Release::AwaitingConfirmation))
+    }
+
+    /// An operator confirms held command `id`: it is released as if just submitted.
+    pub fn confirm(&self, operator: &str, id: u64) -> Result<(u64, Release), CommandError> {
+        let taken = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        let Some(pending) = taken else { return Err(CommandError::NotAwaiting(id)) };
+        if Instant::now() > pending.expires {
+            let reason = format!("not confirmed within {} s", CONFIRMATION_WINDOW.as_secs());
+            self.audit_line(&pending.operator, &pending.text, GroundStage::NotSent { reason }.outcome(id))?;
+            return Err(CommandError::NotAwaiting(id));
+        }
+        let confirmed = GroundStage::Confirmed { by: operator.to_owned() };
+        self.audit_line(&pending.operator, &pending.text, confirmed.outcome(id))?;
+        match pending.held {
+            Held::Command(command) => self.release_command(&pending.operator, id, &pending.text, &command),
+            Held::Upload { model, file, signature } => {
+                let stations = self.release_upload(&pending.operator, id, &pending.text, &model, &file, signature)?;
+                Ok((id, Release::Sent(stations)))
+            }
+        }
+    }
+
+    /// Sends submitted command `id` up through every connected station, or queues it when none is.
+    fn release_command(
+        &self,
+        operator: &str,
+        id: u64,
+        text: &str,
+        command: &Telecommand,
+    ) -> Result<(u64, Release), CommandError> {
         if self.uplink_stream.receiver_count() == 0 {
             // no station to send it through: it waits, durably, for the next one to sign on
-            if !kestrel_link::uplink::command_fits(u64::MAX, command) {
-                return Err(CommandError::TooLarge);
-            }
-            let id = self.audit_line(operator, &text, "submitted".into())?;
             self.archive.enqueue_command(id)?;
-            let about = crate::archive::audit_prefix(id);
-            self.audit_line(operator, &text, format!("{about} queued: no station connected"))?;
+            self.audit_line(operator, text, GroundStage::Queued.outcome(id))?;
             tracing::info!(id, operator, "command queued");
             return Ok((id, Release::Queued));
         }
-        let (id, stations) = self.uplink_audited(operator, text, 1, |sender, id| sender.command(id, command))?;
+        let stations = self.release_audited(operator, id, text, 1, |sender| sender.command(id, command))?;
         Ok((id, Release::Sent(stations)))
     }
 
@@ -320,38 +424,34 @@ impl Service {
             if !self.archive.dequeue_command(id)? {
                 continue;
             }
-            let about = crate::archive::audit_prefix(id);
-            let outcome = match serde_json::from_str::<Telecommand>(&entry.command) {
+            let stage = match serde_json::from_str::<Telecommand>(&entry.command) {
                 Ok(command) => match self.send_up(1, 0, |sender| sender.command(id, &command)) {
-                    Ok(Some(stations)) => format!("{about} sent through {stations} station(s), from the queue"),
-                    Ok(None) => format!("{about} refused, too large for one frame"),
+                    Ok(Some(released)) => GroundStage::Released(released),
+                    Ok(None) => GroundStage::NotSent { reason: "too large for one frame".into() },
                     Err(e) => {
                         // not sent: back in the queue for the next station
                         self.archive.enqueue_command(id)?;
                         return Err(e);
                     }
                 },
-                Err(e) => format!("{about} not sent: its queued text is not a command ({e})"),
+                Err(e) => GroundStage::NotSent { reason: format!("its queued text is not a command ({e})") },
             };
-            tracing::info!(id, "{outcome}");
-            self.audit_line(&entry.operator, &entry.command, outcome)?;
+            tracing::info!(id, ?stage, "queued command");
+            self.audit_line(&entry.operator, &entry.command, stage.outcome(id))?;
         }
         Ok(())
     }
 
-    /// Takes queued command `id` out of the queue, so it is never sent; false if it is not
-    /// queued (sent already, cancelled, or never queued).
+    /// Takes command `id` out of the queue or from awaiting confirmation, so it is never sent;
+    /// false if it is neither (sent already, cancelled, or never held).
     pub fn cancel_command(&self, operator: &str, id: u64) -> Result<bool, ArchiveError> {
-        if !self.archive.dequeue_command(id)? {
+        let held = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id).is_some();
+        if !held && !self.archive.dequeue_command(id)? {
             return Ok(false);
         }
         let command = self.archive.audit_entry(id)?.map(|e| e.command);
-        let about = crate::archive::audit_prefix(id);
-        self.audit_line(
-            operator,
-            &command.unwrap_or_default(),
-            format!("{about} cancelled by {operator}, never sent"),
-        )?;
+        let cancelled = GroundStage::Cancelled { by: operator.to_owned() };
+        self.audit_line(operator, &command.unwrap_or_default(), cancelled.outcome(id))?;
         Ok(true)
     }
 
@@ -362,6 +462,21 @@ impl Service {
             queued.extend(self.archive.audit_entry(id)?);
         }
         Ok(queued)
+    }
+
+    /// The hazardous commands awaiting confirmation, oldest first (their audit entries).
+    pub fn awaiting_confirmation(&self) -> Result<Vec<AuditEntry>, ArchiveError> {
+        let ids: Vec<u64> = self.pending.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
+        let mut held = Vec::new();
+        for id in ids {
+            held.extend(self.archive.audit_entry(id)?);
+        }
+        Ok(held)
+    }
+
+    /// Command `id`'s stages (`GET /api/commands/{id}`).
+    pub fn command_life(&self, id: u64) -> Result<Option<CommandLife>, ArchiveError> {
+        crate::verification::command_life(self.archive.as_ref(), id, self.timeout_contacts)
     }
 
     /// Appends an audit entry about `command` (its JSON); returns the entry's id.
@@ -376,17 +491,18 @@ impl Service {
         self.archive.audit(&entry)
     }
 
-    /// Uploads `file` as the new weights of model `model` (signed by the operator's model-signing
-    /// key: `signature` over its SHA-256): its segments, then the `InstallModel` command, all
-    /// under one audit id, which is also the transfer's. A signature that flight would refuse is
-    /// refused here, before a byte goes up.
+    /// Takes an upload of `file` as the new weights of model `model` (signed by the operator's
+    /// model-signing key: `signature` over its SHA-256), held for confirmation (installing a model
+    /// is hazardous): then its segments and the `InstallModel` command go up under one audit id,
+    /// which is also the transfer's. A signature that flight would refuse is refused here, before
+    /// anything is held.
     pub fn upload_model(
         &self,
         operator: &str,
         model: &str,
         file: &[u8],
         signature: Vec<u8>,
-    ) -> Result<(u64, usize), CommandError> {
+    ) -> Result<(u64, Release), CommandError> {
         let sha256: [u8; 32] = Sha256::digest(file).into();
         let verified = <[u8; 64]>::try_from(signature.as_slice()).is_ok_and(|bytes| {
             use ed25519_dalek::Verifier;
@@ -397,56 +513,72 @@ impl Service {
         }
         let hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
         let text = serde_json::json!({ "UploadModel": { "model": model, "length": file.len(), "sha256": hex } });
+        let text = text.to_string();
+        let id = self.audit_line(operator, &text, "submitted".into())?;
+        let held = Held::Upload { model: model.to_owned(), file: file.to_vec(), signature };
+        self.await_confirmation(operator, id, &text, held)
+    }
+
+    /// Sends confirmed upload `id`: its segments, then its `InstallModel` command.
+    fn release_upload(
+        &self,
+        operator: &str,
+        id: u64,
+        text: &str,
+        model: &str,
+        file: &[u8],
+        signature: Vec<u8>,
+    ) -> Result<usize, CommandError> {
         let frames = file.len().div_ceil(UPLOAD_SEGMENT_LEN) as u64 + 1;
-        self.uplink_audited(operator, text.to_string(), frames, |sender, transfer| {
+        self.release_audited(operator, id, text, frames, |sender| {
+            let sha256: [u8; 32] = Sha256::digest(file).into();
             let install = Telecommand::InstallModel {
-                transfer,
+                transfer: id,
                 model: model.to_owned(),
                 length: file.len() as u64,
                 sha256,
                 signature,
             };
-            let mut frames = sender.upload(transfer, file);
-            frames.extend(sender.command(transfer, &install)?);
+            let mut frames = sender.upload(id, file);
+            frames.extend(sender.command(id, &install)?);
             Some(frames)
         })
     }
 
-    /// Audits `text`, builds its TC frames (at most `frames` of them) under the audit id, and
-    /// sends them up through every connected station.
-    fn uplink_audited(
+    /// Builds submitted `id`'s TC frames (at most `frames` of them), sends them up through every
+    /// connected station, and audits what became of them.
+    fn release_audited(
         &self,
         operator: &str,
-        text: String,
+        id: u64,
+        text: &str,
         frames: u64,
-        build: impl FnOnce(&mut UplinkSender, u64) -> Option<Vec<u8>>,
-    ) -> Result<(u64, usize), CommandError> {
-        let id = self.audit_line(operator, &text, "submitted".into())?;
-        let about = crate::archive::audit_prefix(id);
-        let Some(stations) = self.send_up(frames, 0, |sender| build(sender, id))? else {
-            self.audit_line(operator, &text, format!("{about} refused, too large for one frame"))?;
-            return Err(CommandError::TooLarge);
+        build: impl FnOnce(&mut UplinkSender) -> Option<Vec<u8>>,
+    ) -> Result<usize, CommandError> {
+        let released = self.send_up(frames, 0, build)?;
+        let stage = match released {
+            None => GroundStage::NotSent { reason: "too large for one frame".into() },
+            Some(Released { stations: 0, .. }) => GroundStage::NotSent { reason: "no station connected".into() },
+            Some(released) => GroundStage::Released(released),
         };
-        let outcome = match stations {
-            0 => format!("{about} no station connected, not sent"),
-            n => format!("{about} sent through {n} station(s)"),
-        };
-        self.audit_line(operator, &text, outcome)?;
-        tracing::info!(id, operator, stations, "command sent");
-        Ok((id, stations))
+        self.audit_line(operator, text, stage.outcome(id))?;
+        tracing::info!(id, operator, ?stage, "command");
+        released.map(|r| r.stations).ok_or(CommandError::TooLarge)
     }
 
     /// Builds at most `frames` TC frames with sequence numbers reserved durably, and puts them on
     /// the uplink stream, under one lock: whatever made them, frames leave in ARSN order. Returns
-    /// how many stations took them, or `None` if `build` made none.
+    /// how many stations took them and in which ARSNs, or `None` if `build` made none.
     fn send_up(
         &self,
         frames: u64,
         acknowledgements: usize,
         build: impl FnOnce(&mut UplinkSender) -> Option<Vec<u8>>,
-    ) -> Result<Option<usize>, ArchiveError> {
+    ) -> Result<Option<Released>, ArchiveError> {
         let mut uplink = self.reserved_uplink(frames)?;
+        let first_arsn = uplink.sender.next_arsn();
         let Some(bytes) = build(&mut uplink.sender) else { return Ok(None) };
+        let last_arsn = uplink.sender.next_arsn() - 1;
         let mut stations = 0;
         for (i, chunk) in bytes.chunks(UPLINK_CHUNK).enumerate() {
             let chunk =
@@ -454,7 +586,7 @@ impl Service {
             stations = self.uplink_stream.send(Arc::new(chunk)).unwrap_or(0);
         }
         drop(uplink);
-        Ok(Some(stations))
+        Ok(Some(Released { stations, first_arsn, last_arsn }))
     }
 
     /// The uplink sender with at least `frames` sequence numbers reserved durably.
@@ -581,6 +713,9 @@ impl Service {
         tracing::info!(%station, peer = %status.peer, connection = status.connection, "station signed on");
         // subscribed before anything else, so that no frame sent from now on is missed
         let mut uplink = self.uplink_stream.subscribe();
+        if let Err(e) = tokio::task::block_in_place(|| self.archive.record_contact(now_unix_ms())) {
+            tracing::error!(%station, error = %e, "archive failure; the contact is not counted");
+        }
         if let Err(e) = tokio::task::block_in_place(|| self.release_queued()) {
             tracing::error!(%station, error = %e, "archive failure; the queued commands stay queued");
         }

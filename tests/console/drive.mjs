@@ -96,7 +96,7 @@ try {
   await page.fill("#operator", "console-test");
   await page.fill("#token", "not-the-operator-token");
   await page.selectOption("#command-kind", "SetMode");
-  await page.selectOption("#command-fields select[name=mode]", "Safe");
+  await page.selectOption("#command-fields select[name=mode]", "Throttled");
   await page.click("#command-send");
   await page.waitForFunction(() => document.getElementById("command-result").textContent.includes("refused"), null, { timeout: 10000 });
   await page.fill("#token", token);
@@ -107,7 +107,7 @@ try {
   check(result.includes("through 1 station(s)"), `the command went through the one station: "${result}"`);
   await page.waitForFunction(() => document.querySelector("#command-history tbody").textContent.includes("console-test"), null, { timeout: 10000 });
   const history = await page.textContent("#command-history tbody");
-  check(history.includes("SetMode") && history.includes("Safe"), `the history shows the command: "${history}"`);
+  check(history.includes("SetMode") && history.includes("Throttled"), `the history shows the command: "${history}"`);
   await page.locator("#command-panel").scrollIntoViewIfNeeded();
   await page.locator("#command-panel").screenshot({ path: `${shots}/console-commands.png` });
 

@@ -10,6 +10,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use sha2::Digest;
+
 /// The workspace root (this crate lives in `tests/`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
@@ -49,6 +51,9 @@ pub const STATION: &str = "kestrel-bench";
 pub const STATION_KEY_FILE: &str = "station-kestrel-bench.key";
 pub const STATION_KEY: [u8; 32] = [0x5a; 32];
 
+/// The name of the scratch mission's operator, whose token is `keys/operator.token`.
+pub const OPERATOR: &str = "alice";
+
 /// A connection to a ground's CADU port, signed on as the mission's station.
 pub fn signed_on_station(cadu: &str) -> std::net::TcpStream {
     let mut socket = std::net::TcpStream::connect(cadu).expect("connect to the CADU port");
@@ -73,6 +78,11 @@ impl Scratch {
         for secret in ["link.key", "operator.token"] {
             std::fs::write(dir.path().join("keys").join(secret), "00".repeat(32)).expect("secret");
         }
+        // operator.token is the token of the one operator, `alice`
+        let token_sha256: String =
+            sha2::Sha256::digest("00".repeat(32).as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        let operators = format!("[[operator]]\nname = \"{OPERATOR}\"\ntoken_sha256 = \"{token_sha256}\"\n");
+        std::fs::write(dir.path().join("keys/operators.toml"), operators).expect("operators file");
         let station_key: String = STATION_KEY.iter().map(|b| format!("{b:02x}")).collect();
         std::fs::write(dir.path().join("keys").join(STATION_KEY_FILE), station_key).expect("station key");
         // the files the mission names besides its secrets: the model manifest and its public key,

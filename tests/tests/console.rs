@@ -206,6 +206,6 @@ fn an_operator_sees_every_detection_opens_a_chip_and_sends_a_command_in_chromium
             }
         }
     };
-    assert_eq!(command, Telecommand::SetMode { mode: Mode::Safe });
+    assert_eq!(command, Telecommand::SetMode { mode: Mode::Throttled });
     assert_eq!(receiver.stats().authentication_failures, 0);
 }

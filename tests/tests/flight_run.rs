@@ -193,8 +193,27 @@ fn every_product_arrives_once_and_bad_frames_are_quarantined() {
     assert_eq!(archive.len() as u64, count(&summary, "products_made"), "every product made is archived, once");
     let detections = archive.values().filter(|(k, _)| *k == Kind::Detections).count();
     assert_eq!(detections, 3, "one detections product per good frame");
-    assert!(archive.values().any(|(k, _)| *k == Kind::Housekeeping));
     assert!(archive.values().filter(|(k, _)| *k == Kind::Event).count() >= 3, "a quarantine event per bad frame");
+    // flight's housekeeping and events are the mission dictionary's channels and sources
+    let dictionary = LoadedGroundMission::load(&scratch.path().join("mission.toml")).expect("mission").dictionary;
+    let channels: Vec<&str> = dictionary.channels.iter().map(|c| c.name.as_str()).collect();
+    let sources: Vec<&str> = dictionary.events.iter().map(|e| e.name).collect();
+    let (mut housekeeping, mut events) = (0, 0);
+    for product in archived_products(&scratch, &archive) {
+        match product.body {
+            Body::Housekeeping(report) => {
+                let names: Vec<&str> = report.values.iter().map(|(name, _)| name.as_str()).collect();
+                assert_eq!(names, channels, "a housekeeping report's channels");
+                housekeeping += 1;
+            }
+            Body::Event(event) => {
+                assert!(sources.contains(&event.source.as_str()), "event source `{}`", event.source);
+                events += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(housekeeping > 0 && events >= 3, "{housekeeping} housekeeping reports, {events} events");
 }
 
 #[test]
@@ -245,13 +264,19 @@ fn sigkill_at_random_instants_loses_nothing_and_duplicates_nothing() {
 }
 
 /// The events in the ground archive, as text: what to read when counts disagree.
-fn archived_events(scratch: &Scratch, archive: &BTreeMap<u64, (Kind, u32)>) -> Vec<String> {
+fn archived_products(scratch: &Scratch, archive: &BTreeMap<u64, (Kind, u32)>) -> Vec<Product> {
     let store = SledArchive::open(&scratch.path().join("var/ground/archive")).expect("archive");
     archive
-        .iter()
-        .filter(|(_, (kind, _))| *kind == Kind::Event)
-        .filter_map(|(id, _)| store.product_bytes(*id).ok().flatten())
+        .keys()
+        .filter_map(|id| store.product_bytes(*id).ok().flatten())
         .filter_map(|bytes| Product::decode(&bytes).ok())
+        .collect()
+}
+
+fn archived_events(scratch: &Scratch, archive: &BTreeMap<u64, (Kind, u32)>) -> Vec<String> {
+    archived_products(scratch, archive)
+        .into_iter()
+        .filter(|product| product.body.kind() == Kind::Event)
         .map(|product| format!("{:?}", product.body))
         .collect()
 }

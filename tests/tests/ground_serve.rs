@@ -8,7 +8,7 @@ use std::time::Duration;
 
 mod station;
 
-use kestrel_e2e::{Ground, Scratch, signed_on_station};
+use kestrel_e2e::{Ground, OPERATOR, Scratch, signed_on_station};
 use kestrel_link::noise::Rng;
 use kestrel_link::product::{Body, Chip, CommandReport, CommandStage, Event, Product, Severity};
 use kestrel_link::security::SecurityAssociation;
@@ -396,8 +396,16 @@ fn a_model_upload_goes_up_as_segments_then_its_install_command_under_one_audit_i
         assert_eq!(status, 400, "{reply}");
     }
     let (status, reply) = request(&ground.http, "POST", &path, &headers, &file);
-    assert_eq!(status, 202, "{reply}");
+    assert_eq!(
+        (status, reply["awaiting_confirmation"].as_bool()),
+        (202, Some(true)),
+        "installing is hazardous: {reply}"
+    );
     let id = reply["id"].as_u64().expect("audit id");
+    let confirm = format!("/api/commands/{id}/confirm");
+    assert_eq!(request(&ground.http, "POST", &confirm, &[], "").0, 401, "confirming needs a token");
+    let (status, reply) = request(&ground.http, "POST", &confirm, &headers, "");
+    assert_eq!((status, reply["stations"].as_u64()), (202, Some(1)), "{reply}");
     station.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     let mut receiver = TcReceiver::new(security, 42);
     let mut buffer = [0u8; 4096];
@@ -438,7 +446,7 @@ fn commands_need_the_operator_token_are_audited_and_go_up_every_station() {
     let security = profile.security.clone().expect("security");
     let bearer = operator_bearer(&scratch);
     let ground = start_ground(&scratch);
-    let command = r#"{"command": {"SetMode": {"mode": "Safe"}}}"#;
+    let command = r#"{"command": {"SetMode": {"mode": "Throttled"}}}"#;
 
     let (status, _) = request(&ground.http, "POST", "/api/commands", &[], command);
     assert_eq!(status, 401, "no token");
@@ -458,7 +466,8 @@ fn commands_need_the_operator_token_are_audited_and_go_up_every_station() {
 
     // two stations connected: both relay the same frame
     let mut stations = connected_stations(&ground, 2);
-    let headers = [("Authorization", bearer.as_str()), ("X-Operator", "alice")];
+    // the audit names the operator the token belongs to, whatever a header claims
+    let headers = [("Authorization", bearer.as_str()), ("X-Operator", "mallory")];
     let (status, reply) = request(&ground.http, "POST", "/api/commands", &headers, command);
     assert_eq!(status, 202, "{reply}");
     assert_eq!(reply["stations"], 2);
@@ -475,7 +484,7 @@ fn commands_need_the_operator_token_are_audited_and_go_up_every_station() {
             }
         };
         let expected =
-            UplinkMessage::Command { id, command: uplink::Telecommand::SetMode { mode: uplink::Mode::Safe } };
+            UplinkMessage::Command { id, command: uplink::Telecommand::SetMode { mode: uplink::Mode::Throttled } };
         assert_eq!(uplink::decode(&frames[0]).expect("decodes"), expected);
     }
 
@@ -488,14 +497,15 @@ fn commands_need_the_operator_token_are_audited_and_go_up_every_station() {
     assert_eq!(request(&ground.http, "GET", &over, &[("Authorization", &bearer)], "").0, 400, "{over}");
     let trail = trail.as_array().expect("entries");
     assert!(
-        trail.iter().any(|e| e["operator"] == "alice"
-            && e["outcome"].as_str().is_some_and(|o| o.contains("sent through 2 station(s)"))),
+        trail.iter().any(|e| e["operator"] == OPERATOR
+            && e["outcome"].as_str().is_some_and(|o| o.contains("released through 2 station(s)"))),
         "{trail:?}"
     );
     assert!(
         trail.iter().any(|e| e["outcome"].as_str().is_some_and(|o| o.contains("no station connected"))),
         "{trail:?}"
     );
+    assert!(trail.iter().all(|e| e["operator"] == OPERATOR), "{trail:?}");
 
     let big = format!(r#"{{"command": {{"SetParameter": {{"name": "{}", "value": 1.0}}}}}}"#, "x".repeat(70_000));
     let (status, _) = request(&ground.http, "POST", "/api/commands", &[("Authorization", &bearer)], &big);
@@ -551,7 +561,7 @@ fn a_commands_stages_come_from_the_audit_and_the_spacecrafts_reports_in_either_a
         };
         let auth = [("Authorization", bearer.as_str())];
         let post = |body: &str| request(&ground.http, "POST", "/api/commands", &auth, body).1["id"].as_u64();
-        let ran = post(r#"{"command": {"SetMode": {"mode": "Safe"}}}"#).expect("an audit id");
+        let ran = post(r#"{"command": {"SetMode": {"mode": "Throttled"}}}"#).expect("an audit id");
         let refused = post(r#"{"command": {"RequestTile": {"frame_id": 5, "x": 0, "y": 0, "width": 8, "height": 8}}}"#)
             .expect("an audit id");
         // the spacecraft's reports come down (the test is the spacecraft)
@@ -560,7 +570,7 @@ fn a_commands_stages_come_from_the_audit_and_the_spacecrafts_reports_in_either_a
             created_ms: time_ms,
             body: Body::CommandReport(CommandReport { command_id, time_ms, tagged_at: None, stage }),
         };
-        let completed = CommandStage::Completed { detail: "mode set to Safe".into() };
+        let completed = CommandStage::Completed { detail: "mode set to Throttled".into() };
         let reason = "frame 0000000000000005 is not on board".to_owned();
         let reports = [
             report(9_001, ran, 1_000, completed),
@@ -578,13 +588,15 @@ fn a_commands_stages_come_from_the_audit_and_the_spacecrafts_reports_in_either_a
             stages.iter().map(|s| s["stage"].as_str().unwrap_or_default().to_owned()).collect::<Vec<_>>()
         };
         // queued (no station), sent when the reporting station signed on, then the reports
-        assert_eq!(stages(ran), ["submitted", "ground", "ground", "accepted", "completed"], "{store:?}");
-        assert_eq!(stages(refused), ["submitted", "ground", "ground", "refused"], "{store:?}");
+        assert_eq!(stages(ran), ["submitted", "queued", "released", "accepted", "completed"], "{store:?}");
+        assert_eq!(stages(refused), ["submitted", "queued", "released", "refused"], "{store:?}");
         let (_, reply) = request(&ground.http, "GET", &format!("/api/commands/{refused}"), &auth, "");
         let last = &reply["stages"][3];
         assert_eq!((last["reason"].as_str(), last["spacecraft_ms"].as_i64()), (Some(reason.as_str()), Some(1_001)));
-        let said = |at: usize| reply["stages"][at]["outcome"].as_str().unwrap_or_default().to_owned();
-        assert!(said(1).contains("queued: no station connected") && said(2).contains("from the queue"), "{reply}");
+        let released = &reply["stages"][2];
+        assert_eq!(released["stations"], 1, "{reply}");
+        assert!(released["first_arsn"].as_u64().is_some_and(|a| a > 0), "{reply}");
+        assert_eq!(released["first_arsn"], released["last_arsn"], "one frame: {reply}");
         assert!(reply["command"].as_str().is_some_and(|c| c.contains("RequestTile")), "{reply}");
         assert_eq!(request(&ground.http, "GET", "/api/commands/987654", &auth, "").0, 404);
         assert_eq!(request(&ground.http, "GET", &format!("/api/commands/{ran}"), &[], "").0, 401);
@@ -623,7 +635,7 @@ fn a_queued_command_goes_up_at_the_next_contact_once_and_a_cancelled_one_never()
         assert_eq!((status, reply["queued"].as_bool()), (202, Some(true)), "{reply}");
         reply["id"].as_u64().expect("an id")
     };
-    let kept = post(&first, r#"{"command": {"SetMode": {"mode": "Safe"}}}"#);
+    let kept = post(&first, r#"{"command": {"SetMode": {"mode": "Throttled"}}}"#);
     let cancelled = post(&first, r#"{"command": {"SetParameter": {"name": "max_duty", "value": 0.5}}}"#);
     let (_, queue) = request(&second.http, "GET", "/api/commands/queue", &auth, "");
     let ids: Vec<u64> = queue.as_array().expect("entries").iter().filter_map(|e| e["id"].as_u64()).collect();
@@ -638,7 +650,80 @@ fn a_queued_command_goes_up_at_the_next_contact_once_and_a_cancelled_one_never()
     let mut later = connected_stations(&first, 1).remove(0);
     assert!(commands_heard(&mut later, security, Duration::from_secs(1)).is_empty());
     let (_, stages) = request(&first.http, "GET", &format!("/api/commands/{cancelled}"), &auth, "");
-    assert!(stages["stages"][2]["outcome"].as_str().is_some_and(|o| o.contains("cancelled")), "{stages}");
+    assert_eq!(
+        (stages["stages"][2]["stage"].as_str(), stages["stages"][2]["by"].as_str()),
+        (Some("cancelled"), Some(OPERATOR)),
+        "{stages}"
+    );
+}
+
+/// The stage names of command `id`'s life.
+fn stage_names(ground: &Ground, bearer: &str, id: u64) -> Vec<String> {
+    let (status, reply) =
+        request(&ground.http, "GET", &format!("/api/commands/{id}"), &[("Authorization", bearer)], "");
+    assert_eq!(status, 200, "{reply}");
+    let stages = reply["stages"].as_array().cloned().unwrap_or_default();
+    stages.iter().map(|s| s["stage"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+#[test]
+fn a_hazardous_command_goes_up_only_once_an_operator_confirms_it() {
+    let (scratch, profile) = scratch_mission();
+    let security = profile.security.clone().expect("security");
+    let bearer = operator_bearer(&scratch);
+    let auth = [("Authorization", bearer.as_str())];
+    let ground = start_ground(&scratch);
+    let mut station = connected_stations(&ground, 1).remove(0);
+    let post = |body: &str| {
+        let (status, reply) = request(&ground.http, "POST", "/api/commands", &auth, body);
+        assert_eq!((status, reply["awaiting_confirmation"].as_bool()), (202, Some(true)), "{body}: {reply}");
+        reply["id"].as_u64().expect("an id")
+    };
+    let safe = post(r#"{"command": {"SetMode": {"mode": "Safe"}}}"#);
+    // hazardous inside a time-tagged sequence too; cancelled, it can no longer be confirmed
+    let tagged = post(r#"{"command": {"TimeTagged": {"commands": [[1700000000000, {"SetMode": {"mode": "Safe"}}]]}}}"#);
+    let (_, awaiting) = request(&ground.http, "GET", "/api/commands/awaiting", &auth, "");
+    let ids: Vec<u64> = awaiting.as_array().expect("entries").iter().filter_map(|e| e["id"].as_u64()).collect();
+    assert_eq!(ids, [safe, tagged], "{awaiting}");
+    assert!(commands_heard(&mut station, security.clone(), Duration::from_secs(1)).is_empty(), "nothing goes up");
+    assert_eq!(request(&ground.http, "DELETE", &format!("/api/commands/{tagged}"), &auth, "").0, 200);
+    assert_eq!(request(&ground.http, "POST", &format!("/api/commands/{tagged}/confirm"), &auth, "").0, 404);
+
+    let (status, reply) = request(&ground.http, "POST", &format!("/api/commands/{safe}/confirm"), &auth, "");
+    assert_eq!((status, reply["stations"].as_u64()), (202, Some(1)), "{reply}");
+    assert_eq!(commands_heard(&mut station, security, Duration::from_secs(2)), [safe], "up once it is confirmed");
+    assert_eq!(request(&ground.http, "POST", &format!("/api/commands/{safe}/confirm"), &auth, "").0, 404, "once");
+    assert_eq!(stage_names(&ground, &bearer, safe), ["submitted", "awaiting_confirmation", "confirmed", "released"]);
+    assert_eq!(stage_names(&ground, &bearer, tagged), ["submitted", "awaiting_confirmation", "cancelled"]);
+}
+
+#[test]
+fn a_released_command_with_no_report_times_out_after_the_configured_contacts() {
+    let (scratch, _) = scratch_mission();
+    let text = std::fs::read_to_string(scratch.path().join("mission.toml")).expect("mission");
+    let text = text.replace("command_timeout_contacts = 3", "command_timeout_contacts = 2");
+    std::fs::write(scratch.path().join("mission.toml"), text).expect("write mission");
+    let bearer = operator_bearer(&scratch);
+    let ground = start_ground(&scratch);
+    let station = connected_stations(&ground, 1).remove(0);
+    let body = r#"{"command": {"SetMode": {"mode": "Throttled"}}}"#;
+    let (status, reply) = request(&ground.http, "POST", "/api/commands", &[("Authorization", bearer.as_str())], body);
+    assert_eq!(status, 202, "{reply}");
+    let id = reply["id"].as_u64().expect("an id");
+    drop(station);
+    // the contact it went up in does not count; the next two do
+    let timed_out = || stage_names(&ground, &bearer, id).last().map(String::as_str) == Some("timed_out");
+    std::thread::sleep(Duration::from_millis(5));
+    drop(connected_stations(&ground, 1));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!timed_out(), "one contact since: {:?}", stage_names(&ground, &bearer, id));
+    drop(connected_stations(&ground, 1));
+    // the service counts a contact once it has served the sign-on
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !timed_out() {
+        assert!(std::time::Instant::now() < deadline, "two contacts since: {:?}", stage_names(&ground, &bearer, id));
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The uplink a station hears while it delivers `downlink` in small writes and `clients` post

@@ -218,6 +218,11 @@ pub trait Archive: Send + Sync + Debug {
     fn audit(&self, entry: &AuditEntry) -> Result<u64, ArchiveError>;
     /// The latest `limit` audit entries, newest first.
     fn audit_trail(&self, limit: usize) -> Result<Vec<AuditEntry>, ArchiveError>;
+    /// Records a contact (a station signed on, to any process on the archive) that began at
+    /// `unix_ms`, durably.
+    fn record_contact(&self, unix_ms: i64) -> Result<(), ArchiveError>;
+    /// How many recorded contacts began after `unix_ms`.
+    fn contacts_since(&self, unix_ms: i64) -> Result<u64, ArchiveError>;
     /// Puts command `id` (its audit entry holds it) in the queue of commands waiting for a
     /// station, durably.
     fn enqueue_command(&self, id: u64) -> Result<(), ArchiveError>;

@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS detections (
 ALTER TABLE detections ADD COLUMN IF NOT EXISTS oriented TEXT;
 CREATE INDEX IF NOT EXISTS detections_by_time ON detections (frame_time_ms, product_id, idx);
 CREATE TABLE IF NOT EXISTS uplink (id INTEGER PRIMARY KEY, next_arsn BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS contacts (number BIGSERIAL PRIMARY KEY, unix_ms BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS downlink_replay (
     spi INTEGER NOT NULL,
     vcid SMALLINT NOT NULL,
@@ -554,6 +555,21 @@ impl Archive for PostgresArchive {
                     &[&count],
                 )
                 .map_err(storage)?;
+            Ok(row.get::<_, i64>(0) as u64)
+        })
+    }
+
+    fn record_contact(&self, unix_ms: i64) -> Result<(), ArchiveError> {
+        self.call(move |client| {
+            client.execute("INSERT INTO contacts (unix_ms) VALUES ($1)", &[&unix_ms]).map_err(storage)?;
+            Ok(())
+        })
+    }
+
+    fn contacts_since(&self, unix_ms: i64) -> Result<u64, ArchiveError> {
+        self.call(move |client| {
+            let row =
+                client.query_one("SELECT count(*) FROM contacts WHERE unix_ms > $1", &[&unix_ms]).map_err(storage)?;
             Ok(row.get::<_, i64>(0) as u64)
         })
     }

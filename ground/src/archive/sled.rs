@@ -21,6 +21,8 @@ use crate::archive::segments::{Segments, Span};
 /// with another is re-indexed from its products when opened.
 const SCHEMA_VERSION: u32 = 5;
 const SCHEMA_KEY: &[u8] = b"schema";
+/// Contacts are kept in the meta tree under this prefix, each its begin time.
+const CONTACT_PREFIX: &[u8] = b"contact/";
 /// Envelopes this large or larger go to the segment files.
 const SEGMENT_FROM: usize = 8 << 10;
 
@@ -433,6 +435,28 @@ impl Archive for SledArchive {
             .map_err(storage)?;
         self.meta.flush().map_err(storage)?;
         Ok(first)
+    }
+
+    fn record_contact(&self, unix_ms: i64) -> Result<(), ArchiveError> {
+        // keyed by a fresh id, so two contacts that begin in one millisecond are both kept
+        let id = self.db.generate_id().map_err(storage)?;
+        let mut key = CONTACT_PREFIX.to_vec();
+        key.extend_from_slice(&id.to_be_bytes());
+        self.meta.insert(key, &unix_ms.to_be_bytes()).map_err(storage)?;
+        self.meta.flush().map_err(storage)?;
+        Ok(())
+    }
+
+    fn contacts_since(&self, unix_ms: i64) -> Result<u64, ArchiveError> {
+        let mut since = 0;
+        for entry in self.meta.scan_prefix(CONTACT_PREFIX) {
+            let (_, began) = entry.map_err(storage)?;
+            let began = <[u8; 8]>::try_from(began.as_ref())
+                .map(i64::from_be_bytes)
+                .map_err(|_| ArchiveError::Storage("a contact's time in the archive is not 8 bytes".into()))?;
+            since += u64::from(began > unix_ms);
+        }
+        Ok(since)
     }
 
     fn downlink_replay_marks(&self, spi: u16) -> Result<Vec<(u8, u64)>, ArchiveError> {
