@@ -156,7 +156,8 @@ pub struct Channel {
 impl Channel {
     pub fn level(&self, value: f64) -> Level {
         let outside = |range: &Option<Range>| range.is_some_and(|r| !r.contains(value));
-        if outside(&self.alarm) || value.is_nan() && self.alarm.is_some() {
+        // a NaN is inside no range: outside both levels where there are any
+        if outside(&self.alarm) {
             Level::Alarm
         } else if outside(&self.warning) {
             Level::Warning

@@ -362,15 +362,19 @@ impl Service {
         held: Held,
     ) -> Result<(u64, Release), CommandError> {
         self.audit_line(operator, text, GroundStage::AwaitingConfirmation.outcome(id))?;
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        // what waits longest goes first when too many wait
-        if pending.len() >= MAX_AWAITING_CONFIRMATION
-            && let Some(oldest) = pending.keys().next().copied()
-        {
-            pending.remove(&oldest);
-        }
         let expires = Instant::now() + CONFIRMATION_WINDOW;
-        pending.insert(id, Pending { operator: operator.to_owned(), text: text.to_owned(), held, expires });
+        let dropped = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            // what waits longest goes first when too many wait
+            let oldest = (pending.len() >= MAX_AWAITING_CONFIRMATION).then(|| pending.pop_first()).flatten();
+            pending.insert(id, Pending { operator: operator.to_owned(), text: text.to_owned(), held, expires });
+            oldest
+        };
+        if let Some((oldest, dropped)) = dropped {
+            let reason =
+                format!("dropped unconfirmed: {MAX_AWAITING_CONFIRMATION} newer commands awaited confirmation");
+            self.audit_line(&dropped.operator, &dropped.text, GroundStage::NotSent { reason }.outcome(oldest))?;
+        }
         tracing::info!(id, operator, "hazardous command held for confirmation");
         Ok((id, Release::AwaitingConfirmation))
     }
