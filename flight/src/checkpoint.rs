@@ -574,7 +574,7 @@ impl Checkpoint {
         self.frames
             .get(id.to_be_bytes())
             .map_err(|e| self.storage(e.to_string()))?
-            .map(|v| decode(&v).map_err(|e| self.corrupt(format!("frame {id:016x}: {e}"))))
+            .map(|v| decode(&v).map_err(|e| self.corrupt(format!("frame {id}: {e}"))))
             .transpose()
     }
 
@@ -597,7 +597,7 @@ impl Checkpoint {
             .map(|item| {
                 let (key, value) = item.map_err(|e| self.storage(e.to_string()))?;
                 let index = u32::from_be_bytes([key[8], key[9], key[10], key[11]]);
-                let result = decode(&value).map_err(|e| self.corrupt(format!("tile {index} of {frame:016x}: {e}")))?;
+                let result = decode(&value).map_err(|e| self.corrupt(format!("tile {index} of {frame}: {e}")))?;
                 Ok((index, result))
             })
             .collect()
@@ -607,9 +607,9 @@ impl Checkpoint {
         let Some(key) = self.index.get(id.to_be_bytes()).map_err(|e| self.storage(e.to_string()))? else {
             return Ok(None);
         };
-        let key: [u8; 17] = decode(&key).map_err(|e| self.corrupt(format!("index of {id:016x}: {e}")))?;
+        let key: [u8; 17] = decode(&key).map_err(|e| self.corrupt(format!("index of {id}: {e}")))?;
         let Some(value) = self.queue.get(key).map_err(|e| self.storage(e.to_string()))? else { return Ok(None) };
-        let product = decode(&value).map_err(|e| self.corrupt(format!("product {id:016x}: {e}")))?;
+        let product = decode(&value).map_err(|e| self.corrupt(format!("product {id}: {e}")))?;
         Ok(Some(self.with_sent_mark(product)?))
     }
 
@@ -650,7 +650,7 @@ impl Checkpoint {
     fn with_sent_mark(&self, mut product: QueuedProduct) -> Result<QueuedProduct, CheckpointError> {
         let mark = self.sent.get(product.id.to_be_bytes()).map_err(|e| self.storage(e.to_string()))?;
         product.sent = mark
-            .map(|v| decode(&v).map_err(|e| self.corrupt(format!("sent mark of {:016x}: {e}", product.id))))
+            .map(|v| decode(&v).map_err(|e| self.corrupt(format!("sent mark of {}: {e}", product.id))))
             .transpose()?;
         Ok(product)
     }

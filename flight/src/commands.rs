@@ -78,11 +78,9 @@ impl Pipeline {
                 Some(mut product) => {
                     product.sent = None;
                     change.batch.product(product);
-                    Ok(format!("product {product_id:016x} queued to be sent again"))
+                    Ok(format!("product {product_id} queued to be sent again"))
                 }
-                None => {
-                    Err(format!("product {product_id:016x} is not on board (acknowledged and pruned, or never made)"))
-                }
+                None => Err(format!("product {product_id} is not on board (acknowledged and pruned, or never made)")),
             },
             Telecommand::InstallModel { transfer, model, length, sha256, signature } => {
                 let install = Install { transfer: *transfer, model, length: *length, sha256, signature };
@@ -113,10 +111,10 @@ impl Pipeline {
         change: &mut Change,
     ) -> Result<Result<String, String>, RunError> {
         let Some(record) = self.checkpoint.frame(frame_id)? else {
-            return Ok(Err(format!("frame {frame_id:016x} is not on board")));
+            return Ok(Err(format!("frame {frame_id} is not on board")));
         };
         if !matches!(record.state, FrameState::Done { .. } | FrameState::Claimed) {
-            return Ok(Err(format!("frame {frame_id:016x} was quarantined")));
+            return Ok(Err(format!("frame {frame_id} was quarantined")));
         }
         let Some(detector) = self.detector.as_ref() else {
             return Ok(Err("no detector loaded to read the frame's bands".to_owned()));
@@ -124,7 +122,7 @@ impl Pipeline {
         let path = self.state_dir.join(&record.file);
         let (raster, georef) = match detector.read_frame(&path) {
             Ok(frame) => frame,
-            Err(e) => return Ok(Err(format!("frame {frame_id:016x} cannot be read: {e}"))),
+            Err(e) => return Ok(Err(format!("frame {frame_id} cannot be read: {e}"))),
         };
         let ranges = detector.scaling(&raster);
         let view = FrameView {
@@ -138,11 +136,9 @@ impl Pipeline {
             Some(product) => {
                 change.state.counters.products_made += 1;
                 change.batch.product(products::queued(&product));
-                Ok(format!("tile {window:?} of frame {frame_id:016x} queued as product {:016x}", product.id))
+                Ok(format!("tile {window:?} of frame {frame_id} queued as product {}", product.id))
             }
-            None => {
-                Err(format!("tile {window:?} lies outside frame {frame_id:016x} ({}x{})", raster.width, raster.height))
-            }
+            None => Err(format!("tile {window:?} lies outside frame {frame_id} ({}x{})", raster.width, raster.height)),
         })
     }
 }

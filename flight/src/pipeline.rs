@@ -796,7 +796,7 @@ impl Pipeline {
                 let mut change = self.change();
                 change.state.counters.frames_duplicate += 1;
                 let message = format!(
-                    "frame `{}` has the content of frame {id:016x} (`{}`), {}: dropped as its duplicate",
+                    "frame `{}` has the content of frame {id} (`{}`), {}: dropped as its duplicate",
                     escape_controls(&arrival.name),
                     escape_controls(&record.name),
                     match record.state {
@@ -864,7 +864,7 @@ impl Pipeline {
                 self.current = None;
                 let mut change = self.change();
                 let tiles = indices.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
-                let message = format!("frame {frame:016x}, tiles {tiles}: {e}");
+                let message = format!("frame {frame}, tiles {tiles}: {e}");
                 change.event(now, Severity::Error, EventSource::Detector, message);
                 change.set_mode(now, Mode::Safe, "the detector failed");
                 self.commit(change)?;
@@ -941,7 +941,7 @@ impl Pipeline {
         let mut change = self.change();
         change.state.counters.frames_quarantined += 1;
         let message = format!(
-            "frame `{}` ({:016x}) is not usable: {}; quarantined",
+            "frame `{}` ({}) is not usable: {}; quarantined",
             escape_controls(&record.name),
             record.id,
             escape_controls(reason)
@@ -966,7 +966,7 @@ impl Pipeline {
         if run_again {
             change.batch.clear_tiles(frame);
         }
-        change.event(now, Severity::Warning, EventSource::Upset, format!("frame {frame:016x}: {what}"));
+        change.event(now, Severity::Warning, EventSource::Upset, format!("frame {frame}: {what}"));
         self.commit(change)
     }
 
@@ -1048,7 +1048,7 @@ impl Pipeline {
         }
         self.commit(change)?;
         tracing::info!(
-            frame = format_args!("{:016x}", record.id),
+            frame = record.id,
             tiles = work.windows.len(),
             detections = detections.len(),
             products = made.len(),
@@ -1308,7 +1308,7 @@ impl Pipeline {
         if !upset.is_empty() {
             let mut change = self.change();
             change.state.counters.upsets_detected += upset.len() as u64;
-            let ids: Vec<String> = upset.iter().map(|p| format!("{:016x}", p.id)).collect();
+            let ids: Vec<String> = upset.iter().map(|p| p.id.to_string()).collect();
             let message = format!(
                 "products {} changed in memory since they were read from the queue (an upset); sent again from the checkpoint",
                 ids.join(", ")

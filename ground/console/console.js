@@ -415,34 +415,58 @@ function setUpGallery() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Telemetry plots
+// Telemetry plots, with the dictionary's limits
 
 const PALETTE = ["#4fb3ff", "#ffd84f", "#ff5d8f", "#5fd38d", "#c792ea", "#ff9f43", "#7fe0ff"];
+const LIMIT_COLOURS = { warning: "#ffb347", alarm: "#ff6b6b" };
 
-/// A line plot of named series [[t, v], ...] on a canvas, time along x.
-function linePlot(container, id, title, series, unit) {
+/// How a value stands against a channel's limits (as the dictionary's `Channel::level`).
+function level(channel, value) {
+  const outside = (range) => range && ((range.low !== null && value < range.low) || (range.high !== null && value > range.high));
+  if (outside(channel.alarm)) return "alarm";
+  if (outside(channel.warning)) return "warning";
+  return "nominal";
+}
+
+/// The finite limit lines of a channel: [{value, kind}].
+function limitLines(channel) {
+  if (!channel) return [];
+  return ["warning", "alarm"].flatMap((kind) => {
+    const range = channel[kind];
+    return range ? [range.low, range.high].filter((v) => v !== null).map((value) => ({ value, kind })) : [];
+  });
+}
+
+/// A line plot of named series [[t, v], ...] on a canvas, time along x; `channel`, when given,
+/// adds its limit lines and marks the points outside them.
+function linePlot(container, id, title, series, unit, channel = null) {
   let box = container.querySelector(`[data-plot="${id}"]`);
   if (!box) {
     box = document.createElement("div");
     box.className = "plot";
     box.dataset.plot = id;
-    box.innerHTML = `<div>${escapeHtml(title)}</div><canvas></canvas><div class="legend"></div>`;
+    box.innerHTML = `<div class="title"></div><canvas></canvas><div class="legend"></div>`;
     container.appendChild(box);
   }
+  box.querySelector(".title").textContent = title;
   const [ctx, w, h] = freshCanvas(box.querySelector("canvas"));
   const all = series.flatMap((s) => s.points);
+  const lines = limitLines(channel);
   box.dataset.points = String(all.length);
+  box.dataset.limits = String(lines.length);
   const legend = box.querySelector(".legend");
   if (!all.length) {
     ctx.fillStyle = "#8b98a6";
     ctx.fillText("no data yet", 10, h / 2);
     legend.textContent = "";
+    box.dataset.outside = "0";
     return;
   }
   const t0 = Math.min(...all.map((p) => p[0]));
   const t1 = Math.max(...all.map((p) => p[0]), t0 + 1);
-  let v0 = Math.min(...all.map((p) => p[1]));
-  let v1 = Math.max(...all.map((p) => p[1]));
+  const shown = all.map((p) => p[1]).concat(lines.map((l) => l.value));
+  let v0 = Math.min(...shown);
+  let v1 = Math.max(...shown);
   if (v1 - v0 < 1e-9) { v0 -= 1; v1 += 1; }
   const pad = { l: 44, r: 8, t: 6, b: 18 };
   const x = (t) => pad.l + ((t - t0) / (t1 - t0)) * (w - pad.l - pad.r);
@@ -462,34 +486,119 @@ function linePlot(container, id, title, series, unit) {
   ctx.textAlign = "end";
   ctx.fillText(utc(t1).slice(11), w - pad.r, h - 4);
   ctx.textAlign = "start";
+  ctx.setLineDash([4, 3]);
+  for (const line of lines) {
+    ctx.strokeStyle = LIMIT_COLOURS[line.kind];
+    ctx.beginPath();
+    ctx.moveTo(pad.l, y(line.value));
+    ctx.lineTo(w - pad.r, y(line.value));
+    ctx.stroke();
+  }
+  ctx.setLineDash([]);
+  let outside = 0;
   series.forEach((s, i) => {
     ctx.strokeStyle = PALETTE[i % PALETTE.length];
     ctx.lineWidth = 1.5;
     ctx.beginPath();
     s.points.forEach(([t, v], j) => (j === 0 ? ctx.moveTo(x(t), y(v)) : ctx.lineTo(x(t), y(v))));
     ctx.stroke();
+    if (!channel) return;
+    for (const [t, v] of s.points) {
+      const where = level(channel, v);
+      if (where === "nominal") continue;
+      outside += 1;
+      ctx.fillStyle = LIMIT_COLOURS[where];
+      ctx.beginPath();
+      ctx.arc(x(t), y(v), 3, 0, 2 * Math.PI);
+      ctx.fill();
+    }
   });
+  box.dataset.outside = String(outside);
   legend.innerHTML = series
     .map((s, i) => {
-      const last = s.points.length ? `${fixed(s.points[s.points.length - 1][1], 2)}${unit}` : "–";
-      return `<span style="color:${PALETTE[i % PALETTE.length]}">${escapeHtml(s.name)} ${last}</span>`;
+      const last = s.points.length ? `${fixed(s.points[s.points.length - 1][1], 2)} ${unit}` : "–";
+      return `<span style="color:${PALETTE[i % PALETTE.length]}">${escapeHtml(s.name)} ${escapeHtml(last)}</span>`;
     })
     .join("");
 }
 
 const MODES = ["NOMINAL", "THROTTLED", "SAFE"];
 
+/// Alarms the operator acknowledged, as "channel@since_ms" (kept in this browser).
+const acknowledged = new Set(JSON.parse(localStorage.getItem("kestrel-acknowledged") || "[]"));
+
+/// Each limited channel's latest value and how it stands: since when it has been out of its
+/// limits (the first sample of the excursion still under way), and whether that was acknowledged.
+function channelStates(samples) {
+  return (state.dictionary ? state.dictionary.channels : [])
+    .filter((channel) => channel.warning || channel.alarm)
+    .map((channel) => {
+      const values = samples.filter((s) => channel.name in s.values).map((s) => [s.time_ms, s.values[channel.name]]);
+      if (!values.length) return { channel, latest: null, level: "nominal" };
+      const [, latest] = values[values.length - 1];
+      const where = level(channel, latest);
+      let since = values.length - 1;
+      while (since > 0 && level(channel, values[since - 1][1]) !== "nominal") since -= 1;
+      const sinceMs = values[since][0];
+      const key = `${channel.name}@${sinceMs}`;
+      return { channel, latest, level: where, sinceMs, key, acknowledged: acknowledged.has(key) };
+    });
+}
+
+function range(r) {
+  if (!r) return "–";
+  return `${r.low === null ? "" : r.low} … ${r.high === null ? "" : r.high}`;
+}
+
+function showAlarms(states) {
+  const out = states.filter((s) => s.level !== "nominal");
+  const open = out.filter((s) => !s.acknowledged);
+  const button = $("alarm-count");
+  button.dataset.alarms = String(out.length);
+  button.dataset.unacknowledged = String(open.length);
+  button.textContent = out.length ? `${out.length} alarm${out.length === 1 ? "" : "s"}, ${open.length} unacknowledged` : "no alarms";
+  button.className = `alarms ${open.some((s) => s.level === "alarm") ? "alarm" : open.length ? "warning" : ""}`;
+  $("limits").querySelector("tbody").innerHTML = states
+    .map((s) => {
+      const unit = s.channel.unit;
+      const latest = s.latest === null ? "–" : `${fixed(s.latest, 2)} ${unit}`;
+      const action = s.level === "nominal" ? "" : s.acknowledged ? "acknowledged" : `<button data-acknowledge="${escapeHtml(s.key)}">Acknowledge</button>`;
+      return `<tr class="level-${s.level}" data-channel="${escapeHtml(s.channel.name)}"><td>${escapeHtml(s.channel.name)}</td><td class="num">${escapeHtml(latest)}</td>` +
+        `<td>${range(s.channel.warning)}</td><td>${range(s.channel.alarm)}</td><td>${s.level}</td>` +
+        `<td>${s.level === "nominal" ? "" : utc(s.sinceMs)}</td><td>${action}</td></tr>`;
+    })
+    .join("") || `<tr><td colspan="7">the dictionary has not loaded</td></tr>`;
+}
+
+function setUpAlarms() {
+  $("limits").addEventListener("click", (e) => {
+    const key = e.target.dataset.acknowledge;
+    if (!key) return;
+    acknowledged.add(key);
+    localStorage.setItem("kestrel-acknowledged", JSON.stringify([...acknowledged].slice(-500)));
+    showAlarms(channelStates(state.samples));
+  });
+  $("alarm-count").addEventListener("click", () => $("limits").scrollIntoView({ block: "center" }));
+}
+
 async function loadTelemetry() {
   const samples = await api("/api/telemetry?limit=720");
+  state.samples = samples;
   const series = (name) => samples.filter((s) => name in s.values).map((s) => [s.time_ms, s.values[name]]);
+  const channels = new Map((state.dictionary ? state.dictionary.channels : []).map((c) => [c.name, c]));
   const names = new Set(samples.flatMap((s) => Object.keys(s.values)));
-  const temperatures = [...names].filter((n) => n.startsWith("temperature_")).sort();
   const plots = $("plots");
-  linePlot(plots, "temperatures", "Temperatures (°C)", temperatures.map((n) => ({ name: n.replace(/^temperature_|_c$/g, ""), points: series(n) })), " °C");
-  linePlot(plots, "power", "Battery state of charge (%) and GPU duty (%)", [
-    { name: "SoC", points: series("battery_soc").map(([t, v]) => [t, v * 100]) },
-    { name: "GPU duty", points: series("gpu_duty").map(([t, v]) => [t, v * 100]) },
-  ], " %");
+  // every channel with limits has its own plot, its limit lines drawn
+  const limited = [...channels.values()].filter((c) => c.warning || c.alarm);
+  for (const channel of limited) {
+    linePlot(plots, channel.name, `${channel.description} (${channel.unit})`, [{ name: channel.name, points: series(channel.name) }], channel.unit, channel);
+  }
+  const unlimited = (list) => list.filter((n) => !limited.some((c) => c.name === n));
+  const temperatures = unlimited([...names].filter((n) => n.startsWith("temperature_")).sort());
+  if (temperatures.length) {
+    linePlot(plots, "temperatures", "Other temperatures (°C)", temperatures.map((n) => ({ name: n.replace(/^temperature_|_c$/g, ""), points: series(n) })), "°C");
+  }
+  linePlot(plots, "duty", "GPU duty (fraction)", [{ name: "GPU duty", points: series("gpu_duty") }], "");
   linePlot(plots, "queue", "Downlink queue and spool", [
     { name: "queue depth", points: series("queue_depth") },
     { name: "spool waiting", points: series("spool_waiting") },
@@ -499,6 +608,7 @@ async function loadTelemetry() {
     { name: "detections", points: series("detections") },
     { name: "products acknowledged", points: series("products_acknowledged") },
   ], "");
+  showAlarms(channelStates(samples));
   const latest = samples[samples.length - 1];
   if (latest) {
     state.spacecraftMs = latest.time_ms;
@@ -575,11 +685,35 @@ async function loadPasses() {
     .join("");
 }
 
+const SEVERITY_RANK = { Info: 0, Warning: 1, Error: 2 };
+/// Events read per refresh; the filters choose among these.
+const EVENTS_READ = 1000;
+const EVENTS_SHOWN = 200;
+
 async function loadEvents() {
-  const events = await api("/api/events?limit=200");
-  $("events").querySelector("tbody").innerHTML = events
-    .map((e) => `<tr class="sev-${e.severity}"><td>${utc(e.time_ms)}</td><td>${e.severity}</td><td>${escapeHtml(e.source)}</td><td>${escapeHtml(e.message)}</td></tr>`)
-    .join("") || `<tr><td colspan="4">no events yet</td></tr>`;
+  const events = await api(`/api/events?limit=${EVENTS_READ}`);
+  const sources = $("event-source");
+  const known = new Set([...sources.options].map((o) => o.value));
+  const named = (state.dictionary ? state.dictionary.events.map((e) => e.source) : []).concat(events.map((e) => e.source));
+  for (const source of named) {
+    if (known.has(source)) continue;
+    known.add(source);
+    sources.add(new Option(source, source));
+  }
+  const atLeast = SEVERITY_RANK[$("event-severity").value];
+  const source = sources.value;
+  const chosen = events.filter((e) => SEVERITY_RANK[e.severity] >= atLeast && (!source || e.source === source));
+  $("event-shown").textContent = `${Math.min(chosen.length, EVENTS_SHOWN)} of the latest ${events.length} events`;
+  $("events").querySelector("tbody").innerHTML = chosen
+    .slice(0, EVENTS_SHOWN)
+    .map((e) => `<tr class="sev-${e.severity}" data-source="${escapeHtml(e.source)}" data-severity="${e.severity}"><td>${utc(e.time_ms)}</td><td>${e.severity}</td><td>${escapeHtml(e.source)}</td><td>${escapeHtml(e.message)}</td></tr>`)
+    .join("") || `<tr><td colspan="4">no events ${events.length ? "match the filters" : "yet"}</td></tr>`;
+}
+
+function setUpEvents() {
+  const reload = () => loadEvents().catch((e) => setStatus(e.message));
+  $("event-severity").addEventListener("change", reload);
+  $("event-source").addEventListener("change", reload);
 }
 
 async function loadFramesAndTrack() {
@@ -594,40 +728,212 @@ async function loadFramesAndTrack() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Commands
+// Commands: forms made from the mission dictionary, hazardous ones confirmed, each command's
+// stages followed live.
 
-const FIELDS = {
-  SetMode: () => `<label>Mode <select name="mode"><option>Nominal</option><option>Throttled</option><option>Safe</option></select></label>`,
-  SetParameter: () => `<label>Name <input name="name" value="housekeeping_interval_s"></label><label>Value <input name="value" type="number" step="any" value="60"></label>`,
-  Redownlink: () => `<label>Product id <input name="product_id" inputmode="numeric"></label>`,
-  RequestTile: () => ["frame_id", "x", "y", "width", "height"].map((f) => `<label>${f} <input name="${f}" inputmode="numeric" size="8"></label>`).join(""),
-  raw: () => `<label>Telecommand (JSON) <textarea name="json">{"SetMode": {"mode": "Safe"}}</textarea></label>`,
-};
+/// JSON text kept as it was written: a 64-bit id typed by the operator, or a telecommand typed as
+/// JSON, goes up digit for digit (a JavaScript number would round it past 2^53).
+class Verbatim {
+  constructor(text) { this.text = text; }
+}
 
-function commandFromForm() {
-  const kind = $("command-kind").value;
-  const field = (name) => $("command-fields").querySelector(`[name="${name}"]`).value.trim();
-  const integer = (name) => {
-    const text = field(name);
-    if (!/^\d+$/.test(text)) throw new Error(`${name}: a whole number is needed, found "${text}"`);
-    return Number(text);
-  };
-  switch (kind) {
-    case "SetMode": return { SetMode: { mode: field("mode") } };
-    case "SetParameter": {
-      const value = Number(field("value"));
-      if (!Number.isFinite(value)) throw new Error("value: a number is needed");
-      return { SetParameter: { name: field("name"), value } };
+/// JSON text of `value`, `Verbatim` parts as they are.
+function jsonText(value) {
+  if (value instanceof Verbatim) return value.text;
+  if (Array.isArray(value)) return `[${value.map(jsonText).join(",")}]`;
+  if (value && typeof value === "object") {
+    return `{${Object.entries(value).map(([k, v]) => `${JSON.stringify(k)}:${jsonText(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+const RAW = "raw";
+const telecommand = (name) => state.dictionary.telecommands.find((t) => t.name === name);
+const parameter = (name) => state.dictionary.parameters.find((p) => p.name === name);
+
+const hazardNote = (spec) => (spec.hazard.when === "always" ? " (hazardous)" : "");
+
+/// The input for one argument of a telecommand, as the dictionary types it.
+function argumentField(spec, argument) {
+  const name = escapeHtml(argument.name);
+  const label = (inner) => `<label title="${escapeHtml(argument.description)}">${name} ${inner}</label>`;
+  switch (argument.type) {
+    case "enumeration": {
+      if (!argument.values.length) return label(`<input name="${name}">`);
+      const hazardous = (value) => spec.hazard.when === "when_argument" && spec.hazard.argument === argument.name && spec.hazard.value === value;
+      const options = argument.values.map((v) => `<option value="${escapeHtml(v)}">${escapeHtml(v)}${hazardous(v) ? " (hazardous)" : ""}</option>`);
+      return label(`<select name="${name}">${options.join("")}</select>`);
     }
-    case "Redownlink": return { Redownlink: { product_id: integer("product_id") } };
-    case "RequestTile": return { RequestTile: Object.fromEntries(["frame_id", "x", "y", "width", "height"].map((f) => [f, integer(f)])) };
-    default:
-      try { return JSON.parse(field("json")); } catch (e) { throw new Error(`the JSON does not parse: ${e.message}`); }
+    case "parameter_name": {
+      const options = state.dictionary.parameters.map((p) => `<option value="${escapeHtml(p.name)}">${escapeHtml(p.name)}${p.unit ? ` (${escapeHtml(p.unit)})` : ""}</option>`);
+      return label(`<select name="${name}" data-parameter-name>${options.join("")}</select>`);
+    }
+    case "real": return label(`<input name="${name}" type="number" step="any" size="10">`);
+    case "unsigned": return label(`<input name="${name}" inputmode="numeric" size="${argument.bits > 32 ? 22 : 10}" placeholder="0 to 2^${argument.bits} - 1">`);
+    case "bytes": return label(`<input name="${name}" size="40" placeholder="${argument.len} bytes in hex">`);
+    default: return label(`<textarea name="${name}" placeholder='[[1773964800000, {"SetMode": {"mode": "Throttled"}}]]'></textarea>`);
   }
 }
 
+/// The value of one argument from its input, checked as the dictionary types it.
+function argumentValue(spec, argument, element) {
+  const text = element.value.trim();
+  const refuse = (what) => { throw new Error(`${spec.name}.${argument.name}: ${what}, found "${text}"`); };
+  switch (argument.type) {
+    case "enumeration":
+    case "parameter_name":
+      if (!text) refuse("a value is needed");
+      return text;
+    case "real": {
+      const value = Number(text);
+      if (!text || !Number.isFinite(value)) refuse("a number is needed");
+      const named = $("command-fields").querySelector("[data-parameter-name]");
+      const p = named && parameter(named.value);
+      if (p && (value < p.min || value > p.max)) refuse(`${p.name} takes ${p.min} to ${p.max}${p.unit ? ` ${p.unit}` : ""}`);
+      if (p && p.value_type === "integer" && !Number.isInteger(value)) refuse(`${p.name} takes whole numbers`);
+      return value;
+    }
+    case "unsigned": {
+      if (!/^\d+$/.test(text)) refuse("a whole number of decimal digits is needed");
+      const value = BigInt(text);
+      if (value >= 2n ** BigInt(argument.bits)) refuse(`at most 2^${argument.bits} - 1 (${2n ** BigInt(argument.bits) - 1n})`);
+      return new Verbatim(value.toString());
+    }
+    case "bytes": {
+      if (!new RegExp(`^[0-9a-fA-F]{${2 * argument.len}}$`).test(text)) refuse(`${argument.len} bytes in hex (${2 * argument.len} digits) are needed`);
+      return text.match(/../g).map((pair) => parseInt(pair, 16));
+    }
+    default:
+      try { JSON.parse(text); } catch (e) { refuse(`JSON is needed (${e.message})`); }
+      return new Verbatim(text);
+  }
+}
+
+/// The chosen command as JSON text, ready for `POST /api/commands`.
+function commandFromForm() {
+  const kind = $("command-kind").value;
+  const field = (name) => $("command-fields").querySelector(`[name="${name}"]`);
+  if (kind === RAW) {
+    const text = field("json").value.trim();
+    try { JSON.parse(text); } catch (e) { throw new Error(`the JSON does not parse: ${e.message}`); }
+    return text;
+  }
+  const spec = telecommand(kind);
+  const args = Object.fromEntries(spec.arguments.map((a) => [a.name, argumentValue(spec, a, field(a.name))]));
+  return jsonText({ [kind]: args });
+}
+
+function showParameterHelp() {
+  const named = $("command-fields").querySelector("[data-parameter-name]");
+  const help = $("command-help");
+  const spec = telecommand($("command-kind").value);
+  help.textContent = spec ? spec.description + hazardNote(spec) : "a telecommand as the API takes it (docs/ICD.md)";
+  if (!named) return;
+  const p = parameter(named.value);
+  const value = $("command-fields").querySelector('[name="value"]');
+  value.min = p.min;
+  value.max = p.max;
+  value.step = p.value_type === "integer" ? "1" : "any";
+  const initial = "value" in p.default ? `default ${p.default.value}` : `default from mission.toml ${p.default.mission_key}`;
+  help.textContent = `${p.name}: ${p.description}; ${p.min} to ${p.max}${p.unit ? ` ${p.unit}` : ""} (${initial})`;
+}
+
+function showCommandFields() {
+  const kind = $("command-kind").value;
+  const fields = $("command-fields");
+  if (kind === RAW) {
+    fields.innerHTML = `<label>Telecommand (JSON) <textarea name="json">{"SetMode": {"mode": "Throttled"}}</textarea></label>`;
+  } else {
+    const spec = telecommand(kind);
+    fields.innerHTML = spec.arguments.map((a) => argumentField(spec, a)).join("");
+  }
+  showParameterHelp();
+}
+
 function operatorHeaders() {
-  return { Authorization: `Bearer ${$("token").value.trim()}`, "X-Operator": $("operator").value.trim() || "operator" };
+  return { Authorization: `Bearer ${$("token").value.trim()}` };
+}
+
+// ---- each command's life
+
+/// Commands followed, newest first: id (the decimal digits) -> its life, or null before it loads.
+const tracked = new Map();
+const MAX_TRACKED = 12;
+const STAGES_MS = 1000;
+const FINAL_STAGES = new Set(["cancelled", "not_sent", "refused", "failed", "timed_out"]);
+
+function finished(life) {
+  return life && life.stages.some((s) => FINAL_STAGES.has(s.stage) || (s.stage === "completed" && s.tagged_at === null));
+}
+
+function track(id) {
+  const key = String(id);
+  if (tracked.has(key)) return;
+  tracked.set(key, null);
+  while (tracked.size > MAX_TRACKED) tracked.delete(tracked.keys().next().value);
+  loadStages();
+}
+
+function stageText(s) {
+  switch (s.stage) {
+    case "submitted": return "submitted";
+    case "awaiting_confirmation": return "awaiting confirmation (hazardous)";
+    case "confirmed": return `confirmed by ${s.by}`;
+    case "queued": return "queued: goes up at the next contact";
+    case "released": return `released through ${s.stations} station(s), ARSN ${s.first_arsn} to ${s.last_arsn}`;
+    case "cancelled": return `cancelled by ${s.by}`;
+    case "not_sent": return `not sent: ${s.reason}`;
+    case "accepted": return "accepted on board";
+    case "refused": return `refused on board: ${s.reason}`;
+    case "completed": return `completed: ${s.detail}`;
+    case "failed": return `failed on board: ${s.reason}`;
+    case "timed_out": return `timed out: no report in ${s.contacts} contacts since release`;
+    default: return s.stage;
+  }
+}
+
+function stageTime(s) {
+  if ("unix_ms" in s) return `${utc(s.unix_ms)} ground`;
+  if ("spacecraft_ms" in s) return `${utc(s.spacecraft_ms)} spacecraft${s.tagged_at !== null ? `, tagged ${utc(s.tagged_at)}` : ""}`;
+  return "";
+}
+
+function showStages() {
+  const cards = [...tracked].reverse().map(([id, life]) => {
+    if (!life) return `<div class="command-life" data-id="${id}">command ${id}: loading…</div>`;
+    const last = life.stages[life.stages.length - 1].stage;
+    const actions = last === "awaiting_confirmation"
+      ? `<button data-confirm="${id}">Confirm</button> <button data-cancel="${id}">Cancel</button>`
+      : last === "queued" ? `<button data-cancel="${id}">Cancel</button>` : "";
+    const stages = life.stages
+      .map((s) => `<li class="stage-${s.stage}"><span class="when">${stageTime(s)}</span> ${escapeHtml(stageText(s))}</li>`)
+      .join("");
+    return `<div class="command-life ${finished(life) ? "done" : "live"}" data-id="${id}" data-stages="${life.stages.map((s) => s.stage).join(" ")}">` +
+      `<div><b>command ${id}</b> by ${escapeHtml(life.operator)} <code>${escapeHtml(life.command)}</code> ${actions}</div><ol>${stages}</ol></div>`;
+  });
+  $("command-stages").innerHTML = cards.join("") || `<p class="muted">no command followed yet</p>`;
+}
+
+let stagesLoading = false;
+async function loadStages() {
+  if (stagesLoading || !$("token").value.trim()) return;
+  stagesLoading = true;
+  try {
+    for (const [id, life] of tracked) {
+      if (finished(life)) continue;
+      try {
+        tracked.set(id, await api(`/api/commands/${id}`, { headers: operatorHeaders() }));
+      } catch (e) {
+        if (e.status === 404) tracked.delete(id);
+        else throw e;
+      }
+    }
+    showStages();
+  } catch (e) {
+    setStatus(e.message);
+  } finally {
+    stagesLoading = false;
+  }
 }
 
 async function loadHistory() {
@@ -637,60 +943,118 @@ async function loadHistory() {
     return;
   }
   try {
-    const entries = await api("/api/commands?limit=50", { headers: operatorHeaders() });
+    const [entries, awaiting, queued] = await Promise.all(
+      ["/api/commands?limit=50", "/api/commands/awaiting", "/api/commands/queue"].map((path) => api(path, { headers: operatorHeaders() })),
+    );
+    // what waits on an operator is followed without being asked for
+    for (const entry of awaiting.concat(queued)) track(entry.id);
     body.innerHTML = entries
-      .map((e) => `<tr><td>${e.id}</td><td>${utc(e.unix_ms)}</td><td>${escapeHtml(e.operator)}</td><td>${escapeHtml(e.command)}</td><td>${escapeHtml(e.outcome)}</td></tr>`)
+      .map((e) => {
+        const about = /^command (\d+):/.exec(e.outcome);
+        const command = about ? about[1] : String(e.id);
+        return `<tr data-command="${command}" title="show command ${command}'s stages"><td>${e.id}</td><td>${utc(e.unix_ms)}</td><td>${escapeHtml(e.operator)}</td><td>${escapeHtml(e.command)}</td><td>${escapeHtml(e.outcome)}</td></tr>`;
+      })
       .join("") || `<tr><td colspan="5">no commands yet</td></tr>`;
   } catch (e) {
-    body.innerHTML = `<tr><td colspan="5">${escapeHtml(e.status === 401 ? "the token is not the operator token" : e.message)}</td></tr>`;
+    body.innerHTML = `<tr><td colspan="5">${escapeHtml(e.status === 401 ? "the token is not an operator's token" : e.message)}</td></tr>`;
   }
 }
 
+function showResult(kind, message) {
+  const result = $("command-result");
+  result.className = kind;
+  result.textContent = message;
+}
+
+function released(sent) {
+  if (sent.awaiting_confirmation) return `command ${sent.id} is hazardous: it waits for your confirmation`;
+  if (sent.queued) return `command ${sent.id} queued: no station connected; it goes up at the next contact`;
+  return `command ${sent.id} sent through ${sent.stations} station(s)`;
+}
+
+const refusal = (error) => (error.status === 401 ? "refused: the token is not an operator's token" : `refused: ${error.message}`);
+
+async function confirmCommand(id) {
+  try {
+    const sent = await api(`/api/commands/${id}/confirm`, { method: "POST", headers: operatorHeaders() });
+    showResult("ok", `confirmed: ${released(sent)}`);
+  } catch (error) {
+    showResult("error", refusal(error));
+  }
+  tracked.set(String(id), null);
+  await Promise.all([loadStages(), loadHistory()]);
+}
+
+async function cancelCommand(id) {
+  try {
+    await api(`/api/commands/${id}`, { method: "DELETE", headers: operatorHeaders() });
+    showResult("ok", `command ${id} cancelled: it will never be sent`);
+  } catch (error) {
+    showResult("error", refusal(error));
+  }
+  tracked.set(String(id), null);
+  await Promise.all([loadStages(), loadHistory()]);
+}
+
+function askConfirmation(id, text) {
+  const dialog = $("confirm-dialog");
+  dialog.dataset.id = String(id);
+  $("confirm-command").textContent = `command ${id}: ${text}`;
+  dialog.showModal();
+}
+
 function setUpCommands() {
-  const fields = () => { $("command-fields").innerHTML = FIELDS[$("command-kind").value](); };
-  $("command-kind").addEventListener("change", fields);
-  fields();
+  const kinds = state.dictionary.telecommands.map((t) => new Option(`${t.name}${hazardNote(t)}`, t.name));
+  $("command-kind").replaceChildren(...kinds, new Option("Telecommand as JSON", RAW));
+  $("command-kind").addEventListener("change", showCommandFields);
+  $("command-fields").addEventListener("change", (e) => { if (e.target.matches("[data-parameter-name]")) showParameterHelp(); });
+  showCommandFields();
   $("token").value = sessionStorage.getItem("kestrel-token") || "";
-  $("token").addEventListener("change", () => { sessionStorage.setItem("kestrel-token", $("token").value.trim()); loadHistory(); });
+  $("token").addEventListener("change", () => { sessionStorage.setItem("kestrel-token", $("token").value.trim()); loadHistory(); loadStages(); });
+  $("command-history").addEventListener("click", (e) => {
+    const row = e.target.closest("tr[data-command]");
+    if (row) track(row.dataset.command);
+  });
+  $("command-stages").addEventListener("click", (e) => {
+    if (e.target.dataset.confirm) confirmCommand(e.target.dataset.confirm);
+    if (e.target.dataset.cancel) cancelCommand(e.target.dataset.cancel);
+  });
+  $("confirm-send").addEventListener("click", () => confirmCommand($("confirm-dialog").dataset.id));
+  $("confirm-cancel").addEventListener("click", () => cancelCommand($("confirm-dialog").dataset.id));
   $("command-form").addEventListener("submit", async (e) => {
     e.preventDefault();
-    const result = $("command-result");
-    result.className = "";
-    let command;
+    let text;
     try {
-      command = commandFromForm();
+      text = commandFromForm();
     } catch (error) {
-      result.className = "error";
-      result.textContent = error.message;
+      showResult("error", error.message);
       return;
     }
     if (!$("token").value.trim()) {
-      result.className = "error";
-      result.textContent = "enter the operator token first";
+      showResult("error", "enter the operator token first");
       return;
     }
-    result.textContent = "sending…";
+    showResult("", "sending…");
     try {
       const sent = await api("/api/commands", {
         method: "POST",
         headers: { ...operatorHeaders(), "Content-Type": "application/json" },
-        body: JSON.stringify({ command }),
+        body: `{"command":${text}}`,
       });
-      result.className = "ok";
-      result.textContent = sent.queued
-        ? `command ${sent.id} queued: no station connected; it goes up at the next contact`
-        : `command ${sent.id} sent through ${sent.stations} station(s)`;
+      showResult("ok", released(sent));
+      track(sent.id);
+      if (sent.awaiting_confirmation) askConfirmation(sent.id, text);
     } catch (error) {
-      result.className = "error";
-      result.textContent = error.status === 401 ? "refused: the token is not the operator token" : error.message;
+      showResult("error", refusal(error));
     }
     loadHistory();
   });
+  setInterval(loadStages, STAGES_MS);
 }
 
 // ---------------------------------------------------------------------------------------------
 
-const state = { spacecraftMs: Date.now(), detections: 0 };
+const state = { spacecraftMs: Date.now(), detections: 0, dictionary: null, samples: [] };
 
 async function refresh() {
   const jobs = [loadStats().then(() => (gallery.page === 0 ? loadGallery() : null)), loadTelemetry(), loadEvents(), loadHistory()];
@@ -702,6 +1066,15 @@ async function refresh() {
 async function start() {
   setUpMap();
   setUpGallery();
+  setUpAlarms();
+  setUpEvents();
+  try {
+    state.dictionary = await api("/api/dictionary");
+  } catch (e) {
+    // without its dictionary the console cannot make command forms nor judge limits
+    setStatus(`the mission dictionary did not load: ${e.message}`);
+    state.dictionary = { mission: "", parameters: [], telecommands: [], channels: [], events: [] };
+  }
   setUpCommands();
   try {
     const [topology, sites] = await Promise.all([api("/console/land-50m.json"), api("/api/sites").catch(() => [])]);

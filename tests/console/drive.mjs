@@ -1,15 +1,18 @@
 // Drives the ground console in Debian's headless Chromium as an operator would: load it, find the
-// detections on the map, open a chip, zoom to it, and send a command. tests/tests/console.rs
+// detections on the map, open a chip, zoom to it, see and acknowledge an alarm, filter the event
+// log, and send commands from the dictionary's forms, following their stages. tests/tests/console.rs
 // starts the ground station with its archive and runs this; any failed check exits non-zero with
 // what was expected and what was found.
 //
-// Environment: KESTREL_CONSOLE_URL, KESTREL_OPERATOR_TOKEN, KESTREL_EXPECT_DETECTIONS,
+// Environment: KESTREL_CONSOLE_URL, KESTREL_OPERATOR_TOKEN, KESTREL_OPERATOR (its name),
+// KESTREL_EXPECT_DETECTIONS, KESTREL_REDOWNLINK_ID (a product id past 2^53), KESTREL_UNKNOWN_FRAME,
 // KESTREL_SCREENSHOTS (a folder), KESTREL_CHROMIUM (default /usr/bin/chromium).
 
 import { chromium } from "playwright-core";
 
 const url = process.env.KESTREL_CONSOLE_URL;
 const token = process.env.KESTREL_OPERATOR_TOKEN;
+const operator = process.env.KESTREL_OPERATOR;
 const expected = Number(process.env.KESTREL_EXPECT_DETECTIONS);
 const shots = process.env.KESTREL_SCREENSHOTS;
 const executablePath = process.env.KESTREL_CHROMIUM || "/usr/bin/chromium";
@@ -26,8 +29,10 @@ const browser = await chromium.launch({
     "--disable-component-update", "--disable-sync"],
 });
 const pageErrors = [];
+let failurePage = null;
 try {
   const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+  failurePage = page;
   page.on("pageerror", (e) => pageErrors.push(e.message));
   const shot = (name) => page.screenshot({ path: `${shots}/${name}.png` });
   const mapData = () => page.$eval("#map", (c) => ({ ...c.dataset }));
@@ -51,7 +56,7 @@ try {
   check(Number(data.detections) === expected, `the world map shows all ${expected} detections; it shows ${data.detections}`);
   check(Number(data.clusters) > 0 && Number(data.points) === 0, `zoomed out, detections are clustered: ${JSON.stringify(data)}`);
   check(Number(await page.$eval("#passes", (c) => c.dataset.passes)) > 0, "the pass timeline has passes");
-  for (const plot of ["temperatures", "power", "queue"]) {
+  for (const plot of ["temperature_payload_c", "battery_soc", "duty", "queue"]) {
     const points = await page.$eval(`[data-plot="${plot}"]`, (p) => Number(p.dataset.points));
     check(points > 0, `the ${plot} plot has data`);
   }
@@ -92,29 +97,119 @@ try {
   check((await page.textContent("#chip-details")).includes("Latitude"), "a detection clicked on the map shows its details");
   await page.click("#chip-close");
 
-  // 4. commands: refused without the right token, sent and in the history with it
-  await page.fill("#operator", "console-test");
+  // 4. housekeeping over its limit: highlighted, counted as an alarm in the header, acknowledged
+  const alarms = () => page.$eval("#alarm-count", (b) => ({ ...b.dataset, text: b.textContent, raised: b.classList.contains("alarm") }));
+  let header = await alarms();
+  check(Number(header.alarms) >= 1 && Number(header.unacknowledged) >= 1 && header.raised,
+    `the header counts the payload's alarm: ${JSON.stringify(header)}`);
+  const payloadRow = page.locator('#limits tr[data-channel="temperature_payload_c"]');
+  check((await payloadRow.getAttribute("class")) === "level-alarm", "the payload's temperature is highlighted as an alarm");
+  const plot = await page.$eval('[data-plot="temperature_payload_c"]', (p) => ({ ...p.dataset }));
+  check(Number(plot.limits) === 4 && Number(plot.outside) >= 3, `the payload's plot draws its four limit lines and marks the samples outside: ${JSON.stringify(plot)}`);
+  await page.locator("#telemetry-panel").screenshot({ path: `${shots}/console-alarms.png` });
+  await payloadRow.locator("button[data-acknowledge]").click();
+  await page.waitForFunction(() => document.getElementById("alarm-count").dataset.unacknowledged === "0", null, { timeout: 10000 });
+  header = await alarms();
+  check(Number(header.alarms) >= 1 && !header.raised, `acknowledged, the alarm is still counted but no longer raised: ${JSON.stringify(header)}`);
+  check((await payloadRow.textContent()).includes("acknowledged"), "the limits table says the alarm was acknowledged");
+
+  // 5. the event log filtered by severity, then by source
+  const eventRows = () => page.$$eval("#events tbody tr[data-source]", (rows) => rows.map((r) => ({ ...r.dataset })));
+  await page.selectOption("#event-severity", "Warning");
+  await page.waitForFunction(() => [...document.querySelectorAll("#events tbody tr[data-severity]")].every((r) => r.dataset.severity !== "Info"), null, { timeout: 10000 });
+  let rows = await eventRows();
+  check(rows.length === 2, `two warnings in the log: ${JSON.stringify(rows)}`);
+  await page.selectOption("#event-source", "command");
+  await page.waitForFunction(() => document.querySelectorAll("#events tbody tr[data-source]").length === 1, null, { timeout: 10000 });
+  rows = await eventRows();
+  check(rows.every((r) => r.source === "command"), `only the command source's events: ${JSON.stringify(rows)}`);
+  await page.selectOption("#event-severity", "Info");
+  await page.selectOption("#event-source", "");
+
+  // 6. commands, from the dictionary's forms: refused without a right token
+  const result = () => page.textContent("#command-result");
+  const resultSays = (text) => page.waitForFunction((t) => document.getElementById("command-result").textContent.includes(t), text, { timeout: 10000 });
+  const choose = async (kind, fields) => {
+    await page.selectOption("#command-kind", kind);
+    for (const [name, value] of Object.entries(fields)) {
+      const field = page.locator(`#command-fields [name="${name}"]`);
+      if ((await field.evaluate((e) => e.tagName)) === "SELECT") await field.selectOption(value);
+      else await field.fill(value);
+    }
+  };
+  /// Sends the form; the command's id as the console shows it (decimal digits, never rounded).
+  const send = async () => {
+    const before = await result();
+    await page.click("#command-send");
+    await page.waitForFunction((b) => { const r = document.getElementById("command-result"); return r.textContent !== b && r.textContent !== "sending…"; }, before, { timeout: 10000 });
+    const said = await result();
+    const id = /command (\d+)/.exec(said);
+    check(id, `the console names the command it sent: "${said}"`);
+    return id[1];
+  };
+  const stagesOf = (id, last) => page.waitForFunction(([i, l]) => {
+    const card = document.querySelector(`#command-stages .command-life[data-id="${i}"]`);
+    return card && (card.dataset.stages || "").split(" ").includes(l);
+  }, [id, last], { timeout: 15000 }).then(() => page.$eval(`#command-stages .command-life[data-id="${id}"]`, (c) => ({ stages: c.dataset.stages, text: c.textContent })));
+
   await page.fill("#token", "not-the-operator-token");
-  await page.selectOption("#command-kind", "SetMode");
-  await page.selectOption("#command-fields select[name=mode]", "Throttled");
+  await choose("SetMode", { mode: "Throttled" });
   await page.click("#command-send");
-  await page.waitForFunction(() => document.getElementById("command-result").textContent.includes("refused"), null, { timeout: 10000 });
+  await resultSays("refused");
   await page.fill("#token", token);
   await page.dispatchEvent("#token", "change");
+
+  // a command's stages, live: released, then accepted and completed as the spacecraft reports
+  const commands = {};
+  commands.throttled = await send();
+  check((await result()).includes("through 1 station(s)"), `the command went through the one station: "${await result()}"`);
+  let life = await stagesOf(commands.throttled, "completed");
+  check(life.stages === "submitted released accepted completed", `the command's stages: ${JSON.stringify(life)}`);
+
+  // an id past 2^53, typed in, goes up digit for digit
+  const bigId = process.env.KESTREL_REDOWNLINK_ID;
+  await choose("Redownlink", { product_id: bigId });
+  commands.redownlink = await send();
+  life = await stagesOf(commands.redownlink, "completed");
+  check(life.text.includes(bigId), `the command as audited names product ${bigId}: ${life.text}`);
+
+  // refused on board: the stage and the spacecraft's reason
+  const frame = process.env.KESTREL_UNKNOWN_FRAME;
+  await choose("RequestTile", { frame_id: frame, x: "0", y: "0", width: "64", height: "64" });
+  commands.tile = await send();
+  life = await stagesOf(commands.tile, "refused");
+  check(life.text.includes(`refused on board: frame ${frame} is not on board`), `the refusal and its reason: ${life.text}`);
+
+  // refused on the ground: out of the parameter's range (the form), an unknown parameter (the API)
+  await choose("SetParameter", { name: "max_duty", value: "1.5" });
   await page.click("#command-send");
-  await page.waitForFunction(() => document.getElementById("command-result").classList.contains("ok"), null, { timeout: 10000 });
-  const result = await page.textContent("#command-result");
-  check(result.includes("through 1 station(s)"), `the command went through the one station: "${result}"`);
-  await page.waitForFunction(() => document.querySelector("#command-history tbody").textContent.includes("console-test"), null, { timeout: 10000 });
+  await resultSays("max_duty takes 0 to 1");
+  await choose("raw", { json: '{"SetParameter": {"name": "max_dutty", "value": 0.5}}' });
+  await page.click("#command-send");
+  await resultSays("refused:");
+  check((await result()).includes("max_dutty"), `the API's refusal names the parameter: "${await result()}"`);
+
+  // hazardous: held until confirmed in the dialog, then released
+  await choose("SetMode", { mode: "Safe" });
+  commands.safe = await send();
+  await page.waitForSelector("#confirm-dialog[open]");
+  check((await page.textContent("#confirm-command")).includes("Safe"), "the dialog shows the hazardous command");
+  await stagesOf(commands.safe, "awaiting_confirmation");
+  await page.click("#confirm-send");
+  life = await stagesOf(commands.safe, "completed");
+  check(life.stages === "submitted awaiting_confirmation confirmed released accepted completed", `the hazardous command's stages: ${JSON.stringify(life)}`);
+
+  await page.waitForFunction((o) => document.querySelector("#command-history tbody").textContent.includes(o), operator, { timeout: 10000 });
   const history = await page.textContent("#command-history tbody");
-  check(history.includes("SetMode") && history.includes("Throttled"), `the history shows the command: "${history}"`);
+  check(history.includes("Redownlink") && history.includes(bigId), `the history shows the commands, ids whole: "${history}"`);
   await page.locator("#command-panel").scrollIntoViewIfNeeded();
   await page.locator("#command-panel").screenshot({ path: `${shots}/console-commands.png` });
 
   check(pageErrors.length === 0, `no script errors: ${pageErrors.join("; ")}`);
-  console.log(JSON.stringify({ ok: true, timings }));
+  console.log(JSON.stringify({ ok: true, timings, commands }));
 } catch (e) {
-  console.error(e.message);
+  console.error(e.stack || e.message); // the stack names the step that failed
+  if (failurePage) await failurePage.screenshot({ path: `${shots}/console-failure.png`, fullPage: true }).catch(() => {});
   if (pageErrors.length) console.error(`script errors in the page: ${pageErrors.join("; ")}`);
   process.exitCode = 1;
 } finally {

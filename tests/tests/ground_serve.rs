@@ -571,7 +571,7 @@ fn a_commands_stages_come_from_the_audit_and_the_spacecrafts_reports_in_either_a
             body: Body::CommandReport(CommandReport { command_id, time_ms, tagged_at: None, stage }),
         };
         let completed = CommandStage::Completed { detail: "mode set to Throttled".into() };
-        let reason = "frame 0000000000000005 is not on board".to_owned();
+        let reason = "frame 5 is not on board".to_owned();
         let reports = [
             report(9_001, ran, 1_000, completed),
             report(9_002, ran, 1_000, CommandStage::Accepted),

@@ -25,19 +25,36 @@ pub fn scratch_mission() -> (Scratch, LinkProfile) {
 /// stream goes on with the frame sequence numbers where the last one left off, as one spacecraft's
 /// downlink does: the ground refuses a number it has accepted before as a replay.
 pub fn stream(profile: &LinkProfile, envelopes: &[(u16, Vec<u8>)]) -> Vec<u8> {
-    static NEXT_ARSN: AtomicU64 = AtomicU64::new(1);
-    let state = EncoderState { next_arsn: NEXT_ARSN.fetch_add(1 << 20, Ordering::SeqCst), ..EncoderState::default() };
-    let mut encoder = CaduEncoder::new(profile.clone(), state);
-    let mut counters = SequenceCounters::default();
-    let mut out = Vec::new();
-    for (apid, envelope) in envelopes {
-        let mut packets = Vec::new();
-        counters.segment(*apid, envelope, 4096, &mut packets);
-        encoder.push_packets(virtual_channel(*apid), &packets);
-        encoder.emit_full_frames(&mut out);
+    Downlink::new(profile).cadus(envelopes)
+}
+
+/// One spacecraft's downlink on one connection: its frame and packet counts go on from one batch
+/// of products to the next.
+pub struct Downlink {
+    encoder: CaduEncoder,
+    counters: SequenceCounters,
+}
+
+impl Downlink {
+    pub fn new(profile: &LinkProfile) -> Self {
+        static NEXT_ARSN: AtomicU64 = AtomicU64::new(1);
+        let state =
+            EncoderState { next_arsn: NEXT_ARSN.fetch_add(1 << 20, Ordering::SeqCst), ..EncoderState::default() };
+        Self { encoder: CaduEncoder::new(profile.clone(), state), counters: SequenceCounters::default() }
     }
-    encoder.flush(&mut out);
-    out
+
+    /// The CADUs carrying `envelopes`, the last one filled out.
+    pub fn cadus(&mut self, envelopes: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (apid, envelope) in envelopes {
+            let mut packets = Vec::new();
+            self.counters.segment(*apid, envelope, 4096, &mut packets);
+            self.encoder.push_packets(virtual_channel(*apid), &packets);
+            self.encoder.emit_full_frames(&mut out);
+        }
+        self.encoder.flush(&mut out);
+        out
+    }
 }
 
 pub fn envelopes(products: &[Product]) -> Vec<(u16, Vec<u8>)> {
