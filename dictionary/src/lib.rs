@@ -212,6 +212,67 @@ pub fn parameter_table() -> String {
     table
 }
 
+/// The telecommand table of docs/ICD.md, as markdown rows (a test holds the document to it).
+pub fn telecommand_table() -> String {
+    use telecommands::{ArgumentType, Hazard};
+    let mut table = String::from("| telecommand | arguments | hazardous | what it does |\n| --- | --- | --- | --- |\n");
+    for t in TELECOMMANDS {
+        let arguments: Vec<String> = t
+            .arguments
+            .iter()
+            .map(|a| {
+                let kind = match a.argument_type {
+                    ArgumentType::Enumeration { values: [] } => "a name".to_owned(),
+                    ArgumentType::Enumeration { values } => values.join(", "),
+                    ArgumentType::ParameterName => "an operator parameter".to_owned(),
+                    ArgumentType::Real => "real".to_owned(),
+                    ArgumentType::Unsigned { bits } => format!("u{bits}"),
+                    ArgumentType::TimeMs => "Unix ms".to_owned(),
+                    ArgumentType::Bytes { len: Some(len) } => format!("{len} bytes"),
+                    ArgumentType::Bytes { len: None } => "bytes".to_owned(),
+                    ArgumentType::CommandList => "[(Unix ms, telecommand)]".to_owned(),
+                };
+                format!("`{}` ({kind})", a.name)
+            })
+            .collect();
+        let hazard = match t.hazard {
+            Hazard::Never => "no".to_owned(),
+            Hazard::Always => "yes".to_owned(),
+            Hazard::WhenArgument { argument, value } => format!("when `{argument}` is {value}"),
+            Hazard::WhenContained => "when a command it holds is".to_owned(),
+        };
+        table.push_str(&format!("| `{}` | {} | {hazard} | {} |\n", t.name, arguments.join(", "), t.description));
+    }
+    table
+}
+
+/// The housekeeping channel table of docs/ICD.md, as markdown rows.
+pub fn channel_table() -> String {
+    use channels::{CHANNELS, LimitSource};
+    let mut table = String::from("| channel | unit | limits | what |\n| --- | --- | --- | --- |\n");
+    for c in CHANNELS {
+        let limits = match c.limits {
+            LimitSource::None => "—",
+            LimitSource::NodeTemperature => {
+                "alarm: the node's `min_temperature_c`, `max_temperature_c`; warning: `margin_c` inside"
+            }
+            LimitSource::BatteryMinSoc => "alarm: below `battery_min_soc`; warning: below it plus `margin_soc`",
+        };
+        table.push_str(&format!("| `{}` | {} | {limits} | {} |\n", c.name, c.unit, c.description));
+    }
+    table
+}
+
+/// The event source table of docs/ICD.md, as markdown rows.
+pub fn event_table() -> String {
+    let mut table = String::from("| source | severities | what |\n| --- | --- | --- |\n");
+    for e in EVENTS {
+        let severities: Vec<String> = e.severities.iter().map(|s| format!("{s:?}")).collect();
+        table.push_str(&format!("| `{}` | {} | {} |\n", e.name, severities.join(", "), e.description));
+    }
+    table
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,8 +307,15 @@ mod tests {
     }
 
     #[test]
-    fn the_icd_holds_the_parameter_table_the_dictionary_makes() {
+    fn the_icd_holds_the_tables_the_dictionary_makes() {
         let icd = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/ICD.md")).expect("docs/ICD.md");
-        assert!(icd.contains(&parameter_table()), "docs/ICD.md's parameter table differs from:\n{}", parameter_table());
+        for (name, table) in [
+            ("parameter", parameter_table()),
+            ("telecommand", telecommand_table()),
+            ("channel", channel_table()),
+            ("event", event_table()),
+        ] {
+            assert!(icd.contains(&table), "docs/ICD.md's {name} table differs from:\n{table}");
+        }
     }
 }

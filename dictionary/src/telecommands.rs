@@ -19,7 +19,7 @@ pub enum ArgumentType {
     Unsigned { bits: u32 },
     /// Unix milliseconds, spacecraft clock.
     TimeMs,
-    /// Bytes, as hexadecimal digits in the API.
+    /// Bytes (a JSON array of numbers in the API; the console takes hexadecimal digits).
     Bytes { len: Option<u32> },
     /// A list of (time, telecommand) pairs.
     CommandList,
@@ -44,6 +44,8 @@ pub enum Hazard {
         argument: &'static str,
         value: &'static str,
     },
+    /// When any command it holds is (a time-tagged sequence).
+    WhenContained,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -114,8 +116,8 @@ pub const TELECOMMANDS: &[TelecommandSpec] = &[
             argument_type: ArgumentType::CommandList,
             description: "(Unix ms, telecommand) pairs, each run at its time",
         }],
-        hazard: Hazard::Never,
-        description: "commands to run at given times (each is hazardous as it would be alone)",
+        hazard: Hazard::WhenContained,
+        description: "commands to run at given times",
     },
     TelecommandSpec {
         name: "InstallModel",
@@ -161,13 +163,17 @@ impl TelecommandSpec {
 /// sequence, any of its commands'.
 pub fn is_hazardous(command: &Telecommand) -> bool {
     match (command, TelecommandSpec::of(command).hazard) {
-        (Telecommand::TimeTagged { commands }, _) => commands.iter().any(|(_, command)| is_hazardous(command)),
+        (Telecommand::TimeTagged { commands }, Hazard::WhenContained) => {
+            commands.iter().any(|(_, command)| is_hazardous(command))
+        }
         (_, Hazard::Always) => true,
         (_, Hazard::Never) => false,
         (Telecommand::SetMode { mode }, Hazard::WhenArgument { argument: "mode", value }) => {
             MODES[*mode as usize] == value
         }
-        (_, Hazard::WhenArgument { .. }) => unreachable!("only SetMode's hazard depends on an argument"),
+        (_, Hazard::WhenArgument { .. } | Hazard::WhenContained) => {
+            unreachable!("only SetMode's hazard depends on an argument, only TimeTagged holds commands")
+        }
     }
 }
 

@@ -178,6 +178,9 @@ fn commands(out: &mut String, dictionary: &MissionDictionary) {
                 r#"        <xtce:DefaultSignificance consequenceLevel="normal" reasonForWarning="critical, and needs an operator's confirmation, when {argument} is {value}"/>"#
             )
             .expect("string"),
+            Hazard::WhenContained => meta.push_str(
+                "        <xtce:DefaultSignificance consequenceLevel=\"normal\" reasonForWarning=\"critical, and needs an operator's confirmation, when a command it holds is\"/>\n",
+            ),
         }
         meta.push_str("      </xtce:MetaCommand>\n");
     }

@@ -751,7 +751,7 @@ const RAW = "raw";
 const telecommand = (name) => state.dictionary.telecommands.find((t) => t.name === name);
 const parameter = (name) => state.dictionary.parameters.find((p) => p.name === name);
 
-const hazardNote = (spec) => (spec.hazard.when === "always" ? " (hazardous)" : "");
+const hazardNote = (spec) => ({ always: " (hazardous)", when_contained: " (hazardous when a command in it is)" })[spec.hazard.when] || "";
 
 /// The input for one argument of a telecommand, as the dictionary types it.
 function argumentField(spec, argument) {
@@ -770,7 +770,8 @@ function argumentField(spec, argument) {
     }
     case "real": return label(`<input name="${name}" type="number" step="any" size="10">`);
     case "unsigned": return label(`<input name="${name}" inputmode="numeric" size="${argument.bits > 32 ? 22 : 10}" placeholder="0 to 2^${argument.bits} - 1">`);
-    case "bytes": return label(`<input name="${name}" size="40" placeholder="${argument.len} bytes in hex">`);
+    case "time_ms": return label(`<input name="${name}" inputmode="numeric" size="15" placeholder="Unix ms">`);
+    case "bytes": return label(`<input name="${name}" size="40" placeholder="${argument.len === null ? "" : `${argument.len} `}bytes in hex">`);
     default: return label(`<textarea name="${name}" placeholder='[[1773964800000, {"SetMode": {"mode": "Throttled"}}]]'></textarea>`);
   }
 }
@@ -799,8 +800,12 @@ function argumentValue(spec, argument, element) {
       if (value >= 2n ** BigInt(argument.bits)) refuse(`at most 2^${argument.bits} - 1 (${2n ** BigInt(argument.bits) - 1n})`);
       return new Verbatim(value.toString());
     }
+    case "time_ms":
+      if (!/^-?\d{1,16}$/.test(text)) refuse("Unix milliseconds are needed");
+      return new Verbatim(BigInt(text).toString());
     case "bytes": {
-      if (!new RegExp(`^[0-9a-fA-F]{${2 * argument.len}}$`).test(text)) refuse(`${argument.len} bytes in hex (${2 * argument.len} digits) are needed`);
+      const digits = argument.len === null ? "+" : `{${2 * argument.len}}`;
+      if (!new RegExp(`^([0-9a-fA-F]{2})${digits}$`).test(text)) refuse(`${argument.len === null ? "" : `${argument.len} `}bytes in hex are needed`);
       return text.match(/../g).map((pair) => parseInt(pair, 16));
     }
     default:

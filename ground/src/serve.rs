@@ -807,8 +807,27 @@ impl Service {
     }
 }
 
-/// Accepts station connections forever.
+/// How often a process with a station signed on looks for commands queued by other processes on
+/// its archive (they had no station): those go up through this one within this time.
+const QUEUE_POLL: Duration = Duration::from_secs(1);
+
+async fn release_queue_while_in_contact(service: Arc<Service>) {
+    let mut tick = tokio::time::interval(QUEUE_POLL);
+    loop {
+        tick.tick().await;
+        if service.uplink_stream.receiver_count() == 0 {
+            continue;
+        }
+        if let Err(e) = tokio::task::block_in_place(|| service.release_queued()) {
+            tracing::error!(error = %e, "archive failure; the queued commands stay queued");
+        }
+    }
+}
+
+/// Accepts station connections forever; while one is signed on, commands queued anywhere on the
+/// archive go up through it.
 pub async fn accept_stations(service: Arc<Service>, listener: TcpListener) {
+    tokio::spawn(release_queue_while_in_contact(service.clone()));
     loop {
         match listener.accept().await {
             Ok((socket, peer)) => {

@@ -203,3 +203,37 @@ impl Ground {
         Self { cadu: address("CADUs on "), http: address("HTTP on "), child }
     }
 }
+
+/// Puts frames into the spool as the camera driver does: written under a hidden name, stamped
+/// with their capture time, renamed into place.
+pub fn spool(scratch: &Scratch, frames: &[(&str, PathBuf)]) {
+    let spool = scratch.path().join("var/flight/spool");
+    std::fs::create_dir_all(&spool).expect("spool");
+    for (i, (name, source)) in frames.iter().enumerate() {
+        let hidden = spool.join(format!(".{name}"));
+        let capture = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_773_964_800 + 600 * i as u64);
+        if source.is_dir() {
+            std::fs::create_dir_all(&hidden).expect("frame folder");
+            let bands = std::fs::read_dir(source).expect("scene folder").map(|e| e.expect("entry").path());
+            for band in bands.filter(|p| p.extension().is_some_and(|e| e == "tif")) {
+                let target = hidden.join(band.file_name().expect("a file name"));
+                std::fs::copy(&band, &target).expect("band");
+                std::fs::File::options().write(true).open(&target).and_then(|f| f.set_modified(capture)).expect("time");
+            }
+        } else {
+            std::fs::copy(source, &hidden).expect("frame");
+            std::fs::File::options().write(true).open(&hidden).and_then(|f| f.set_modified(capture)).expect("time");
+        }
+        std::fs::rename(&hidden, spool.join(name)).expect("hand-off");
+    }
+}
+
+/// `flight run` of the scratch mission at 100 times real time, plus `extra`.
+pub fn flight(scratch: &Scratch, extra: &[&str]) -> Command {
+    let mut command = Command::new(binary("flight"));
+    command
+        .args(["--log-format", "json", "run", "--mission", "mission.toml", "--speedup", "100"])
+        .args(extra)
+        .current_dir(scratch.path());
+    command
+}

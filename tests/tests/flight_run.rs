@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kestrel_e2e::{Ground, STATION_KEY, Scratch, binary, stderr, workspace_root};
+use kestrel_e2e::{Ground, STATION_KEY, Scratch, binary, flight, spool, stderr, workspace_root};
 use kestrel_flight::models as flight_models;
 use kestrel_ground::archive::Archive;
 use kestrel_ground::archive::SledArchive;
@@ -24,30 +24,6 @@ use kestrel_link::security::SecurityAssociation;
 use kestrel_link::station;
 use kestrel_link::uplink::{Mode, Telecommand, UplinkSender};
 
-/// Puts frames into the spool as the camera driver does: written under a hidden name, stamped
-/// with their capture time, renamed into place.
-fn spool(scratch: &Scratch, frames: &[(&str, PathBuf)]) {
-    let spool = scratch.path().join("var/flight/spool");
-    std::fs::create_dir_all(&spool).expect("spool");
-    for (i, (name, source)) in frames.iter().enumerate() {
-        let hidden = spool.join(format!(".{name}"));
-        let capture = std::time::UNIX_EPOCH + Duration::from_secs(1_773_964_800 + 600 * i as u64);
-        if source.is_dir() {
-            std::fs::create_dir_all(&hidden).expect("frame folder");
-            let bands = std::fs::read_dir(source).expect("scene folder").map(|e| e.expect("entry").path());
-            for band in bands.filter(|p| p.extension().is_some_and(|e| e == "tif")) {
-                let target = hidden.join(band.file_name().expect("a file name"));
-                std::fs::copy(&band, &target).expect("band");
-                std::fs::File::options().write(true).open(&target).and_then(|f| f.set_modified(capture)).expect("time");
-            }
-        } else {
-            std::fs::copy(source, &hidden).expect("frame");
-            std::fs::File::options().write(true).open(&hidden).and_then(|f| f.set_modified(capture)).expect("time");
-        }
-        std::fs::rename(&hidden, spool.join(name)).expect("hand-off");
-    }
-}
-
 fn scenes() -> Vec<(&'static str, PathBuf)> {
     let ports = kestrel_flight::reference_data::expect("satellite/sen2ships");
     vec![
@@ -55,15 +31,6 @@ fn scenes() -> Vec<(&'static str, PathBuf)> {
         ("busan", ports.join("busan")),
         ("osbs.tif", workspace_root().join("testdata/aerial/OSBS_029.tif")),
     ]
-}
-
-fn flight(scratch: &Scratch, extra: &[&str]) -> Command {
-    let mut command = Command::new(binary("flight"));
-    command
-        .args(["--log-format", "json", "run", "--mission", "mission.toml", "--speedup", "100"])
-        .args(extra)
-        .current_dir(scratch.path());
-    command
 }
 
 /// Runs flight until everything is processed and acknowledged; returns its JSON summary.

@@ -14,7 +14,7 @@ use kestrel_link::product::{Body, Chip, CommandReport, CommandStage, Event, Prod
 use kestrel_link::security::SecurityAssociation;
 use kestrel_link::telecommand::TcReceiver;
 use kestrel_link::uplink::{self, UplinkMessage};
-use station::{connected_stations, envelopes, get, request, scratch_mission, settled_stats, stream};
+use station::{TestDatabase, connected_stations, envelopes, get, request, scratch_mission, settled_stats, stream};
 
 /// The `Authorization` header value of the scratch mission's operator token.
 fn operator_bearer(scratch: &Scratch) -> String {
@@ -201,35 +201,6 @@ fn corrupt_products_and_frames_are_refused_and_counted() {
     };
     assert_eq!(status.as_deref(), Some("200"));
     assert!(metrics.contains("kestrel_archive_products 4"), "{metrics}");
-}
-
-/// A database of its own for one test run, dropped at the end.
-struct TestDatabase {
-    admin: postgres::Client,
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    fn new() -> Self {
-        let base =
-            std::env::var("KESTREL_TEST_POSTGRES").expect("KESTREL_TEST_POSTGRES: run the tests with scripts/test.sh");
-        let mut admin = postgres::Client::connect(&base, postgres::NoTls).expect("PostgreSQL");
-        let name = format!(
-            "kestrel_e2e_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
-        );
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create database");
-        let url = format!("{}/{name}", base.rsplit_once('/').expect("database in URL").0);
-        Self { admin, name, url }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let _ = self.admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-    }
 }
 
 #[test]

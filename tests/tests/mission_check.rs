@@ -145,9 +145,9 @@ fn a_key_file_that_does_not_exist_is_named() {
         assert!(message.contains(&format!("mission.toml:{line}:12: key `link.security.key_file`")), "{message}");
         assert!(message.contains("lost.key"), "{message}");
     }
-    scratch.mission_with("keys/operator.token", "keys/nobody.token");
+    scratch.mission_with("keys/operators.toml", "keys/nobody.toml");
     let message = check_fails("ground", &scratch);
-    assert!(message.contains("key `ground.operator_token_file`"), "{message}");
+    assert!(message.contains("key `ground.operators_file`"), "{message}");
 }
 
 #[test]

@@ -113,3 +113,32 @@ pub fn connected_stations(ground: &Ground, count: usize) -> Vec<TcpStream> {
     }
     stations
 }
+
+/// A database of its own for one test run, dropped at the end.
+pub struct TestDatabase {
+    admin: postgres::Client,
+    name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub fn new() -> Self {
+        let base =
+            std::env::var("KESTREL_TEST_POSTGRES").expect("KESTREL_TEST_POSTGRES: run the tests with scripts/test.sh");
+        let mut admin = postgres::Client::connect(&base, postgres::NoTls).expect("PostgreSQL");
+        let name = format!(
+            "kestrel_e2e_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
+        );
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create database");
+        let url = format!("{}/{name}", base.rsplit_once('/').expect("database in URL").0);
+        Self { admin, name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let _ = self.admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
