@@ -12,7 +12,7 @@ use kestrel_link::cli::escape_controls;
 use kestrel_link::packet::Apid;
 use kestrel_link::product::{CommandReport, CommandStage, Severity};
 use kestrel_link::security::ReplayGuard;
-use kestrel_link::telecommand::TcReceiver;
+use kestrel_link::telecommand::{TcReceiver, UPLINK_REPLAY_WINDOW};
 use kestrel_link::uplink::{self, Mode, Telecommand, UplinkMessage};
 use kestrel_thermal::config::LoadedThermalMission;
 use kestrel_thermal::network::ZERO_CELSIUS_K;
@@ -331,7 +331,7 @@ impl Pipeline {
         let receiver = TcReceiver::resuming(
             security,
             u16::from(mission.link.spacecraft_id.unwrap_or(0)),
-            ReplayGuard::resume(uplink_accepted.clone()),
+            ReplayGuard::resume(uplink_accepted.clone()).with_window(UPLINK_REPLAY_WINDOW),
         );
         let contacts =
             ContactPlan::new(flight.downlink.contacts, thermal.clone(), mission.config.link.downlink_rate_bps());

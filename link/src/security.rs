@@ -35,7 +35,7 @@ pub enum SecurityError {
     UnknownSpi(u16),
     #[error("authentication failed (forged, corrupted, or under another key)")]
     Authentication,
-    #[error("replayed frame: sequence number {received} is not above {last}")]
+    #[error("replayed frame: sequence number {received} was accepted before, or is too far below {last}")]
     Replay { received: u64, last: u64 },
 }
 
@@ -159,34 +159,75 @@ impl SecurityAssociation {
     }
 }
 
-/// The last accepted ARSN per virtual channel.
+/// The most a [`ReplayGuard`]'s window can reach below the highest ARSN accepted.
+pub const MAX_REPLAY_WINDOW: u64 = 64;
+
+/// What a virtual channel has accepted: its highest ARSN, and which of the `MAX_REPLAY_WINDOW`
+/// below it (bit `i`: `last - 1 - i`).
+#[derive(Debug, Clone, Copy)]
+struct Accepted {
+    last: u64,
+    below: u64,
+}
+
+/// The anti-replay check per virtual channel: an ARSN is accepted once, and only above the highest
+/// accepted, or (with a window, RFC 4303's sliding window) among the `window` below it not yet
+/// accepted, so that frames of two senders sharing one counter may arrive out of order.
 #[derive(Debug, Clone, Default)]
 pub struct ReplayGuard {
-    last: HashMap<u8, u64>,
+    accepted: HashMap<u8, Accepted>,
+    window: u64,
 }
 
 impl ReplayGuard {
-    /// A guard that resumes from `last` (per virtual channel), as a receiver must after a restart.
+    /// A guard that resumes from `last` (per virtual channel), as a receiver must after a restart:
+    /// nothing at or below `last` is accepted again, within the window or not (which ARSNs in it
+    /// were accepted is not kept).
     pub fn resume(last: impl IntoIterator<Item = (u8, u64)>) -> Self {
-        Self { last: last.into_iter().collect() }
+        let accepted = last.into_iter().map(|(vcid, last)| (vcid, Accepted { last, below: u64::MAX })).collect();
+        Self { accepted, window: 0 }
     }
 
-    /// The last accepted ARSN of each virtual channel.
+    /// This guard, accepting an ARSN not yet seen up to `window` (at most [`MAX_REPLAY_WINDOW`])
+    /// below the highest accepted.
+    pub fn with_window(mut self, window: u64) -> Self {
+        self.window = window.min(MAX_REPLAY_WINDOW);
+        self
+    }
+
+    /// The highest accepted ARSN of each virtual channel.
     pub fn marks(&self) -> Vec<(u8, u64)> {
-        let mut marks: Vec<(u8, u64)> = self.last.iter().map(|(&vcid, &arsn)| (vcid, arsn)).collect();
+        let mut marks: Vec<(u8, u64)> = self.accepted.iter().map(|(&vcid, a)| (vcid, a.last)).collect();
         marks.sort_unstable();
         marks
     }
 
-    /// Accepts `arsn` on `vcid` only if it is above the last one accepted there.
+    /// Accepts `arsn` on `vcid` once: above the highest accepted there, or within the window below
+    /// it and not accepted before.
     pub fn accept(&mut self, vcid: u8, arsn: u64) -> Result<(), SecurityError> {
-        match self.last.get(&vcid) {
-            Some(&last) if arsn <= last => Err(SecurityError::Replay { received: arsn, last }),
-            _ => {
-                self.last.insert(vcid, arsn);
-                Ok(())
-            }
+        let Some(accepted) = self.accepted.get_mut(&vcid) else {
+            self.accepted.insert(vcid, Accepted { last: arsn, below: 0 });
+            return Ok(());
+        };
+        let last = accepted.last;
+        if arsn > last {
+            let rise = arsn - last;
+            // the old highest moves to bit rise - 1, the bits below it up with it
+            let moved = u32::try_from(rise).ok().and_then(|r| accepted.below.checked_shl(r)).unwrap_or(0);
+            let old_last = u32::try_from(rise - 1).ok().and_then(|r| 1u64.checked_shl(r)).unwrap_or(0);
+            *accepted = Accepted { last: arsn, below: moved | old_last };
+            return Ok(());
         }
+        let depth = last - arsn;
+        if depth == 0 || depth > self.window {
+            return Err(SecurityError::Replay { received: arsn, last });
+        }
+        let bit = 1u64 << (depth - 1);
+        if accepted.below & bit != 0 {
+            return Err(SecurityError::Replay { received: arsn, last });
+        }
+        accepted.below |= bit;
+        Ok(())
     }
 }
 
@@ -248,6 +289,43 @@ mod tests {
         assert_eq!(guard.accept(1, 9), Err(SecurityError::Replay { received: 9, last: 9 }));
         assert_eq!(guard.accept(1, 6), Err(SecurityError::Replay { received: 6, last: 9 }));
         assert_eq!(guard.accept(2, 1), Ok(()));
+    }
+
+    #[test]
+    fn a_window_accepts_each_arsn_below_the_highest_once_and_only_within_it() {
+        let mut guard = ReplayGuard::default().with_window(4);
+        assert_eq!(guard.accept(1, 10), Ok(()));
+        assert_eq!(guard.accept(1, 12), Ok(()));
+        assert_eq!(guard.accept(1, 11), Ok(()), "below the highest, in the window, not seen");
+        assert_eq!(guard.accept(1, 11), Err(SecurityError::Replay { received: 11, last: 12 }));
+        assert_eq!(guard.accept(1, 10), Err(SecurityError::Replay { received: 10, last: 12 }), "seen before the rise");
+        assert_eq!(guard.accept(1, 12), Err(SecurityError::Replay { received: 12, last: 12 }));
+        assert_eq!(guard.accept(1, 8), Ok(()), "4 below 12");
+        assert_eq!(guard.accept(1, 7), Err(SecurityError::Replay { received: 7, last: 12 }), "5 below: outside");
+        // a rise past the whole window forgets nothing that could be accepted again
+        assert_eq!(guard.accept(1, 1000), Ok(()));
+        assert_eq!(guard.accept(1, 999), Ok(()));
+        assert_eq!(guard.accept(1, 12), Err(SecurityError::Replay { received: 12, last: 1000 }));
+        // every ARSN of the widest window, in reverse, once each
+        let mut wide = ReplayGuard::default().with_window(MAX_REPLAY_WINDOW + 10);
+        assert_eq!(wide.accept(0, 100), Ok(()));
+        for arsn in (100 - MAX_REPLAY_WINDOW..100).rev() {
+            assert_eq!(wide.accept(0, arsn), Ok(()), "{arsn}");
+            assert!(wide.accept(0, arsn).is_err(), "{arsn} twice");
+        }
+        assert!(wide.accept(0, 100 - MAX_REPLAY_WINDOW - 1).is_err(), "the window is at most 64");
+    }
+
+    #[test]
+    fn a_resumed_guard_accepts_nothing_at_or_below_its_marks() {
+        let mut guard = ReplayGuard::resume([(1, 50)]).with_window(MAX_REPLAY_WINDOW);
+        assert!(guard.accept(1, 49).is_err(), "which ARSNs below the mark were accepted is not known");
+        assert!(guard.accept(1, 50).is_err());
+        assert_eq!(guard.accept(1, 52), Ok(()));
+        assert_eq!(guard.accept(1, 51), Ok(()), "above the mark, never accepted");
+        assert!(guard.accept(1, 51).is_err());
+        assert!(guard.accept(1, 50).is_err());
+        assert_eq!(guard.marks(), [(1, 52)]);
     }
 
     #[test]

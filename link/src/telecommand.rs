@@ -21,6 +21,11 @@ pub const OVERHEAD: usize = HEADER_LEN + security::HEADER_LEN + security::TRAILE
 /// Most data one frame carries.
 pub const MAX_DATA_LEN: usize = MAX_FRAME_LEN - OVERHEAD;
 
+/// How far below the highest uplink ARSN accepted a frame not yet seen is still accepted on board:
+/// ground processes sharing an archive take their ARSNs from one counter, and frames two of them
+/// send at the same moment may reach the spacecraft in either order (docs/ICD.md section 6).
+pub const UPLINK_REPLAY_WINDOW: u64 = 64;
+
 /// Builds one protected TC frame carrying `data` (at most [`MAX_DATA_LEN`] bytes).
 pub fn build(
     security: &SecurityAssociation,

@@ -3,7 +3,8 @@
 //! while several clients post commands at once. Every command must run on board exactly once:
 //! its stages in the archive (the ground's audit and flight's verification reports) end accepted
 //! then completed, once each; flight's own event log names it once; flight counts as many
-//! commands executed as were posted, and no uplink frame refused. Then the same with two
+//! commands executed as were posted, and no uplink frame refused; a command flight refuses shows
+//! the refusal and flight's reason. Then the same with two
 //! `ground serve` processes on one PostgreSQL archive, the spacecraft's link switched from one to
 //! the other and back mid-run (a TCP relay in front of them stands for the antenna's hand-over).
 
@@ -201,12 +202,13 @@ fn command_events(http: &str) -> BTreeMap<u64, usize> {
     named
 }
 
-/// What is true at the end of every run: flight counted every command once and refused no
-/// uplink frame; its event log names each once; acknowledgements went up.
-fn assert_flight_ran_each_once(http: &str, ids: &[u64]) {
-    assert_eq!(housekeeping_reaches(http, "commands_executed", ids.len() as f64), ids.len() as f64);
+/// What is true at the end of every run: flight counted every command once (`refused` of them
+/// refused) and refused no uplink frame; its event log names each once; acknowledgements went up.
+fn assert_flight_ran_each_once(http: &str, ids: &[u64], refused: usize) {
+    let executed = (ids.len() - refused) as f64;
+    assert_eq!(housekeeping_reaches(http, "commands_executed", executed), executed);
     assert_eq!(housekeeping_reaches(http, "uplink_frames_rejected", 0.0), 0.0);
-    assert_eq!(housekeeping_reaches(http, "commands_refused", 0.0), 0.0);
+    assert_eq!(housekeeping_reaches(http, "commands_refused", refused as f64), refused as f64);
     let events = command_events(http);
     for id in ids {
         assert_eq!(events.get(id), Some(&1), "flight's events about command {id}: {events:?}");
@@ -247,8 +249,18 @@ fn commands_from_several_clients_run_once_each_while_products_flow() {
         &["submitted", "queued", "released", "accepted", "completed"],
     );
     assert_eq!(stages(&ground.http, &bearer, queued[2]), ["submitted", "queued", "cancelled"], "never sent");
-    let ran: Vec<u64> = posted.iter().chain(&queued[..2]).copied().collect();
-    assert_flight_ran_each_once(&ground.http, &ran);
+
+    // refused on board: a tile of a frame flight does not hold; the reason is flight's
+    let tile = r#"{"command": {"RequestTile": {"frame_id": 12345, "x": 0, "y": 0, "width": 64, "height": 64}}}"#;
+    let (status, reply) = request(&ground.http, "POST", "/api/commands", &auth, tile);
+    assert_eq!(status, 202, "{reply}");
+    let refused = reply["id"].as_u64().expect("an id");
+    assert_ran_once(&ended(&ground.http, &bearer, &[refused]), &["submitted", "released", "refused"]);
+    let (_, life) = request(&ground.http, "GET", &format!("/api/commands/{refused}"), &auth, "");
+    assert_eq!(life["stages"][2]["reason"], "frame 12345 is not on board", "{life}");
+
+    let ran: Vec<u64> = posted.iter().chain(&queued[..2]).chain([&refused]).copied().collect();
+    assert_flight_ran_each_once(&ground.http, &ran, 1);
     assert!(!command_events(&ground.http).contains_key(&queued[2]), "the cancelled command never reached flight");
 }
 
@@ -294,5 +306,5 @@ fn two_ground_processes_on_one_postgres_archive_command_one_spacecraft_that_swit
         assert_eq!(queued_first, posted.len() / 2, "turn {turn}: {lives:?}");
         ran.extend(posted);
     }
-    assert_flight_ran_each_once(&first.http, &ran);
+    assert_flight_ran_each_once(&first.http, &ran, 0);
 }

@@ -22,6 +22,7 @@ use kestrel_link::packet::SegmentReassembler;
 use kestrel_link::product::{Body, CommandReport, CommandStage, Kind, Product};
 use kestrel_link::security::SecurityAssociation;
 use kestrel_link::station;
+use kestrel_link::telecommand::UPLINK_REPLAY_WINDOW;
 use kestrel_link::uplink::{Mode, Telecommand, UplinkSender};
 
 fn scenes() -> Vec<(&'static str, PathBuf)> {
@@ -376,6 +377,41 @@ fn telecommands_run_once_and_forged_or_replayed_ones_are_refused() {
     assert_eq!(count(&summary, "commands_executed"), 0, "{summary}");
     assert_eq!(count(&summary, "uplink_frames_rejected"), 2, "{summary}");
     assert_eq!(summary["mode"], "NOMINAL", "the replayed SetMode Safe did not run: {summary}");
+}
+
+/// Frames of two ground processes on one archive, sent at the same moment, can reach the
+/// spacecraft in either order: each runs once as long as it is within the window.
+#[test]
+fn uplink_frames_out_of_order_within_the_replay_window_each_run_once() {
+    let scratch = Scratch::new();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    scratch.flight_mission(&listener.local_addr().expect("address").to_string());
+    let mut sender = UplinkSender::new(SecurityAssociation::new(1, &[0u8; 32], false), 42, 1, 1);
+    let mut duty = |id: u64, value: f64| {
+        sender.command(id, &Telecommand::SetParameter { name: "max_duty".into(), value }).expect("fits")
+    };
+    let (too_late, second, first) = (duty(1, 0.9), duty(2, 0.8), duty(3, 0.7));
+    for id in 4..=UPLINK_REPLAY_WINDOW + 2 {
+        duty(id, 0.6); // never sent: ARSNs taken by the other process
+    }
+    let latest = duty(100, 0.5); // ARSN 67: 66 above too_late's
+    let uplink = [&first, &second, &second, &latest, &too_late].map(|f| f.as_slice()).concat();
+    let flown = fly_with_uplink(&scratch, listener, uplink);
+    assert_eq!(count(&flown.summary, "commands_executed"), 3, "{}", flown.summary);
+    assert_eq!(
+        count(&flown.summary, "uplink_frames_rejected"),
+        2,
+        "a copy, and one below the window: {}",
+        flown.summary
+    );
+    let mut completed: Vec<u64> = flown
+        .command_reports()
+        .iter()
+        .filter(|r| matches!(r.stage, CommandStage::Completed { .. }))
+        .map(|r| r.command_id)
+        .collect();
+    completed.sort_unstable();
+    assert_eq!(completed, [2, 3, 100], "each once");
 }
 
 #[test]
