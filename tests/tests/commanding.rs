@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kestrel_e2e::{Ground, Scratch, flight, spool, workspace_root};
-use station::{TestDatabase, get, request};
+use station::{Clients, TestDatabase, get, request};
 
 /// The stages a command ends in: after one of these nothing more is expected.
 const ENDINGS: &[&str] = &["completed", "refused", "failed", "timed_out", "cancelled", "not_sent"];
@@ -123,30 +123,13 @@ fn wait_for_detections(http: &str) {
     }
 }
 
-/// Posts `per_client` SetParameter commands from each of `clients` threads at once, client `c` to
-/// ground `grounds[c % len]`. Returns the ids, as the API gave them.
-fn post_from_clients(grounds: &[&str], bearer: &str, clients: usize, per_client: usize, first: usize) -> Vec<u64> {
-    let threads: Vec<_> = (0..clients)
-        .map(|client| {
-            let (http, bearer) = (grounds[client % grounds.len()].to_owned(), bearer.to_owned());
-            std::thread::spawn(move || {
-                (0..per_client)
-                    .map(|k| {
-                        // 10 to 19 s of spacecraft time between housekeeping products
-                        let value = 10 + (first + client * per_client + k) % 10;
-                        let body = format!(
-                            r#"{{"command": {{"SetParameter": {{"name": "housekeeping_interval_s", "value": {value}}}}}}}"#
-                        );
-                        let (status, reply) =
-                            request(&http, "POST", "/api/commands", &[("Authorization", bearer.as_str())], &body);
-                        assert_eq!(status, 202, "{reply}");
-                        reply["id"].as_u64().expect("an id")
-                    })
-                    .collect::<Vec<u64>>()
-            })
-        })
-        .collect();
-    threads.into_iter().flat_map(|t| t.join().expect("client")).collect()
+/// Commands from `clients` at once, `per_client` each, client `c` to `grounds[c % len]`: each
+/// sets 10 to 19 s of spacecraft time between housekeeping products. Their ids, as the API gave them.
+fn post_from_clients(grounds: &[&str], bearer: &str, clients: usize, per_client: usize) -> Vec<u64> {
+    Clients::post(grounds, bearer, clients, per_client, |n| {
+        format!(r#"{{"SetParameter": {{"name": "housekeeping_interval_s", "value": {}}}}}"#, 10 + n % 10)
+    })
+    .ids()
 }
 
 fn stages(http: &str, bearer: &str, id: u64) -> Vec<String> {
@@ -230,7 +213,7 @@ fn commands_from_several_clients_run_once_each_while_products_flow() {
     let bearer = bearer(&scratch);
     let auth = [("Authorization", bearer.as_str())];
     // before any contact: three commands queued, one of them cancelled
-    let queued = post_from_clients(&[&ground.http], &bearer, 1, 3, 0);
+    let queued = post_from_clients(&[&ground.http], &bearer, 1, 3);
     let (status, reply) = request(&ground.http, "DELETE", &format!("/api/commands/{}", queued[2]), &auth, "");
     assert_eq!(status, 200, "{reply}");
 
@@ -239,9 +222,9 @@ fn commands_from_several_clients_run_once_each_while_products_flow() {
     wait_for_contact(&ground.http, true);
     // from four clients at once: as soon as flight is in contact, and again while its frames'
     // products come down
-    let mut posted = post_from_clients(&[&ground.http], &bearer, 4, 5, 100);
+    let mut posted = post_from_clients(&[&ground.http], &bearer, 4, 5);
     wait_for_detections(&ground.http);
-    posted.extend(post_from_clients(&[&ground.http], &bearer, 4, 5, 200));
+    posted.extend(post_from_clients(&[&ground.http], &bearer, 4, 5));
 
     assert_ran_once(&ended(&ground.http, &bearer, &posted), &["submitted", "released", "accepted", "completed"]);
     assert_ran_once(
@@ -290,7 +273,7 @@ fn two_ground_processes_on_one_postgres_archive_command_one_spacecraft_that_swit
         relay.switch_to(&contact.cadu);
         wait_for_contact(&other.http, false);
         wait_for_contact(&contact.http, true);
-        let posted = post_from_clients(&grounds, &bearer, 4, 6, 1000 * turn);
+        let posted = post_from_clients(&grounds, &bearer, 4, 6);
         let lives = ended(&contact.http, &bearer, &posted);
         let mut queued_first = 0;
         for (id, stages) in &lives {

@@ -14,7 +14,9 @@ use kestrel_link::product::{Body, Chip, CommandReport, CommandStage, Event, Prod
 use kestrel_link::security::SecurityAssociation;
 use kestrel_link::telecommand::TcReceiver;
 use kestrel_link::uplink::{self, UplinkMessage};
-use station::{TestDatabase, connected_stations, envelopes, get, request, scratch_mission, settled_stats, stream};
+use station::{
+    Clients, TestDatabase, connected_stations, envelopes, get, request, scratch_mission, settled_stats, stream,
+};
 
 /// The `Authorization` header value of the scratch mission's operator token.
 fn operator_bearer(scratch: &Scratch) -> String {
@@ -715,30 +717,15 @@ fn uplink_while_commanding(
         let _ = reader.read_to_end(&mut uplink);
         uplink
     });
-    let posts: Vec<_> = (0..clients)
-        .map(|client| {
-            let (http, bearer) = (ground.http.clone(), bearer.to_owned());
-            std::thread::spawn(move || {
-                (0..per_client)
-                    .map(|k| {
-                        let value = (client * per_client + k) as f64 / 1000.0;
-                        let body =
-                            format!(r#"{{"command": {{"SetParameter": {{"name": "max_duty", "value": {value}}}}}}}"#);
-                        let (status, reply) =
-                            request(&http, "POST", "/api/commands", &[("Authorization", bearer.as_str())], &body);
-                        assert_eq!(status, 202, "{reply}");
-                        reply["id"].as_u64().expect("audit id")
-                    })
-                    .collect::<Vec<u64>>()
-            })
-        })
-        .collect();
+    let posts = Clients::post(&[&ground.http], bearer, clients, per_client, |n| {
+        format!(r#"{{"SetParameter": {{"name": "max_duty", "value": {}}}}}"#, n as f64 / 1000.0)
+    });
     // products flow down (and acknowledgements up) while the commands are posted
     for part in downlink.chunks(1024) {
         socket.write_all(part).expect("send");
         std::thread::sleep(Duration::from_micros(100));
     }
-    let ids: Vec<u64> = posts.into_iter().flat_map(|p| p.join().expect("client")).collect();
+    let ids = posts.ids();
     socket.shutdown(Shutdown::Write).expect("half-close");
     (heard.join().expect("reader"), ids)
 }

@@ -142,3 +142,40 @@ impl Drop for TestDatabase {
         let _ = self.admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
     }
 }
+
+/// Operators posting commands at once: client `c` posts `per_client` commands to
+/// `grounds[c % len]`, the `n`th of all (`c * per_client + k`) being `command(n)`'s JSON.
+pub struct Clients(Vec<std::thread::JoinHandle<Vec<u64>>>);
+
+impl Clients {
+    pub fn post(
+        grounds: &[&str],
+        bearer: &str,
+        clients: usize,
+        per_client: usize,
+        command: fn(usize) -> String,
+    ) -> Self {
+        let threads = (0..clients)
+            .map(|client| {
+                let (http, bearer) = (grounds[client % grounds.len()].to_owned(), bearer.to_owned());
+                std::thread::spawn(move || {
+                    (0..per_client)
+                        .map(|k| {
+                            let body = format!(r#"{{"command": {}}}"#, command(client * per_client + k));
+                            let (status, reply) =
+                                request(&http, "POST", "/api/commands", &[("Authorization", bearer.as_str())], &body);
+                            assert_eq!(status, 202, "{reply}");
+                            reply["id"].as_u64().expect("an audit id")
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        Self(threads)
+    }
+
+    /// The ids the API gave, once every client is done.
+    pub fn ids(self) -> Vec<u64> {
+        self.0.into_iter().flat_map(|t| t.join().expect("client")).collect()
+    }
+}
