@@ -15,9 +15,6 @@ use crate::georef::GeoTransform;
 use crate::imagery::Raster;
 use crate::spool::stable_id;
 
-/// A `Chip` with this detection index is a full-resolution tile an operator asked for.
-pub const REQUESTED_TILE: u32 = u32::MAX;
-
 /// Downlink priority of each kind: events and housekeeping first, chips last.
 pub fn priority(kind: Kind) -> u8 {
     match kind {
@@ -178,7 +175,7 @@ pub fn requested_tile(frame: &FrameView<'_>, window: [u32; 4]) -> Option<Product
     Some(Product {
         id,
         created_ms: frame.time_ms,
-        body: Body::Chip(Chip { frame_id: frame.id, detection_index: REQUESTED_TILE, origin, size, png }),
+        body: Body::Chip(Chip { frame_id: frame.id, detection_index: Chip::REQUESTED_TILE, origin, size, png }),
     })
 }
 
@@ -309,7 +306,7 @@ mod tests {
         let frame = FrameView { id: 5, time_ms: 0, raster: &raster, georef: None, ranges: &ranges };
         let product = requested_tile(&frame, [90, 70, 50, 50]).expect("inside");
         let Body::Chip(chip) = &product.body else { panic!("a chip") };
-        assert_eq!((chip.origin, chip.size, chip.detection_index), ([90, 70], [10, 10], REQUESTED_TILE));
+        assert_eq!((chip.origin, chip.size, chip.detection_index), ([90, 70], [10, 10], Chip::REQUESTED_TILE));
         let image = image::load_from_memory(&chip.png).expect("png").into_rgb16();
         assert_eq!(image.get_pixel(0, 0).0[1], raster.sample((70 * 100 + 90) * 3 + 1));
         assert!(requested_tile(&frame, [100, 0, 5, 5]).is_none());

@@ -897,6 +897,12 @@ function stageText(s) {
   }
 }
 
+/// A link to the product a completed command made (a requested tile), when its detail names one.
+function productLink(s) {
+  const made = s.stage === "completed" && /queued as product (\d+)/.exec(s.detail);
+  return made ? ` <a href="/api/products/${made[1]}/image" target="_blank">open the tile</a>` : "";
+}
+
 function stageTime(s) {
   if ("unix_ms" in s) return `${utc(s.unix_ms)} ground`;
   if ("spacecraft_ms" in s) return `${utc(s.spacecraft_ms)} spacecraft${s.tagged_at !== null ? `, tagged ${utc(s.tagged_at)}` : ""}`;
@@ -911,7 +917,7 @@ function showStages() {
       ? `<button data-confirm="${id}">Confirm</button> <button data-cancel="${id}">Cancel</button>`
       : last === "queued" ? `<button data-cancel="${id}">Cancel</button>` : "";
     const stages = life.stages
-      .map((s) => `<li class="stage-${s.stage}"><span class="when">${stageTime(s)}</span> ${escapeHtml(stageText(s))}</li>`)
+      .map((s) => `<li class="stage-${s.stage}"><span class="when">${stageTime(s)}</span> ${escapeHtml(stageText(s))}${productLink(s)}</li>`)
       .join("");
     return `<div class="command-life ${finished(life) ? "done" : "live"}" data-id="${id}" data-stages="${life.stages.map((s) => s.stage).join(" ")}">` +
       `<div><b>command ${id}</b> by ${escapeHtml(life.operator)} <code>${escapeHtml(life.command)}</code> ${actions}</div><ol>${stages}</ol></div>`;

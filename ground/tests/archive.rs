@@ -253,6 +253,11 @@ fn a_timeline_lists_one_kind_by_creation_time_either_way_and_a_chip_is_found_by_
         let found = archive.chip(13, 1).expect("chip").map(|b| Product::decode(&b).expect("decode").id);
         assert_eq!(found, Some(21));
         assert_eq!(archive.chip(13, 2).expect("chip"), None);
+        // two tiles an operator asked for of one frame: both stored, neither taken for a chip
+        store(archive.as_ref(), &[chip(30, 13, Chip::REQUESTED_TILE), chip(31, 13, Chip::REQUESTED_TILE)]);
+        let tiles = TimelineQuery { kind: Kind::Chip, to_ms: i64::MAX, ..query };
+        assert_eq!(ids(tiles), vec![20, 21, 30, 31]);
+        assert_eq!(archive.chip(13, Chip::REQUESTED_TILE).expect("chip"), None);
     });
 }
 

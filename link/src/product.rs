@@ -130,6 +130,17 @@ pub struct Chip {
     pub png: Vec<u8>,
 }
 
+impl Chip {
+    /// The `detection_index` of a full-resolution tile an operator asked for (`RequestTile`): it
+    /// belongs to no detection, and a frame may have several.
+    pub const REQUESTED_TILE: u32 = u32::MAX;
+
+    /// The detection whose chip this is; `None` for a requested tile.
+    pub fn detection(&self) -> Option<u32> {
+        (self.detection_index != Self::REQUESTED_TILE).then_some(self.detection_index)
+    }
+}
+
 /// A reduced view of a whole frame, PNG-encoded, with its footprint corners (lat, lon).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Thumbnail {

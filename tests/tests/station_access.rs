@@ -129,7 +129,7 @@ fn only_a_declared_station_that_proves_its_key_delivers_cadus_or_hears_a_telecom
     assert_eq!((stats["archive"]["products"].as_u64(), stats["stations"].as_array().map(Vec::len)), (Some(0), Some(0)));
     let token = std::fs::read_to_string(scratch.path().join("keys/operator.token")).expect("token");
     let bearer = format!("Bearer {}", token.trim());
-    let command = r#"{"command": {"SetMode": {"mode": "Safe"}}}"#;
+    let command = r#"{"command": {"SetMode": {"mode": "Throttled"}}}"#;
     let mut lurker = TcpStream::connect(&ground.cadu).expect("connect");
     let (status, reply) = request(&ground.http, "POST", "/api/commands", &[("Authorization", &bearer)], command);
     assert_eq!(

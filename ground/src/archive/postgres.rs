@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS chips (
     product_id BIGINT NOT NULL REFERENCES products (id),
     PRIMARY KEY (frame_id, detection_index)
 );
+-- a requested tile (detection index u32::MAX, -1 here) is no detection's chip: archives from before
+-- indexed one of them
+DELETE FROM chips WHERE detection_index = -1;
 CREATE TABLE IF NOT EXISTS command_queue (id BIGINT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS command_reports (
     command_id BIGINT NOT NULL,
@@ -385,7 +388,7 @@ impl Archive for PostgresArchive {
             .map(|&i| {
                 let (product, bytes) = arrivals[i];
                 let chip = match &product.body {
-                    Body::Chip(chip) => Some((to_sql(chip.frame_id), chip.detection_index as i32)),
+                    Body::Chip(chip) => chip.detection().map(|index| (to_sql(chip.frame_id), index as i32)),
                     _ => None,
                 };
                 Ok(Row {

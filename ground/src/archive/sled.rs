@@ -19,7 +19,7 @@ use crate::archive::segments::{Segments, Span};
 
 /// Version of the derived trees' layout (`detections`, `timeline`, `chips`, `command_reports`); an archive written
 /// with another is re-indexed from its products when opened.
-const SCHEMA_VERSION: u32 = 5;
+const SCHEMA_VERSION: u32 = 6;
 const SCHEMA_KEY: &[u8] = b"schema";
 /// Contacts are kept in the meta tree under this prefix, each its begin time.
 const CONTACT_PREFIX: &[u8] = b"contact/";
@@ -59,7 +59,7 @@ impl IndexEntries {
     fn of(product: &Product) -> Self {
         let detections = detection_records(product).iter().map(|d| (detection_entry_key(d), encode(d))).collect();
         let chip = match &product.body {
-            Body::Chip(chip) => Some(chip_key(chip.frame_id, chip.detection_index)),
+            Body::Chip(chip) => chip.detection().map(|index| chip_key(chip.frame_id, index)),
             _ => None,
         };
         let command_report = reported_command(product).map(|command| {
