@@ -546,12 +546,23 @@ fn an_uploaded_model_replaces_the_running_one_only_once_verified_and_loaded() {
     // two more unfinished uploads: the second of them makes room by dropping the oldest (13)
     uplink.extend(upload(&mut sender, 15, &retrained, 1000, &secret));
     uplink.extend(upload(&mut sender, 16, &retrained, 1000, &secret));
-    let Flown { output, summary, .. } = fly_with_uplink(&scratch, listener, uplink);
-    let log = stderr(&output);
-    assert!(log.contains("model from upload 11 refused: it does not load"), "{log}");
-    assert!(log.contains("model from upload 12 refused: ") && log.contains("signature does not verify"), "{log}");
-    assert!(log.contains("upload 13 is incomplete: bytes"), "{log}");
-    assert!(log.contains("upload 13 dropped unfinished to make room for upload 16"), "{log}");
+    let flown = fly_with_uplink(&scratch, listener, uplink);
+    // each InstallModel's verification report (under its transfer id) says what became of it
+    let reports = flown.command_reports();
+    let ending = |id: u64| match reports.iter().rev().find(|r| r.command_id == id).map(|r| &r.stage) {
+        Some(CommandStage::Refused { reason } | CommandStage::Failed { reason }) => Err(reason.clone()),
+        Some(CommandStage::Completed { detail }) => Ok(detail.clone()),
+        other => panic!("command {id} ended {other:?}"),
+    };
+    assert!(ending(11).is_err_and(|why| why.contains("does not load")), "{:?}", ending(11));
+    assert!(ending(12).is_err_and(|why| why.contains("signature does not verify")), "{:?}", ending(12));
+    assert!(ending(13).is_err_and(|why| why.contains("incomplete")), "{:?}", ending(13));
+    assert!(ending(14).is_ok(), "{:?}", ending(14));
+    let dropped = flown.products.iter().any(|p| {
+        matches!(&p.body, Body::Event(e) if e.source == EventSource::Upload.name() && e.message.contains("upload 13 dropped"))
+    });
+    assert!(dropped, "the oldest unfinished upload (13) is dropped to make room for upload 16, with an event");
+    let summary = flown.summary;
     assert_eq!(count(&summary, "commands_refused"), 5, "{summary}");
     assert_eq!(count(&summary, "commands_executed"), 1, "{summary}");
     assert_eq!(summary["model"], "model `vessels-s2` from upload 14", "{summary}");
