@@ -524,7 +524,7 @@ function linePlot(container, id, title, series, unit, channel = null) {
 
 const MODES = ["NOMINAL", "THROTTLED", "SAFE"];
 
-/// Alarms the operator acknowledged, as "channel@since_ms" (kept in this browser).
+/// Alarms the operator acknowledged, as "channel@level@since_ms" (kept in this browser).
 const acknowledged = new Set(JSON.parse(localStorage.getItem("kestrel-acknowledged") || "[]"));
 
 /// Each limited channel's latest value and how it stands: since when it has been out of its
@@ -537,10 +537,13 @@ function channelStates(samples) {
       if (!values.length) return { channel, latest: null, level: "nominal" };
       const [, latest] = values[values.length - 1];
       const where = level(channel, latest);
+      // the excursion at this level or worse began here: a warning that rises to an alarm is a new
+      // alarm; one that began before the samples in view keeps one key until it ends
+      const worst = (v) => (where === "alarm" ? level(channel, v) === "alarm" : level(channel, v) !== "nominal");
       let since = values.length - 1;
-      while (since > 0 && level(channel, values[since - 1][1]) !== "nominal") since -= 1;
+      while (since > 0 && worst(values[since - 1][1])) since -= 1;
       const sinceMs = values[since][0];
-      const key = `${channel.name}@${sinceMs}`;
+      const key = `${channel.name}@${where}@${since === 0 ? "before-the-samples-in-view" : sinceMs}`;
       return { channel, latest, level: where, sinceMs, key, acknowledged: acknowledged.has(key) };
     });
 }
@@ -694,7 +697,7 @@ async function loadEvents() {
   const events = await api(`/api/events?limit=${EVENTS_READ}`);
   const sources = $("event-source");
   const known = new Set([...sources.options].map((o) => o.value));
-  const named = (state.dictionary ? state.dictionary.events.map((e) => e.source) : []).concat(events.map((e) => e.source));
+  const named = (state.dictionary ? state.dictionary.events.map((e) => e.name) : []).concat(events.map((e) => e.source));
   for (const source of named) {
     if (known.has(source)) continue;
     known.add(source);
@@ -865,15 +868,31 @@ function operatorHeaders() {
 const tracked = new Map();
 const MAX_TRACKED = 12;
 const STAGES_MS = 1000;
-const FINAL_STAGES = new Set(["cancelled", "not_sent", "refused", "failed", "timed_out"]);
+// not `timed_out`: a report that comes late still shows
+const FINAL_STAGES = new Set(["cancelled", "not_sent", "refused", "failed"]);
 
-function finished(life) {
-  return life && life.stages.some((s) => FINAL_STAGES.has(s.stage) || (s.stage === "completed" && s.tagged_at === null));
+/// How many commands a time-tagged sequence holds (each reports when its time comes), else 0.
+function tagged(life) {
+  try {
+    const sequence = JSON.parse(life.command).TimeTagged;
+    return sequence ? sequence.commands.length : 0;
+  } catch {
+    return 0;
+  }
 }
 
-function track(id) {
+function finished(life) {
+  if (!life || life.stages.some((s) => FINAL_STAGES.has(s.stage))) return Boolean(life);
+  const ran = life.stages.filter((s) => s.stage === "completed" || s.stage === "failed");
+  const own = ran.some((s) => s.tagged_at === null);
+  return own && ran.filter((s) => s.tagged_at !== null).length >= tagged(life);
+}
+
+/// Follows command `id` (again from its start when `afresh`).
+function track(id, afresh = false) {
   const key = String(id);
-  if (tracked.has(key)) return;
+  if (tracked.has(key) && !afresh) return;
+  tracked.delete(key);
   tracked.set(key, null);
   while (tracked.size > MAX_TRACKED) tracked.delete(tracked.keys().next().value);
   loadStages();
@@ -1024,7 +1043,7 @@ function setUpCommands() {
   $("token").addEventListener("change", () => { sessionStorage.setItem("kestrel-token", $("token").value.trim()); loadHistory(); loadStages(); });
   $("command-history").addEventListener("click", (e) => {
     const row = e.target.closest("tr[data-command]");
-    if (row) track(row.dataset.command);
+    if (row) track(row.dataset.command, true);
   });
   $("command-stages").addEventListener("click", (e) => {
     if (e.target.dataset.confirm) confirmCommand(e.target.dataset.confirm);

@@ -65,7 +65,7 @@ pub fn document() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": { "title": "Kestrel ground station", "version": env!("CARGO_PKG_VERSION") },
-        "components": { "securitySchemes": { "operator": { "type": "http", "scheme": "bearer", "description": "the operator token from the mission's ground.operator_token_file (`Authorization: Bearer TOKEN`, the scheme in any case)" } } },
+        "components": { "securitySchemes": { "operator": { "type": "http", "scheme": "bearer", "description": "an operator's token, its SHA-256 in the mission's ground.operators_file (`Authorization: Bearer TOKEN`, the scheme in any case)" } } },
         "paths": {
             "/api/stats": { "get": { "summary": "archive counts, and link and ingest counters per station connection", "responses": { "200": { "description": "statistics" } } } },
             "/api/products": { "get": {
@@ -117,7 +117,7 @@ pub fn document() -> Value {
                     { "name": "name", "in": "path", "required": true, "schema": { "type": "string" } },
                     { "name": "signature", "in": "query", "required": true, "schema": { "type": "string" }, "description": "hex ed25519 signature of the file's SHA-256 (as `flight sign-model` writes it)" } ],
                 "requestBody": { "content": { "application/octet-stream": {} } },
-                "responses": { "202": { "description": "held for confirmation (installing a model is hazardous): { id, awaiting_confirmation: true, confirm }" }, "400": { "description": "bad name or signature, or an empty file" }, "401": { "description": "no or wrong operator token" }, "413": { "description": "file over 8 MiB" }, "503": { "description": "no station connected" } } } },
+                "responses": { "202": { "description": "held for confirmation (installing a model is hazardous): { id, awaiting_confirmation: true, confirm }" }, "400": { "description": "bad name or signature, or an empty file" }, "401": { "description": "no or wrong operator token" }, "413": { "description": "file over 8 MiB" } } } },
             "/api/openapi.json": { "get": { "summary": "this document", "responses": { "200": { "description": "OpenAPI 3.1" } } } },
             "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "text exposition format" } } } }
         }

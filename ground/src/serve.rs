@@ -379,15 +379,26 @@ impl Service {
         Ok((id, Release::AwaitingConfirmation))
     }
 
-    /// An operator confirms held command `id`: it is released as if just submitted.
-    pub fn confirm(&self, operator: &str, id: u64) -> Result<(u64, Release), CommandError> {
-        let taken = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-        let Some(pending) = taken else { return Err(CommandError::NotAwaiting(id)) };
-        if Instant::now() > pending.expires {
+    /// Audits as not sent, and forgets, the held commands whose confirmation window has passed.
+    fn expire_holds(&self) -> Result<(), ArchiveError> {
+        let now = Instant::now();
+        let expired: Vec<(u64, Pending)> = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let ids: Vec<u64> = pending.iter().filter(|(_, p)| now > p.expires).map(|(id, _)| *id).collect();
+            ids.into_iter().filter_map(|id| pending.remove(&id).map(|p| (id, p))).collect()
+        };
+        for (id, pending) in expired {
             let reason = format!("not confirmed within {} s", CONFIRMATION_WINDOW.as_secs());
             self.audit_line(&pending.operator, &pending.text, GroundStage::NotSent { reason }.outcome(id))?;
-            return Err(CommandError::NotAwaiting(id));
         }
+        Ok(())
+    }
+
+    /// An operator confirms held command `id`: it is released as if just submitted.
+    pub fn confirm(&self, operator: &str, id: u64) -> Result<(u64, Release), CommandError> {
+        self.expire_holds()?;
+        let taken = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        let Some(pending) = taken else { return Err(CommandError::NotAwaiting(id)) };
         let confirmed = GroundStage::Confirmed { by: operator.to_owned() };
         self.audit_line(&pending.operator, &pending.text, confirmed.outcome(id))?;
         match pending.held {
@@ -408,9 +419,14 @@ impl Service {
         command: &Telecommand,
     ) -> Result<(u64, Release), CommandError> {
         if self.uplink_stream.receiver_count() == 0 {
-            // no station to send it through: it waits, durably, for the next one to sign on
-            self.archive.enqueue_command(id)?;
+            // no station to send it through: it waits, durably, for the next one to sign on; audited
+            // first, so that its release (by any process, as soon as it is queued) comes after
             self.audit_line(operator, text, GroundStage::Queued.outcome(id))?;
+            if let Err(e) = self.archive.enqueue_command(id) {
+                let reason = format!("it could not be queued: {e}");
+                self.audit_line(operator, text, GroundStage::NotSent { reason }.outcome(id))?;
+                return Err(e.into());
+            }
             tracing::info!(id, operator, "command queued");
             return Ok((id, Release::Queued));
         }
@@ -470,6 +486,7 @@ impl Service {
 
     /// The hazardous commands awaiting confirmation, oldest first (their audit entries).
     pub fn awaiting_confirmation(&self) -> Result<Vec<AuditEntry>, ArchiveError> {
+        self.expire_holds()?;
         let ids: Vec<u64> = self.pending.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
         let mut held = Vec::new();
         for id in ids {
@@ -811,10 +828,15 @@ impl Service {
 /// its archive (they had no station): those go up through this one within this time.
 const QUEUE_POLL: Duration = Duration::from_secs(1);
 
+/// Every `QUEUE_POLL`: held commands past their confirmation window are audited as not sent, and,
+/// with a station signed on, commands queued anywhere on the archive go up.
 async fn release_queue_while_in_contact(service: Arc<Service>) {
     let mut tick = tokio::time::interval(QUEUE_POLL);
     loop {
         tick.tick().await;
+        if let Err(e) = tokio::task::block_in_place(|| service.expire_holds()) {
+            tracing::error!(error = %e, "archive failure; expired holds are audited later");
+        }
         if service.uplink_stream.receiver_count() == 0 {
             continue;
         }

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kestrel_e2e::{Ground, Scratch, flight, spool, workspace_root};
-use station::{Clients, TestDatabase, get, request};
+use station::{Clients, TestDatabase, get, operator_bearer, request};
 
 /// The stages a command ends in: after one of these nothing more is expected.
 const ENDINGS: &[&str] = &["completed", "refused", "failed", "timed_out", "cancelled", "not_sent"];
@@ -83,11 +83,6 @@ impl Drop for Flight {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn bearer(scratch: &Scratch) -> String {
-    let token = std::fs::read_to_string(scratch.path().join("keys/operator.token")).expect("token");
-    format!("Bearer {}", token.trim())
 }
 
 /// Frames for flight to process while it is commanded: products flow down the whole time.
@@ -210,7 +205,7 @@ fn assert_flight_ran_each_once(http: &str, ids: &[u64], refused: usize) {
 fn commands_from_several_clients_run_once_each_while_products_flow() {
     let scratch = Scratch::new();
     let ground = Ground::for_flight(&scratch);
-    let bearer = bearer(&scratch);
+    let bearer = operator_bearer(&scratch);
     let auth = [("Authorization", bearer.as_str())];
     // before any contact: three commands queued, one of them cancelled
     let queued = post_from_clients(&[&ground.http], &bearer, 1, 3);
@@ -256,7 +251,7 @@ fn two_ground_processes_on_one_postgres_archive_command_one_spacecraft_that_swit
     let (first, second) = (Ground::start(scratch.path(), &store), Ground::start(scratch.path(), &store));
     let relay = Relay::start(&first.cadu);
     scratch.flight_mission(&relay.address);
-    let bearer = bearer(&scratch);
+    let bearer = operator_bearer(&scratch);
     let grounds = [first.http.as_str(), second.http.as_str()];
 
     spool_frames(&scratch);

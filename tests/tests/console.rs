@@ -261,7 +261,11 @@ impl Spacecraft {
                 let n = match station.read(&mut buffer) {
                     Ok(0) => break,
                     Ok(n) => n,
-                    Err(_) => continue, // the read timed out: look at the stop flag
+                    // the read timed out: look at the stop flag
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                        continue;
+                    }
+                    Err(e) => panic!("the station's socket failed: {e}"),
                 };
                 for frame in receiver.push(&buffer[..n]) {
                     let Ok(UplinkMessage::Command { id, command }) = uplink::decode(&frame) else { continue };

@@ -15,15 +15,11 @@ use kestrel_link::security::SecurityAssociation;
 use kestrel_link::telecommand::TcReceiver;
 use kestrel_link::uplink::{self, UplinkMessage};
 use station::{
-    Clients, TestDatabase, connected_stations, envelopes, get, request, scratch_mission, settled_stats, stream,
+    Clients, TestDatabase, connected_stations, envelopes, get, operator_bearer, request, scratch_mission,
+    settled_stats, stream,
 };
 
 /// The `Authorization` header value of the scratch mission's operator token.
-fn operator_bearer(scratch: &Scratch) -> String {
-    let token = std::fs::read_to_string(scratch.path().join("keys/operator.token")).expect("token");
-    format!("Bearer {}", token.trim())
-}
-
 fn start_ground(scratch: &Scratch) -> Ground {
     Ground::start(scratch.path(), &[])
 }

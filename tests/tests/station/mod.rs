@@ -179,3 +179,9 @@ impl Clients {
         self.0.into_iter().flat_map(|t| t.join().expect("client")).collect()
     }
 }
+
+/// The `Authorization` value of the scratch mission's operator.
+pub fn operator_bearer(scratch: &Scratch) -> String {
+    let token = std::fs::read_to_string(scratch.path().join("keys/operator.token")).expect("token");
+    format!("Bearer {}", token.trim())
+}
