@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use kestrel_link::encoder::EncoderState;
 use kestrel_link::uplink::{Mode, Telecommand};
@@ -286,7 +287,7 @@ pub enum Durability {
 pub struct Checkpoint {
     durability: Durability,
     /// Time spent committing and flushing.
-    busy: std::time::Duration,
+    busy: Duration,
     path: PathBuf,
     seal: PathBuf,
     db: sled::Db,
@@ -340,6 +341,10 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     postcard::from_bytes(body).map_err(|e| format!("does not decode: {e}"))
 }
 
+/// How long opening waits for another holder of the database's lock to let go of it (a process
+/// still exiting, or the threads of a database dropped a moment ago) before it gives up.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
 impl Checkpoint {
     /// Opens (or creates) the checkpoint in `state_dir`, checking every record and the seal.
     /// A new checkpoint starts from `fresh`.
@@ -354,10 +359,26 @@ impl Checkpoint {
             Durability::Volatile => None,
         };
         // sled may panic on some damaged files instead of returning an error
-        let opened = std::panic::catch_unwind(|| match durability {
-            Durability::Durable => sled::Config::new().path(&path).open(),
-            Durability::Volatile => sled::Config::new().temporary(true).flush_every_ms(None).open(),
-        });
+        let open = || {
+            std::panic::catch_unwind(|| match durability {
+                Durability::Durable => sled::Config::new().path(&path).open(),
+                Durability::Volatile => sled::Config::new().temporary(true).flush_every_ms(None).open(),
+            })
+        };
+        // a database locked by another holder is in use, not damaged: never set aside for that
+        let deadline = Instant::now() + LOCK_WAIT;
+        let opened = loop {
+            match open() {
+                // sled 0.34 says so only in the error's text (an `Other` I/O error)
+                Ok(Err(sled::Error::Io(e))) if e.to_string().contains("could not acquire lock") => {
+                    if Instant::now() > deadline {
+                        return Err(storage(format!("another process holds its lock: {e}")));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other,
+            }
+        };
         let db = match opened {
             Ok(Ok(db)) => db,
             Ok(Err(e)) => return Err(corrupt(format!("sled cannot open it: {e}"))),
@@ -416,7 +437,7 @@ impl Checkpoint {
         }
         Ok(Self {
             durability,
-            busy: std::time::Duration::ZERO,
+            busy: Duration::ZERO,
             path,
             seal,
             db,
@@ -442,7 +463,7 @@ impl Checkpoint {
 
     /// Applies `batch` and `state` (the new flight state) as one transaction.
     pub fn commit(&mut self, batch: &Batch, state: FlightState) -> Result<(), CheckpointError> {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let result = self.apply(batch, state);
         self.busy += started.elapsed();
         result
@@ -546,14 +567,14 @@ impl Checkpoint {
         if self.durability == Durability::Volatile {
             return Ok(());
         }
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let result = self.flush_and_seal();
         self.busy += started.elapsed();
         result
     }
 
     /// Time spent in commits and flushes since opening.
-    pub fn busy(&self) -> std::time::Duration {
+    pub fn busy(&self) -> Duration {
         self.busy
     }
 
@@ -613,22 +634,30 @@ impl Checkpoint {
         Ok(Some(self.with_sent_mark(product)?))
     }
 
-    /// Queued products in queue order (priority, then age), `filter`ed, stopping after `limit`.
+    /// Queued products in queue order (priority, then age) whose sent mark is `eligible`,
+    /// stopping after `limit`. A product is read and decoded only once its mark is: during a
+    /// contact most of the queue is sent and waiting for its acknowledgement, and the send loop
+    /// asks every turn.
     pub fn queued(
         &self,
         limit: usize,
-        mut filter: impl FnMut(&QueuedProduct) -> bool,
+        mut eligible: impl FnMut(Option<&Sent>) -> bool,
     ) -> Result<Vec<QueuedProduct>, CheckpointError> {
         let mut out = Vec::new();
-        for value in self.queue.iter().values() {
-            let value = value.map_err(|e| self.storage(e.to_string()))?;
-            let product: QueuedProduct = decode(&value).map_err(|e| self.corrupt(format!("queued product: {e}")))?;
-            let product = self.with_sent_mark(product)?;
-            if filter(&product) {
-                out.push(product);
-                if out.len() >= limit {
-                    break;
-                }
+        for item in self.queue.iter() {
+            let (key, value) = item.map_err(|e| self.storage(e.to_string()))?;
+            let id = key.get(9..17).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes);
+            let id = id.ok_or_else(|| self.corrupt(format!("a queue key of {} bytes", key.len())))?;
+            let sent = self.sent_mark(id)?;
+            if !eligible(sent.as_ref()) {
+                continue;
+            }
+            let mut product: QueuedProduct =
+                decode(&value).map_err(|e| self.corrupt(format!("queued product {id}: {e}")))?;
+            product.sent = sent;
+            out.push(product);
+            if out.len() >= limit {
+                break;
             }
         }
         Ok(out)
@@ -648,11 +677,13 @@ impl Checkpoint {
     }
 
     fn with_sent_mark(&self, mut product: QueuedProduct) -> Result<QueuedProduct, CheckpointError> {
-        let mark = self.sent.get(product.id.to_be_bytes()).map_err(|e| self.storage(e.to_string()))?;
-        product.sent = mark
-            .map(|v| decode(&v).map_err(|e| self.corrupt(format!("sent mark of {}: {e}", product.id))))
-            .transpose()?;
+        product.sent = self.sent_mark(product.id)?;
         Ok(product)
+    }
+
+    fn sent_mark(&self, id: u64) -> Result<Option<Sent>, CheckpointError> {
+        let mark = self.sent.get(id.to_be_bytes()).map_err(|e| self.storage(e.to_string()))?;
+        mark.map(|v| decode(&v).map_err(|e| self.corrupt(format!("sent mark of {id}: {e}")))).transpose()
     }
 
     pub fn queue_len(&self) -> usize {
@@ -745,6 +776,16 @@ mod tests {
         assert_eq!(checkpoint.product(3).expect("read"), None);
         let mark_left = checkpoint.sent.contains_key(3u64.to_be_bytes()).expect("read");
         assert!(!mark_left, "the sent mark went with the product");
+    }
+
+    #[test]
+    fn a_checkpoint_another_holder_has_open_is_in_use_not_corrupt() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _held = Checkpoint::open(dir.path(), FlightState::new(0), Durability::Durable).expect("open");
+        let refused = Checkpoint::open(dir.path(), FlightState::new(0), Durability::Durable).expect_err("in use");
+        assert!(matches!(refused, CheckpointError::Storage { .. }), "never taken for damage: {refused}");
+        let aside = std::fs::read_dir(dir.path()).expect("dir").filter_map(Result::ok);
+        assert!(!aside.into_iter().any(|e| e.file_name().to_string_lossy().contains("corrupt")), "nothing set aside");
     }
 
     #[test]

@@ -1230,11 +1230,11 @@ impl Pipeline {
         }
         let contact = session.contact.id;
         let timeout_ms = (self.parameter(Parameter::AckTimeoutS) * 1000.0) as i64;
-        let eligible = |sent: &Option<Sent>| match sent {
+        let eligible = |sent: Option<&Sent>| match sent {
             None => true,
             Some(s) => s.contact != contact || now - s.at_ms >= timeout_ms,
         };
-        let candidates = self.checkpoint.queued(SEND_BATCH, |p| eligible(&p.sent))?;
+        let candidates = self.checkpoint.queued(SEND_BATCH, eligible)?;
         let mut budget = session.remaining_budget();
         let (mut chosen, mut frames) = (Vec::new(), 0);
         for product in candidates {
