@@ -420,7 +420,7 @@ impl Checkpoint {
                     "uploads" => decode::<Vec<u8>>(&value).map(drop),
                     _ => decode::<[u8; 17]>(&value).map(drop),
                 };
-                checked.map_err(|e| corrupt(format!("tree `{name}`, key {}: {e}", hex(&key))))?;
+                checked.map_err(|e| corrupt(format!("tree `{name}`, key {}: {e}", kestrel_link::hex::encode(&key))))?;
             }
         }
         let state = match meta.get(STATE_KEY).map_err(|e| corrupt(e.to_string()))? {
@@ -724,10 +724,6 @@ fn pair_key(first: u64, second: u64) -> [u8; 16] {
     key[..8].copy_from_slice(&first.to_be_bytes());
     key[8..].copy_from_slice(&second.to_be_bytes());
     key
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -144,22 +144,9 @@ pub enum ModelError {
     Io { path: PathBuf, message: String },
 }
 
+use kestrel_link::hex::decode as unhex;
 /// Hex of a digest or signature, as the manifest writes them.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let text = text.trim();
-    if text.len() != 2 * N || !text.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(out)
-}
+pub use kestrel_link::hex::encode as hex;
 
 fn read_key<const N: usize>(path: &Path, what: &str) -> Result<[u8; N], ModelError> {
     let text = std::fs::read_to_string(path)

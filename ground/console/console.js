@@ -689,13 +689,15 @@ async function loadPasses() {
 }
 
 const SEVERITY_RANK = { Info: 0, Warning: 1, Error: 2 };
-/// Events read per refresh; the filters choose among these.
+/// Events read per refresh with a filter set; the filters choose among these.
 const EVENTS_READ = 1000;
 const EVENTS_SHOWN = 200;
 
 async function loadEvents() {
-  const events = await api(`/api/events?limit=${EVENTS_READ}`);
   const sources = $("event-source");
+  const filtered = sources.value !== "" || $("event-severity").value !== "Info";
+  // the ground decodes and verifies each event it answers with: more only when they are filtered
+  const events = await api(`/api/events?limit=${filtered ? EVENTS_READ : EVENTS_SHOWN}`);
   const known = new Set([...sources.options].map((o) => o.value));
   const named = (state.dictionary ? state.dictionary.events.map((e) => e.name) : []).concat(events.map((e) => e.source));
   for (const source of named) {

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use kestrel_link::product::{Body, Chip, Kind, Product, Thumbnail};
 use serde::Deserialize;
 
-use crate::archive::{DetectionQuery, TimelineQuery};
+use crate::archive::{ArchiveError, AuditEntry, DetectionQuery, TimelineQuery};
 use crate::predict::MAX_WINDOW_MS;
 use crate::serve::{CommandError, Release, Service};
 use kestrel_link::uplink::Telecommand;
@@ -109,21 +109,24 @@ async fn dictionary(State(service): State<Arc<Service>>) -> Response {
 
 /// `GET /api/commands/queue`: the commands waiting for a station, oldest first.
 async fn command_queue(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
-    if operator(&service, &headers).is_none() {
-        return unauthorized();
-    }
-    match tokio::task::block_in_place(|| service.command_queue()) {
-        Ok(entries) => Json(entries).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
+    audit_entries_for_operator(&service, &headers, Service::command_queue)
 }
 
 /// `GET /api/commands/awaiting`: the hazardous commands awaiting confirmation, oldest first.
 async fn awaiting_confirmation(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
-    if operator(&service, &headers).is_none() {
+    audit_entries_for_operator(&service, &headers, Service::awaiting_confirmation)
+}
+
+/// Audit entries an operator asked for: 401 without an operator's token.
+fn audit_entries_for_operator(
+    service: &Service,
+    headers: &HeaderMap,
+    read: fn(&Service) -> Result<Vec<AuditEntry>, ArchiveError>,
+) -> Response {
+    if operator(service, headers).is_none() {
         return unauthorized();
     }
-    match tokio::task::block_in_place(|| service.awaiting_confirmation()) {
+    match tokio::task::block_in_place(|| read(service)) {
         Ok(entries) => Json(entries).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
@@ -201,11 +204,7 @@ async fn upload_model(
     if !valid_name {
         return error(StatusCode::BAD_REQUEST, format!("`{name}` is not a model name (letters, digits, - and _)"));
     }
-    let signature = query.signature.trim();
-    let bytes: Option<Vec<u8>> = (signature.len() == 128 && signature.is_ascii())
-        .then(|| (0..64).map(|i| u8::from_str_radix(&signature[2 * i..2 * i + 2], 16).ok()).collect())
-        .flatten();
-    let Some(signature) = bytes else {
+    let Some(signature) = kestrel_link::hex::decode::<64>(&query.signature) else {
         return error(StatusCode::BAD_REQUEST, "`signature` must be 128 hexadecimal digits (64 bytes)");
     };
     let Ok(file) = axum::body::to_bytes(body, MAX_MODEL_BODY).await else {
@@ -215,7 +214,7 @@ async fn upload_model(
     if file.is_empty() {
         return error(StatusCode::BAD_REQUEST, "the request body (the model file) is empty");
     }
-    let sent = tokio::task::block_in_place(|| service.upload_model(&operator, &name, &file, signature));
+    let sent = tokio::task::block_in_place(|| service.upload_model(&operator, &name, &file, signature.to_vec()));
     command_response(sent)
 }
 
@@ -308,7 +307,7 @@ fn bbox_param(text: &str) -> Result<[f64; 4], ApiError> {
 }
 
 /// Products and detections in the archive.
-fn archive_counts(service: &Service) -> Result<(u64, u64), crate::archive::ArchiveError> {
+fn archive_counts(service: &Service) -> Result<(u64, u64), ArchiveError> {
     Ok((service.archive.product_count()?, service.archive.detection_count()?))
 }
 

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use kestrel_link::hex;
 use kestrel_link::mission::{MissionError, MissionFile};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -39,10 +40,6 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Operators {
     /// Reads and checks the operators file: errors name its path, line and key.
     pub fn load(path: &Path) -> Result<Self, MissionError> {
@@ -64,11 +61,7 @@ impl Operators {
                 let message = format!("operator `{name}` is listed twice");
                 return Err(file.error_at(entry.name.span(), &format!("operator[{i}].name"), message));
             }
-            let text = entry.token_sha256.get_ref().trim();
-            let bytes: Option<Vec<u8>> = (text.len() == 64 && text.is_ascii())
-                .then(|| (0..32).map(|b| u8::from_str_radix(&text[2 * b..2 * b + 2], 16).ok()).collect())
-                .flatten();
-            let Some(Ok(token_sha256)) = bytes.map(<[u8; 32]>::try_from) else {
+            let Some(token_sha256) = hex::decode::<32>(entry.token_sha256.get_ref()) else {
                 let message = "the SHA-256 of the operator's token: 64 hexadecimal digits";
                 return Err(file.error_at(entry.token_sha256.span(), &format!("operator[{i}].token_sha256"), message));
             };
@@ -107,7 +100,7 @@ impl Operators {
 pub fn add_operator(path: &Path, name: &str) -> anyhow::Result<String> {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
-    let token = hex(&secret);
+    let token = hex::encode(&secret);
     let existing = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -116,8 +109,11 @@ pub fn add_operator(path: &Path, name: &str) -> anyhow::Result<String> {
         }
         Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
     };
-    let entry =
-        format!("\n[[operator]]\nname = {}\ntoken_sha256 = \"{}\"\n", toml::Value::from(name), hex(&digest(&token)));
+    let entry = format!(
+        "\n[[operator]]\nname = {}\ntoken_sha256 = \"{}\"\n",
+        toml::Value::from(name),
+        hex::encode(&digest(&token))
+    );
     let written = format!("{existing}{entry}");
     std::fs::write(path, &written).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     // the file as written must load (a name it refuses is refused now, not at the next serve)

@@ -10,6 +10,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod fecf;
 pub mod frame;
+pub mod hex;
 pub mod mission;
 pub mod mpdu;
 pub mod noise;

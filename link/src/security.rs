@@ -52,7 +52,7 @@ pub enum KeyFileError {
 pub fn read_key_file(path: &Path) -> Result<[u8; 32], KeyFileError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Read { path: shown.clone(), source })?;
-    parse_hex_key(text.trim()).ok_or_else(|| {
+    crate::hex::decode::<32>(text.trim()).ok_or_else(|| {
         let trimmed = text.trim();
         let found = if trimmed.chars().all(|c| c.is_ascii_hexdigit()) {
             format!("{} digits", trimmed.len())
@@ -61,17 +61,6 @@ pub fn read_key_file(path: &Path) -> Result<[u8; 32], KeyFileError> {
         };
         KeyFileError::Format { path: shown, found }
     })
-}
-
-fn parse_hex_key(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    let mut key = [0u8; 32];
-    for (byte, pair) in key.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(key)
 }
 
 /// One security association: an SPI, its key, and whether data is encrypted as well as authenticated.
