@@ -16,7 +16,7 @@ echo "== checking mission.toml with every binary"
 "$bin/radiation-sim" check --mission mission.toml
 
 echo "== loading ONNX Runtime and running a model through ort"
-"$bin/flight" model-check --mission mission.toml --model "$kestrel_cache/onnxruntime-1.31.1/models/sigmoid.onnx"
+"$bin/flight-tools" model-check --mission mission.toml --model "$kestrel_cache/onnxruntime-1.31.1/models/sigmoid.onnx"
 
 # third-party imagery (not committed): $KESTREL_DATA, or shared/data beside the repository
 data=${KESTREL_DATA:-$root/../shared/data}
@@ -25,19 +25,19 @@ ports=$data/satellite
 echo "== detection: the mission's vessel model (signed, verified) on four Sentinel-2 port scenes it never trained on"
 echo "   (Casablanca and Marseille chose its threshold; Busan and Genoa chose nothing: models/vessels-s2.md)"
 mkdir -p var/demo
-"$bin/flight" detect --mission mission.toml --geojson var/demo/casablanca-vessels.geojson "$ports/sen2ships/casablanca"
-"$bin/flight" eval --mission mission.toml --pr-curve var/demo/vessels-pr.svg --report var/demo/vessels-eval.json \
+"$bin/flight-tools" detect --mission mission.toml --geojson var/demo/casablanca-vessels.geojson "$ports/sen2ships/casablanca"
+"$bin/flight-tools" eval --mission mission.toml --pr-curve var/demo/vessels-pr.svg --report var/demo/vessels-eval.json \
   "$ports/sen2ships/casablanca" "$ports/sen2ships-more/marseille" "$ports/sen2ships/busan" "$ports/sen2ships-more/genoa"
 
 echo "== detection: the tree-crown model on NEON aerial imagery (UTM GeoTIFF), each image a scene (its card says which it trained on)"
-"$bin/flight" eval --mission mission.toml --model trees-neon --pr-curve var/demo/trees-pr.svg testdata/aerial
+"$bin/flight-tools" eval --mission mission.toml --model trees-neon --pr-curve var/demo/trees-pr.svg testdata/aerial
 
 echo "== the cloud screen: five dates of one place in real Sentinel-2 reflectance (0-1 cloudy, 2-4 clear)"
-"$bin/flight" screen --mission mission.toml var/reference/sentinel2-cloudy-clear/date-{0,1,2,3,4}
+"$bin/flight-tools" screen --mission mission.toml var/reference/sentinel2-cloudy-clear/date-{0,1,2,3,4}
 
 echo "== the space link: real space packets (CYGNSS, Europa Clipper) framed into authenticated CADUs and decoded back"
 cat testdata/packets/CYGNSS_F7_L0_2022_086_10_15_V01_F__first101pkts.tlm testdata/packets/ecm_raw2.bin > var/demo/packets.bin
-"$bin/flight" frame --mission mission.toml --in var/demo/packets.bin --out var/demo/stream.cadu
+"$bin/flight-tools" frame --mission mission.toml --in var/demo/packets.bin --out var/demo/stream.cadu
 "$bin/ground" decode --mission mission.toml --in var/demo/stream.cadu --packets var/demo/decoded.bin
 cmp var/demo/packets.bin var/demo/decoded.bin && echo "decoded packets are bit-exact copies of the sent ones"
 

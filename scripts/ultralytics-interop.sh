@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Interop check: models trained and exported with Ultralytics run in `flight detect` as they run in
+# Interop check: models trained and exported with Ultralytics run in `flight-tools detect` as they run in
 # Ultralytics (box for box on a frame no bigger than a tile, and mAP@0.5 over a tiled frame).
 #
 # Ultralytics is AGPL: it is installed, and everything it makes (exports, runs, datasets) is written,
@@ -10,7 +10,7 @@
 #   scripts/ultralytics-interop.sh --only rtdetr,obb   # just those (names: --list)
 #   scripts/ultralytics-interop.sh --help
 #
-# Environment: FLIGHT (default target/debug/flight, built if missing), KESTREL_CACHE_DIR,
+# Environment: FLIGHT_TOOLS (default target/debug/flight-tools, built if missing), KESTREL_CACHE_DIR,
 # TORCH_INDEX_URL (e.g. a CPU-only wheel index for torch, when pip can reach one).
 set -euo pipefail
 
@@ -34,11 +34,11 @@ assert onnxruntime.__version__ == "1.31.1", onnxruntime.__version__' 2>/dev/null
   echo "ultralytics-interop: venv installed in $(($(date +%s) - start)) s" >&2
 fi
 
-flight=${FLIGHT:-$root/target/debug/flight}
-if [ ! -x "$flight" ]; then
-  (cd "$root" && cargo build -p kestrel-flight --bin flight)
+flight_tools=${FLIGHT_TOOLS:-$root/target/debug/flight-tools}
+if [ ! -x "$flight_tools" ]; then
+  (cd "$root" && cargo build -p kestrel-tools --bin flight-tools)
 fi
 
 # never from the repository's folder: Ultralytics writes beside where it runs
 cd "$work"
-exec "$venv/bin/python" "$root/scripts/ultralytics_interop.py" --repo "$root" --flight "$flight" --work "$work" "$@"
+exec "$venv/bin/python" "$root/scripts/ultralytics_interop.py" --repo "$root" --flight-tools "$flight_tools" --work "$work" "$@"

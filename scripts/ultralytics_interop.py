@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Interop check: Ultralytics exports run in `flight detect` as they run in Ultralytics.
+"""Interop check: Ultralytics exports run in `flight-tools detect` as they run in Ultralytics.
 
 Run through scripts/ultralytics-interop.sh, which makes the venv (outside the repository) first.
 Ultralytics is AGPL: this script only imports it, and everything it makes (models built from the
@@ -8,11 +8,11 @@ manifest and mission flight reads them through, results.json) goes under --work,
 repository.
 
 For each model: Ultralytics' own prediction on its ONNX file (and the PyTorch model, for the trained
-one) and `flight detect` through a signed manifest entry with the same threshold and IoU, on an image
+one) and `flight-tools detect` through a signed manifest entry with the same threshold and IoU, on an image
 no bigger than the model's input (no tiling), matched box for box. For the model trained on the
 project's own labelled image: mAP@0.5 on a frame larger than a tile, by Ultralytics (whole frame,
-and on flight's tiles merged as flight merges them) and by flight (`flight detect` scored with the
-same AP code as `flight eval`, and `flight eval`'s own figure).
+and on flight's tiles merged as flight merges them) and by flight (`flight-tools detect` scored with the
+same AP code as `flight-tools eval`, and `flight-tools eval`'s own figure).
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def average_precision(hits: list[bool], positives: int) -> float:
 
 
 def map50(labels: list[dict], detections: list[dict], min_iou: float = 0.5) -> float:
-    """mAP over the labels' classes, detections ranked by score, each label matched once (flight eval's)."""
+    """mAP over the labels' classes, detections ranked by score, each label matched once (flight-tools eval's)."""
     order = sorted(detections, key=lambda d: -d["score"])
     used = [False] * len(labels)
     outcomes = []
@@ -232,7 +232,7 @@ class Check:
         self.work = Path(args.work).expanduser().resolve()
         if self.work == self.repo or self.repo in self.work.parents:
             sys.exit(f"--work {self.work} is inside the repository: Ultralytics' outputs stay out of it")
-        self.flight = Path(args.flight).resolve()
+        self.flight = Path(args.flight_tools).resolve()
         self.timer = Timer()
         self.degenerate = 0  # boxes of no area Ultralytics gave in the last predictions
         self.results_path = self.work / "results.json"
@@ -302,7 +302,7 @@ class Check:
             out = self.run_flight(["keygen", "--secret", str(key)], check=True).stdout
             hexkey = re.findall(r"\b[0-9a-f]{64}\b", out)
             if not hexkey:
-                sys.exit(f"flight keygen printed no verifying key: {out!r}")
+                sys.exit(f"flight-tools keygen printed no verifying key: {out!r}")
             pub.write_text(hexkey[-1] + "\n")
         (fdir / "card.md").write_text("# Interop check model\n\nAn Ultralytics export made by scripts/ultralytics_interop.py.\n")
         lines = ["# Written by scripts/ultralytics_interop.py: every entry signed with signing.key beside it.\n"]
@@ -664,7 +664,7 @@ class Check:
             with self.timer(f"{spec['name']}: Ultralytics (ONNX) predicts {image.name}"):
                 ours = self.predict(model, spec, str(image), conf)
             degenerate = self.degenerate
-            with self.timer(f"{spec['name']}: flight detect {image.name}"):
+            with self.timer(f"{spec['name']}: flight-tools detect {image.name}"):
                 theirs, message = self.flight_detect(mission, f"{spec['name']}@{key}", image)
             h, w = cv2.imread(str(image)).shape[:2]
             sides = [("onnx", ours)]
@@ -712,7 +712,7 @@ class Check:
                     x0, y0, x1, y1 = b["box"]
                     tiled.append({**b, "box": [x0 + x, y0 + y, x1 + x, y1 + y], "tile": (x, y)})
             tiled = merge_tiles(tiled, MAX_IOU)
-        with self.timer("trained: flight detect whole frame"):
+        with self.timer("trained: flight-tools detect whole frame"):
             flight_boxes, message = self.flight_detect(mission, spec["name"], yell)
         scene = self.work / "scenes" / "yell"
         scene.mkdir(parents=True, exist_ok=True)
@@ -721,7 +721,7 @@ class Check:
             if not link.exists():
                 link.symlink_to(f)
         report = self.work / "out" / "trained-eval.json"
-        with self.timer("trained: flight eval"):
+        with self.timer("trained: flight-tools eval"):
             r = self.run_flight(["eval", "--mission", str(mission), "--model", spec["name"], "--report", str(report), str(scene)])
         flight_eval = None
         if r.returncode == 0 and report.exists():
@@ -789,7 +789,7 @@ class Check:
         mission = self.flight_setup(entries)
         overlap = int(re.search(r"^tile_overlap\s*=\s*(\d+)", mission.read_text(), re.M).group(1))
         for spec, onnx_path, pt_path, conf, facts, confs in prepared:
-            with self.timer(f"{spec['name']}: flight model-check"):
+            with self.timer(f"{spec['name']}: flight-tools model-check"):
                 check = self.model_check(mission, onnx_path)
             rows = self.compare(spec, onnx_path, mission, images, confs, pt_path)
             entry = {
@@ -826,7 +826,7 @@ class Check:
     def print_table(self, names: list[str]) -> None:
         models = self.results.get("models", {})
         log("\n" + "=" * 170)
-        header = f"{'model':<14} {'ultralytics side':<18} {'image':<26} {'layout (flight model-check)':<44} {'verdict':<8} {'ultra':>5} {'flight':>6} {'match':>5} {'minIoU':>7} {'medIoU':>7} {'dScore':>8} {'pass':>5}"
+        header = f"{'model':<14} {'ultralytics side':<18} {'image':<26} {'layout (flight-tools model-check)':<44} {'verdict':<8} {'ultra':>5} {'flight':>6} {'match':>5} {'minIoU':>7} {'medIoU':>7} {'dScore':>8} {'pass':>5}"
         log(header)
         log("-" * 170)
         fmt = lambda v, f: "-" if v is None else format(v, f)
@@ -867,7 +867,7 @@ class Check:
 
 
 def find_key(tree, key):
-    """The first `key` in a JSON tree, depth first (flight eval's pooled figure is its first map50)."""
+    """The first `key` in a JSON tree, depth first (flight-tools eval's pooled figure is its first map50)."""
     if isinstance(tree, dict):
         if key in tree and isinstance(tree[key], (int, float)):
             return tree[key]
@@ -886,13 +886,13 @@ def find_key(tree, key):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]))
-    p.add_argument("--flight", default=None, help="the flight binary (default REPO/target/debug/flight)")
+    p.add_argument("--flight-tools", default=None, help="the flight-tools binary (default REPO/target/debug/flight-tools)")
     p.add_argument("--work", default=str(WORK_DEFAULT), help="where everything Ultralytics makes goes (outside the repo)")
     p.add_argument("--only", default="", help="comma-separated models or groups (rtdetr, obb, yolo26, trained)")
     p.add_argument("--list", action="store_true", help="list the models and exit")
     p.add_argument("--skip-train", action="store_true", help="leave out the trained model")
     p.add_argument("--epochs", type=int, default=40, help="training epochs for the trained model (the figures in docs/benchmarks.md: 40)")
-    p.add_argument("--trained-conf", type=float, default=0.01, help="the trained model's min_score / conf (flight eval's curves stop at 0.05)")
+    p.add_argument("--trained-conf", type=float, default=0.01, help="the trained model's min_score / conf (flight-tools eval's curves stop at 0.05)")
     p.add_argument("--reexport", action="store_true", help="export again even if the ONNX file is there")
     p.add_argument("--retrain", action="store_true", help="train again even if the weights are there")
     args = p.parse_args()
@@ -901,7 +901,7 @@ def main() -> None:
             print(f"{s['name']:<14} {s['yaml']:<18} imgsz {s['imgsz']:<4} export {s['export']} images {s['images']}")
         print(f"groups: {GROUPS}")
         return
-    args.flight = args.flight or str(Path(args.repo) / "target" / "debug" / "flight")
+    args.flight_tools = args.flight_tools or str(Path(args.repo) / "target" / "debug" / "flight-tools")
     start = time.perf_counter()
     check = Check(args)
     check.run()

@@ -1,6 +1,6 @@
 //! Detection speed on the CPU, in one run: the raw ONNX Runtime session on pre-made tensors, in
 //! batches of the mission's `max_batch` tiles (the limit for this model on this machine), against
-//! the whole `flight detect` path, from the band files on disk to georeferenced detections (read
+//! the whole `flight-tools detect` path, from the band files on disk to georeferenced detections (read
 //! and scale, the next frame while this one runs; tile, letterbox, infer in the same batches,
 //! decode, NMS, merge, lat/lon), and from a decoded frame (what the flight pipeline runs); and the
 //! raw session one tile per run, which shows what the batches gain. All four use the detector's

@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use kestrel_link::config::LinkConfig;
-use kestrel_link::mission::{MissionError, MissionFile, MissionInfo};
 use kestrel_link::profile::LinkProfile;
 use kestrel_link::station::StationName;
+use kestrel_mission::link::LinkConfig;
+use kestrel_mission::{MissionError, MissionFile, MissionInfo};
 use serde::Deserialize;
 use toml::Spanned;
 

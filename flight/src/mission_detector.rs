@@ -1,7 +1,7 @@
 //! The mission's detector, ready to run on frames as the mission describes them: the model from
 //! the signed manifest, the bands that feed it (from a multi-band image, or from a scene folder of
-//! band files), their per-scene scaling, and the frame's georeferencing. `flight detect` and
-//! `flight eval` use it.
+//! band files), their per-scene scaling, and the frame's georeferencing. `flight-tools detect` and
+//! `flight-tools eval` use it.
 
 use std::path::{Path, PathBuf};
 

@@ -567,7 +567,7 @@ mod tests {
         let text = format!(
             "[[models]]\nname = \"m\"\nfile = \"m.onnx\"\n{keys}\nmin_score = 0.5\nmax_iou = 0.5\ncard = \"m.md\"\n"
         );
-        let manifest = kestrel_link::mission::MissionFile::from_text("models.toml", text);
+        let manifest = kestrel_mission::MissionFile::from_text("models.toml", text);
         let entry = manifest.parse_document::<Manifest>().expect("manifest").models.remove(0);
         VerifiedModel { entry, path: "m.onnx".into(), manifest, index: 0 }
     }

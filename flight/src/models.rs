@@ -1,12 +1,12 @@
 //! The model manifest (`models/models.toml`): every model the spacecraft may run, with its file's
 //! SHA-256 and an ed25519 signature of that digest. A model whose hash or signature does not
 //! match is refused before ONNX Runtime ever sees it. The verifying key ships with the software;
-//! the signing key never does: signing is an operator step (`flight sign-model`).
+//! the signing key never does: signing is an operator step (`flight-tools sign-model`).
 
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use kestrel_link::mission::{MissionError, MissionFile};
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use kestrel_mission::{MissionError, MissionFile};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
@@ -25,11 +25,11 @@ pub struct ModelEntry {
     pub name: String,
     /// The ONNX file, relative to the manifest.
     pub file: Spanned<PathBuf>,
-    /// Hex SHA-256 of the file (`flight sign-model` writes it). An entry without it is not signed
+    /// Hex SHA-256 of the file (`flight-tools sign-model` writes it). An entry without it is not signed
     /// yet: that model is refused, the others load.
     #[serde(default)]
     pub sha256: Option<Spanned<String>>,
-    /// Hex ed25519 signature of the SHA-256 digest (`flight sign-model` writes it).
+    /// Hex ed25519 signature of the SHA-256 digest (`flight-tools sign-model` writes it).
     #[serde(default)]
     pub signature: Option<Spanned<String>>,
     /// What the model gives: boxes (a detector) or a cloud mask.
@@ -148,7 +148,8 @@ use kestrel_link::hex::decode as unhex;
 /// Hex of a digest or signature, as the manifest writes them.
 pub use kestrel_link::hex::encode as hex;
 
-fn read_key<const N: usize>(path: &Path, what: &str) -> Result<[u8; N], ModelError> {
+/// A key of `N` bytes from a file of hexadecimal digits (`what` names it in the error).
+pub fn read_key<const N: usize>(path: &Path, what: &str) -> Result<[u8; N], ModelError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ModelError::Key { path: path.to_path_buf(), message: e.to_string() })?;
     unhex(&text).ok_or_else(|| ModelError::Key {
@@ -163,72 +164,8 @@ pub fn file_sha256(path: &Path) -> Result<[u8; 32], ModelError> {
     Ok(Sha256::digest(&bytes).into())
 }
 
-/// Makes a signing key (written to `secret`, owner-only) and returns the verifying key's hex.
-pub fn generate_key_pair(secret: &Path) -> Result<String, ModelError> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| ModelError::Key { path: secret.to_path_buf(), message: e.to_string() })?;
-    let key = SigningKey::from_bytes(&seed);
-    write_private(secret, &hex(&seed))
-        .map_err(|e| ModelError::Io { path: secret.to_path_buf(), message: e.to_string() })?;
-    Ok(hex(key.verifying_key().as_bytes()))
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?.write_all(text.as_bytes())
-}
-
-/// The ed25519 signature of `digest` (a model file's SHA-256) with the signing key in `secret`.
-pub fn sign_digest(secret: &Path, digest: &[u8; 32]) -> Result<[u8; 64], ModelError> {
-    let key = SigningKey::from_bytes(&read_key::<32>(secret, "signing key")?);
-    Ok(key.sign(digest).to_bytes())
-}
-
-/// Signs model `name` of the manifest with the signing key in `secret`: writes the file's SHA-256
-/// and the signature into the manifest, keeping its comments and layout. The signature must
-/// verify with `verifying_key` (the one flight checks with): a verifying key given as the signing
-/// key, or the signing key of another pair, is refused before the manifest is touched.
-pub fn sign(
-    manifest: &Path,
-    name: &str,
-    secret: &Path,
-    verifying_key_file: &Path,
-) -> Result<(String, String), ModelError> {
-    let public = verifying_key(verifying_key_file)?;
-    let given = read_key::<32>(secret, "signing key")?;
-    let refuse = |message: String| ModelError::Key { path: secret.to_path_buf(), message };
-    if given == public.to_bytes() {
-        return Err(refuse(format!(
-            "this is the verifying key `{}`, not the signing key; give the file `flight keygen --secret` wrote",
-            verifying_key_file.display()
-        )));
-    }
-    if SigningKey::from_bytes(&given).verifying_key() != public {
-        return Err(refuse(format!(
-            "not the signing key of the verifying key `{}`: flight would refuse what it signs (a new pair needs \
-             its verifying key in place and every model signed again, docs/models.md)",
-            verifying_key_file.display()
-        )));
-    }
-    let io = |e: String| ModelError::Io { path: manifest.to_path_buf(), message: e };
-    let text = std::fs::read_to_string(manifest).map_err(|e| io(e.to_string()))?;
-    let mut document: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| io(e.to_string()))?;
-    let models = document["models"].as_array_of_tables_mut().ok_or_else(|| io("no [[models]] tables".into()))?;
-    let model = models
-        .iter_mut()
-        .find(|m| m.get("name").and_then(|n| n.as_str()) == Some(name))
-        .ok_or_else(|| ModelError::Unknown(name.to_owned()))?;
-    let file = model.get("file").and_then(|f| f.as_str()).ok_or_else(|| io(format!("model `{name}` has no file")))?;
-    let digest = file_sha256(&manifest.parent().unwrap_or(Path::new(".")).join(file))?;
-    let signature = hex(&sign_digest(secret, &digest)?);
-    model["sha256"] = toml_edit::value(hex(&digest));
-    model["signature"] = toml_edit::value(signature.clone());
-    std::fs::write(manifest, document.to_string()).map_err(|e| io(e.to_string()))?;
-    Ok((hex(&digest), signature))
-}
-
-fn verifying_key(path: &Path) -> Result<VerifyingKey, ModelError> {
+/// The ed25519 verifying key in a file of 64 hexadecimal digits.
+pub fn verifying_key(path: &Path) -> Result<VerifyingKey, ModelError> {
     VerifyingKey::from_bytes(&read_key::<32>(path, "verifying key")?)
         .map_err(|e| ModelError::Key { path: path.to_path_buf(), message: e.to_string() })
 }
@@ -265,7 +202,8 @@ pub fn load_verified(manifest: &Path, verifying_key_file: &Path, name: &str) -> 
     let signed = |value: &Option<Spanned<String>>, key: &str, digits: usize| {
         let key = format!("models[{index}].{key}");
         let unsigned = || {
-            let message = format!("model `{name}` is not signed: `flight sign-model --model {name}` writes `{key}`");
+            let message =
+                format!("model `{name}` is not signed: `flight-tools sign-model --model {name}` writes `{key}`");
             file.error_at(entry.file.span(), &key, message)
         };
         let value = value.as_ref().ok_or_else(unsigned)?;

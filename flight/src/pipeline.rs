@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kestrel_dictionary::{EventSource, Parameter};
-use kestrel_link::cli::escape_controls;
 use kestrel_link::packet::Apid;
 use kestrel_link::product::{CommandReport, CommandStage, Severity};
 use kestrel_link::security::ReplayGuard;
 use kestrel_link::telecommand::{TcReceiver, UPLINK_REPLAY_WINDOW};
 use kestrel_link::uplink::{self, Mode, Telecommand, UplinkMessage};
+use kestrel_mission::cli::escape_controls;
 use kestrel_thermal::config::LoadedThermalMission;
 use kestrel_thermal::network::ZERO_CELSIUS_K;
 use kestrel_thermal::simulate::Plant;

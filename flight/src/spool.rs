@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use kestrel_link::cli::escape_controls;
+use kestrel_mission::cli::escape_controls;
 use sha2::{Digest, Sha256};
 
 /// The path's control characters (a newline in a file name) are escaped when it is shown.

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use kestrel_dictionary::{MissionDictionary, MissionLimits, NodeLimits};
-use kestrel_link::config::LinkConfig;
-use kestrel_link::mission::{MissionError, MissionFile, MissionInfo};
 use kestrel_link::profile::LinkProfile;
 use kestrel_link::station::StationName;
+use kestrel_mission::link::LinkConfig;
+use kestrel_mission::{MissionError, MissionFile, MissionInfo};
 use kestrel_thermal::config::LoadedThermalMission;
 use serde::Deserialize;
 

@@ -184,7 +184,7 @@ fn command_response(sent: Result<(u64, Release), CommandError>) -> Response {
 
 #[derive(Debug, Deserialize)]
 struct UploadQuery {
-    /// Hex ed25519 signature of the file's SHA-256 (`flight sign-model` writes it in the manifest).
+    /// Hex ed25519 signature of the file's SHA-256 (`flight-tools sign-model` writes it in the manifest).
     signature: String,
 }
 

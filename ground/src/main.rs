@@ -10,8 +10,8 @@ use kestrel_ground::config::LoadedGroundMission;
 use kestrel_ground::decode_file::{Report, decode_file};
 use kestrel_ground::http_server;
 use kestrel_ground::serve::{self, Service};
-use kestrel_link::cli::{self, LogArgs};
 use kestrel_link::profile::LinkProfile;
+use kestrel_mission::cli::{self, LogArgs};
 
 /// Kestrel ground station: receive CADU streams, verify and archive products, serve the console.
 #[derive(Debug, Parser)]
@@ -256,7 +256,7 @@ enum Channel {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProfileFile {
-    link: kestrel_link::config::LinkConfig,
+    link: kestrel_mission::link::LinkConfig,
 }
 
 fn decode(channel: Channel, input: &Path, packets: Option<&Path>, json: bool) -> anyhow::Result<()> {
@@ -270,7 +270,7 @@ fn decode(channel: Channel, input: &Path, packets: Option<&Path>, json: bool) ->
             }
         },
         Channel::File(path) => {
-            let file = kestrel_link::mission::MissionFile::read(&path)?;
+            let file = kestrel_mission::MissionFile::read(&path)?;
             file.parse_document::<ProfileFile>()?.link.channel(&file, "link")?
         }
         Channel::Detect => {

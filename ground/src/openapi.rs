@@ -115,7 +115,7 @@ pub fn document() -> Value {
                 "security": operator,
                 "parameters": [
                     { "name": "name", "in": "path", "required": true, "schema": { "type": "string" } },
-                    { "name": "signature", "in": "query", "required": true, "schema": { "type": "string" }, "description": "hex ed25519 signature of the file's SHA-256 (as `flight sign-model` writes it)" } ],
+                    { "name": "signature", "in": "query", "required": true, "schema": { "type": "string" }, "description": "hex ed25519 signature of the file's SHA-256 (as `flight-tools sign-model` writes it)" } ],
                 "requestBody": { "content": { "application/octet-stream": {} } },
                 "responses": { "202": { "description": "held for confirmation (installing a model is hazardous): { id, awaiting_confirmation: true, confirm }" }, "400": { "description": "bad name or signature, or an empty file" }, "401": { "description": "no or wrong operator token" }, "413": { "description": "file over 8 MiB" } } } },
             "/api/openapi.json": { "get": { "summary": "this document", "responses": { "200": { "description": "OpenAPI 3.1" } } } },

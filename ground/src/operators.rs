@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use kestrel_link::hex;
-use kestrel_link::mission::{MissionError, MissionFile};
+use kestrel_mission::{MissionError, MissionFile};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;

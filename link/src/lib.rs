@@ -1,17 +1,14 @@
-//! The space link between Kestrel's flight and ground segments, and the mission-file contract they share.
+//! The space link between Kestrel's flight and ground segments: the protocol and nothing else.
 //!
 //! `link` is the one crate that both `flight` and `ground` depend on; neither depends on the other.
 //! See ARCHITECTURE.md for the map of its modules and docs/ICD.md for the wire formats.
 
-pub mod cli;
 pub mod coding;
-pub mod config;
 pub mod decoder;
 pub mod encoder;
 pub mod fecf;
 pub mod frame;
 pub mod hex;
-pub mod mission;
 pub mod mpdu;
 pub mod noise;
 pub mod packet;

@@ -132,7 +132,7 @@ impl LinkProfile {
 
 /// The virtual channel each APID travels on (docs/ICD.md): the realtime channel for
 /// housekeeping and events, one for detections, one for imagery; anything else (for example
-/// foreign packets given to `flight frame`) on the detections channel.
+/// foreign packets given to `flight-tools frame`) on the detections channel.
 pub fn virtual_channel(apid: u16) -> u8 {
     match apid {
         a if a == Apid::Housekeeping.value() || a == Apid::Event.value() || a == Apid::CommandReport.value() => 0,

@@ -41,7 +41,7 @@ fn flight_profile(key: &[u8; 32]) -> LinkProfile {
     }
 }
 
-/// Packets framed into a CADU stream, as `flight frame` does; packets of one virtual channel
+/// Packets framed into a CADU stream, as `flight-tools frame` does; packets of one virtual channel
 /// keep their order.
 fn encode(profile: &LinkProfile, packets: &[Vec<u8>]) -> Vec<u8> {
     let mut encoder = CaduEncoder::new(profile.clone(), EncoderState::default());

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use kestrel_link::mission::{MissionError, MissionFile, MissionInfo};
+use kestrel_mission::{MissionError, MissionFile, MissionInfo};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 

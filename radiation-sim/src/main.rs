@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kestrel_link::cli::{self, LogArgs};
+use kestrel_mission::cli::{self, LogArgs};
 use kestrel_radiation_sim::campaign;
 use kestrel_radiation_sim::config::CampaignMission;
 use kestrel_radiation_sim::plan::Plan;

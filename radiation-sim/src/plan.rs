@@ -4,7 +4,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use kestrel_link::mission::{MissionError, MissionFile};
+use kestrel_mission::{MissionError, MissionFile};
 use serde::Deserialize;
 use toml::Spanned;
 

@@ -25,6 +25,7 @@ use kestrel_link::security::SecurityAssociation;
 use kestrel_link::station;
 use kestrel_link::telecommand::UPLINK_REPLAY_WINDOW;
 use kestrel_link::uplink::{Mode, Telecommand, UplinkSender};
+use kestrel_tools::signing;
 
 fn scenes() -> Vec<(&'static str, PathBuf)> {
     let ports = kestrel_flight::reference_data::expect("satellite/sen2ships");
@@ -490,10 +491,9 @@ fn own_signing_key(scratch: &Scratch) -> PathBuf {
         std::fs::copy(workspace_root().join("models").join(file), models.join(file)).expect("copy model");
     }
     let secret = scratch.path().join("test-signing.key");
-    let public = flight_models::generate_key_pair(&secret).expect("key pair");
+    let public = signing::generate_key_pair(&secret).expect("key pair");
     std::fs::write(models.join("model-signing.pub"), public).expect("verifying key");
-    flight_models::sign(&models.join("models.toml"), "vessels-s2", &secret, &models.join("model-signing.pub"))
-        .expect("sign");
+    signing::sign(&models.join("models.toml"), "vessels-s2", &secret, &models.join("model-signing.pub")).expect("sign");
     let path = scratch.path().join("mission.toml");
     let repository_models = workspace_root().join("models");
     let text =
@@ -510,7 +510,7 @@ fn upload(sender: &mut UplinkSender, transfer: u64, file: &[u8], sent: usize, se
         std::fs::write(temporary.path(), file).expect("write");
         flight_models::file_sha256(temporary.path()).expect("digest")
     };
-    let signature = flight_models::sign_digest(secret, &digest).expect("signature").to_vec();
+    let signature = signing::sign_digest(secret, &digest).expect("signature").to_vec();
     let install = Telecommand::InstallModel {
         transfer,
         model: "vessels-s2".into(),
@@ -530,7 +530,7 @@ fn an_uploaded_model_replaces_the_running_one_only_once_verified_and_loaded() {
     scratch.flight_mission(&listener.local_addr().expect("address").to_string());
     let secret = own_signing_key(&scratch);
     let someone_else = scratch.path().join("other-signing.key");
-    flight_models::generate_key_pair(&someone_else).expect("other key pair");
+    signing::generate_key_pair(&someone_else).expect("other key pair");
     let weights = std::fs::read(workspace_root().join("models/vessels-s2.onnx")).expect("model");
     // the same network with a new doc_string (ModelProto field 6; the last one read wins): a
     // different file that loads

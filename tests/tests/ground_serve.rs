@@ -337,13 +337,13 @@ fn a_model_upload_goes_up_as_segments_then_its_install_command_under_one_audit_i
     let bearer = operator_bearer(&scratch);
     // the mission's model verifying key made for the test, and the file signed with it
     let secret = scratch.path().join("test-signing.key");
-    let public = kestrel_flight::models::generate_key_pair(&secret).expect("key pair");
+    let public = kestrel_tools::signing::generate_key_pair(&secret).expect("key pair");
     std::fs::write(scratch.path().join("models/model-signing.pub"), public).expect("verifying key");
     let ground = start_ground(&scratch);
     let file: String = (0..5000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
     std::fs::write(scratch.path().join("upload.onnx"), &file).expect("model file");
     let digest = kestrel_flight::models::file_sha256(&scratch.path().join("upload.onnx")).expect("digest");
-    let signed = kestrel_flight::models::sign_digest(&secret, &digest).expect("sign");
+    let signed = kestrel_tools::signing::sign_digest(&secret, &digest).expect("sign");
     let signature = kestrel_flight::models::hex(&signed);
     let path = format!("/api/models/vessels-s2?signature={signature}");
     assert_eq!(request(&ground.http, "POST", &path, &[], &file).0, 401, "no token");
@@ -358,7 +358,7 @@ fn a_model_upload_goes_up_as_segments_then_its_install_command_under_one_audit_i
     // signatures that flight would refuse never go up: all zeros, and another file's
     for refused in [
         "00".repeat(64),
-        kestrel_flight::models::hex(&kestrel_flight::models::sign_digest(&secret, &[7; 32]).expect("sign")),
+        kestrel_flight::models::hex(&kestrel_tools::signing::sign_digest(&secret, &[7; 32]).expect("sign")),
     ] {
         let (status, reply) =
             request(&ground.http, "POST", &format!("/api/models/vessels-s2?signature={refused}"), &headers, &file);

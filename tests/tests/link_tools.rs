@@ -1,4 +1,4 @@
-//! `flight frame` and `ground decode`, the real binaries, on real captures and real packets.
+//! `flight-tools frame` and `ground decode`, the real binaries, on real captures and real packets.
 
 use std::path::PathBuf;
 
@@ -129,7 +129,7 @@ fn flight_frame_then_ground_decode_returns_the_real_packets_bit_exact() {
         scratch.mission_with(from, to);
         std::fs::write(scratch.path().join("in.pkts"), &all).expect("write");
         let output = run(
-            "flight",
+            "flight-tools",
             &["frame", "--mission", "mission.toml", "--in", "in.pkts", "--out", "stream.cadu"],
             scratch.path(),
         );
@@ -185,8 +185,11 @@ fn bad_input_gets_counted_errors_or_clear_messages_never_a_panic() {
     // the wrong key: every frame refused and counted
     std::fs::write(scratch.path().join("in.pkts"), std::fs::read(testdata("packets/ecm_raw2.bin")).expect("read"))
         .expect("w");
-    let output =
-        run("flight", &["frame", "--mission", "mission.toml", "--in", "in.pkts", "--out", "s.cadu"], scratch.path());
+    let output = run(
+        "flight-tools",
+        &["frame", "--mission", "mission.toml", "--in", "in.pkts", "--out", "s.cadu"],
+        scratch.path(),
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     std::fs::write(scratch.path().join("keys/link.key"), "11".repeat(32)).expect("rekey");
     let report = decode_json(&["decode", "--mission", "mission.toml", "--in", "s.cadu", "--json"], scratch.path());
@@ -204,8 +207,11 @@ fn bad_input_gets_counted_errors_or_clear_messages_never_a_panic() {
     cut.truncate(1000);
     std::fs::write(scratch.path().join("cut.pkts"), &cut).expect("write");
     std::fs::write(scratch.path().join("keys/link.key"), "00".repeat(32)).expect("w");
-    let output =
-        run("flight", &["frame", "--mission", "mission.toml", "--in", "cut.pkts", "--out", "c.cadu"], scratch.path());
+    let output = run(
+        "flight-tools",
+        &["frame", "--mission", "mission.toml", "--in", "cut.pkts", "--out", "c.cadu"],
+        scratch.path(),
+    );
     assert!(!output.status.success());
     let message = stderr(&output);
     assert!(message.contains("cut.pkts` byte ") && message.contains("truncated packet"), "{message}");
@@ -231,7 +237,7 @@ fn real_packets_through_flight_frame_a_noisy_channel_and_ground_decode_come_back
     }
     std::fs::write(scratch.path().join("in.pkts"), &sent).expect("write");
     let output = run(
-        "flight",
+        "flight-tools",
         &["frame", "--mission", "mission.toml", "--in", "in.pkts", "--out", "clean.cadu"],
         scratch.path(),
     );

@@ -1,4 +1,4 @@
-//! `flight model-check`: the real binary loads the PyPI ONNX Runtime library and runs a model,
+//! `flight-tools model-check`: the real binary loads the PyPI ONNX Runtime library and runs a model,
 //! and `--log-format json` makes its logs machine-readable.
 
 use kestrel_e2e::{Scratch, binary, stderr, stdout};
@@ -8,12 +8,12 @@ use kestrel_flight::onnx_runtime::cached_runtime_dir;
 fn model_check_runs_a_model_and_logs_json() {
     let scratch = Scratch::new();
     scratch.mission_with("", "");
-    let output = std::process::Command::new(binary("flight"))
+    let output = std::process::Command::new(binary("flight-tools"))
         .args(["--log-format", "json", "model-check", "--mission", "mission.toml", "--model"])
         .arg(cached_runtime_dir().join("models/sigmoid.onnx"))
         .current_dir(scratch.path())
         .output()
-        .expect("flight runs");
+        .expect("flight-tools runs");
     assert!(output.status.success(), "{}", stderr(&output));
     let report = stdout(&output);
     assert!(report.contains("execution provider: "), "{report}");
@@ -31,12 +31,12 @@ fn model_check_says_which_detector_layout_flight_reads_in_a_model() {
     let scratch = Scratch::new();
     scratch.mission_with("", "");
     let check = |model: std::path::PathBuf| {
-        let output = std::process::Command::new(binary("flight"))
+        let output = std::process::Command::new(binary("flight-tools"))
             .args(["model-check", "--mission", "mission.toml", "--model"])
             .arg(model)
             .current_dir(scratch.path())
             .output()
-            .expect("flight runs");
+            .expect("flight-tools runs");
         assert!(output.status.success(), "{}", stderr(&output));
         stdout(&output)
     };
@@ -51,17 +51,17 @@ fn model_check_says_which_detector_layout_flight_reads_in_a_model() {
 }
 
 #[test]
-fn flight_detect_writes_every_detection_as_geojson_placed_or_not() {
+fn detect_writes_every_detection_as_geojson_placed_or_not() {
     let scratch = Scratch::new();
     scratch.mission_with("", "");
     let aerial = kestrel_e2e::workspace_root().join("testdata/aerial");
-    let output = std::process::Command::new(binary("flight"))
+    let output = std::process::Command::new(binary("flight-tools"))
         .args(["detect", "--mission", "mission.toml", "--model", "trees-neon", "--geojson", "out.geojson"])
         .arg(aerial.join("OSBS_029.tif"))
         .arg(aerial.join("2019_YELL_2_541000_4977000_image_crop.png"))
         .current_dir(scratch.path())
         .output()
-        .expect("flight runs");
+        .expect("flight-tools runs");
     assert!(output.status.success(), "{}", stderr(&output));
     let printed: usize = stdout(&output)
         .lines()

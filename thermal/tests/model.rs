@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use kestrel_link::mission::MissionError;
+use kestrel_mission::MissionError;
 use kestrel_thermal::config::LoadedThermalMission;
 use kestrel_thermal::plan::{GpuProfile, plan};
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::iou;
+use kestrel_flight::detect::iou;
 
 /// A labelled box: which image (file name), class, and pixel box (x min, y min, x max, y max).
 #[derive(Debug, Clone, PartialEq)]
@@ -300,8 +300,9 @@ mod tests {
 
     #[test]
     fn reads_the_three_label_formats_of_the_real_data() {
-        let coco = read_labels(&crate::reference_data::expect("satellite/sen2ships/casablanca/casablanca_coco.json"))
-            .expect("COCO");
+        let coco =
+            read_labels(&kestrel_flight::reference_data::expect("satellite/sen2ships/casablanca/casablanca_coco.json"))
+                .expect("COCO");
         assert_eq!(coco.len(), 15);
         assert!(coco.iter().all(|l| l.class == "vessel" && l.image == "2023-04-26_SH_Casablanca_True_color.png"));
         assert_eq!(coco[0].pixel_box, [182.0, 281.0, 196.0, 286.0]);

@@ -1,4 +1,4 @@
-//! `flight eval` over many labelled scenes at once: each scene scored on its own (precision,
+//! `flight-tools eval` over many labelled scenes at once: each scene scored on its own (precision,
 //! recall, false alarms, AP at IoU 0.5 and 0.3), all of them pooled, and the precision-recall
 //! curves. A scene that cannot be scored (no labels, labels naming an image that is not there, a
 //! band file missing) is reported with what and where, and the other scenes are still scored.
@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::evaluate::{
     CurvePoint, LabelError, LabelledBox, ScoredBox, Scores, precision_recall_curve, read_labels, score,
 };
-use crate::mission_detector::{MissionDetector, MissionDetectorError};
+use kestrel_flight::mission_detector::{MissionDetector, MissionDetectorError};
 
 /// A labels file and the folder of its images.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use kestrel_flight::models::{ModelError, generate_key_pair, load_verified, sign};
+use kestrel_flight::models::{ModelError, load_verified};
 use kestrel_flight::onnx_runtime::cached_runtime_dir;
+use kestrel_tools::signing::{generate_key_pair, sign};
 
 const MANIFEST: &str = r#"# test manifest
 [[models]]

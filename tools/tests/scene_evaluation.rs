@@ -1,4 +1,4 @@
-//! `flight eval` over several scenes: each scored on its own and all of them pooled, and a scene
+//! `flight-tools eval` over several scenes: each scored on its own and all of them pooled, and a scene
 //! that cannot be scored (no labels, labels naming an image that is not there, a band file
 //! missing) named with what and where while the others are still scored. (Needs scripts/setup.sh:
 //! ONNX Runtime, dev keys; and the shared reference data.)
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use kestrel_flight::config::LoadedFlightMission;
 use kestrel_flight::mission_detector::MissionDetector;
 use kestrel_flight::reference_data;
-use kestrel_flight::scene_evaluation::{SceneOutcome, evaluate, find_scenes, precision_recall_svg};
+use kestrel_tools::scene_evaluation::{SceneOutcome, evaluate, find_scenes, precision_recall_svg};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -1,5 +1,5 @@
 //! The trained models of models/models.toml on imagery they never trained on, through the same
-//! path `flight detect` takes: each detector finds the labelled objects of its validation split
+//! path `flight-tools detect` takes: each detector finds the labelled objects of its validation split
 //! with the precision and recall its card states, and every detection lands inside the scene's
 //! georeferenced footprint (Web Mercator for the vessels, UTM for the crowns); the cloud screen
 //! calls the cloudy dates of a real Sentinel-2 series cloudy and the clear ones clear. (Needs
@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 
 use kestrel_flight::config::LoadedFlightMission;
 use kestrel_flight::detect::FrameDetection;
-use kestrel_flight::evaluate::{LabelledBox, ScoredBox, Scores, read_labels, score};
 use kestrel_flight::mission_detector::MissionDetector;
-use kestrel_flight::{reference_data, scene_evaluation};
+use kestrel_flight::reference_data;
+use kestrel_tools::evaluate::{LabelledBox, ScoredBox, Scores, read_labels, score};
+use kestrel_tools::scene_evaluation;
 
 /// Card figures are held to within this.
 const TOLERANCE: f64 = 0.02;
@@ -154,14 +155,14 @@ fn a_model_of_the_wrong_kind_is_refused_with_the_key_that_named_it() {
 }
 
 #[test]
-fn flight_screen_reports_each_tile_and_what_it_keeps_from_the_detector() {
+fn screen_reports_each_tile_and_what_it_keeps_from_the_detector() {
     let dates = reference_data::cloudy_clear_dates().unwrap_or_else(|e| panic!("{e}"));
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flight"))
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flight-tools"))
         .args(["screen", "--mission"])
         .arg(root().join("mission.toml"))
         .args((0..5).map(|date| dates.join(format!("date-{date}"))))
         .output()
-        .expect("flight runs");
+        .expect("flight-tools runs");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let lines: Vec<&str> = stdout.lines().collect();

@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kestrel_flight::config::ExecutionProviderKind;
 use kestrel_flight::model_io::{ModelIo, OutputLayout, Preprocess, resolve_session};
-use kestrel_flight::models::{ModelError, generate_key_pair, load_verified, sign};
+use kestrel_flight::models::{ModelError, load_verified};
 use kestrel_flight::onnx_runtime::OnnxRuntime;
+use kestrel_tools::signing::{generate_key_pair, sign};
 
 /// Protobuf bytes of one `ModelProto.metadata_props` entry (field 14, a `StringStringEntryProto`
 /// of key (1) and value (2)): appended to a serialised message, it adds the entry.

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::mission::{MissionError, MissionFile};
-use crate::profile::{LinkProfile, Randomizer};
-use crate::security::SecurityAssociation;
+use crate::{MissionError, MissionFile};
+use kestrel_link::profile::{LinkProfile, ProfileError, Randomizer};
+use kestrel_link::security::SecurityAssociation;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,12 +146,12 @@ impl LinkConfig {
         profile.security = None;
         checked.map_err(|e| {
             let (span, key) = match e {
-                crate::profile::ProfileError::VirtualFill(_) => (self.virtual_fill.span(), "virtual_fill"),
-                crate::profile::ProfileError::FrameLength(_) => {
+                ProfileError::VirtualFill(_) => (self.virtual_fill.span(), "virtual_fill"),
+                ProfileError::FrameLength(_) => {
                     (self.frame_len.as_ref().map_or(self.rs_interleave.span(), Spanned::span), "frame_len")
                 }
-                crate::profile::ProfileError::FrameTooShort { .. } => (self.insert_zone_len.span(), "insert_zone_len"),
-                crate::profile::ProfileError::Interleave(_) => (self.rs_interleave.span(), "rs_interleave"),
+                ProfileError::FrameTooShort { .. } => (self.insert_zone_len.span(), "insert_zone_len"),
+                ProfileError::Interleave(_) => (self.rs_interleave.span(), "rs_interleave"),
             };
             at(span, key, e.to_string())
         })?;

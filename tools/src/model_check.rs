@@ -1,4 +1,4 @@
-//! `flight model-check`: proves on the target that ONNX Runtime loads, that the mission's execution
+//! `flight-tools model-check`: proves on the target that ONNX Runtime loads, that the mission's execution
 //! providers resolve, that a given model runs, and which detector output layout flight reads in
 //! what it gives. It feeds zeros of a real tile's size (a free batch axis becomes 1, free sides
 //! the export's `imgsz`, else `--size`); it says nothing about the quality of the model's answers.
@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use ndarray::{ArrayD, IxDyn};
 use ort::value::{Tensor, TensorElementType, ValueType};
 
-use crate::config::InferenceConfig;
-use crate::detect::decode_layout;
-use crate::model_io::{ExportMetadata, OutputLayout};
-use crate::onnx_runtime::{OnnxRuntime, ProviderChoice, RuntimeError};
+use kestrel_flight::config::InferenceConfig;
+use kestrel_flight::detect::decode_layout;
+use kestrel_flight::model_io::{ExportMetadata, OutputLayout};
+use kestrel_flight::onnx_runtime::{OnnxRuntime, ProviderChoice, RuntimeError};
 
 #[derive(Debug)]
 pub struct ModelCheckReport {

@@ -1,4 +1,4 @@
-//! `flight frame`: wraps a file of space packets into a CADU stream as the mission's link section
+//! `flight-tools frame`: wraps a file of space packets into a CADU stream as the mission's link section
 //! says (frames, security, FECF, Reed-Solomon, randomizer, ASM). Packets go on the virtual channel
 //! of their APID (docs/ICD.md).
 

@@ -1,4 +1,4 @@
-//! The mission file (`mission.toml`): the one static declaration of a mission, read by every binary.
+//! Reading the mission file: sections, spans and located errors.
 //!
 //! Each crate owns the schema of its own section and deserializes only the sections it needs; this
 //! module owns what they share: reading the file, rejecting unknown top-level sections (a typo in a
@@ -128,7 +128,7 @@ impl MissionFile {
     /// Reads the 256-bit key in the key file that `value` names (under the dotted `key`).
     pub fn key_file(&self, key: &str, value: &Spanned<PathBuf>) -> Result<[u8; 32], MissionError> {
         let path = self.existing_file(key, value)?;
-        crate::security::read_key_file(&path).map_err(|e| self.error_at(value.span(), key, e.to_string()))
+        kestrel_link::security::read_key_file(&path).map_err(|e| self.error_at(value.span(), key, e.to_string()))
     }
 
     /// An error about the value at `span` (from a [`Spanned`] field) under the dotted `key`.

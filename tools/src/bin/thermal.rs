@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kestrel_link::cli::{self, LogArgs};
+use kestrel_mission::cli::{self, LogArgs};
 use kestrel_thermal::config::LoadedThermalMission;
 use kestrel_thermal::plan::{self, GpuProfile};
+use kestrel_tools::thermal_plot;
 
 /// Kestrel orbit, thermal and power model: passes, eclipses, temperatures and energy of a mission.
 #[derive(Debug, Parser)]
@@ -70,7 +71,7 @@ fn run_plan(mission: &Path, orbits: f64, gpu: GpuProfile, plot: &Path, json: boo
     let loaded = LoadedThermalMission::load(mission)?;
     let plan = plan::plan(&loaded, orbits, gpu)
         .map_err(|e| anyhow::anyhow!("{}: key `thermal.tle`: {e}", mission.display()))?;
-    plan::write_svg(&plan, plot).map_err(anyhow::Error::msg)?;
+    thermal_plot::write_svg(&plan, plot).map_err(anyhow::Error::msg)?;
     if json {
         let report = serde_json::json!({
             "passes": plan.passes,
