@@ -92,6 +92,10 @@ pub struct QueuedProduct {
     /// Kept in a tree of its own, so that marking a product sent does not rewrite its envelope.
     #[serde(skip)]
     pub sent: Option<Sent>,
+    /// [`Self::fingerprint`] when the product was read from the queue, its record's CRC just
+    /// checked (not stored: the record's CRC covers the stored copy).
+    #[serde(skip)]
+    pub read_fingerprint: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +105,21 @@ pub struct Sent {
 }
 
 impl QueuedProduct {
+    /// CRC-32 of what the radio sends and what its sent mark is kept under: id, APID, envelope.
+    pub fn fingerprint(&self) -> u32 {
+        let mut digest = CRC32.digest();
+        digest.update(&self.id.to_be_bytes());
+        digest.update(&self.apid.to_be_bytes());
+        digest.update(&self.envelope);
+        digest.finalize()
+    }
+
+    /// Whether the product is as it was read from the queue: an upset in memory between the read
+    /// and the radio fails this (a product never read from the queue fails it too).
+    pub fn unchanged_since_read(&self) -> bool {
+        self.read_fingerprint == Some(self.fingerprint())
+    }
+
     /// Queue order: priority, then age, then id.
     fn queue_key(&self) -> [u8; 17] {
         let mut key = [0u8; 17];
@@ -655,6 +674,7 @@ impl Checkpoint {
             let mut product: QueuedProduct =
                 decode(&value).map_err(|e| self.corrupt(format!("queued product {id}: {e}")))?;
             product.sent = sent;
+            product.read_fingerprint = Some(product.fingerprint());
             out.push(product);
             if out.len() >= limit {
                 break;
@@ -731,7 +751,41 @@ mod tests {
     use super::*;
 
     fn product(id: u64, priority: u8, created_ms: i64) -> QueuedProduct {
-        QueuedProduct { id, priority, created_ms, apid: 0x20, content_crc: 1, envelope: vec![id as u8; 10], sent: None }
+        QueuedProduct {
+            id,
+            priority,
+            created_ms,
+            apid: 0x20,
+            content_crc: 1,
+            envelope: vec![id as u8; 10],
+            sent: None,
+            read_fingerprint: None,
+        }
+    }
+
+    #[test]
+    fn a_product_read_from_the_queue_is_unchanged_until_a_bit_of_what_the_radio_sends_flips() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut checkpoint = Checkpoint::open(dir.path(), FlightState::new(0), Durability::Durable).expect("open");
+        let made = product(5, 1, 10);
+        assert!(!made.unchanged_since_read(), "a product never read from the queue has nothing to hold to");
+        checkpoint.commit(Batch::default().product(made), checkpoint.state().clone()).expect("commit");
+        let read = checkpoint.queued(1, |_| true).expect("queue").remove(0);
+        assert!(read.unchanged_since_read());
+        for bit in 0..read.envelope.len() * 8 {
+            let mut upset = read.clone();
+            upset.envelope[bit / 8] ^= 1 << (bit % 8);
+            assert!(!upset.unchanged_since_read(), "envelope bit {bit}");
+        }
+        for bit in 0..64 {
+            assert!(!QueuedProduct { id: read.id ^ (1 << bit), ..read.clone() }.unchanged_since_read(), "id bit {bit}");
+        }
+        for bit in 0..16 {
+            assert!(
+                !QueuedProduct { apid: read.apid ^ (1 << bit), ..read.clone() }.unchanged_since_read(),
+                "apid bit {bit}"
+            );
+        }
     }
 
     #[test]

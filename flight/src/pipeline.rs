@@ -1301,10 +1301,11 @@ impl Pipeline {
         Ok(true)
     }
 
-    /// The products of `chosen` still as they were encoded; one that is not is kept back with an
-    /// event, and sent again from the checkpoint's copy after the acknowledgement timeout.
+    /// The products of `chosen` still as they were read from the queue; one that is not is kept
+    /// back with an event, and sent again from the checkpoint's copy after the acknowledgement
+    /// timeout. A CRC over the bytes, not a decode: the envelope was checked once, when made.
     fn drop_upset_products(&mut self, now: i64, chosen: Vec<QueuedProduct>) -> Result<Vec<QueuedProduct>, RunError> {
-        let (intact, upset): (Vec<_>, Vec<_>) = chosen.into_iter().partition(products::intact);
+        let (intact, upset): (Vec<_>, Vec<_>) = chosen.into_iter().partition(QueuedProduct::unchanged_since_read);
         if !upset.is_empty() {
             let mut change = self.change();
             change.state.counters.upsets_detected += upset.len() as u64;

@@ -37,16 +37,22 @@ pub fn queued(product: &Product) -> QueuedProduct {
         content_crc: encoded.content_crc,
         envelope: encoded.bytes,
         sent: None,
+        read_fingerprint: None,
     }
 }
 
-/// Whether a queued product is still as it was encoded: its envelope decodes, its content matches
-/// the CRC made with it, and its id and CRC are the queue's. An upset in memory between the
-/// encoding and the radio fails this (the ground would refuse it too, but only after it used the
-/// downlink).
+/// Whether a product just made is as it was encoded: its content decompresses to the CRC made
+/// with it, and its envelope's schema version is this build's and its id, kind and CRC the queue
+/// entry's. Checked once, before it is
+/// queued (queued damaged, the ground would refuse it at every resend); from then on its record's
+/// CRC in the checkpoint and [`QueuedProduct::unchanged_since_read`] at each send cover it.
 pub fn intact(product: &QueuedProduct) -> bool {
-    Product::decode(&product.envelope).is_ok_and(|decoded| decoded.id == product.id)
-        && product::Envelope::parse(&product.envelope).is_ok_and(|e| e.content_crc == product.content_crc)
+    product::Envelope::verify(&product.envelope).is_ok_and(|e| {
+        e.version == product::SCHEMA_VERSION
+            && e.id == product.id
+            && e.kind.apid().value() == product.apid
+            && e.content_crc == product.content_crc
+    })
 }
 
 /// A frame as the product builders see it.

@@ -294,14 +294,8 @@ impl Product {
     /// Decodes and verifies an envelope: version, kind, decompression within bounds, content CRC,
     /// schema, and that envelope and content agree.
     pub fn decode(bytes: &[u8]) -> Result<Self, ProductError> {
-        let header = Envelope::parse(bytes)?;
+        let (header, mut content) = Envelope::verified_content(bytes)?;
         let id = header.id;
-        let content = decompress(&bytes[ENVELOPE_LEN..]).map_err(|message| ProductError::Decompress { id, message })?;
-        let found = crc32(&content);
-        if found != header.content_crc {
-            return Err(ProductError::Crc { id, expected: header.content_crc, found });
-        }
-        let mut content = content;
         if header.version == 1 && header.kind == Kind::Detections {
             // schema 2 appended the oriented boxes' list to detections: here it is, empty
             content.push(0);
@@ -371,6 +365,26 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// The header, and the content under it decompressed (within bounds) and held to the header's
+    /// CRC: all that [`Product::decode`] checks before the schema.
+    fn verified_content(bytes: &[u8]) -> Result<(Self, Vec<u8>), ProductError> {
+        let header = Self::parse(bytes)?;
+        let id = header.id;
+        let content = decompress(&bytes[ENVELOPE_LEN..]).map_err(|message| ProductError::Decompress { id, message })?;
+        let found = crc32(&content);
+        if found != header.content_crc {
+            return Err(ProductError::Crc { id, expected: header.content_crc, found });
+        }
+        Ok((header, content))
+    }
+
+    /// The header, once the content it carries is checked against it (decompressed and its CRC
+    /// compared), without decoding the schema: for the one who just encoded it and wants to know
+    /// the bytes are what was encoded.
+    pub fn verify(bytes: &[u8]) -> Result<Self, ProductError> {
+        Self::verified_content(bytes).map(|(header, _)| header)
+    }
+
     pub fn parse(bytes: &[u8]) -> Result<Self, ProductError> {
         if bytes.len() < ENVELOPE_LEN {
             return Err(ProductError::Short(bytes.len()));
