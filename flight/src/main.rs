@@ -4,26 +4,17 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use kestrel_flight::checkpoint::Durability;
 use kestrel_flight::clock::Clock;
 use kestrel_flight::config::LoadedFlightMission;
 use kestrel_flight::mission_detector::{MissionDetector, MissionDetectorError};
 use kestrel_flight::models::ModelError;
 use kestrel_flight::pipeline::{Pipeline, Stop};
-use kestrel_mission::cli::{self, LogArgs};
+use kestrel_mission::cli;
 use kestrel_thermal::config::LoadedThermalMission;
 
-/// Kestrel on-board software: ingest frames, detect, checkpoint, schedule and downlink products.
-/// Models, imagery and framing on the ground: `flight-tools`.
-#[derive(Debug, Parser)]
-#[command(name = "flight", version)]
-struct Cli {
-    #[command(flatten)]
-    log: LogArgs,
-    #[command(subcommand)]
-    command: Command,
-}
+const ABOUT: &str = "Kestrel on-board software: ingest frames, detect, checkpoint, schedule and downlink products. Models, imagery and framing on the ground: `flight-tools`.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -58,9 +49,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    cli.log.init();
-    let result = match cli.command {
+    let result = match cli::parse::<Command>("flight", ABOUT) {
         // what `flight run` reads: the flight view, and `[thermal]` (contacts, the scheduler's plant)
         Command::Check { mission } => check(&mission),
         Command::Run { mission, speedup, duration_ms, until_drained, summary, volatile_checkpoint } => {

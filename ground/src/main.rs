@@ -4,24 +4,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use kestrel_ground::archive::{self, DetectionQuery};
 use kestrel_ground::config::LoadedGroundMission;
 use kestrel_ground::decode_file::{Report, decode_file};
 use kestrel_ground::http_server;
 use kestrel_ground::serve::{self, Service};
 use kestrel_link::profile::LinkProfile;
-use kestrel_mission::cli::{self, LogArgs};
+use kestrel_mission::cli;
 
-/// Kestrel ground station: receive CADU streams, verify and archive products, serve the console.
-#[derive(Debug, Parser)]
-#[command(name = "ground", version)]
-struct Cli {
-    #[command(flatten)]
-    log: LogArgs,
-    #[command(subcommand)]
-    command: Command,
-}
+const ABOUT: &str = "Kestrel ground station: receive CADU streams, verify and archive products, serve the console.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -130,9 +122,7 @@ fn write_dictionary(mission: &Path, xtce: Option<&Path>, json: Option<&Path>) ->
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    cli.log.init();
-    let result = match cli.command {
+    let result = match cli::parse::<Command>("ground", ABOUT) {
         Command::Check { mission } => LoadedGroundMission::load(&mission)
             .map(|loaded| {
                 let g = &loaded.config.ground;

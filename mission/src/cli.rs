@@ -1,10 +1,11 @@
-//! What every Kestrel command line shares: the log options and how an error ends the process.
+//! What every Kestrel command line shares: the log options, how its arguments are read, and how
+//! an error ends the process.
 
 use std::borrow::Cow;
 use std::fmt::{Display, Write as _};
 use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::FormatFields;
@@ -38,6 +39,25 @@ impl LogArgs {
             LogFormat::Json => builder.json().flatten_event(true).try_init(),
         };
     }
+}
+
+/// A binary's command line: the shared log options, then its own subcommand.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct CommandLine<C: Subcommand> {
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(subcommand)]
+    command: C,
+}
+
+/// Reads the process's arguments as binary `name` (`about` heads its help), installs the logging
+/// they ask for and returns the subcommand; a mistake exits with clap's message.
+pub fn parse<C: Subcommand>(name: &'static str, about: &'static str) -> C {
+    let matches = CommandLine::<C>::command().name(name).bin_name(name).about(about).get_matches();
+    let line = CommandLine::<C>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    line.log.init();
+    line.command
 }
 
 /// The text format's fields, the message among them, with control characters escaped

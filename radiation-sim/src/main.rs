@@ -3,22 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use kestrel_mission::cli::{self, LogArgs};
+use clap::Subcommand;
+use kestrel_mission::cli;
 use kestrel_radiation_sim::campaign;
 use kestrel_radiation_sim::config::CampaignMission;
 use kestrel_radiation_sim::plan::Plan;
 
-/// Kestrel fault injection: drive the real flight and ground binaries through a mission while
-/// injecting radiation, link and power faults, and report the invariants.
-#[derive(Debug, Parser)]
-#[command(name = "radiation-sim", version)]
-struct Cli {
-    #[command(flatten)]
-    log: LogArgs,
-    #[command(subcommand)]
-    command: Command,
-}
+const ABOUT: &str = "Kestrel fault injection: drive the real flight and ground binaries through a mission while injecting radiation, link and power faults, and report the invariants.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -49,9 +40,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    cli.log.init();
-    let result = match cli.command {
+    let result = match cli::parse::<Command>("radiation-sim", ABOUT) {
         Command::Check { mission } => CampaignMission::load(&mission).map_err(anyhow::Error::from).map(|loaded| {
             println!("{}: OK for radiation-sim (mission `{}`)", mission.display(), loaded.mission.name);
         }),

@@ -4,22 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use kestrel_flight::config::LoadedFlightMission;
 use kestrel_flight::mission_detector::MissionDetector;
-use kestrel_mission::cli::{self, LogArgs};
+use kestrel_mission::cli;
 use kestrel_tools::{evaluate, frame_file, model_check, scene_evaluation, signing};
 
-/// Kestrel's tools for what flight runs: detect, screen and score scenes, check and sign models,
-/// frame space packets as the mission's link does.
-#[derive(Debug, Parser)]
-#[command(name = "flight-tools", version)]
-struct Cli {
-    #[command(flatten)]
-    log: LogArgs,
-    #[command(subcommand)]
-    command: Command,
-}
+const ABOUT: &str = "Kestrel's tools for what flight runs: detect, screen and score scenes, check and sign models, frame space packets as the mission's link does.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -113,9 +104,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    cli.log.init();
-    let result = match cli.command {
+    let result = match cli::parse::<Command>("flight-tools", ABOUT) {
         Command::Frame { mission, input, output } => LoadedFlightMission::load(&mission)
             .map_err(anyhow::Error::from)
             .and_then(|loaded| frame_file::frame_file(loaded.link, &input, &output).map_err(Into::into))

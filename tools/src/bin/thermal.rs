@@ -3,21 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use kestrel_mission::cli::{self, LogArgs};
+use clap::Subcommand;
+use kestrel_mission::cli;
 use kestrel_thermal::config::LoadedThermalMission;
 use kestrel_thermal::plan::{self, GpuProfile};
 use kestrel_tools::thermal_plot;
 
-/// Kestrel orbit, thermal and power model: passes, eclipses, temperatures and energy of a mission.
-#[derive(Debug, Parser)]
-#[command(name = "thermal", version)]
-struct Cli {
-    #[command(flatten)]
-    log: LogArgs,
-    #[command(subcommand)]
-    command: Command,
-}
+const ABOUT: &str = "Kestrel orbit, thermal and power model: passes, eclipses, temperatures and energy of a mission.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -46,9 +38,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    cli.log.init();
-    let result = match cli.command {
+    let result = match cli::parse::<Command>("thermal", ABOUT) {
         Command::Check { mission } => LoadedThermalMission::load(&mission)
             .map(|loaded| {
                 println!(
