@@ -189,6 +189,17 @@ impl MissionDetector {
         detect_clear_tiles(&mut self.detector, self.cloud_screen.as_mut(), &raster, &ranges, georef.as_ref())
     }
 
+    /// What the screens before the detector make of one tile: the first step of the one frame path
+    /// that `flight run` (tile by tile), `flight-tools detect` and `eval` (a frame at once) share.
+    pub fn screen_tile(
+        &mut self,
+        raster: &Raster,
+        ranges: &[(f32, f32)],
+        window: Window,
+    ) -> Result<TileScreen, DetectError> {
+        screen_tile(&self.detector.spec().bands, self.cloud_screen.as_mut(), raster, ranges, window)
+    }
+
     /// The cloud cover of one tile, when the mission has a cloud screen.
     pub fn cloud_cover(&mut self, raster: &Raster, window: Window) -> Result<Option<CloudCover>, DetectError> {
         self.cloud_screen.as_mut().map(|screen| screen.cover(raster, window)).transpose()
@@ -239,7 +250,35 @@ impl MissionDetector {
     }
 }
 
-/// The detections in the tiles of a frame that the cloud screen (if any) lets through.
+/// What the screens before the detector make of a tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TileScreen {
+    /// Every band of the model's is flat: nothing a detector could find (`screen::carries_nothing`).
+    Flat,
+    /// Clouded over the mission's limit.
+    Clouded,
+    /// For the detector.
+    Clear,
+}
+
+fn screen_tile(
+    bands: &[usize],
+    cloud_screen: Option<&mut CloudScreen>,
+    raster: &Raster,
+    ranges: &[(f32, f32)],
+    window: Window,
+) -> Result<TileScreen, DetectError> {
+    if crate::screen::carries_nothing(raster, window, bands, ranges) {
+        return Ok(TileScreen::Flat);
+    }
+    let clouded = match cloud_screen {
+        Some(screen) => screen.cover(raster, window)?.over_limit,
+        None => false,
+    };
+    Ok(if clouded { TileScreen::Clouded } else { TileScreen::Clear })
+}
+
+/// The detections in the tiles of a frame that the screens let through.
 fn detect_clear_tiles(
     detector: &mut Detector,
     mut cloud_screen: Option<&mut CloudScreen>,
@@ -247,10 +286,9 @@ fn detect_clear_tiles(
     ranges: &[(f32, f32)],
     georef: Option<&GeoTransform>,
 ) -> Result<Vec<FrameDetection>, MissionDetectorError> {
-    let clear = |window| match cloud_screen.as_deref_mut() {
-        Some(screen) => Ok(!screen.cover(raster, window)?.over_limit),
-        None => Ok(true),
-    };
+    let bands = detector.spec().bands.clone();
+    let clear =
+        |window| Ok(screen_tile(&bands, cloud_screen.as_deref_mut(), raster, ranges, window)? == TileScreen::Clear);
     Ok(detector.detect_where(raster, ranges, georef, clear)?)
 }
 

@@ -32,7 +32,7 @@ use crate::fault_map::PlantFault;
 use crate::georef::GeoTransform;
 use crate::health::{self, Systemd, Watchdog};
 use crate::imagery::Raster;
-use crate::mission_detector::MissionDetector;
+use crate::mission_detector::{MissionDetector, TileScreen};
 use crate::products::{self, FrameView, Sizes};
 use crate::schedule::{self, Decision, ExposureTable, GpuBudget, RunCost, Scheduler};
 use crate::spool::{Arrival, Spool};
@@ -1321,25 +1321,25 @@ impl Pipeline {
     }
 }
 
-/// Tiles through the screens: the cheap one (flat tiles carry nothing), the cloud screen when the
-/// mission has one, and the detector, in one run, for those that are left.
+/// Tiles through the frame path `flight-tools detect` takes too (`MissionDetector::screen_tile`,
+/// then the detector, in one run, for those that are left); the frame's detections are merged
+/// from them by `Detector::merge` once every tile has its result.
 fn run_tiles(
     detector: &mut MissionDetector,
     raster: &Raster,
     ranges: &[(f32, f32)],
     windows: &[Window],
 ) -> Result<Vec<TileResult>, DetectError> {
-    let bands = detector.spec().bands.clone();
     let mut results = Vec::with_capacity(windows.len());
     let mut to_detect = Vec::with_capacity(windows.len());
     for &window in windows {
-        if crate::screen::carries_nothing(raster, window, &bands, ranges) {
-            results.push(Some(TileResult::Screened));
-        } else if detector.cloud_cover(raster, window)?.is_some_and(|cover| cover.over_limit) {
-            results.push(Some(TileResult::Clouded));
-        } else {
-            results.push(None);
-            to_detect.push(window);
+        match detector.screen_tile(raster, ranges, window)? {
+            TileScreen::Flat => results.push(Some(TileResult::Screened)),
+            TileScreen::Clouded => results.push(Some(TileResult::Clouded)),
+            TileScreen::Clear => {
+                results.push(None);
+                to_detect.push(window);
+            }
         }
     }
     let mut found = detector.detector().detect_tiles(raster, ranges, &to_detect)?.into_iter();
