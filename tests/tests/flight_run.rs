@@ -597,7 +597,10 @@ fn fly_with_uplink(scratch: &Scratch, listener: TcpListener, uplink: Vec<u8>) ->
         let (mut socket, _) = listener.accept().expect("flight connects");
         answer_sign_on(&mut socket);
         socket.write_all(&uplink).expect("uplink");
-        socket.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+        // everything until flight hangs up at its end: a loaded machine may hold a report back
+        // for seconds (a model upload is verified and loaded before its report); the timeout only
+        // keeps a broken flight from hanging the test
+        socket.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
         let (mut downlink, mut buffer) = (Vec::new(), vec![0u8; 1 << 16]);
         while let Ok(n @ 1..) = socket.read(&mut buffer) {
             downlink.extend_from_slice(&buffer[..n]);
