@@ -43,9 +43,9 @@ pub fn queued(product: &Product) -> QueuedProduct {
 
 /// Whether a product just made is as it was encoded: its content decompresses to the CRC made
 /// with it, and its envelope's schema version is this build's and its id, kind and CRC the queue
-/// entry's. Checked once, before it is
-/// queued (queued damaged, the ground would refuse it at every resend); from then on its record's
-/// CRC in the checkpoint and [`QueuedProduct::unchanged_since_read`] at each send cover it.
+/// entry's. Checked once, before it is queued (queued damaged, the ground would refuse it at every
+/// resend); from then on its record's CRC in the checkpoint and
+/// [`QueuedProduct::unchanged_since_read`] at each send cover it.
 pub fn intact(product: &QueuedProduct) -> bool {
     product::Envelope::verify(&product.envelope).is_ok_and(|e| {
         e.version == product::SCHEMA_VERSION

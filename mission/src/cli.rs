@@ -12,7 +12,7 @@ use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+enum LogFormat {
     /// Human-readable lines.
     #[default]
     Text,
@@ -20,17 +20,17 @@ pub enum LogFormat {
     Json,
 }
 
-/// The logging options of every binary; `#[command(flatten)]` them into its parser.
+/// The logging options of every binary (`parse` reads them before its subcommand).
 #[derive(Debug, Clone, Args)]
-pub struct LogArgs {
+struct LogArgs {
     /// Log format on stderr; `RUST_LOG` sets the level (default `info`).
     #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    log_format: LogFormat,
 }
 
 impl LogArgs {
     /// Installs the global `tracing` subscriber writing to stderr.
-    pub fn init(&self) {
+    fn init(&self) {
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
         let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
         // An error here only means a subscriber is already installed.
